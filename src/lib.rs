@@ -1,0 +1,11 @@
+//! trustgate: a verifying pull-through registry proxy.
+//!
+//! Modules follow the request path (see `docs/architecture.md`): `oci` parses what clients ask
+//! for, `policy` decides what a rule requires, `trust` verifies signatures, and the content and
+//! upstream layers fetch and cache what was verified.
+
+pub mod cli;
+pub mod config;
+pub mod oci;
+pub mod policy;
+pub mod trust;

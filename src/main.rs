@@ -1,0 +1,23 @@
+//! The trustgate binary: parse the command line, run the verb, map the outcome to an exit code
+//! (0 success, 1 refused or failed, 2 usage).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use trustgate::cli::{trust::TrustCommand, Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Trust(TrustCommand::Inspect(args)) => trustgate::cli::trust::inspect(args).await,
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

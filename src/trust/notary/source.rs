@@ -1,0 +1,221 @@
+//! Where metadata comes from: a notary server over HTTP(S), or a directory laid out like the
+//! server's path (`root.json`, `targets/releases.json`, `2.root.json`, ...).
+
+use std::{path::PathBuf, time::Duration};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::error::FetchError;
+
+/// Which file of a GUN's trust data to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaName {
+    pub role: String,
+    /// Known sha256 (hex): the server is asked for the consistent name `<role>.<hex>.json`.
+    pub checksum: Option<String>,
+    /// A specific root version (`<version>.root.json`), used for root rotation.
+    pub version: Option<i64>,
+}
+
+impl MetaName {
+    pub fn latest(role: &str) -> Self {
+        MetaName {
+            role: role.to_owned(),
+            checksum: None,
+            version: None,
+        }
+    }
+
+    pub fn by_checksum(role: &str, checksum: Option<String>) -> Self {
+        MetaName {
+            role: role.to_owned(),
+            checksum,
+            version: None,
+        }
+    }
+
+    pub fn root_version(version: i64) -> Self {
+        MetaName {
+            role: "root".to_owned(),
+            checksum: None,
+            version: Some(version),
+        }
+    }
+
+    fn plain_path(&self) -> String {
+        match self.version {
+            Some(v) => format!("{v}.{}.json", self.role),
+            None => format!("{}.json", self.role),
+        }
+    }
+
+    fn server_path(&self) -> String {
+        match (&self.checksum, self.version) {
+            (Some(sum), None) => format!("{}.{sum}.json", self.role),
+            _ => self.plain_path(),
+        }
+    }
+}
+
+/// Timeouts for talking to a trust server.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpTimeouts {
+    pub connect: Duration,
+    pub request: Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        HttpTimeouts {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A notary server: `GET {url}/v2/{gun}/_trust/tuf/{name}`.
+#[derive(Debug, Clone)]
+pub struct HttpSource {
+    base: String,
+    client: reqwest::Client,
+    timeouts: HttpTimeouts,
+}
+
+impl HttpSource {
+    /// `ca_pem`: extra trust anchors (PEM bundle) added to the platform's roots.
+    pub fn new(
+        url: &str,
+        ca_pem: Option<&[u8]>,
+        timeouts: HttpTimeouts,
+    ) -> Result<Self, FetchError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.request)
+            .redirect(reqwest::redirect::Policy::limited(5));
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| FetchError::Io {
+                path: "CA bundle".to_owned(),
+                detail: format!("not a PEM certificate bundle: {e}"),
+            })?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder.build().map_err(|e| FetchError::Unreachable {
+            url: url.to_owned(),
+            detail: format!("cannot build an HTTP client: {e}"),
+        })?;
+        Ok(HttpSource {
+            base: url.trim_end_matches('/').to_owned(),
+            client,
+            timeouts,
+        })
+    }
+
+    async fn fetch(&self, gun: &str, name: &MetaName, limit: u64) -> Result<Bytes, FetchError> {
+        let url = format!("{}/v2/{gun}/_trust/tuf/{}", self.base, name.server_path());
+        let response = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| classify(&url, &e, self.timeouts))?;
+        match response.status().as_u16() {
+            200 => {}
+            404 => return Err(FetchError::NotFound),
+            status => return Err(FetchError::Status { status, url }),
+        }
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(FetchError::TooLarge { limit });
+        }
+        // Read at most `limit` bytes whatever the server claims: endless-data attacks.
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| classify(&url, &e, self.timeouts))?;
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return Err(FetchError::TooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
+    }
+}
+
+/// Turns a transport error into words a user can act on; an expired server certificate is the
+/// most common notary failure, so it gets its own message.
+fn classify(url: &str, err: &reqwest::Error, timeouts: HttpTimeouts) -> FetchError {
+    if err.is_timeout() {
+        return FetchError::Timeout {
+            url: url.to_owned(),
+            seconds: timeouts.request.as_secs(),
+        };
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::InvalidCertificate(cert_err)) = tls {
+            let detail = cert_err.to_string();
+            return match cert_err {
+                rustls::CertificateError::Expired
+                | rustls::CertificateError::ExpiredContext { .. } => FetchError::TlsExpired {
+                    url: url.to_owned(),
+                    detail,
+                },
+                _ => FetchError::TlsUntrusted {
+                    url: url.to_owned(),
+                    detail,
+                },
+            };
+        }
+        source = e.source();
+    }
+    let mut detail = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        detail = format!("{detail}: {e}");
+        source = e.source();
+    }
+    FetchError::Unreachable {
+        url: url.to_owned(),
+        detail,
+    }
+}
+
+/// Where a verifier reads metadata from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Http(HttpSource),
+    /// A directory laid out like the server path; checksums are ignored (plain names only).
+    Dir(PathBuf),
+}
+
+impl Source {
+    /// Fetches one file, reading at most `limit` bytes.
+    pub async fn fetch(&self, gun: &str, name: &MetaName, limit: u64) -> Result<Bytes, FetchError> {
+        match self {
+            Source::Http(http) => http.fetch(gun, name, limit).await,
+            Source::Dir(dir) => {
+                let path = dir.join(name.plain_path());
+                let io = |e: std::io::Error| FetchError::Io {
+                    path: path.display().to_string(),
+                    detail: e.to_string(),
+                };
+                let len = match tokio::fs::metadata(&path).await {
+                    Ok(m) => m.len(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(FetchError::NotFound)
+                    }
+                    Err(e) => return Err(io(e)),
+                };
+                if len > limit {
+                    return Err(FetchError::TooLarge { limit });
+                }
+                tokio::fs::read(&path).await.map(Bytes::from).map_err(io)
+            }
+        }
+    }
+}
