@@ -51,6 +51,11 @@ fn harness_smoke() {
     assert_eq!(status, 200);
     assert_eq!(body, b"{}");
     assert!(registry.data_dir().is_dir());
+
+    // Distribution's own pull-through cache in front of it.
+    let mirror = Registry::start_proxy(&registry.url());
+    let (status, _) = http_get(&format!("{}/v2/", mirror.url())).unwrap();
+    assert_eq!(status, 200);
 }
 
 #[test]

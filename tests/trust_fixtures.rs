@@ -98,6 +98,8 @@ struct Case {
     #[serde(default)]
     tags: BTreeMap<String, String>,
     #[serde(default)]
+    tag_sizes: BTreeMap<String, u64>,
+    #[serde(default)]
     tag_roles: BTreeMap<String, String>,
     /// Padding the test adds to one metadata file before running (too big to commit).
     oversize: Option<Oversize>,
@@ -178,26 +180,37 @@ fn check_ok(name: &str, case: &Case, run: &Run) {
     let listed = report["signed_tags"]
         .as_array()
         .unwrap_or_else(|| panic!("{name}: no signed_tags array in {report}"));
-    let mut found = BTreeMap::new();
+    let mut found: BTreeMap<String, &Value> = BTreeMap::new();
     for entry in listed {
         let tag = entry["tag"].as_str().unwrap_or_default().to_string();
-        let digest = entry["digest"].as_str().unwrap_or_default().to_string();
-        let role = entry["role"].as_str().unwrap_or_default().to_string();
-        if let Some(previous) = found.insert(tag.clone(), (digest, role)) {
-            panic!("{name}: tag {tag} listed twice in signed_tags ({previous:?}): {report}");
+        if let Some(previous) = found.insert(tag.clone(), entry) {
+            panic!("{name}: tag {tag} listed twice in signed_tags ({previous}): {report}");
         }
     }
-    let digests: BTreeMap<_, _> = found
+    let digests: BTreeMap<String, String> = found
         .iter()
-        .map(|(t, (d, _))| (t.clone(), d.clone()))
+        .map(|(tag, entry)| {
+            (
+                tag.clone(),
+                entry["digest"].as_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
     assert_eq!(
         digests, case.tags,
         "{name}: signed tags and digests in {report}"
     );
+    for (tag, size) in &case.tag_sizes {
+        assert_eq!(
+            found[tag]["size"].as_u64(),
+            Some(*size),
+            "{name}: size of {tag} in {report}"
+        );
+    }
     for (tag, role) in &case.tag_roles {
         assert_eq!(
-            &found[tag].1, role,
+            found[tag]["role"].as_str(),
+            Some(role.as_str()),
             "{name}: role that signed {tag} in {report}"
         );
     }

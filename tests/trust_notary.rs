@@ -628,3 +628,167 @@ fn tls_server_with_ca_file() {
     let line = assert_refused(&inspect(&server, gun, &[]), &[]);
     eprintln!("untrusted server certificate: {line}");
 }
+
+#[test]
+fn revoked_release_falls_back_to_targets() {
+    let server = NotaryServer::start();
+    let notary = NotaryCli::for_server(&server);
+    let keys = tempfile::tempdir().unwrap();
+    let gun = "example.com/team/fallback";
+    notary.init(gun);
+    let alice = Signer::generate(keys.path(), "alice", KeyKind::P256);
+    notary.delegation_add(gun, RELEASES, &alice.cert_path);
+    notary.key_import(&alice.key_path, RELEASES);
+    sign(&notary, gun, "latest", "from-targets", &[]);
+    sign(&notary, gun, "latest", "from-releases", &[RELEASES]);
+    let (released, _) = image("from-releases");
+    let before = signed_tags(&inspect_json(&server, gun, &[]));
+    assert_eq!(before["latest"].digest, format!("sha256:{released}"));
+
+    // `docker trust revoke` as the release signer: the targets entry is what remains.
+    notary.remove(gun, "latest", &[RELEASES]);
+    let report = inspect_json(&server, gun, &[]);
+    assert_matches_notary(&report, &notary, gun, &["targets", RELEASES]);
+    let (fallback, _) = image("from-targets");
+    let latest = &signed_tags(&report)["latest"];
+    assert_eq!(latest.role, "targets");
+    assert_eq!(latest.digest, format!("sha256:{fallback}"));
+}
+
+#[test]
+fn removed_signer_is_gone() {
+    let server = NotaryServer::start();
+    let notary = NotaryCli::for_server(&server);
+    let keys = tempfile::tempdir().unwrap();
+    let gun = "example.com/team/signers";
+    notary.init(gun);
+    let alice = Signer::generate(keys.path(), "alice", KeyKind::P256);
+    let carol = Signer::generate(keys.path(), "carol", KeyKind::P256);
+    for signer in [&alice, &carol] {
+        let role = format!("targets/{}", signer.name);
+        notary.delegation_add(gun, RELEASES, &signer.cert_path);
+        notary.delegation_add(gun, &role, &signer.cert_path);
+        notary.key_import(&signer.key_path, &role);
+    }
+    sign(&notary, gun, "v1", "v1", &[RELEASES, "targets/alice"]);
+    sign(&notary, gun, "v2", "v2", &[RELEASES, "targets/carol"]);
+    let state = tempfile::tempdir().unwrap();
+    let before = inspect_json(&server, gun, &["--state-dir", state_arg(state.path())]);
+    let names: BTreeSet<String> = signers(&before).into_keys().collect();
+    assert_eq!(names, BTreeSet::from(["alice".into(), "carol".into()]));
+
+    // `docker trust signer remove carol`: carol's key leaves releases, her role is deleted.
+    let carol_id = notary
+        .delegation_list(gun)
+        .into_iter()
+        .find(|d| d.role == "targets/carol")
+        .expect("targets/carol delegation")
+        .key_ids[0]
+        .clone();
+    notary.delegation_remove_key(gun, RELEASES, &carol_id);
+    notary.delegation_remove(gun, "targets/carol");
+    // Releases must be re-signed by a remaining key, as docker does after removing a signer.
+    sign(&notary, gun, "v3", "v3", &[RELEASES, "targets/alice"]);
+
+    let report = inspect_json(&server, gun, &["--state-dir", state_arg(state.path())]);
+    assert_matches_notary(
+        &report,
+        &notary,
+        gun,
+        &["targets", RELEASES, "targets/alice"],
+    );
+    let names: BTreeSet<String> = signers(&report).into_keys().collect();
+    assert_eq!(names, BTreeSet::from(["alice".to_string()]), "{report:#}");
+}
+
+#[test]
+fn server_managed_snapshot() {
+    let server = NotaryServer::start();
+    let notary = NotaryCli::for_server(&server);
+    let state = tempfile::tempdir().unwrap();
+    let gun = "example.com/team/snapshot";
+    notary.init(gun);
+    sign(&notary, gun, "v1", "v1", &[]);
+    inspect_json(&server, gun, &["--state-dir", state_arg(state.path())]);
+
+    // From here on notary-server signs the snapshot too (root lists its new key).
+    notary.key_rotate_server_managed(gun, "snapshot");
+    sign(&notary, gun, "v2", "v2", &[]);
+    let root = server.metadata_json(gun, "root");
+    let snapshot = server.metadata_json(gun, "snapshot");
+    let snapshot_keys = strings(&root["signed"]["roles"]["snapshot"]["keyids"]);
+    let local: BTreeSet<String> = notary.key_ids_for_role("snapshot").into_iter().collect();
+    assert!(
+        snapshot_keys.is_disjoint(&local),
+        "snapshot key is server-side"
+    );
+    let signer = snapshot["signatures"][0]["keyid"].as_str().unwrap();
+    assert!(snapshot_keys.contains(signer));
+
+    let report = inspect_json(&server, gun, &["--state-dir", state_arg(state.path())]);
+    assert_matches_notary(&report, &notary, gun, &["targets"]);
+    assert_eq!(
+        signed_tags(&report).keys().collect::<Vec<_>>(),
+        ["v1", "v2"]
+    );
+}
+
+#[test]
+fn delegation_paths_limit_what_a_role_may_sign() {
+    let server = NotaryServer::start();
+    let notary = NotaryCli::for_server(&server);
+    let keys = tempfile::tempdir().unwrap();
+    let gun = "example.com/team/paths";
+    notary.init(gun);
+    let alice = Signer::generate(keys.path(), "alice", KeyKind::P256);
+    let cert = alice.cert_path.to_str().unwrap();
+    notary.run(&[
+        "delegation",
+        "add",
+        gun,
+        RELEASES,
+        cert,
+        "--paths",
+        "v",
+        "--publish",
+    ]);
+    notary.key_import(&alice.key_path, RELEASES);
+    sign(&notary, gun, "v1", "released", &[RELEASES]);
+    sign(&notary, gun, "v1", "plain", &[]);
+    let (released, _) = image("released");
+    let before = signed_tags(&inspect_json(&server, gun, &[]));
+    assert_eq!(before["v1"].digest, format!("sha256:{released}"));
+
+    // Narrow the delegation to paths starting with "x": the v1 that releases still carries is
+    // outside it and must be ignored (notary list ignores it too), so v1 falls back to targets.
+    notary.run(&[
+        "delegation",
+        "remove",
+        gun,
+        RELEASES,
+        "--paths",
+        "v",
+        "--yes",
+    ]);
+    notary.run(&[
+        "delegation",
+        "add",
+        gun,
+        RELEASES,
+        "--paths",
+        "x",
+        "--publish",
+    ]);
+    let raw = server.metadata_json(gun, RELEASES);
+    assert!(
+        raw["signed"]["targets"]["v1"].is_object(),
+        "still in the file"
+    );
+
+    let report = inspect_json(&server, gun, &[]);
+    assert_matches_notary(&report, &notary, gun, &["targets", RELEASES]);
+    let (plain, _) = image("plain");
+    let v1 = &signed_tags(&report)["v1"];
+    assert_eq!(v1.role, "targets", "{report:#}");
+    assert_eq!(v1.digest, format!("sha256:{plain}"));
+}

@@ -1,1 +1,549 @@
-//! config (work in progress)
+//! Configuration: YAML text → plain data ([`Config`]) → validated → runtime objects
+//! ([`Runtime`]), in the order pingora and linkerd use (parse, `validate()`, build).
+//!
+//! ```yaml
+//! server: {listen: "127.0.0.1:5000", admin_listen: "127.0.0.1:9090"}
+//! cache: {dir: ./data, max_size: 20GiB}
+//! upstreams:
+//!   - {registry: docker.io, url: "https://registry-1.docker.io", default: true}
+//! notary_servers:
+//!   - {name: internal, url: "https://notary.example.internal", ttl: 30s}
+//! policy:
+//!   default: deny
+//!   rules:
+//!     - {match: "registry.example.internal/**", action: verify, notary: internal}
+//! ```
+//!
+//! Checks happen at load, and every error names the file, line and column:
+//! - shape and scalar values (unknown or missing keys, wrong types, durations, sizes, URLs,
+//!   patterns, roles, signers, names) while deserialising, where `yaml_serde` knows the
+//!   position: each value type parses itself inside its serde visitor;
+//! - relations between items (unknown or missing notary server, duplicate upstreams, several
+//!   defaults, ambiguous rules, ...) in [`Config::validate`], which finds the position of the
+//!   offending item by re-reading the source along its key path (see `locate.rs`).
+//!
+//! Decisions:
+//! - Durations are one whole number and a unit (`ms`, `s`, `m`, `h`); sizes are bytes or a whole
+//!   number with a decimal (`KB`...`TB`) or binary (`KiB`...`TiB`) unit.
+//! - A notary server's `ttl` cannot be `0s`: trust data would be fetched again for every
+//!   manifest and blob request of a pull. Freshness is bounded by `ttl` plus a rule's
+//!   `stale_if_error` (default `0s`, fail closed).
+//! - File paths (`password_file`, `ca_file`, `cert_file`, `key_file`, PEM root keys, `cache.dir`)
+//!   are used as written: relative ones are relative to the working directory.
+//! - Password files are read by [`Config::build`], not kept in [`Config`]; the value is a
+//!   [`Secret`], and errors name the file, never the content.
+//! - `policy` may be omitted: the default is `deny` with no rules, which serves nothing.
+
+mod error;
+mod locate;
+mod secret;
+#[cfg(test)]
+mod tests;
+mod values;
+
+use std::{
+    fs, io,
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use self::locate::{Seg, Source};
+pub use self::{
+    error::{ConfigError, Location},
+    secret::Secret,
+    values::{parse_byte_size, parse_duration, HttpUrl, ValueError},
+};
+use crate::policy::{
+    Action, DefaultAction, Pattern, Policy, PolicyError, RoleList, RootKeyPin, Rule, SignerList,
+    TrustRequirements, Verifier,
+};
+
+/// The whole configuration, as plain data. See the module documentation for the format.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The content cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Registries to proxy; at least one.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Notary v1 servers that rules verify against.
+    #[serde(default)]
+    pub notary_servers: Vec<NotaryServerConfig>,
+    /// Which images are verified, audited, allowed or denied.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// The text this was parsed from, to point errors at lines.
+    #[serde(skip)]
+    source: Source,
+}
+
+/// `server`: where trustgate listens.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The registry listener; default `127.0.0.1:5000`.
+    pub listen: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`); default `127.0.0.1:9090`.
+    pub admin_listen: SocketAddr,
+    /// TLS for the registry listener; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `server.tls`: certificate chain and private key, both PEM.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain.
+    pub cert_file: PathBuf,
+    /// The private key.
+    pub key_file: PathBuf,
+}
+
+/// `cache`: where verified content is stored and how much of it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// The cache directory; default `./data`. Trust state lives here too.
+    pub dir: PathBuf,
+    /// Size bound in bytes, written like `20GiB` (the default) or `1000000`.
+    #[serde(deserialize_with = "values::byte_size")]
+    pub max_size: u64,
+}
+
+/// One entry of `upstreams`: a registry trustgate pulls through.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The registry's name in image references and rule patterns, e.g. `docker.io`.
+    #[serde(deserialize_with = "values::registry_name")]
+    pub registry: String,
+    /// Where to reach it, e.g. `https://registry-1.docker.io`.
+    pub url: HttpUrl,
+    /// Whether requests that name no registry (a Docker mirror, no `?ns=`) go here.
+    #[serde(default)]
+    pub default: bool,
+    /// Username for the registry; requires `password_file`.
+    pub username: Option<String>,
+    /// File holding the password or token, read at build time; requires `username`.
+    pub password_file: Option<PathBuf>,
+    /// Extra CA bundle (PEM) for the registry's TLS.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One entry of `notary_servers`: a Notary v1 server holding trust data.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotaryServerConfig {
+    /// The name rules use in `notary:`.
+    #[serde(deserialize_with = "values::server_name")]
+    pub name: String,
+    /// Where to reach it, e.g. `https://notary.example.internal`.
+    pub url: HttpUrl,
+    /// Extra CA bundle (PEM) for the server's TLS.
+    pub ca_file: Option<PathBuf>,
+    /// How long fetched trust data is reused before it must be refreshed; default `30s`,
+    /// never `0s`.
+    #[serde(
+        default = "NotaryServerConfig::default_ttl",
+        deserialize_with = "values::duration"
+    )]
+    pub ttl: Duration,
+}
+
+/// `policy`: the default action and the rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// What happens to images no rule matches: `deny` (default) or `allow`.
+    ///
+    /// CAUTION: `allow` serves every unmatched image unverified.
+    #[serde(default)]
+    pub default: DefaultAction,
+    /// The rules; the most specific match wins, whatever the order.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// One entry of `policy.rules`.
+///
+/// The trust fields (`verifier` to `stale_if_error`) belong to `verify` and `audit` rules only;
+/// their defaults are applied when the policy is built.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// `match`: which references the rule covers.
+    #[serde(rename = "match")]
+    pub pattern: Pattern,
+    /// What to do with them.
+    pub action: Action,
+    /// The kind of verifier; default `notary`.
+    pub verifier: Option<Verifier>,
+    /// The notary server (by `name`); required for `verify` and `audit`.
+    #[serde(default, deserialize_with = "values::optional_server_name")]
+    pub notary: Option<String>,
+    /// Resolution order; default `[targets/releases, targets]`.
+    pub roles: Option<RoleList>,
+    /// Signers that must also have signed the digest; default none.
+    pub signers: Option<SignerList>,
+    /// Pinned root keys (64-hex key IDs or PEM files); default none (trust on first use).
+    pub root_keys: Option<Vec<RootKeyPin>>,
+    /// Serving window on cached trust data while the notary server is unreachable; default
+    /// `0s` (fail closed).
+    #[serde(default, deserialize_with = "values::optional_duration")]
+    pub stale_if_error: Option<Duration>,
+}
+
+/// The runtime objects built from a [`Config`].
+#[derive(Debug)]
+pub struct Runtime {
+    /// The compiled policy.
+    pub policy: Policy,
+    /// The upstreams, in configuration order, with credentials loaded.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// An upstream registry, ready to use.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The registry's name, e.g. `docker.io`.
+    pub registry: String,
+    /// Where to reach it.
+    pub url: HttpUrl,
+    /// Whether requests that name no registry go here.
+    pub default: bool,
+    /// Credentials, when configured.
+    pub credentials: Option<Credentials>,
+    /// Extra CA bundle for its TLS.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Registry credentials; the password never shows in `Debug`.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The username.
+    pub username: String,
+    /// The password or token read from `password_file`.
+    pub password: Secret,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Parses and validates a configuration from YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, Source::new(None, text))
+    }
+
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, Source::new(Some(path), &text))
+    }
+
+    fn parse(text: &str, source: Source) -> Result<Self, ConfigError> {
+        // The one place that knows the YAML library.
+        let mut config: Self = yaml_serde::from_str(text).map_err(|err| {
+            let (at, message) = source.yaml_error(&err);
+            ConfigError::Yaml { at, message }
+        })?;
+        config.source = source;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what deserialisation cannot: relations between items. Pure (no file access).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_sections()?;
+        self.policy().map(drop)
+    }
+
+    /// Builds the runtime objects: compiles the policy and reads password files.
+    pub fn build(&self) -> Result<Runtime, ConfigError> {
+        self.check_sections()?;
+        let policy = self.policy()?;
+        let upstreams = self
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, upstream)| self.upstream(i, upstream))
+            .collect::<Result<_, _>>()?;
+        Ok(Runtime { policy, upstreams })
+    }
+
+    /// Compiles `policy` into a [`Policy`], checking each rule against `notary_servers`.
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        let rules = self
+            .policy
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| self.rule(i, rule))
+            .collect::<Result<_, _>>()?;
+        Policy::new(self.policy.default, rules).map_err(|err| match err {
+            PolicyError::AmbiguousRules {
+                first,
+                first_pattern,
+                second,
+                second_pattern,
+                example,
+            } => ConfigError::AmbiguousRules {
+                at: self.locate(&rule_key(second, "match")),
+                pattern: second_pattern,
+                first: self.locate(&rule_key(first, "match")),
+                first_pattern,
+                example,
+            },
+        })
+    }
+
+    fn locate(&self, path: &[Seg]) -> Location {
+        self.source.locate(path)
+    }
+
+    fn check_sections(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        if server.listen == server.admin_listen {
+            return Err(ConfigError::ListenConflict {
+                at: self.locate(&[Seg::Key("server"), Seg::Key("admin_listen")]),
+                addr: server.admin_listen,
+            });
+        }
+        if self.cache.max_size == 0 {
+            return Err(ConfigError::ZeroCacheSize {
+                at: self.locate(&[Seg::Key("cache"), Seg::Key("max_size")]),
+            });
+        }
+        self.check_upstreams()?;
+        self.check_notary_servers()
+    }
+
+    fn check_upstreams(&self) -> Result<(), ConfigError> {
+        let at = |i, key| self.locate(&[Seg::Key("upstreams"), Seg::Index(i), Seg::Key(key)]);
+        if self.upstreams.is_empty() {
+            return Err(ConfigError::NoUpstreams {
+                at: self.locate(&[Seg::Key("upstreams")]),
+            });
+        }
+        let mut first_default: Option<usize> = None;
+        for (i, upstream) in self.upstreams.iter().enumerate() {
+            let earlier = &self.upstreams[..i];
+            if let Some(first) = earlier.iter().position(|u| u.registry == upstream.registry) {
+                return Err(ConfigError::DuplicateUpstream {
+                    at: at(i, "registry"),
+                    registry: upstream.registry.clone(),
+                    first: at(first, "registry"),
+                });
+            }
+            match (upstream.default, first_default) {
+                (true, Some(first)) => {
+                    return Err(ConfigError::MultipleDefaultUpstreams {
+                        at: at(i, "default"),
+                        registry: upstream.registry.clone(),
+                        first_registry: self.upstreams[first].registry.clone(),
+                        first: at(first, "default"),
+                    })
+                }
+                (true, None) => first_default = Some(i),
+                (false, _) => {}
+            }
+            let (present, missing) = match (&upstream.username, &upstream.password_file) {
+                (Some(_), None) => ("username", "password_file"),
+                (None, Some(_)) => ("password_file", "username"),
+                _ => continue,
+            };
+            return Err(ConfigError::IncompleteCredentials {
+                at: at(i, present),
+                registry: upstream.registry.clone(),
+                present,
+                missing,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_notary_servers(&self) -> Result<(), ConfigError> {
+        let at = |i, key| self.locate(&[Seg::Key("notary_servers"), Seg::Index(i), Seg::Key(key)]);
+        for (i, server) in self.notary_servers.iter().enumerate() {
+            let earlier = &self.notary_servers[..i];
+            if let Some(first) = earlier.iter().position(|s| s.name == server.name) {
+                return Err(ConfigError::DuplicateNotaryServer {
+                    at: at(i, "name"),
+                    name: server.name.clone(),
+                    first: at(first, "name"),
+                });
+            }
+            if server.ttl.is_zero() {
+                return Err(ConfigError::ZeroTtl {
+                    at: at(i, "ttl"),
+                    name: server.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn rule(&self, i: usize, rule: &RuleConfig) -> Result<Rule, ConfigError> {
+        let pattern = rule.pattern.clone();
+        if !rule.action.verifies() {
+            if let Some(key) = rule.trust_keys().next() {
+                return Err(ConfigError::TrustFieldsWithoutVerification {
+                    at: self.locate(&rule_key(i, key)),
+                    pattern: pattern.to_string(),
+                    action: rule.action,
+                    key,
+                });
+            }
+            return Ok(match rule.action {
+                Action::Deny => Rule::deny(pattern),
+                _ => Rule::allow(pattern),
+            });
+        }
+        let notary = rule
+            .notary
+            .as_ref()
+            .ok_or_else(|| ConfigError::MissingNotaryServer {
+                at: self.locate(&rule_key(i, "action")),
+                pattern: pattern.to_string(),
+                action: rule.action,
+            })?;
+        if !self.notary_servers.iter().any(|s| s.name == *notary) {
+            return Err(ConfigError::UnknownNotaryServer {
+                at: self.locate(&rule_key(i, "notary")),
+                pattern: pattern.to_string(),
+                name: notary.clone(),
+                known: self.notary_servers.iter().map(|s| s.name.clone()).collect(),
+            });
+        }
+        let trust = TrustRequirements {
+            verifier: rule.verifier.unwrap_or_default(),
+            notary: notary.clone(),
+            roles: rule.roles.clone().unwrap_or_default(),
+            signers: rule.signers.clone().unwrap_or_default(),
+            root_keys: rule.root_keys.clone().unwrap_or_default(),
+            stale_if_error: rule.stale_if_error.unwrap_or_default(),
+        };
+        Ok(match rule.action {
+            Action::Audit => Rule::audit(pattern, trust),
+            _ => Rule::verify(pattern, trust),
+        })
+    }
+
+    fn upstream(&self, i: usize, upstream: &UpstreamConfig) -> Result<Upstream, ConfigError> {
+        let credentials = match (&upstream.username, &upstream.password_file) {
+            (Some(username), Some(path)) => {
+                let at = || {
+                    self.locate(&[
+                        Seg::Key("upstreams"),
+                        Seg::Index(i),
+                        Seg::Key("password_file"),
+                    ])
+                };
+                let password =
+                    read_password(path).map_err(|source| ConfigError::ReadPasswordFile {
+                        at: at(),
+                        registry: upstream.registry.clone(),
+                        path: path.clone(),
+                        source,
+                    })?;
+                let password = password.ok_or_else(|| ConfigError::EmptyPasswordFile {
+                    at: at(),
+                    registry: upstream.registry.clone(),
+                    path: path.clone(),
+                })?;
+                Some(Credentials {
+                    username: username.clone(),
+                    password,
+                })
+            }
+            _ => None,
+        };
+        Ok(Upstream {
+            registry: upstream.registry.clone(),
+            url: upstream.url.clone(),
+            default: upstream.default,
+            credentials,
+            ca_file: upstream.ca_file.clone(),
+        })
+    }
+}
+
+/// The key path of field `key` of rule `i`.
+fn rule_key(i: usize, key: &'static str) -> [Seg; 4] {
+    [
+        Seg::Key("policy"),
+        Seg::Key("rules"),
+        Seg::Index(i),
+        Seg::Key(key),
+    ]
+}
+
+/// Reads a password file, dropping one trailing newline (as `echo` writes); `None` if empty.
+fn read_password(path: &Path) -> io::Result<Option<Secret>> {
+    let mut text = fs::read_to_string(path)?;
+    for newline in ["\n", "\r"] {
+        if text.ends_with(newline) {
+            text.pop();
+        }
+    }
+    Ok((!text.is_empty()).then(|| Secret::new(text)))
+}
+
+// === impl ServerConfig ===
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 5000)),
+            admin_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9090)),
+            tls: None,
+        }
+    }
+}
+
+// === impl CacheConfig ===
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("./data"),
+            max_size: 20 << 30,
+        }
+    }
+}
+
+// === impl NotaryServerConfig ===
+
+impl NotaryServerConfig {
+    fn default_ttl() -> Duration {
+        Duration::from_secs(30)
+    }
+}
+
+// === impl RuleConfig ===
+
+impl RuleConfig {
+    /// The trust fields present on this rule, by key.
+    fn trust_keys(&self) -> impl Iterator<Item = &'static str> {
+        [
+            ("verifier", self.verifier.is_some()),
+            ("notary", self.notary.is_some()),
+            ("roles", self.roles.is_some()),
+            ("signers", self.signers.is_some()),
+            ("root_keys", self.root_keys.is_some()),
+            ("stale_if_error", self.stale_if_error.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, present)| present.then_some(key))
+    }
+}

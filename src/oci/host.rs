@@ -153,8 +153,12 @@ mod tests {
             ("-docker.io", |e| matches!(e, HostError::InvalidHost { .. })),
             ("docker-.io", |e| matches!(e, HostError::InvalidHost { .. })),
             ("docker..io", |e| matches!(e, HostError::InvalidHost { .. })),
-            ("docker.io/library", |e| matches!(e, HostError::InvalidHost { .. })),
-            ("user@docker.io", |e| matches!(e, HostError::InvalidHost { .. })),
+            ("docker.io/library", |e| {
+                matches!(e, HostError::InvalidHost { .. })
+            }),
+            ("user@docker.io", |e| {
+                matches!(e, HostError::InvalidHost { .. })
+            }),
             ("docker_io", |e| matches!(e, HostError::InvalidHost { .. })),
             ("[::1", |e| matches!(e, HostError::InvalidHost { .. })),
             ("[:::]", |e| matches!(e, HostError::InvalidHost { .. })),
@@ -162,11 +166,21 @@ mod tests {
             ("::1", |e| matches!(e, HostError::InvalidHost { .. })),
             (":5000", |e| matches!(e, HostError::InvalidHost { .. })),
             ("localhost:", |e| matches!(e, HostError::InvalidPort { .. })),
-            ("localhost:0", |e| matches!(e, HostError::InvalidPort { .. })),
-            ("localhost:05000", |e| matches!(e, HostError::InvalidPort { .. })),
-            ("localhost:65536", |e| matches!(e, HostError::InvalidPort { .. })),
-            ("localhost:5000:1", |e| matches!(e, HostError::InvalidPort { .. })),
-            ("localhost:+80", |e| matches!(e, HostError::InvalidPort { .. })),
+            ("localhost:0", |e| {
+                matches!(e, HostError::InvalidPort { .. })
+            }),
+            ("localhost:05000", |e| {
+                matches!(e, HostError::InvalidPort { .. })
+            }),
+            ("localhost:65536", |e| {
+                matches!(e, HostError::InvalidPort { .. })
+            }),
+            ("localhost:5000:1", |e| {
+                matches!(e, HostError::InvalidPort { .. })
+            }),
+            ("localhost:+80", |e| {
+                matches!(e, HostError::InvalidPort { .. })
+            }),
             ("[::1]:", |e| matches!(e, HostError::InvalidPort { .. })),
         ];
         for (case, expected) in cases {
@@ -174,8 +188,14 @@ mod tests {
             assert!(expected(&err), "{case:?}: unexpected {err:?}");
         }
         let long_label = format!("{}.io", "a".repeat(64));
-        assert!(matches!(RegistryHost::parse(&long_label), Err(HostError::InvalidHost { .. })));
+        assert!(matches!(
+            RegistryHost::parse(&long_label),
+            Err(HostError::InvalidHost { .. })
+        ));
         let too_long = format!("{}a", "a.".repeat(128));
-        assert!(matches!(RegistryHost::parse(&too_long), Err(HostError::TooLong { .. })));
+        assert!(matches!(
+            RegistryHost::parse(&too_long),
+            Err(HostError::TooLong { .. })
+        ));
     }
 }

@@ -63,12 +63,22 @@ macro_rules! validated_string {
 }
 
 pub mod digest;
+pub mod error;
+pub mod host;
+pub mod media_type;
 pub mod name;
+pub mod reference;
+pub mod route;
 
 pub use self::digest::{
     Digest, DigestAlgorithm, DigestError, DigestHasher, DigestMismatch, DigestVerifier,
 };
+pub use self::error::{error_body, error_body_with_detail, OciError, OciErrorCode};
+pub use self::host::{HostError, RegistryHost};
+pub use self::media_type::{MediaType, MediaTypeError};
 pub use self::name::{NameError, RepoName};
+pub use self::reference::{Reference, ReferenceError, Tag, TagError};
+pub use self::route::{parse, Endpoint, ReadMethod, Route, RouteError};
 
 /// Longest piece of client input copied into an error, so that a hostile 64 KiB path cannot
 /// make every log line and error body 64 KiB long.

@@ -176,7 +176,9 @@ mod tests {
             ("a%2f", |e| matches!(e, TagError::InvalidCharacter { .. })),
             ("a b", |e| matches!(e, TagError::InvalidCharacter { .. })),
             ("a+b", |e| matches!(e, TagError::InvalidCharacter { .. })),
-            ("caf\u{e9}", |e| matches!(e, TagError::InvalidCharacter { .. })),
+            ("caf\u{e9}", |e| {
+                matches!(e, TagError::InvalidCharacter { .. })
+            }),
         ];
         for (case, expected) in invalid {
             let err = Tag::parse(case).expect_err(case);
@@ -192,10 +194,27 @@ mod tests {
         let cases: Vec<(&str, Result<bool, fn(&ReferenceError) -> bool>)> = vec![
             ("latest", Ok(true)),
             (&digest, Ok(false)),
-            ("", Err(|e| matches!(e, ReferenceError::Tag(TagError::Empty)))),
-            ("sha256:abc", Err(|e| matches!(e, ReferenceError::Digest(DigestError::InvalidLength { .. })))),
-            ("md5:abc", Err(|e| matches!(e, ReferenceError::Digest(DigestError::UnsupportedAlgorithm { .. })))),
-            ("tag:with-colon", Err(|e| matches!(e, ReferenceError::Digest(_)))),
+            (
+                "",
+                Err(|e| matches!(e, ReferenceError::Tag(TagError::Empty))),
+            ),
+            (
+                "sha256:abc",
+                Err(|e| matches!(e, ReferenceError::Digest(DigestError::InvalidLength { .. }))),
+            ),
+            (
+                "md5:abc",
+                Err(|e| {
+                    matches!(
+                        e,
+                        ReferenceError::Digest(DigestError::UnsupportedAlgorithm { .. })
+                    )
+                }),
+            ),
+            (
+                "tag:with-colon",
+                Err(|e| matches!(e, ReferenceError::Digest(_))),
+            ),
         ];
         for (case, expected) in cases {
             match (Reference::parse(case), expected) {

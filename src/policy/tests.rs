@@ -45,8 +45,16 @@ fn star_and_double_star_semantics() {
         ("docker.io/**/nginx", "docker.io/nginx", true),
         ("docker.io/**/nginx", "docker.io/a/b/nginx", true),
         ("docker.io/**/nginx", "docker.io/a/b/nginx2", false),
-        ("registry.example.internal/team/**", "registry.example.internal/team", true),
-        ("registry.example.internal/team/**", "registry.example.internal/teamx/a", false),
+        (
+            "registry.example.internal/team/**",
+            "registry.example.internal/team",
+            true,
+        ),
+        (
+            "registry.example.internal/team/**",
+            "registry.example.internal/teamx/a",
+            false,
+        ),
         ("**", "docker.io/library/nginx", true),
         ("**/nginx", "docker.io/library/nginx", true),
         ("**/nginx", "docker.io/library/redis", false),
@@ -77,18 +85,31 @@ fn star_and_double_star_semantics() {
 fn refuses_malformed_patterns() {
     let table: [(&str, fn(&PatternError) -> bool); 10] = [
         ("", |e| matches!(e, PatternError::Empty)),
-        ("/docker.io/x", |e| matches!(e, PatternError::EmptySegment { .. })),
-        ("docker.io/x/", |e| matches!(e, PatternError::EmptySegment { .. })),
-        ("docker.io//x", |e| matches!(e, PatternError::EmptySegment { .. })),
-        ("docker.io/team-*", |e| {
-            matches!(e, PatternError::PartialWildcard { segment, .. } if segment == "team-*")
+        ("/docker.io/x", |e| {
+            matches!(e, PatternError::EmptySegment { .. })
         }),
-        ("docker.io/***", |e| matches!(e, PatternError::PartialWildcard { .. })),
+        ("docker.io/x/", |e| {
+            matches!(e, PatternError::EmptySegment { .. })
+        }),
+        ("docker.io//x", |e| {
+            matches!(e, PatternError::EmptySegment { .. })
+        }),
+        (
+            "docker.io/team-*",
+            |e| matches!(e, PatternError::PartialWildcard { segment, .. } if segment == "team-*"),
+        ),
+        ("docker.io/***", |e| {
+            matches!(e, PatternError::PartialWildcard { .. })
+        }),
         ("docker.io/{a,b}", |e| {
             matches!(e, PatternError::InvalidCharacter { character: '{', .. })
         }),
-        ("docker.io/**/**", |e| matches!(e, PatternError::RepeatedDoubleStar { .. })),
-        ("docker.io", |e| matches!(e, PatternError::NoRepository { .. })),
+        ("docker.io/**/**", |e| {
+            matches!(e, PatternError::RepeatedDoubleStar { .. })
+        }),
+        ("docker.io", |e| {
+            matches!(e, PatternError::NoRepository { .. })
+        }),
         ("*", |e| matches!(e, PatternError::NoRepository { .. })),
     ];
     for (text, is_expected) in table {
@@ -106,14 +127,38 @@ fn refuses_malformed_patterns() {
 fn specificity_table() {
     // (more specific, less specific): both match the reference, the first must win.
     let table = [
-        ("docker.io/library/nginx", "docker.io/library/*", "docker.io/library/nginx"),
-        ("docker.io/library/*", "docker.io/**", "docker.io/library/nginx"),
-        ("docker.io/library/*", "docker.io/**/nginx", "docker.io/library/nginx"),
-        ("docker.io/*/nginx", "docker.io/**/nginx", "docker.io/library/nginx"),
+        (
+            "docker.io/library/nginx",
+            "docker.io/library/*",
+            "docker.io/library/nginx",
+        ),
+        (
+            "docker.io/library/*",
+            "docker.io/**",
+            "docker.io/library/nginx",
+        ),
+        (
+            "docker.io/library/*",
+            "docker.io/**/nginx",
+            "docker.io/library/nginx",
+        ),
+        (
+            "docker.io/*/nginx",
+            "docker.io/**/nginx",
+            "docker.io/library/nginx",
+        ),
         ("docker.io/*", "docker.io/**", "docker.io/nginx"),
         ("docker.io/*/**", "docker.io/**", "docker.io/library/nginx"),
-        ("docker.io/library/*", "docker.io/*/nginx", "docker.io/library/nginx"),
-        ("docker.io/library/**", "docker.io/*/**", "docker.io/library/nginx"),
+        (
+            "docker.io/library/*",
+            "docker.io/*/nginx",
+            "docker.io/library/nginx",
+        ),
+        (
+            "docker.io/library/**",
+            "docker.io/*/**",
+            "docker.io/library/nginx",
+        ),
         ("*/library/nginx", "docker.io/**", "docker.io/library/nginx"),
         ("docker.io/**", "**", "docker.io/library/nginx"),
         ("*/*", "**", "docker.io/nginx"),
@@ -144,8 +189,8 @@ fn refuses_equally_specific_overlapping_rules() {
         ("docker.io/library/nginx", "docker.io/library/nginx"),
         ("docker.io/library/nginx", "DOCKER.IO/library/nginx"),
         ("**", "**"),
-        ("*/library/**", "docker.io/*/**"),
-        ("docker.io/**/a", "docker.io/b/**"),
+        ("*/library/*", "*/*/nginx"),
+        ("**/a/**", "**/b/**"),
     ];
     for (first, second) in table {
         let rules = vec![
@@ -202,7 +247,10 @@ fn decision_exposes_rule_and_trust() {
     assert_eq!(verify.trust(), Some(&trust()));
 
     let audit = policy.decide("docker.io", "bitnami/redis");
-    assert_eq!((audit.action(), audit.rule_index()), (Action::Audit, Some(2)));
+    assert_eq!(
+        (audit.action(), audit.rule_index()),
+        (Action::Audit, Some(2))
+    );
     assert!(audit.trust().is_some());
 
     let deny = policy.decide("docker.io", "library/busybox");
@@ -213,7 +261,8 @@ fn decision_exposes_rule_and_trust() {
     assert_eq!((default.rule_index(), default.pattern()), (None, "default"));
     assert!(default.rule().is_none() && default.trust().is_none());
 
-    let empty = Policy::default().decide("docker.io", "library/nginx");
+    let empty = Policy::default();
+    let empty = empty.decide("docker.io", "library/nginx");
     assert_eq!(empty.action(), Action::Deny, "an empty policy must deny");
 }
 
@@ -229,17 +278,36 @@ fn default_action_hints_at_catch_all_rule() {
 
 #[test]
 fn role_names() {
-    for ok in ["targets", "targets/releases", "targets/alice", "targets/a/b-c_d"] {
+    for ok in [
+        "targets",
+        "targets/releases",
+        "targets/alice",
+        "targets/a/b-c_d",
+    ] {
         let role: RoleName = ok.parse().expect(ok);
         assert_eq!(role.as_str(), ok);
         assert_eq!(role.is_delegation(), ok != "targets");
     }
     let long = format!("targets/{}", "a".repeat(248));
     for bad in [
-        "", "root", "snapshot", "targets/", "targets//a", "targets/a/", "targets/../root",
-        "targets/./a", "targets/Alice", "targets/a b", "Targets", "targetsx", long.as_str(),
+        "",
+        "root",
+        "snapshot",
+        "targets/",
+        "targets//a",
+        "targets/a/",
+        "targets/../root",
+        "targets/./a",
+        "targets/Alice",
+        "targets/a b",
+        "Targets",
+        "targetsx",
+        long.as_str(),
     ] {
-        assert!(matches!(bad.parse::<RoleName>(), Err(NameError::Role(_))), "`{bad}`");
+        assert!(
+            matches!(bad.parse::<RoleName>(), Err(NameError::Role(_))),
+            "`{bad}`"
+        );
     }
     let roles = RoleList::default();
     let names: Vec<_> = roles.as_slice().iter().map(RoleName::as_str).collect();
@@ -321,25 +389,28 @@ fn reference_strategy() -> impl Strategy<Value = Vec<&'static str>> {
 
 /// Every reference over {a, b, c} with 2 to 7 segments: long enough to witness any overlap of
 /// two patterns of at most 4 segments each.
-fn all_references() -> Vec<Vec<&'static str>> {
-    let mut all: Vec<Vec<&str>> = vec![Vec::new()];
-    let mut out = Vec::new();
-    for len in 1..=7 {
-        all = all
-            .iter()
-            .flat_map(|r| {
-                ["a", "b", "c"].map(|s| {
-                    let mut r = r.clone();
-                    r.push(s);
-                    r
+fn all_references() -> &'static [Vec<&'static str>] {
+    static ALL: std::sync::OnceLock<Vec<Vec<&'static str>>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all: Vec<Vec<&str>> = vec![Vec::new()];
+        let mut out = Vec::new();
+        for len in 1..=7 {
+            all = all
+                .iter()
+                .flat_map(|r| {
+                    ["a", "b", "c"].map(|s| {
+                        let mut r = r.clone();
+                        r.push(s);
+                        r
+                    })
                 })
-            })
-            .collect();
-        if len >= 2 {
-            out.extend(all.iter().cloned());
+                .collect();
+            if len >= 2 {
+                out.extend(all.iter().cloned());
+            }
         }
-    }
-    out
+        out
+    })
 }
 
 fn matches_segments(p: &Pattern, reference: &[&str]) -> bool {
@@ -356,7 +427,7 @@ proptest! {
     #[test]
     fn overlap_agrees_with_brute_force(a in pattern_strategy(), b in pattern_strategy()) {
         let common = all_references()
-            .into_iter()
+            .iter()
             .find(|r| matches_segments(&a, r) && matches_segments(&b, r));
         let overlap = a.overlap(&b);
         prop_assert_eq!(overlap.is_some(), common.is_some(), "{} / {}: {:?}", a, b, common);

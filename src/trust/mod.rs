@@ -1,6 +1,137 @@
-//! Trust: verifiers that turn a tag into a signed digest.
+//! Trust: verifiers that turn a tag into a signed digest, and say which digests a repository
+//! signs.
 //!
-//! Notary v1 (Docker Content Trust) is the first verifier; others (cosign, Notation) sit beside
-//! it behind the same interface.
+//! A [`Verifier`] answers for one image repository under the requirements of a policy rule.
+//! Notary v1 (Docker Content Trust) is the first one (`notary`, wrapped with caching in
+//! [`cached::CachedNotary`]); cosign and Notation will sit beside it behind the same trait.
 
+pub mod cached;
 pub mod notary;
+
+use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+/// A boxed future, so verifiers can be trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a rule asks of one repository's trust data.
+#[derive(Debug, Clone)]
+pub struct TrustQuery {
+    /// Globally unique name: `<registry>/<repository>`, e.g. `docker.io/library/nginx`.
+    pub gun: String,
+    /// Roles a tag resolves through, first match wins (DCT: `targets/releases`, `targets`).
+    pub roles: Arc<[String]>,
+    /// Roles (`targets/<name>`) that must also have signed the resolved digest.
+    pub signers: Arc<[String]>,
+    /// Pinned root key IDs; empty means trust on first use.
+    pub pins: Arc<[String]>,
+    /// How long past its ttl cached trust data may serve while the trust server is unreachable.
+    pub stale_if_error: Duration,
+}
+
+/// A tag's signed content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTag {
+    /// `sha256:<hex>` of the manifest.
+    pub digest: String,
+    /// Length of the manifest in bytes.
+    pub size: i64,
+    /// The role whose signature decided.
+    pub role: String,
+}
+
+/// Every tag of a repository that passes a query, by tag.
+#[derive(Debug, Clone, Default)]
+pub struct SignedSet {
+    pub tags: BTreeMap<String, SignedTag>,
+}
+
+impl SignedSet {
+    /// Whether `digest` is the signed manifest of some tag.
+    pub fn contains_digest(&self, digest: &str) -> bool {
+        self.tags.values().any(|t| t.digest == digest)
+    }
+
+    /// Distinct signed manifests (digest, size).
+    pub fn manifests(&self) -> Vec<(&str, i64)> {
+        let mut out: Vec<(&str, i64)> = self
+            .tags
+            .values()
+            .map(|t| (t.digest.as_str(), t.size))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// Why a verifier refused, in a class for metrics and words for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// No role the rule accepts signs the tag (or the repository has no trust data).
+    Unsigned,
+    /// The tag was signed before and no longer is.
+    Revoked,
+    /// Content does not match what was signed.
+    Mismatch,
+    /// A signer the rule requires did not sign the same digest.
+    UntrustedSigner,
+    /// The trust data has expired.
+    Expired,
+    /// The trust data could not be fetched or did not verify.
+    TrustError,
+}
+
+impl RefusalKind {
+    /// Label value for `trustgate_verifications_total{result}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::Unsigned => "unsigned",
+            RefusalKind::Revoked => "revoked",
+            RefusalKind::Mismatch => "mismatch",
+            RefusalKind::UntrustedSigner => "untrusted_signer",
+            RefusalKind::Expired => "expired",
+            RefusalKind::TrustError => "trust_error",
+        }
+    }
+}
+
+/// A refusal with a message a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl Refusal {
+    pub fn new(kind: RefusalKind, message: impl Into<String>) -> Self {
+        Refusal {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// A source of signatures for images.
+pub trait Verifier: Send + Sync {
+    /// Resolves `tag` to the digest the query's roles signed for it.
+    fn resolve_tag<'a>(
+        &'a self,
+        query: &'a TrustQuery,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<SignedTag, Refusal>>;
+
+    /// Every tag (and so every manifest digest) that passes the query: the roots of the
+    /// verified closure that by-digest requests are checked against.
+    fn signed_set<'a>(
+        &'a self,
+        query: &'a TrustQuery,
+    ) -> BoxFuture<'a, Result<Arc<SignedSet>, Refusal>>;
+}

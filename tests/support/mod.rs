@@ -645,6 +645,25 @@ impl NotaryCli {
         ]);
     }
 
+    /// Deletes delegation `role` entirely (all keys and paths) and publishes, as
+    /// `docker trust signer remove` does for `targets/<signer>`.
+    pub fn delegation_remove(&self, gun: &str, role: &str) {
+        self.run(&["delegation", "remove", gun, role, "--yes", "--publish"]);
+    }
+
+    /// Removes one key from delegation `role`, keeping the role, and publishes.
+    pub fn delegation_remove_key(&self, gun: &str, role: &str, key_id: &str) {
+        self.run(&[
+            "delegation",
+            "remove",
+            gun,
+            role,
+            key_id,
+            "--yes",
+            "--publish",
+        ]);
+    }
+
     /// Imports a private key for signing as `role`. Accepts SEC1 (`EC PRIVATE KEY`), PKCS#1
     /// (`RSA PRIVATE KEY`) and unencrypted PKCS#8 (`PRIVATE KEY`) PEM. Keys are stored by key
     /// ID, so importing one key for a second role relabels it; signing still finds it by ID.
@@ -656,9 +675,20 @@ impl NotaryCli {
     /// Rotates the key of `role` (root, targets or snapshot) to a fresh local key and publishes.
     /// A root rotation is signed by both the old and the new root key.
     pub fn key_rotate(&self, gun: &str, role: &str) {
+        self.rotate(&["key", "rotate", gun, role]);
+    }
+
+    /// Hands `role` (snapshot; timestamp always is) to the server: it makes the new key and
+    /// signs that role from now on.
+    pub fn key_rotate_server_managed(&self, gun: &str, role: &str) {
+        self.rotate(&["key", "rotate", gun, role, "--server-managed"]);
+    }
+
+    fn rotate(&self, args: &[&str]) {
         // Root rotation asks for confirmation on stdin, and when it does not get "yes" it prints
         // "Aborting action." yet still exits 0, so success is read from the output.
-        let stdout = self.run_with_stdin(&["key", "rotate", gun, role], b"yes\n");
+        let stdout = self.run_with_stdin(args, b"yes\n");
+        let (gun, role) = (args[2], args[3]);
         assert!(
             stdout.contains("Successfully rotated"),
             "notary key rotate {gun} {role} did not rotate:\n{stdout}"
@@ -724,23 +754,35 @@ impl NotaryCli {
     /// `notary delegation list <gun>`.
     pub fn delegation_list(&self, gun: &str) -> Vec<ListedDelegation> {
         let out = self.run(&["delegation", "list", gun]);
-        let mut rows = Vec::new();
-        // Columns: ROLE, PATHS (`"" <all paths>` has spaces), KEY IDS (comma-separated when
-        // several), THRESHOLD.
-        for cols in table_rows(&out) {
-            let key_ids = cols
+        let mut rows: Vec<ListedDelegation> = Vec::new();
+        // Columns: ROLE, PATHS (`"" <all paths>` has spaces), KEY IDS, THRESHOLD. A role with
+        // several keys (or paths) continues on indented lines holding only the extra values.
+        for line in out
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("----"))
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+        {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let ids = cols
                 .iter()
-                .flat_map(|c| c.split(','))
+                .copied()
                 .filter(|c| is_hex64(c))
-                .map(String::from)
-                .collect();
+                .map(String::from);
+            if line.starts_with(char::is_whitespace) {
+                let row = rows
+                    .last_mut()
+                    .unwrap_or_else(|| panic!("continuation before any row in:\n{out}"));
+                row.key_ids.extend(ids);
+                continue;
+            }
             let threshold = cols
                 .last()
                 .and_then(|t| t.parse().ok())
-                .unwrap_or_else(|| panic!("no threshold in delegation row {cols:?}"));
+                .unwrap_or_else(|| panic!("no threshold in delegation row {line:?}"));
             rows.push(ListedDelegation {
-                role: cols[0].clone(),
-                key_ids,
+                role: cols[0].to_string(),
+                key_ids: ids.collect(),
                 threshold,
             });
         }

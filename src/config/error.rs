@@ -1,0 +1,255 @@
+//! Configuration errors: one variant per failure, each pointing into the file.
+
+use std::{fmt, io, net::SocketAddr, path::PathBuf};
+
+use crate::policy::Action;
+
+/// A place in the configuration: file (when loaded from one), line and column (1-based, when
+/// known). Displays as `trustgate.yaml:12:7`, or `<config>:12:7` for a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The configuration file, `None` when parsed from a string.
+    pub file: Option<PathBuf>,
+    /// Line number, from 1.
+    pub line: Option<usize>,
+    /// Column number, from 1.
+    pub column: Option<usize>,
+}
+
+/// Why a configuration could not be loaded, validated or built.
+///
+/// Display starts with the [`Location`]; no variant carries the content of a secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read configuration file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// Not valid YAML, or not the expected shape: unknown key, missing key, wrong type, or a
+    /// bad value (duration, size, URL, pattern, role, signer, name). The message names the key.
+    #[error("{at}: {message}")]
+    Yaml {
+        /// Where.
+        at: Location,
+        /// What `yaml_serde` (or a value's own parser) reported, with its key path.
+        message: String,
+    },
+    /// `server.listen` and `server.admin_listen` are the same address.
+    #[error("{at}: server.admin_listen `{addr}` is the same as server.listen; the admin listener needs its own port")]
+    ListenConflict {
+        /// Where (`admin_listen`).
+        at: Location,
+        /// The shared address.
+        addr: SocketAddr,
+    },
+    /// `cache.max_size` is zero.
+    #[error("{at}: cache.max_size must be greater than zero")]
+    ZeroCacheSize {
+        /// Where.
+        at: Location,
+    },
+    /// `upstreams` is empty.
+    #[error("{at}: upstreams is empty; configure at least one registry to proxy")]
+    NoUpstreams {
+        /// Where.
+        at: Location,
+    },
+    /// Two upstreams with the same `registry`.
+    #[error(
+        "{at}: upstream registry `{registry}` is configured twice (first at {})",
+        line(first)
+    )]
+    DuplicateUpstream {
+        /// Where (the second one).
+        at: Location,
+        /// The repeated registry name.
+        registry: String,
+        /// Where the first one is.
+        first: Location,
+    },
+    /// More than one upstream with `default: true`.
+    #[error("{at}: upstream `{registry}` is marked default, but `{first_registry}` already is (at {}); only one upstream can be the default", line(first))]
+    MultipleDefaultUpstreams {
+        /// Where (the second `default: true`).
+        at: Location,
+        /// The second default upstream.
+        registry: String,
+        /// The first default upstream.
+        first_registry: String,
+        /// Where the first one is.
+        first: Location,
+    },
+    /// `username` without `password_file`, or the reverse.
+    #[error(
+        "{at}: upstream `{registry}` has `{present}` but no `{missing}`; give both or neither"
+    )]
+    IncompleteCredentials {
+        /// Where (the key that is present).
+        at: Location,
+        /// The upstream.
+        registry: String,
+        /// The key given.
+        present: &'static str,
+        /// The key missing.
+        missing: &'static str,
+    },
+    /// A password file could not be read. The error names the file, never its content.
+    #[error("{at}: cannot read password_file {} of upstream `{registry}`: {source}", path.display())]
+    ReadPasswordFile {
+        /// Where (`password_file`).
+        at: Location,
+        /// The upstream.
+        registry: String,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error (UTF-8 errors included), which does not quote the content.
+        source: io::Error,
+    },
+    /// A password file is empty (after removing one trailing newline).
+    #[error("{at}: password_file {} of upstream `{registry}` is empty", path.display())]
+    EmptyPasswordFile {
+        /// Where (`password_file`).
+        at: Location,
+        /// The upstream.
+        registry: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Two notary servers with the same `name`.
+    #[error(
+        "{at}: notary server `{name}` is configured twice (first at {})",
+        line(first)
+    )]
+    DuplicateNotaryServer {
+        /// Where (the second one).
+        at: Location,
+        /// The repeated name.
+        name: String,
+        /// Where the first one is.
+        first: Location,
+    },
+    /// A notary server with `ttl: 0s`.
+    #[error("{at}: notary server `{name}` has ttl 0s, which would fetch trust data on every request; use at least 1s")]
+    ZeroTtl {
+        /// Where (`ttl`).
+        at: Location,
+        /// The notary server.
+        name: String,
+    },
+    /// A `verify` or `audit` rule without `notary`.
+    #[error("{at}: rule `{pattern}` has action {action} but names no notary server; add `notary: <name>` from notary_servers")]
+    MissingNotaryServer {
+        /// Where (`action`).
+        at: Location,
+        /// The rule's pattern.
+        pattern: String,
+        /// `verify` or `audit`.
+        action: Action,
+    },
+    /// A rule naming a notary server that `notary_servers` does not define.
+    #[error("{at}: rule `{pattern}` names notary server `{name}`, which notary_servers does not define{}", known_names(known))]
+    UnknownNotaryServer {
+        /// Where (`notary`).
+        at: Location,
+        /// The rule's pattern.
+        pattern: String,
+        /// The unknown name.
+        name: String,
+        /// The names that are defined.
+        known: Vec<String>,
+    },
+    /// An `allow` or `deny` rule with trust fields, which would silently do nothing.
+    #[error("{at}: rule `{pattern}` has action {action}, so `{key}` would have no effect; use verify or audit, or remove `{key}`")]
+    TrustFieldsWithoutVerification {
+        /// Where (the field).
+        at: Location,
+        /// The rule's pattern.
+        pattern: String,
+        /// `allow` or `deny`.
+        action: Action,
+        /// The field that has no effect.
+        key: &'static str,
+    },
+    /// Two rules of equal specificity that match a common reference.
+    #[error("{at}: rule `{pattern}` and rule `{first_pattern}` (at {}) are equally specific and both match `{example}`; make one more specific or merge them", line(first))]
+    AmbiguousRules {
+        /// Where (the later rule's `match`).
+        at: Location,
+        /// The later rule's pattern.
+        pattern: String,
+        /// Where the earlier rule's `match` is.
+        first: Location,
+        /// The earlier rule's pattern.
+        first_pattern: String,
+        /// A reference both match.
+        example: String,
+    },
+}
+
+// === impl Location ===
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "{}", file.display())?,
+            None => f.write_str("<config>")?,
+        }
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+// === impl ConfigError ===
+
+impl ConfigError {
+    /// Where the error is, when it concerns the content of the configuration.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            Self::Read { .. } => None,
+            Self::Yaml { at, .. }
+            | Self::ListenConflict { at, .. }
+            | Self::ZeroCacheSize { at }
+            | Self::NoUpstreams { at }
+            | Self::DuplicateUpstream { at, .. }
+            | Self::MultipleDefaultUpstreams { at, .. }
+            | Self::IncompleteCredentials { at, .. }
+            | Self::ReadPasswordFile { at, .. }
+            | Self::EmptyPasswordFile { at, .. }
+            | Self::DuplicateNotaryServer { at, .. }
+            | Self::ZeroTtl { at, .. }
+            | Self::MissingNotaryServer { at, .. }
+            | Self::UnknownNotaryServer { at, .. }
+            | Self::TrustFieldsWithoutVerification { at, .. }
+            | Self::AmbiguousRules { at, .. } => Some(at),
+        }
+    }
+
+    /// The line the error points at, when known.
+    pub fn line(&self) -> Option<usize> {
+        self.location().and_then(|at| at.line)
+    }
+}
+
+/// `line 12`, for a second location in a message that already names the file.
+fn line(at: &Location) -> String {
+    at.line
+        .map_or_else(|| "an earlier entry".to_owned(), |l| format!("line {l}"))
+}
+
+fn known_names(known: &[String]) -> String {
+    if known.is_empty() {
+        "; notary_servers is empty".to_owned()
+    } else {
+        format!(" (defined: {})", known.join(", "))
+    }
+}

@@ -1,0 +1,247 @@
+//! Notary v1 behind a per-GUN cache: trust data is reused for the server's `ttl`, refreshed
+//! after it by one request at a time per GUN, and served stale only within a rule's
+//! `stale_if_error` window while the trust server is unreachable (never when it answered with
+//! data that did not verify).
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
+};
+
+use time::OffsetDateTime;
+
+use super::{
+    notary::{NotaryClient, NotaryError, TrustData},
+    BoxFuture, Refusal, RefusalKind, SignedSet, SignedTag, TrustQuery, Verifier,
+};
+
+/// Called with the outcome of every trust fetch (for metrics): server name, duration, success.
+pub type FetchObserver = Arc<dyn Fn(&str, Duration, bool) + Send + Sync>;
+
+/// Verified trust data of one GUN and what was derived from it.
+struct Entry {
+    data: Arc<TrustData>,
+    fetched: Instant,
+    /// Tags signed in earlier data and not in this one: revoked, as far as we saw.
+    revoked: BTreeSet<String>,
+    /// Signed sets per (roles, signers), computed on first use.
+    sets: Mutex<HashMap<(Arc<[String]>, Arc<[String]>), Arc<SignedSet>>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    current: RwLock<Option<Arc<Entry>>>,
+    /// One refresh at a time per GUN: concurrent misses share it, and the persisted state of
+    /// a GUN is never written by two refreshes at once.
+    refresh: tokio::sync::Mutex<()>,
+}
+
+/// A notary server with its cache.
+pub struct CachedNotary {
+    name: String,
+    client: NotaryClient,
+    ttl: Duration,
+    slots: Mutex<HashMap<(String, Arc<[String]>), Arc<Slot>>>,
+    observer: Option<FetchObserver>,
+}
+
+// === impl CachedNotary ===
+
+impl CachedNotary {
+    pub fn new(name: impl Into<String>, client: NotaryClient, ttl: Duration) -> Self {
+        CachedNotary {
+            name: name.into(),
+            client,
+            ttl,
+            slots: Mutex::new(HashMap::new()),
+            observer: None,
+        }
+    }
+
+    pub fn with_observer(mut self, observer: FetchObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn slot(&self, query: &TrustQuery) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry((query.gun.clone(), query.pins.clone()))
+            .or_default()
+            .clone()
+    }
+
+    /// Trust data for the query's GUN: cached while fresh, else refreshed.
+    async fn entry(&self, query: &TrustQuery) -> Result<Arc<Entry>, Refusal> {
+        let slot = self.slot(query);
+        let fresh = |e: &Arc<Entry>| e.fetched.elapsed() < self.ttl;
+        if let Some(e) = read(&slot).filter(fresh) {
+            return Ok(e);
+        }
+        let _guard = slot.refresh.lock().await;
+        // Another request may have refreshed while we waited.
+        let previous = read(&slot);
+        if let Some(e) = previous.clone().filter(fresh) {
+            return Ok(e);
+        }
+        let started = Instant::now();
+        let result = self
+            .client
+            .verify(&query.gun, OffsetDateTime::now_utc(), &query.pins)
+            .await;
+        if let Some(observe) = &self.observer {
+            observe(&self.name, started.elapsed(), result.is_ok());
+        }
+        match result {
+            Ok(data) => {
+                let entry = Arc::new(Entry::new(data, previous.as_deref()));
+                *slot.current.write().unwrap_or_else(|e| e.into_inner()) = Some(entry.clone());
+                Ok(entry)
+            }
+            Err(e) => {
+                // Only an unreachable server may fall back, only within the rule's window, and
+                // only to data that has not itself expired.
+                if let Some(stale) = previous.filter(|p| {
+                    e.is_transport()
+                        && p.fetched.elapsed() < self.ttl + query.stale_if_error
+                        && p.data
+                            .soonest_expiry()
+                            .is_some_and(|t| t > OffsetDateTime::now_utc())
+                }) {
+                    tracing::warn!(gun = %query.gun, server = %self.name, error = %e,
+                        "trust server unreachable; serving cached trust data within stale_if_error");
+                    return Ok(stale);
+                }
+                Err(refusal_for(&query.gun, &self.name, &e))
+            }
+        }
+    }
+}
+
+fn read(slot: &Slot) -> Option<Arc<Entry>> {
+    slot.current
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+fn refusal_for(gun: &str, server: &str, e: &NotaryError) -> Refusal {
+    let kind = match e {
+        NotaryError::NotFound { .. } => RefusalKind::Unsigned,
+        NotaryError::Expired { .. } => RefusalKind::Expired,
+        _ => RefusalKind::TrustError,
+    };
+    let message = match e {
+        NotaryError::NotFound { .. } => {
+            format!(
+                "{gun} has no trust data on notary server {server}: the repository is not signed"
+            )
+        }
+        e => format!("trust data for {gun} from notary server {server} did not verify: {e}"),
+    };
+    Refusal::new(kind, message)
+}
+
+// === impl Entry ===
+
+impl Entry {
+    fn new(data: TrustData, previous: Option<&Entry>) -> Self {
+        let now_signed: BTreeSet<String> = data.signed_tags().into_iter().map(|(t, _)| t).collect();
+        let revoked = match previous {
+            Some(p) => {
+                let before: BTreeSet<String> =
+                    p.data.signed_tags().into_iter().map(|(t, _)| t).collect();
+                before
+                    .union(&p.revoked)
+                    .filter(|t| !now_signed.contains(*t))
+                    .cloned()
+                    .collect()
+            }
+            None => BTreeSet::new(),
+        };
+        Entry {
+            data: Arc::new(data),
+            fetched: Instant::now(),
+            revoked,
+            sets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Resolves one tag under a query, with the reason when it does not pass.
+    fn resolve(&self, query: &TrustQuery, tag: &str) -> Result<SignedTag, Refusal> {
+        let gun = &query.gun;
+        let Some(resolved) = self.data.resolve(tag, &query.roles) else {
+            if self.revoked.contains(tag) {
+                return Err(Refusal::new(
+                    RefusalKind::Revoked,
+                    format!("{gun}:{tag} was revoked: its signature has been removed"),
+                ));
+            }
+            return Err(Refusal::new(
+                RefusalKind::Unsigned,
+                format!(
+                    "{gun}:{tag} is not signed: no role of [{}] signs tag {tag}",
+                    query.roles.join(", ")
+                ),
+            ));
+        };
+        let digest = &resolved.target.digest;
+        for signer in query.signers.iter() {
+            if !self.data.role_signed(signer, tag, digest) {
+                let name = signer.strip_prefix("targets/").unwrap_or(signer);
+                return Err(Refusal::new(
+                    RefusalKind::UntrustedSigner,
+                    format!("{gun}:{tag} is not signed by required signer {name} (the rule requires {signer} to sign {digest})"),
+                ));
+            }
+        }
+        Ok(SignedTag {
+            digest: digest.clone(),
+            size: resolved.target.size,
+            role: resolved.role.to_owned(),
+        })
+    }
+
+    fn signed_set(&self, query: &TrustQuery) -> Arc<SignedSet> {
+        let key = (query.roles.clone(), query.signers.clone());
+        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        sets.entry(key)
+            .or_insert_with(|| {
+                let mut tags: BTreeSet<&String> = BTreeSet::new();
+                for role in query.roles.iter() {
+                    if let Some(r) = self.data.roles.get(role) {
+                        tags.extend(r.targets.keys());
+                    }
+                }
+                Arc::new(SignedSet {
+                    tags: tags
+                        .into_iter()
+                        .filter_map(|t| Some((t.clone(), self.resolve(query, t).ok()?)))
+                        .collect(),
+                })
+            })
+            .clone()
+    }
+}
+
+impl Verifier for CachedNotary {
+    fn resolve_tag<'a>(
+        &'a self,
+        query: &'a TrustQuery,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<SignedTag, Refusal>> {
+        Box::pin(async move { self.entry(query).await?.resolve(query, tag) })
+    }
+
+    fn signed_set<'a>(
+        &'a self,
+        query: &'a TrustQuery,
+    ) -> BoxFuture<'a, Result<Arc<SignedSet>, Refusal>> {
+        Box::pin(async move { Ok(self.entry(query).await?.signed_set(query)) })
+    }
+}
