@@ -5,8 +5,14 @@
 //! upstream layers fetch and cache what was verified.
 
 pub mod body;
+pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod http_client;
+pub mod metrics;
 pub mod oci;
 pub mod policy;
+pub mod proxy;
+pub mod server;
 pub mod trust;
+pub mod upstream;

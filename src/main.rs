@@ -4,12 +4,17 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use trustgate::cli::{trust::TrustCommand, Cli, Command};
+use trustgate::cli::{check::ConfigCommand, trust::TrustCommand, Cli, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => trustgate::cli::serve::serve(args).await.map(|()| true),
+        Command::Check(args) => trustgate::cli::check::check(args).await,
+        Command::Config(ConfigCommand::Validate { config }) => {
+            trustgate::cli::check::validate(config).map(|()| true)
+        }
         Command::Trust(TrustCommand::Inspect(args)) => trustgate::cli::trust::inspect(args).await,
     };
     match result {

@@ -1,6 +1,8 @@
 //! The command line: `trustgate <verb>`. Each verb lives in its own file; `main.rs` only
 //! parses arguments and maps results to exit codes.
 
+pub mod check;
+pub mod serve;
 pub mod trust;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +17,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the proxy.
+    Serve(serve::ServeArgs),
+    /// Show what the proxy would decide for an image, and why (exit 0 allowed, 1 refused).
+    Check(check::CheckArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(check::ConfigCommand),
     /// Inspect and verify trust data.
     #[command(subcommand)]
     Trust(trust::TrustCommand),

@@ -1,19 +1,24 @@
 //! Configuration errors: one variant per failure, each pointing into the file.
 
-use std::{fmt, io, net::SocketAddr, path::PathBuf};
+use std::{
+    fmt, io,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use crate::policy::Action;
 
 /// A place in the configuration: file (when loaded from one), line and column (1-based, when
 /// known). Displays as `trustgate.yaml:12:7`, or `<config>:12:7` for a string.
+///
+/// Compact (the file is shared, positions are `u32` with 0 for unknown) so that errors stay
+/// small enough to return by value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
-    /// The configuration file, `None` when parsed from a string.
-    pub file: Option<PathBuf>,
-    /// Line number, from 1.
-    pub line: Option<usize>,
-    /// Column number, from 1.
-    pub column: Option<usize>,
+    file: Option<Arc<Path>>,
+    line: u32,
+    column: u32,
 }
 
 /// Why a configuration could not be loaded, validated or built.
@@ -39,13 +44,18 @@ pub enum ConfigError {
         /// What `yaml_serde` (or a value's own parser) reported, with its key path.
         message: String,
     },
-    /// `server.listen` and `server.admin_listen` are the same address.
-    #[error("{at}: server.admin_listen `{addr}` is the same as server.listen; the admin listener needs its own port")]
+    /// `server.listen` and `server.admin_listen` would bind the same port.
+    #[error(
+        "{at}: server.admin_listen `{admin}` and server.listen `{listen}` use the same port; \
+         the admin listener needs its own"
+    )]
     ListenConflict {
-        /// Where (`admin_listen`).
+        /// Where (`admin_listen`, or `listen` when `admin_listen` is the default).
         at: Location,
-        /// The shared address.
-        addr: SocketAddr,
+        /// The registry listener.
+        listen: SocketAddr,
+        /// The admin listener.
+        admin: SocketAddr,
     },
     /// `cache.max_size` is zero.
     #[error("{at}: cache.max_size must be greater than zero")]
@@ -62,18 +72,18 @@ pub enum ConfigError {
     /// Two upstreams with the same `registry`.
     #[error(
         "{at}: upstream registry `{registry}` is configured twice (first at {})",
-        line(first)
+        line(*first_line)
     )]
     DuplicateUpstream {
         /// Where (the second one).
         at: Location,
         /// The repeated registry name.
         registry: String,
-        /// Where the first one is.
-        first: Location,
+        /// The line of the first one.
+        first_line: Option<usize>,
     },
     /// More than one upstream with `default: true`.
-    #[error("{at}: upstream `{registry}` is marked default, but `{first_registry}` already is (at {}); only one upstream can be the default", line(first))]
+    #[error("{at}: upstream `{registry}` is marked default, but `{first_registry}` already is (at {}); only one upstream can be the default", line(*first_line))]
     MultipleDefaultUpstreams {
         /// Where (the second `default: true`).
         at: Location,
@@ -81,8 +91,8 @@ pub enum ConfigError {
         registry: String,
         /// The first default upstream.
         first_registry: String,
-        /// Where the first one is.
-        first: Location,
+        /// The line of the first one.
+        first_line: Option<usize>,
     },
     /// `username` without `password_file`, or the reverse.
     #[error(
@@ -123,15 +133,15 @@ pub enum ConfigError {
     /// Two notary servers with the same `name`.
     #[error(
         "{at}: notary server `{name}` is configured twice (first at {})",
-        line(first)
+        line(*first_line)
     )]
     DuplicateNotaryServer {
         /// Where (the second one).
         at: Location,
         /// The repeated name.
         name: String,
-        /// Where the first one is.
-        first: Location,
+        /// The line of the first one.
+        first_line: Option<usize>,
     },
     /// A notary server with `ttl: 0s`.
     #[error("{at}: notary server `{name}` has ttl 0s, which would fetch trust data on every request; use at least 1s")]
@@ -176,14 +186,14 @@ pub enum ConfigError {
         key: &'static str,
     },
     /// Two rules of equal specificity that match a common reference.
-    #[error("{at}: rule `{pattern}` and rule `{first_pattern}` (at {}) are equally specific and both match `{example}`; make one more specific or merge them", line(first))]
+    #[error("{at}: rule `{pattern}` and rule `{first_pattern}` (at {}) are equally specific and both match `{example}`; make one more specific or merge them", line(*first_line))]
     AmbiguousRules {
         /// Where (the later rule's `match`).
         at: Location,
         /// The later rule's pattern.
         pattern: String,
-        /// Where the earlier rule's `match` is.
-        first: Location,
+        /// The line of the earlier rule's `match`.
+        first_line: Option<usize>,
         /// The earlier rule's pattern.
         first_pattern: String,
         /// A reference both match.
@@ -193,15 +203,38 @@ pub enum ConfigError {
 
 // === impl Location ===
 
+impl Location {
+    pub(crate) fn new(file: Option<Arc<Path>>, position: Option<(usize, usize)>) -> Self {
+        let narrow = |n: usize| u32::try_from(n).unwrap_or(0);
+        let (line, column) = position.map_or((0, 0), |(l, c)| (narrow(l), narrow(c)));
+        Self { file, line, column }
+    }
+
+    /// The configuration file, `None` when parsed from a string.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// The line, from 1, when known.
+    pub fn line(&self) -> Option<usize> {
+        (self.line > 0).then_some(self.line as usize)
+    }
+
+    /// The column, from 1, when known.
+    pub fn column(&self) -> Option<usize> {
+        (self.column > 0).then_some(self.column as usize)
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.file {
             Some(file) => write!(f, "{}", file.display())?,
             None => f.write_str("<config>")?,
         }
-        if let Some(line) = self.line {
+        if let Some(line) = self.line() {
             write!(f, ":{line}")?;
-            if let Some(column) = self.column {
+            if let Some(column) = self.column() {
                 write!(f, ":{column}")?;
             }
         }
@@ -236,14 +269,13 @@ impl ConfigError {
 
     /// The line the error points at, when known.
     pub fn line(&self) -> Option<usize> {
-        self.location().and_then(|at| at.line)
+        self.location().and_then(Location::line)
     }
 }
 
-/// `line 12`, for a second location in a message that already names the file.
-fn line(at: &Location) -> String {
-    at.line
-        .map_or_else(|| "an earlier entry".to_owned(), |l| format!("line {l}"))
+/// `line 12`, for a second place in a message that already names the file.
+fn line(line: Option<usize>) -> String {
+    line.map_or_else(|| "an earlier entry".to_owned(), |l| format!("line {l}"))
 }
 
 fn known_names(known: &[String]) -> String {

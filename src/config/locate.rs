@@ -8,11 +8,7 @@
 //! style, quoting, comments and aliases, unlike searching the text, and costs one extra parse
 //! only when there is an error to report.
 
-use std::{
-    fmt,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{fmt, path::Path, sync::Arc};
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -30,7 +26,7 @@ pub(crate) enum Seg {
 /// Where a configuration came from, kept so that validation can point into it.
 #[derive(Clone, Default)]
 pub(crate) struct Source {
-    file: Option<PathBuf>,
+    file: Option<Arc<Path>>,
     text: Option<Arc<str>>,
 }
 
@@ -42,7 +38,7 @@ const FOUND: &str = "\u{0}trustgate: probe reached its target";
 impl Source {
     pub(crate) fn new(file: Option<&Path>, text: &str) -> Self {
         Self {
-            file: file.map(Path::to_path_buf),
+            file: file.map(Arc::from),
             text: Some(text.into()),
         }
     }
@@ -56,11 +52,7 @@ impl Source {
                 .err()?;
             err.to_string().contains(FOUND).then(|| err.location())?
         });
-        Location {
-            file: self.file.clone(),
-            line: found.as_ref().map(yaml_serde::Location::line),
-            column: found.as_ref().map(yaml_serde::Location::column),
-        }
+        Location::new(self.file.clone(), found.map(|l| (l.line(), l.column())))
     }
 
     /// The location and message of a deserialisation error, without the message's own
@@ -74,11 +66,7 @@ impl Source {
                 message.truncate(message.len() - suffix.len());
             }
         }
-        let at = Location {
-            file: self.file.clone(),
-            line: found.as_ref().map(yaml_serde::Location::line),
-            column: found.as_ref().map(yaml_serde::Location::column),
-        };
+        let at = Location::new(self.file.clone(), found.map(|l| (l.line(), l.column())));
         (at, message)
     }
 }

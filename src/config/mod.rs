@@ -58,7 +58,7 @@ pub use self::{
 };
 use crate::policy::{
     Action, DefaultAction, Pattern, Policy, PolicyError, RoleList, RootKeyPin, Rule, SignerList,
-    TrustRequirements, Verifier,
+    TrustRequirements, VerifierKind,
 };
 
 /// The whole configuration, as plain data. See the module documentation for the format.
@@ -89,8 +89,10 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// The registry listener; default `127.0.0.1:5000`.
+    #[serde(deserialize_with = "values::listen_address")]
     pub listen: SocketAddr,
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`); default `127.0.0.1:9090`.
+    #[serde(deserialize_with = "values::listen_address")]
     pub admin_listen: SocketAddr,
     /// TLS for the registry listener; plain HTTP when absent.
     pub tls: Option<TlsConfig>,
@@ -184,7 +186,7 @@ pub struct RuleConfig {
     /// What to do with them.
     pub action: Action,
     /// The kind of verifier; default `notary`.
-    pub verifier: Option<Verifier>,
+    pub verifier: Option<VerifierKind>,
     /// The notary server (by `name`); required for `verify` and `audit`.
     #[serde(default, deserialize_with = "values::optional_server_name")]
     pub notary: Option<String>,
@@ -300,7 +302,7 @@ impl Config {
             } => ConfigError::AmbiguousRules {
                 at: self.locate(&rule_key(second, "match")),
                 pattern: second_pattern,
-                first: self.locate(&rule_key(first, "match")),
+                first_line: self.locate(&rule_key(first, "match")).line(),
                 first_pattern,
                 example,
             },
@@ -312,12 +314,21 @@ impl Config {
     }
 
     fn check_sections(&self) -> Result<(), ConfigError> {
-        let server = &self.server;
-        if server.listen == server.admin_listen {
-            return Err(ConfigError::ListenConflict {
-                at: self.locate(&[Seg::Key("server"), Seg::Key("admin_listen")]),
-                addr: server.admin_listen,
-            });
+        let (listen, admin) = (self.server.listen, self.server.admin_listen);
+        // Port 0 asks the OS for a free port (tests do this), so it never collides; an
+        // unspecified address (`0.0.0.0`) collides with every address on its port.
+        let collide = listen.port() != 0
+            && listen.port() == admin.port()
+            && (listen.ip() == admin.ip()
+                || listen.ip().is_unspecified()
+                || admin.ip().is_unspecified());
+        if collide {
+            // Point at whichever of the two is written in the file.
+            let mut at = self.locate(&[Seg::Key("server"), Seg::Key("admin_listen")]);
+            if at.line().is_none() {
+                at = self.locate(&[Seg::Key("server"), Seg::Key("listen")]);
+            }
+            return Err(ConfigError::ListenConflict { at, listen, admin });
         }
         if self.cache.max_size == 0 {
             return Err(ConfigError::ZeroCacheSize {
@@ -342,7 +353,7 @@ impl Config {
                 return Err(ConfigError::DuplicateUpstream {
                     at: at(i, "registry"),
                     registry: upstream.registry.clone(),
-                    first: at(first, "registry"),
+                    first_line: at(first, "registry").line(),
                 });
             }
             match (upstream.default, first_default) {
@@ -351,7 +362,7 @@ impl Config {
                         at: at(i, "default"),
                         registry: upstream.registry.clone(),
                         first_registry: self.upstreams[first].registry.clone(),
-                        first: at(first, "default"),
+                        first_line: at(first, "default").line(),
                     })
                 }
                 (true, None) => first_default = Some(i),
@@ -380,7 +391,7 @@ impl Config {
                 return Err(ConfigError::DuplicateNotaryServer {
                     at: at(i, "name"),
                     name: server.name.clone(),
-                    first: at(first, "name"),
+                    first_line: at(first, "name").line(),
                 });
             }
             if server.ttl.is_zero() {

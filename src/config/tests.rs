@@ -1,1 +1,750 @@
-//! Config tests.
+//! Config tests: YAML strings in, values or located errors out.
+
+use std::{io::Write, time::Duration};
+
+use super::*;
+use crate::policy::{RoleName, SignerName};
+
+/// Joins lines, so that a test's line numbers are its array indices plus one.
+fn yaml(lines: &[&str]) -> String {
+    lines.join("\n") + "\n"
+}
+
+/// One upstream and one notary server `hub`; rules start at line 7.
+const BASE: [&str; 6] = [
+    "upstreams:",
+    "  - {registry: docker.io, url: \"https://registry-1.docker.io\", default: true}",
+    "notary_servers:",
+    "  - {name: hub, url: \"https://notary.docker.io\"}",
+    "policy:",
+    "  rules:",
+];
+
+fn with_rules(rules: &[&str]) -> String {
+    yaml(&[&BASE[..], rules].concat())
+}
+
+fn load_err(text: &str) -> ConfigError {
+    match Config::from_yaml(text) {
+        Ok(config) => panic!("expected an error, got {config:#?}"),
+        Err(err) => err,
+    }
+}
+
+/// `(line, column)` of an error.
+fn at(err: &ConfigError) -> (Option<usize>, Option<usize>) {
+    let at = err.location().expect("a located error");
+    (at.line(), at.column())
+}
+
+/// Loads `text`, expecting an error at `line`, at the column where `at` starts in that line,
+/// whose message contains each of `needles`.
+#[track_caller]
+fn expect_err(text: &str, line: usize, at_text: &str, needles: &[&str]) -> ConfigError {
+    let err = load_err(text);
+    let source_line = text.lines().nth(line - 1).expect("line in text");
+    let column = source_line.find(at_text).expect("at_text in line") + 1;
+    assert_eq!(at(&err), (Some(line), Some(column)), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("<config>:{line}:{column}: ")),
+        "{message}"
+    );
+    for needle in needles {
+        assert!(message.contains(needle), "`{needle}` not in: {message}");
+    }
+    err
+}
+
+// === the example and the shipped config ===
+
+/// The example from the issue, with placeholders filled in.
+const ISSUE_EXAMPLE: &str = r#"
+server: {listen: "0.0.0.0:5000", admin_listen: "127.0.0.1:9090", tls: {cert_file: certs/tls.crt, key_file: certs/tls.key}}
+cache: {dir: "./data", max_size: "20GiB"}
+upstreams:
+  - {registry: docker.io, url: "https://registry-1.docker.io", default: true,
+     username: alice, password_file: secrets/hub, ca_file: certs/ca.pem}
+notary_servers:
+  - {name: docker-hub, url: "https://notary.docker.io", ca_file: certs/notary-ca.pem, ttl: 30s}
+policy:
+  default: deny
+  rules:
+    - {match: "docker.io/library/*", action: verify, notary: docker-hub,
+       roles: [targets/releases, targets], signers: [alice],
+       root_keys: [0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef, keys/root.pem],
+       stale_if_error: 0s}
+"#;
+
+#[test]
+fn issue_example_parses() {
+    let config = Config::from_yaml(ISSUE_EXAMPLE).unwrap();
+    assert_eq!(config.server.listen, "0.0.0.0:5000".parse().unwrap());
+    assert_eq!(
+        config.server.tls,
+        Some(TlsConfig {
+            cert_file: "certs/tls.crt".into(),
+            key_file: "certs/tls.key".into(),
+        })
+    );
+    assert_eq!(config.cache.max_size, 20 * 1024 * 1024 * 1024);
+    let upstream = &config.upstreams[0];
+    assert_eq!(upstream.url.as_str(), "https://registry-1.docker.io");
+    assert_eq!(upstream.username.as_deref(), Some("alice"));
+    assert_eq!(config.notary_servers[0].ttl, Duration::from_secs(30));
+
+    let policy = config.policy().unwrap();
+    let decision = policy.decide("docker.io", "library/nginx");
+    assert_eq!(decision.action(), Action::Verify);
+    let trust = decision.trust().unwrap();
+    assert_eq!(trust.notary, "docker-hub");
+    assert_eq!(trust.verifier, VerifierKind::Notary);
+    assert_eq!(trust.signers.as_slice()[0].role(), "targets/alice");
+    assert_eq!(
+        trust.root_keys,
+        [
+            RootKeyPin::KeyId("0123456789abcdef".repeat(4)),
+            RootKeyPin::PemFile("keys/root.pem".into()),
+        ]
+    );
+    assert_eq!(trust.stale_if_error, Duration::ZERO);
+    assert_eq!(
+        policy.decide("docker.io", "bitnami/redis").action(),
+        Action::Deny
+    );
+}
+
+fn shipped_config_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/trustgate.yaml")
+}
+
+#[test]
+fn shipped_config_loads_and_audits_docker_hub() {
+    let config = Config::load(shipped_config_path()).unwrap();
+    assert_eq!(config.server, ServerConfig::default());
+    assert_eq!(config.cache, CacheConfig::default());
+    let hub = &config.upstreams[0];
+    assert_eq!((hub.registry.as_str(), hub.default), ("docker.io", true));
+    assert_eq!(hub.url.as_str(), "https://registry-1.docker.io");
+
+    let runtime = config.build().unwrap();
+    let nginx = runtime.policy.decide("docker.io", "library/nginx");
+    assert_eq!(nginx.action(), Action::Audit);
+    assert_eq!(nginx.trust().unwrap().notary, "docker-hub");
+    assert_eq!(
+        runtime
+            .policy
+            .decide("quay.io", "prometheus/prometheus")
+            .action(),
+        Action::Deny
+    );
+}
+
+/// The shipped config with every `# ` example enabled must load too, so the examples a new
+/// user uncomments stay valid.
+#[test]
+fn shipped_config_examples_load_when_uncommented() {
+    let text = fs::read_to_string(shipped_config_path()).unwrap();
+    let enabled: String = text
+        .lines()
+        .map(|line| {
+            let indent = line.len() - line.trim_start().len();
+            match line.trim_start().strip_prefix("# ") {
+                Some(setting) => format!("{}{setting}\n", &line[..indent]),
+                None => format!("{line}\n"),
+            }
+        })
+        .collect();
+    assert_ne!(enabled, text);
+    let config = Config::from_yaml(&enabled).unwrap_or_else(|e| panic!("{e}\n{enabled}"));
+    assert!(config.server.tls.is_some());
+    assert!(config.upstreams[0].password_file.is_some());
+    let policy = config.policy().unwrap();
+    let own = policy.decide("registry.example.internal", "team/app");
+    assert_eq!(own.action(), Action::Verify);
+    let trust = own.trust().unwrap();
+    assert_eq!(trust.notary, "internal");
+    assert_eq!(trust.signers.as_slice()[0].name(), "alice");
+    assert_eq!(
+        policy.decide("docker.io", "library/nginx").action(),
+        Action::Audit
+    );
+}
+
+#[test]
+fn defaults() {
+    let config = Config::from_yaml(&yaml(&[
+        "upstreams: [{registry: docker.io, url: \"https://registry-1.docker.io\"}]",
+        "notary_servers: [{name: hub, url: \"http://127.0.0.1:4443\"}]",
+        "policy: {rules: [{match: \"**\", action: verify, notary: hub}]}",
+    ]))
+    .unwrap();
+    assert_eq!(config.server.listen, "127.0.0.1:5000".parse().unwrap());
+    assert_eq!(
+        config.server.admin_listen,
+        "127.0.0.1:9090".parse().unwrap()
+    );
+    assert_eq!(config.server.tls, None);
+    assert_eq!(config.cache.dir, Path::new("./data"));
+    assert_eq!(config.cache.max_size, 20 << 30);
+    assert!(!config.upstreams[0].default);
+    assert_eq!(config.notary_servers[0].ttl, Duration::from_secs(30));
+    assert_eq!(config.policy.default, DefaultAction::Deny);
+
+    let policy = config.policy().unwrap();
+    let trust = policy.decide("docker.io", "x/y").trust().unwrap().clone();
+    let roles: Vec<_> = trust
+        .roles
+        .as_slice()
+        .iter()
+        .map(RoleName::as_str)
+        .collect();
+    assert_eq!(roles, ["targets/releases", "targets"]);
+    assert_eq!(trust.verifier, VerifierKind::Notary);
+    assert!(trust.signers.as_slice().is_empty() && trust.root_keys.is_empty());
+    assert_eq!(trust.stale_if_error, Duration::ZERO);
+}
+
+#[test]
+fn omitted_policy_denies_everything() {
+    let config = Config::from_yaml(&yaml(&BASE[..4])).unwrap();
+    let policy = config.policy().unwrap();
+    assert_eq!(
+        policy.decide("docker.io", "library/nginx").action(),
+        Action::Deny
+    );
+}
+
+// === errors found while deserialising ===
+
+#[test]
+fn unknown_keys_are_located() {
+    let text = with_rules(&[
+        "    - match: \"docker.io/**\"",
+        "      action: allow",
+        "      mach: oops",
+    ]);
+    let err = expect_err(
+        &text,
+        9,
+        "mach",
+        &["policy.rules[0]", "unknown field `mach`"],
+    );
+    assert!(matches!(err, ConfigError::Yaml { .. }));
+
+    let text = yaml(&["server:", "  listn: \"127.0.0.1:5000\"", "upstreams: []"]);
+    expect_err(&text, 2, "listn", &["server", "unknown field `listn`"]);
+
+    expect_err(&yaml(&["upstream: []"]), 1, "upstream", &["unknown field"]);
+}
+
+#[test]
+fn bad_values_are_located() {
+    let rule = |line: &str| with_rules(&[line]);
+    // (text, line, the text the error points at, a phrase of the message)
+    let table: [(String, usize, &str, &str); 14] = [
+        (
+            rule(
+                "    - {match: \"docker.io/**\", action: verify, notary: hub, stale_if_error: 5x}",
+            ),
+            7,
+            "5x",
+            "invalid duration `5x`",
+        ),
+        (
+            rule("    - {match: \"docker.io/team-*\", action: deny}"),
+            7,
+            "\"docker.io/team-*\"",
+            "mixes `*` with other characters",
+        ),
+        (
+            rule("    - {match: \"docker.io/**\", action: permit}"),
+            7,
+            "permit",
+            "unknown variant `permit`",
+        ),
+        (
+            rule("    - {match: \"**\", action: verify, notary: hub, roles: [targets/Releases]}"),
+            7,
+            "targets/Releases",
+            "role `targets/Releases`",
+        ),
+        (
+            rule("    - {match: \"**\", action: verify, notary: hub, roles: []}"),
+            7,
+            "[]",
+            "`roles` is empty",
+        ),
+        (
+            rule("    - {match: \"**\", action: verify, notary: hub, signers: [targets/alice]}"),
+            7,
+            "targets/alice",
+            "signer `targets/alice`",
+        ),
+        (
+            rule("    - {match: \"**\", action: verify, notary: hub, signers: [bob, bob]}"),
+            7,
+            "[bob, bob]",
+            "`bob` is listed twice",
+        ),
+        (
+            rule("    - {match: \"**\", action: verify, notary: hub, root_keys: [abcdef]}"),
+            7,
+            "abcdef",
+            "truncated key ID",
+        ),
+        (
+            rule("    - {match: \"**\", action: verify, verifier: cosign, notary: hub}"),
+            7,
+            "cosign",
+            "unknown variant `cosign`, expected `notary`",
+        ),
+        (
+            yaml(&["cache: {max_size: 20Gb}", "upstreams: []"]),
+            1,
+            "20Gb",
+            "invalid size `20Gb`",
+        ),
+        (
+            yaml(&["upstreams:", "  - {registry: docker.io, url: \"ftp://x\"}"]),
+            2,
+            "\"ftp://x\"",
+            "the scheme must be http:// or https://",
+        ),
+        (
+            yaml(&[
+                "upstreams:",
+                "  - {registry: docker.io, url: \"https://u:p@x\"}",
+            ]),
+            2,
+            "\"https://u:p@x\"",
+            "credentials in URLs end up in logs",
+        ),
+        (
+            yaml(&[
+                "upstreams:",
+                "  - {registry: Docker.io, url: \"https://x\"}",
+            ]),
+            2,
+            "Docker.io",
+            "invalid registry name `Docker.io`",
+        ),
+        (
+            yaml(&["server: {listen: \"localhost:5000\"}", "upstreams: []"]),
+            1,
+            "\"localhost:5000\"",
+            "server.listen: invalid listen address `localhost:5000`",
+        ),
+    ];
+    for (text, line, at_text, needle) in table {
+        expect_err(&text, line, at_text, &[needle]);
+    }
+}
+
+#[test]
+fn default_verify_suggests_a_catch_all_rule() {
+    let mut lines = BASE.to_vec();
+    lines[5] = "  default: verify";
+    let text = yaml(&lines);
+    expect_err(&text, 6, "verify", &["policy.default", r#"match: "**""#]);
+}
+
+#[test]
+fn yaml_syntax_errors_are_located() {
+    let err = load_err(&yaml(&[
+        "upstreams:",
+        "  - {registry: docker.io",
+        "policy: x",
+    ]));
+    assert!(matches!(err, ConfigError::Yaml { .. }));
+    assert!(err.line().is_some(), "{err}");
+}
+
+// === errors found by validate() ===
+
+#[test]
+fn rule_naming_an_unknown_notary_server() {
+    let text = with_rules(&[
+        "    - match: \"docker.io/library/*\"",
+        "      action: verify",
+        "      notary: docker-hub",
+    ]);
+    let err = expect_err(&text, 9, "docker-hub", &["`docker-hub`", "(defined: hub)"]);
+    assert!(matches!(err, ConfigError::UnknownNotaryServer { .. }));
+}
+
+#[test]
+fn verify_and_audit_rules_need_a_notary_server() {
+    for action in ["verify", "audit"] {
+        let action_line = format!("      action: {action}");
+        let text = with_rules(&[
+            "    - match: \"docker.io/**\"",
+            "      action: allow",
+            "    - match: \"docker.io/library/*\"",
+            &action_line,
+        ]);
+        let err = expect_err(&text, 10, action, &["docker.io/library/*", action]);
+        assert!(matches!(err, ConfigError::MissingNotaryServer { .. }));
+    }
+}
+
+#[test]
+fn allow_and_deny_rules_refuse_trust_fields() {
+    let text = with_rules(&["    - {match: \"docker.io/**\", action: allow, signers: [alice]}"]);
+    let err = expect_err(&text, 7, "[alice]", &["would have no effect"]);
+    assert!(matches!(
+        err,
+        ConfigError::TrustFieldsWithoutVerification {
+            key: "signers",
+            action: Action::Allow,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn overlapping_rules_name_both_lines() {
+    let text = with_rules(&[
+        "    - match: \"docker.io/*/a/*\"",
+        "      action: allow",
+        "    - match: \"docker.io/library/*\"",
+        "      action: deny",
+        "    - match: \"docker.io/*/*/b\"",
+        "      action: deny",
+    ]);
+    let err = expect_err(
+        &text,
+        11,
+        "\"docker.io/*/*/b\"",
+        &[
+            "docker.io/*/*/b",
+            "docker.io/*/a/*",
+            "(at line 7)",
+            "docker.io/x/a/b",
+        ],
+    );
+    let ConfigError::AmbiguousRules { first_line, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*first_line, Some(7));
+}
+
+#[test]
+fn duplicate_rules_are_ambiguous() {
+    let text = with_rules(&[
+        "    - {match: \"docker.io/**\", action: allow}",
+        "    - {match: \"docker.io/**\", action: deny}",
+    ]);
+    let err = expect_err(&text, 8, "\"docker.io/**\"", &["(at line 7)"]);
+    assert!(matches!(err, ConfigError::AmbiguousRules { .. }));
+}
+
+#[test]
+fn duplicate_upstreams() {
+    let text = yaml(&[
+        "upstreams:",
+        "  - registry: docker.io",
+        "    url: \"https://registry-1.docker.io\"",
+        "  - registry: quay.io",
+        "    url: \"https://quay.io\"",
+        "  - registry: docker.io",
+        "    url: \"https://mirror.gcr.io\"",
+    ]);
+    let err = expect_err(&text, 6, "docker.io", &["`docker.io`", "(first at line 2)"]);
+    assert!(matches!(err, ConfigError::DuplicateUpstream { .. }));
+}
+
+#[test]
+fn more_than_one_default_upstream() {
+    let text = yaml(&[
+        "upstreams:",
+        "  - {registry: docker.io, url: \"https://registry-1.docker.io\", default: true}",
+        "  - {registry: quay.io, url: \"https://quay.io\"}",
+        "  - {registry: ghcr.io, url: \"https://ghcr.io\", default: true}",
+    ]);
+    let err = expect_err(
+        &text,
+        4,
+        "true",
+        &["`ghcr.io`", "`docker.io` already is (at line 2)"],
+    );
+    assert!(matches!(err, ConfigError::MultipleDefaultUpstreams { .. }));
+}
+
+#[test]
+fn other_relations() {
+    let text = yaml(&[
+        "upstreams: [{registry: docker.io, url: \"https://registry-1.docker.io\"}]",
+        "notary_servers:",
+        "  - {name: hub, url: \"https://notary.docker.io\"}",
+        "  - {name: hub, url: \"https://notary.example.internal\"}",
+    ]);
+    let err = expect_err(&text, 4, "hub", &["(first at line 3)"]);
+    assert!(matches!(err, ConfigError::DuplicateNotaryServer { .. }));
+
+    let text = yaml(&[
+        "upstreams: [{registry: docker.io, url: \"https://registry-1.docker.io\"}]",
+        "notary_servers:",
+        "  - {name: hub, url: \"https://notary.docker.io\", ttl: 0s}",
+    ]);
+    let err = expect_err(&text, 3, "0s", &["ttl 0s"]);
+    assert!(matches!(err, ConfigError::ZeroTtl { .. }));
+
+    let text = yaml(&["upstreams: []"]);
+    let err = expect_err(&text, 1, "[]", &["at least one registry"]);
+    assert!(matches!(err, ConfigError::NoUpstreams { .. }));
+
+    let text = yaml(&[
+        "server: {listen: \"0.0.0.0:9090\"}",
+        "upstreams: [{registry: docker.io, url: \"https://registry-1.docker.io\"}]",
+    ]);
+    // admin_listen is the default 127.0.0.1:9090, not in the text: point at listen.
+    let err = expect_err(&text, 1, "\"0.0.0.0:9090\"", &["same port"]);
+    assert!(matches!(err, ConfigError::ListenConflict { .. }));
+    // Port 0 asks the OS for a free port: both listeners may use it.
+    Config::from_yaml(&yaml(&[
+        "server: {listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.1:0\"}",
+        "upstreams: [{registry: docker.io, url: \"https://registry-1.docker.io\"}]",
+    ]))
+    .unwrap();
+
+    let text = yaml(&[
+        "cache: {max_size: 0}",
+        "upstreams: [{registry: docker.io, url: \"https://registry-1.docker.io\"}]",
+    ]);
+    let err = expect_err(&text, 1, "0", &["greater than zero"]);
+    assert!(matches!(err, ConfigError::ZeroCacheSize { .. }));
+
+    let text = yaml(&[
+        "upstreams:",
+        "  - {registry: docker.io, url: \"https://registry-1.docker.io\", username: alice}",
+    ]);
+    let err = expect_err(&text, 2, "alice", &["give both or neither"]);
+    assert!(matches!(
+        err,
+        ConfigError::IncompleteCredentials {
+            missing: "password_file",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn errors_from_a_file_name_it() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(yaml(&["upstreams: []"]).as_bytes()).unwrap();
+    let err = Config::load(file.path()).unwrap_err();
+    let expected = format!("{}:1:12: ", file.path().display());
+    assert!(err.to_string().starts_with(&expected), "{err}");
+
+    let missing = file.path().with_extension("missing");
+    let err = Config::load(&missing).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.to_string().contains(&missing.display().to_string()));
+}
+
+// === secrets ===
+
+fn with_password_file(path: &Path) -> Config {
+    Config::from_yaml(&format!(
+        "upstreams:\n  - {{registry: docker.io, url: \"https://registry-1.docker.io\", \
+         username: alice, password_file: \"{}\"}}\n",
+        path.display()
+    ))
+    .unwrap()
+}
+
+#[test]
+fn passwords_are_read_at_build_and_never_debugged() {
+    const PASSWORD: &str = "hunter2-s3cr3t";
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(file, "{PASSWORD}").unwrap();
+    let config = with_password_file(file.path());
+    assert!(!format!("{config:?}").contains(PASSWORD));
+
+    let runtime = config.build().unwrap();
+    let credentials = runtime.upstreams[0].credentials.as_ref().unwrap();
+    assert_eq!(credentials.username, "alice");
+    assert_eq!(
+        credentials.password.expose(),
+        PASSWORD,
+        "one newline dropped"
+    );
+    for debug in [format!("{runtime:?}"), format!("{runtime:#?}")] {
+        assert!(!debug.contains(PASSWORD), "{debug}");
+        assert!(debug.contains("Secret(<redacted>)"), "{debug}");
+    }
+}
+
+#[test]
+fn password_file_errors_name_the_file_not_the_content() {
+    let mut empty = tempfile::NamedTempFile::new().unwrap();
+    writeln!(empty).unwrap();
+    let err = with_password_file(empty.path()).build().unwrap_err();
+    assert!(matches!(err, ConfigError::EmptyPasswordFile { .. }));
+    assert_eq!(err.line(), Some(2));
+
+    // Not UTF-8: the error must not quote the bytes.
+    let mut binary = tempfile::NamedTempFile::new().unwrap();
+    binary.write_all(b"secret\xff\xfe").unwrap();
+    let err = with_password_file(binary.path()).build().unwrap_err();
+    assert!(matches!(err, ConfigError::ReadPasswordFile { .. }));
+    let message = err.to_string();
+    assert!(message.contains(&binary.path().display().to_string()));
+    assert!(!message.contains("secret") && !format!("{err:?}").contains("secret"));
+
+    let gone = empty.path().with_extension("gone");
+    let err = with_password_file(&gone).build().unwrap_err();
+    assert!(matches!(err, ConfigError::ReadPasswordFile { .. }));
+}
+
+#[test]
+fn secret_debug_is_redacted() {
+    let secret = Secret::new("tok3n");
+    assert_eq!(format!("{secret:?}"), "Secret(<redacted>)");
+    assert_eq!(secret.expose(), "tok3n");
+}
+
+// === values ===
+
+#[test]
+fn durations() {
+    let ok = [
+        ("500ms", Duration::from_millis(500)),
+        ("30s", Duration::from_secs(30)),
+        ("5m", Duration::from_secs(300)),
+        ("1h", Duration::from_secs(3600)),
+        ("0s", Duration::ZERO),
+    ];
+    for (text, expected) in ok {
+        assert_eq!(parse_duration(text), Ok(expected), "{text}");
+    }
+    for bad in [
+        "", "30", "s", "1.5s", "-1s", "30 s", "30S", "1d", "1h30m", " 1s",
+    ] {
+        assert_eq!(
+            parse_duration(bad),
+            Err(ValueError::Duration(bad.into())),
+            "`{bad}`"
+        );
+    }
+    let huge = format!("{}h", u64::MAX / 1000);
+    assert_eq!(
+        parse_duration(&huge),
+        Err(ValueError::Overflow(huge.clone()))
+    );
+}
+
+#[test]
+fn byte_sizes() {
+    let ok = [
+        ("1000000", 1_000_000),
+        ("512MiB", 512 << 20),
+        ("20GiB", 20 << 30),
+        ("10GB", 10_000_000_000),
+        ("1KiB", 1024),
+        ("7 KB", 7_000),
+        ("2TiB", 2 << 40),
+        ("42B", 42),
+    ];
+    for (text, expected) in ok {
+        assert_eq!(parse_byte_size(text), Ok(expected), "{text}");
+    }
+    for bad in ["", "GiB", "1.5GiB", "-1", "20gib", "20Gb", "20 GiB extra"] {
+        assert_eq!(
+            parse_byte_size(bad),
+            Err(ValueError::ByteSize(bad.into())),
+            "`{bad}`"
+        );
+    }
+    assert!(matches!(
+        parse_byte_size("20000000TiB"),
+        Err(ValueError::Overflow(_))
+    ));
+}
+
+#[test]
+fn urls() {
+    let ok = [
+        (
+            "https://registry-1.docker.io",
+            "https://registry-1.docker.io",
+        ),
+        (
+            "https://registry-1.docker.io/",
+            "https://registry-1.docker.io",
+        ),
+        ("HTTP://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("http://[::1]:4443/notary", "http://[::1]:4443/notary"),
+    ];
+    for (text, expected) in ok {
+        let url: HttpUrl = text.parse().unwrap();
+        assert_eq!(url.as_str(), expected);
+    }
+    assert!("https://x".parse::<HttpUrl>().unwrap().is_https());
+    for bad in [
+        "registry-1.docker.io",
+        "ftp://x",
+        "https://",
+        "https:///path",
+        "https://x:port",
+        "https://x/?q=1",
+        "https://x/#f",
+        "https://user:pass@x",
+        "https://x y",
+    ] {
+        assert!(
+            matches!(bad.parse::<HttpUrl>(), Err(ValueError::Url { .. })),
+            "`{bad}`"
+        );
+    }
+}
+
+#[test]
+fn registry_and_server_names() {
+    let parse = |registry: &str| {
+        Config::from_yaml(&format!(
+            "upstreams: [{{registry: \"{registry}\", url: \"https://x\"}}]"
+        ))
+    };
+    for ok in [
+        "docker.io",
+        "127.0.0.1:5000",
+        "[::1]:5000",
+        "localhost",
+        "a-b.example",
+    ] {
+        parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in [
+        "Docker.io",
+        "docker.io:port",
+        "docker.io/x",
+        "-a.io",
+        "a..io",
+        "",
+    ] {
+        assert!(parse(bad).is_err(), "`{bad}`");
+    }
+    let text = yaml(&[
+        "upstreams: [{registry: docker.io, url: \"https://x\"}]",
+        "notary_servers: [{name: \"my hub\", url: \"https://x\"}]",
+    ]);
+    expect_err(
+        &text,
+        2,
+        "\"my hub\"",
+        &["invalid notary server name `my hub`"],
+    );
+}
+
+#[test]
+fn signer_from_yaml_becomes_a_role() {
+    let config = Config::from_yaml(&with_rules(&[
+        "    - {match: \"**\", action: audit, notary: hub, signers: [alice, ci-bot]}",
+    ]))
+    .unwrap();
+    let signers = config.policy.rules[0].signers.clone().unwrap();
+    let roles: Vec<_> = signers.as_slice().iter().map(SignerName::role).collect();
+    assert_eq!(roles, ["targets/alice", "targets/ci-bot"]);
+}

@@ -3,7 +3,7 @@
 //! Each is parsed inside a serde visitor (see `policy::de`), so a bad value is reported at its
 //! own line and column.
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use serde::Deserializer;
 
@@ -39,6 +39,9 @@ pub enum ValueError {
     /// Not a registry host name.
     #[error("invalid registry name `{0}`: write a lowercase host with an optional port, e.g. `docker.io` or `127.0.0.1:5000`")]
     RegistryName(String),
+    /// Not an IP address and port.
+    #[error("invalid listen address `{0}`: write an IP address and a port, e.g. `127.0.0.1:5000` or `[::]:5000` (host names are not resolved)")]
+    ListenAddress(String),
     /// Not a notary server name.
     #[error("invalid notary server name `{0}`: use letters, digits, `.`, `_` and `-`")]
     ServerName(String),
@@ -127,6 +130,26 @@ pub(crate) fn optional_duration<'de, D: Deserializer<'de>>(
 /// `deserialize_with` for a byte count written like `20GiB` or `1000000`.
 pub(crate) fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let visitor = FromStrVisitor::<ByteSizeValue>::new("a size like `20GiB`");
+    d.deserialize_str(visitor).map(|v| v.0)
+}
+
+// === listen addresses ===
+
+struct ListenAddress(SocketAddr);
+
+impl FromStr for ListenAddress {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse()
+            .map(Self)
+            .map_err(|_| ValueError::ListenAddress(s.to_owned()))
+    }
+}
+
+/// `deserialize_with` for a listen address, with a more helpful error than `SocketAddr`'s.
+pub(crate) fn listen_address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let visitor = FromStrVisitor::<ListenAddress>::new("an address like `127.0.0.1:5000`");
     d.deserialize_str(visitor).map(|v| v.0)
 }
 

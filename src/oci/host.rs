@@ -146,46 +146,35 @@ mod tests {
 
     #[test]
     fn rejects_non_hosts() {
-        let cases: &[(&str, fn(&HostError) -> bool)] = &[
-            ("", |e| matches!(e, HostError::Empty)),
-            (".", |e| matches!(e, HostError::InvalidHost { .. })),
-            ("docker.io.", |e| matches!(e, HostError::InvalidHost { .. })),
-            ("-docker.io", |e| matches!(e, HostError::InvalidHost { .. })),
-            ("docker-.io", |e| matches!(e, HostError::InvalidHost { .. })),
-            ("docker..io", |e| matches!(e, HostError::InvalidHost { .. })),
-            ("docker.io/library", |e| {
-                matches!(e, HostError::InvalidHost { .. })
-            }),
-            ("user@docker.io", |e| {
-                matches!(e, HostError::InvalidHost { .. })
-            }),
-            ("docker_io", |e| matches!(e, HostError::InvalidHost { .. })),
-            ("[::1", |e| matches!(e, HostError::InvalidHost { .. })),
-            ("[:::]", |e| matches!(e, HostError::InvalidHost { .. })),
-            ("[::1]x", |e| matches!(e, HostError::InvalidHost { .. })),
-            ("::1", |e| matches!(e, HostError::InvalidHost { .. })),
-            (":5000", |e| matches!(e, HostError::InvalidHost { .. })),
-            ("localhost:", |e| matches!(e, HostError::InvalidPort { .. })),
-            ("localhost:0", |e| {
-                matches!(e, HostError::InvalidPort { .. })
-            }),
-            ("localhost:05000", |e| {
-                matches!(e, HostError::InvalidPort { .. })
-            }),
-            ("localhost:65536", |e| {
-                matches!(e, HostError::InvalidPort { .. })
-            }),
-            ("localhost:5000:1", |e| {
-                matches!(e, HostError::InvalidPort { .. })
-            }),
-            ("localhost:+80", |e| {
-                matches!(e, HostError::InvalidPort { .. })
-            }),
-            ("[::1]:", |e| matches!(e, HostError::InvalidPort { .. })),
+        let cases = [
+            ("", "Empty"),
+            (".", "InvalidHost"),
+            ("docker.io.", "InvalidHost"),
+            ("-docker.io", "InvalidHost"),
+            ("docker-.io", "InvalidHost"),
+            ("docker..io", "InvalidHost"),
+            ("docker.io/library", "InvalidHost"),
+            ("user@docker.io", "InvalidHost"),
+            ("docker_io", "InvalidHost"),
+            ("[::1", "InvalidHost"),
+            ("[:::]", "InvalidHost"),
+            ("[::1]x", "InvalidHost"),
+            ("::1", "InvalidHost"),
+            (":5000", "InvalidHost"),
+            ("localhost:", "InvalidPort"),
+            ("localhost:0", "InvalidPort"),
+            ("localhost:05000", "InvalidPort"),
+            ("localhost:65536", "InvalidPort"),
+            ("localhost:5000:1", "InvalidPort"),
+            ("localhost:+80", "InvalidPort"),
+            ("[::1]:", "InvalidPort"),
         ];
         for (case, expected) in cases {
             let err = RegistryHost::parse(case).expect_err(case);
-            assert!(expected(&err), "{case:?}: unexpected {err:?}");
+            assert!(
+                format!("{err:?}").starts_with(expected),
+                "{case:?}: unexpected {err:?}"
+            );
         }
         let long_label = format!("{}.io", "a".repeat(64));
         assert!(matches!(

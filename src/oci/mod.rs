@@ -65,6 +65,7 @@ macro_rules! validated_string {
 pub mod digest;
 pub mod error;
 pub mod host;
+pub mod manifest;
 pub mod media_type;
 pub mod name;
 pub mod reference;
@@ -75,6 +76,10 @@ pub use self::digest::{
 };
 pub use self::error::{error_body, error_body_with_detail, OciError, OciErrorCode};
 pub use self::host::{HostError, RegistryHost};
+pub use self::manifest::{
+    negotiate, parse_manifest, AcceptDecision, Descriptor, ImageIndex, ImageManifest, Manifest,
+    ManifestError, ManifestKind, Platform,
+};
 pub use self::media_type::{MediaType, MediaTypeError};
 pub use self::name::{NameError, RepoName};
 pub use self::reference::{Reference, ReferenceError, Tag, TagError};

@@ -166,23 +166,24 @@ mod tests {
         }
         assert!(Tag::parse(&"a".repeat(MAX_TAG_LEN)).is_ok());
 
-        let invalid: &[(&str, fn(&TagError) -> bool)] = &[
-            ("", |e| matches!(e, TagError::Empty)),
-            (".", |e| matches!(e, TagError::InvalidStart { .. })),
-            ("..", |e| matches!(e, TagError::InvalidStart { .. })),
-            ("-latest", |e| matches!(e, TagError::InvalidStart { .. })),
-            (".hidden", |e| matches!(e, TagError::InvalidStart { .. })),
-            ("a/b", |e| matches!(e, TagError::InvalidCharacter { .. })),
-            ("a%2f", |e| matches!(e, TagError::InvalidCharacter { .. })),
-            ("a b", |e| matches!(e, TagError::InvalidCharacter { .. })),
-            ("a+b", |e| matches!(e, TagError::InvalidCharacter { .. })),
-            ("caf\u{e9}", |e| {
-                matches!(e, TagError::InvalidCharacter { .. })
-            }),
+        let invalid = [
+            ("", "Empty"),
+            (".", "InvalidStart"),
+            ("..", "InvalidStart"),
+            ("-latest", "InvalidStart"),
+            (".hidden", "InvalidStart"),
+            ("a/b", "InvalidCharacter"),
+            ("a%2f", "InvalidCharacter"),
+            ("a b", "InvalidCharacter"),
+            ("a+b", "InvalidCharacter"),
+            ("caf\u{e9}", "InvalidCharacter"),
         ];
         for (case, expected) in invalid {
             let err = Tag::parse(case).expect_err(case);
-            assert!(expected(&err), "{case:?}: unexpected {err:?}");
+            assert!(
+                format!("{err:?}").starts_with(expected),
+                "{case:?}: unexpected {err:?}"
+            );
         }
         let long = "a".repeat(MAX_TAG_LEN + 1);
         assert_eq!(Tag::parse(&long), Err(TagError::TooLong { len: 129 }));
@@ -191,30 +192,14 @@ mod tests {
     #[test]
     fn references() {
         let digest = format!("sha256:{}", "0".repeat(64));
-        let cases: Vec<(&str, Result<bool, fn(&ReferenceError) -> bool>)> = vec![
+        // Ok(is_tag), or the start of the error's Debug form.
+        let cases: [(&str, Result<bool, &str>); 6] = [
             ("latest", Ok(true)),
             (&digest, Ok(false)),
-            (
-                "",
-                Err(|e| matches!(e, ReferenceError::Tag(TagError::Empty))),
-            ),
-            (
-                "sha256:abc",
-                Err(|e| matches!(e, ReferenceError::Digest(DigestError::InvalidLength { .. }))),
-            ),
-            (
-                "md5:abc",
-                Err(|e| {
-                    matches!(
-                        e,
-                        ReferenceError::Digest(DigestError::UnsupportedAlgorithm { .. })
-                    )
-                }),
-            ),
-            (
-                "tag:with-colon",
-                Err(|e| matches!(e, ReferenceError::Digest(_))),
-            ),
+            ("", Err("Tag(Empty")),
+            ("sha256:abc", Err("Digest(InvalidLength")),
+            ("md5:abc", Err("Digest(UnsupportedAlgorithm")),
+            ("tag:with-colon", Err("Digest(")),
         ];
         for (case, expected) in cases {
             match (Reference::parse(case), expected) {
@@ -223,7 +208,12 @@ mod tests {
                     assert_eq!(reference.digest().is_some(), !is_tag, "{case}");
                     assert_eq!(reference.to_string(), case);
                 }
-                (Err(err), Err(check)) => assert!(check(&err), "{case:?}: unexpected {err:?}"),
+                (Err(err), Err(prefix)) => {
+                    assert!(
+                        format!("{err:?}").starts_with(prefix),
+                        "{case:?}: unexpected {err:?}"
+                    )
+                }
                 (got, _) => panic!("{case:?}: unexpected {got:?}"),
             }
         }

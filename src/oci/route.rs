@@ -248,13 +248,14 @@ fn match_endpoint(path: &str, rest: &str, query: &RawQuery) -> Result<Endpoint, 
         return Ok(Endpoint::Manifest { name, reference });
     }
     if let Some(name) = head.strip_suffix("/blobs") {
-        let name = RepoName::parse(name)?;
-        // `/v2/<name>/blobs/uploads` (no slash) is an upload path, not a digest.
+        // `/v2/<name>/blobs/uploads` (no slash) is an upload path, not a digest; answered
+        // like the other upload paths, whatever the name.
         if last == "uploads" {
             return Err(RouteError::BlobUpload {
                 path: excerpt(path),
             });
         }
+        let name = RepoName::parse(name)?;
         let digest = Digest::parse(last).map_err(RouteError::InvalidDigest)?;
         return Ok(Endpoint::Blob { name, digest });
     }
@@ -323,14 +324,14 @@ impl Endpoint {
         }
     }
 
-    /// A short, bounded label for metrics and spans: `base`, `manifest`, `blob`, `tags_list`
-    /// or `referrers`.
+    /// A short, bounded label for metrics and spans: `base`, `manifest`, `blob`, `tags`
+    /// or `referrers`, the same values as the server's `route_kind` label.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Base => "base",
             Self::Manifest { .. } => "manifest",
             Self::Blob { .. } => "blob",
-            Self::TagsList { .. } => "tags_list",
+            Self::TagsList { .. } => "tags",
             Self::Referrers { .. } => "referrers",
         }
     }

@@ -27,7 +27,7 @@ mod pattern;
 #[cfg(test)]
 mod tests;
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{cmp::Reverse, fmt, str::FromStr, time::Duration};
 
 use serde::Deserialize;
 
@@ -70,7 +70,7 @@ pub enum DefaultAction {
 /// The kind of verifier a rule uses. Only Notary v1 exists today; cosign will sit beside it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Verifier {
+pub enum VerifierKind {
     /// Notary v1 / Docker Content Trust.
     #[default]
     Notary,
@@ -80,7 +80,7 @@ pub enum Verifier {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustRequirements {
     /// Which verifier checks the image.
-    pub verifier: Verifier,
+    pub verifier: VerifierKind,
     /// The name of the notary server (from `notary_servers`) that holds the trust data.
     pub notary: String,
     /// Roles a tag is resolved through, first match wins.
@@ -188,8 +188,8 @@ impl DefaultAction {
 #[error(
     "`{0}` is not a default action: use `deny` or `allow`{hint}",
     hint = if matches!(.0.as_str(), "verify" | "audit") {
-        "; to verify or audit by default, add a last rule `match: \"**\"` with that action \
-         and a notary server"
+        "; to verify or audit by default, add a catch-all rule `match: \"**\"` with that \
+         action and a notary server"
     } else {
         ""
     }
@@ -293,7 +293,7 @@ impl Policy {
             }
         }
         // Stable, so equally specific (hence disjoint) rules keep configuration order.
-        rules.sort_by(|a, b| b.pattern.specificity().cmp(&a.pattern.specificity()));
+        rules.sort_by_key(|rule| Reverse(rule.pattern.specificity()));
         Ok(Self {
             default,
             rules: rules.into(),
@@ -344,7 +344,8 @@ impl<'a> Decision<'a> {
         self.rule.map(|rule| rule.index)
     }
 
-    /// The matched rule's pattern for logs, or `"default"` when no rule matched.
+    /// The matched rule's pattern for logs, or `"default"` when no rule matched (never a
+    /// pattern: a pattern needs a repository part).
     pub fn pattern(&self) -> &'a str {
         self.rule.map_or("default", |rule| rule.pattern.as_str())
     }

@@ -13,7 +13,7 @@ fn pattern(text: &str) -> Pattern {
 
 fn trust() -> TrustRequirements {
     TrustRequirements {
-        verifier: Verifier::Notary,
+        verifier: VerifierKind::Notary,
         notary: "docker-hub".into(),
         roles: RoleList::default(),
         signers: SignerList::default(),
@@ -83,7 +83,8 @@ fn star_and_double_star_semantics() {
 
 #[test]
 fn refuses_malformed_patterns() {
-    let table: [(&str, fn(&PatternError) -> bool); 10] = [
+    type IsExpected = fn(&PatternError) -> bool;
+    let table: [(&str, IsExpected); 10] = [
         ("", |e| matches!(e, PatternError::Empty)),
         ("/docker.io/x", |e| {
             matches!(e, PatternError::EmptySegment { .. })

@@ -455,19 +455,37 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
-        Registry::launch(None)
+        Registry::launch(None, None)
     }
 
     /// Distribution in its own pull-through cache mode, in front of `remote_url`.
     pub fn start_proxy(remote_url: &str) -> Registry {
-        Registry::launch(Some(remote_url))
+        Registry::launch(Some(remote_url), None)
     }
 
-    fn launch(remote_url: Option<&str>) -> Registry {
+    /// A registry that requires HTTP basic auth (`WWW-Authenticate: Basic realm="basic-realm"`)
+    /// for every request, with one account. The bcrypt entry comes from `htpasswd -B`
+    /// (Debian package apache2-utils): distribution accepts no other hash.
+    pub fn start_with_htpasswd(user: &str, password: &str) -> Registry {
+        Registry::launch(None, Some((user, password)))
+    }
+
+    fn launch(remote_url: Option<&str>, account: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir for docker-registry");
         let data = dir.path().join("regdata");
         fs::create_dir_all(&data).expect("create registry data dir");
         let config = dir.path().join("registry.yml");
+        let htpasswd = account.map(|(user, password)| {
+            // -i reads the password from stdin, keeping it off the command line.
+            let entry = run_ok(
+                Command::new("htpasswd").args(["-n", "-i", "-B", user]),
+                password.as_bytes(),
+                "apache2-utils",
+            );
+            let path = dir.path().join("htpasswd");
+            fs::write(&path, entry.trim_end()).expect("write htpasswd file");
+            path
+        });
         let (daemon, port) = start_with_retries("docker-registry", |port| {
             // JSON is valid YAML, and serde_json gets the quoting of paths right.
             let mut yaml = serde_json::json!({
@@ -482,11 +500,22 @@ impl Registry {
             if let Some(remote) = remote_url {
                 yaml["proxy"] = serde_json::json!({"remoteurl": remote});
             }
+            if let Some(path) = &htpasswd {
+                yaml["auth"] = serde_json::json!({"htpasswd": {
+                    "realm": "basic-realm",
+                    "path": path.to_str().expect("UTF-8 tempdir"),
+                }});
+            }
             fs::write(&config, yaml.to_string()).expect("write registry config");
             let mut cmd = Command::new("docker-registry");
             cmd.arg("serve").arg(&config);
             let daemon = Daemon::spawn(cmd, dir.path().join("registry.log"), "docker-registry");
-            (daemon, Ready::Http(format!("http://127.0.0.1:{port}/v2/")))
+            // With auth, /v2/ answers 401, so an open port is the readiness signal.
+            let ready = match htpasswd {
+                None => Ready::Http(format!("http://127.0.0.1:{port}/v2/")),
+                Some(_) => Ready::Listening(port),
+            };
+            (daemon, ready)
         });
         Registry { daemon, port, dir }
     }

@@ -25,81 +25,50 @@ fn accepts_sha256_and_sha512() {
 #[test]
 fn rejects_with_distinct_variants() {
     let hex64 = "a".repeat(64);
-    let cases: Vec<(String, fn(&DigestError) -> bool)> = vec![
-        ("".into(), |e| {
-            matches!(e, DigestError::MissingSeparator { .. })
-        }),
-        (hex64.clone(), |e| {
-            matches!(e, DigestError::MissingSeparator { .. })
-        }),
-        (format!(":{hex64}"), |e| {
-            matches!(e, DigestError::InvalidAlgorithm { .. })
-        }),
-        (format!("SHA256:{hex64}"), |e| {
-            matches!(e, DigestError::InvalidAlgorithm { .. })
-        }),
-        (format!("sha256+:{hex64}"), |e| {
-            matches!(e, DigestError::InvalidAlgorithm { .. })
-        }),
-        (format!("sha 256:{hex64}"), |e| {
-            matches!(e, DigestError::InvalidAlgorithm { .. })
-        }),
+    let cases: Vec<(String, &str)> = vec![
+        ("".into(), "MissingSeparator"),
+        (hex64.clone(), "MissingSeparator"),
+        (format!(":{hex64}"), "InvalidAlgorithm"),
+        (format!("SHA256:{hex64}"), "InvalidAlgorithm"),
+        (format!("sha256+:{hex64}"), "InvalidAlgorithm"),
+        (format!("sha 256:{hex64}"), "InvalidAlgorithm"),
         (
             format!("md5:{}", "a".repeat(32)),
-            |e| matches!(e, DigestError::UnsupportedAlgorithm { algorithm } if algorithm == "md5"),
+            r#"UnsupportedAlgorithm { algorithm: "md5" }"#,
         ),
-        (format!("sha384:{}", "a".repeat(96)), |e| {
-            matches!(e, DigestError::UnsupportedAlgorithm { .. })
-        }),
-        (format!("blake3:{hex64}"), |e| {
-            matches!(e, DigestError::UnsupportedAlgorithm { .. })
-        }),
-        (format!("multihash+base58:{hex64}"), |e| {
-            matches!(e, DigestError::UnsupportedAlgorithm { .. })
-        }),
-        ("sha256:".into(), |e| {
-            matches!(
-                e,
-                DigestError::InvalidLength {
-                    expected: 64,
-                    found: 0,
-                    ..
-                }
-            )
-        }),
-        ("sha256:abc".into(), |e| {
-            matches!(e, DigestError::InvalidLength { found: 3, .. })
-        }),
-        (format!("sha256:{hex64}0"), |e| {
-            matches!(e, DigestError::InvalidLength { found: 65, .. })
-        }),
-        (format!("sha512:{hex64}"), |e| {
-            matches!(
-                e,
-                DigestError::InvalidLength {
-                    expected: 128,
-                    found: 64,
-                    ..
-                }
-            )
-        }),
-        (format!("sha256:{}", "A".repeat(64)), |e| {
-            matches!(e, DigestError::InvalidHex { .. })
-        }),
-        (format!("sha256:{}", "g".repeat(64)), |e| {
-            matches!(e, DigestError::InvalidHex { .. })
-        }),
+        (format!("sha384:{}", "a".repeat(96)), "UnsupportedAlgorithm"),
+        (format!("blake3:{hex64}"), "UnsupportedAlgorithm"),
+        (format!("multihash+base58:{hex64}"), "UnsupportedAlgorithm"),
+        (
+            "sha256:".into(),
+            "InvalidLength { algorithm: Sha256, expected: 64, found: 0 }",
+        ),
+        (
+            "sha256:abc".into(),
+            "InvalidLength { algorithm: Sha256, expected: 64, found: 3 }",
+        ),
+        (
+            format!("sha256:{hex64}0"),
+            "InvalidLength { algorithm: Sha256, expected: 64, found: 65 }",
+        ),
+        (
+            format!("sha512:{hex64}"),
+            "InvalidLength { algorithm: Sha512, expected: 128, found: 64 }",
+        ),
+        (format!("sha256:{}", "A".repeat(64)), "InvalidHex"),
+        (format!("sha256:{}", "g".repeat(64)), "InvalidHex"),
         (
             format!("sha256:{}:{}", "a".repeat(31), "a".repeat(32)),
-            |e| matches!(e, DigestError::InvalidHex { .. }),
+            "InvalidHex",
         ),
-        (format!("sha256:{}/..", "a".repeat(61)), |e| {
-            matches!(e, DigestError::InvalidHex { .. })
-        }),
+        (format!("sha256:{}/..", "a".repeat(61)), "InvalidHex"),
     ];
     for (case, expected) in &cases {
         let err = Digest::parse(case).expect_err(case);
-        assert!(expected(&err), "{case:?}: unexpected {err:?}");
+        assert!(
+            format!("{err:?}").starts_with(expected),
+            "{case:?}: unexpected {err:?}"
+        );
     }
 }
 

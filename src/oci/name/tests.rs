@@ -28,47 +28,40 @@ fn accepts_distribution_grammar() {
 
 #[test]
 fn rejects_outside_grammar() {
-    let cases: &[(&str, fn(&NameError) -> bool)] = &[
-        ("", |e| matches!(e, NameError::Empty)),
-        ("/", |e| matches!(e, NameError::EmptyComponent { .. })),
-        ("/a", |e| matches!(e, NameError::EmptyComponent { .. })),
-        ("a/", |e| matches!(e, NameError::EmptyComponent { .. })),
-        ("a//b", |e| matches!(e, NameError::EmptyComponent { .. })),
-        (".", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("..", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("a/../b", |e| {
-            matches!(e, NameError::InvalidComponent { .. })
-        }),
-        ("a/./b", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("Nginx", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("library/NGINX", |e| {
-            matches!(e, NameError::InvalidComponent { .. })
-        }),
-        ("a%2fb", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("%2e%2e", |e| {
-            matches!(e, NameError::InvalidComponent { .. })
-        }),
-        ("a..b", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("a___b", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("a._b", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("a-.b", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("-a", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("a-", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("_a", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("a.", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("localhost:5000/a", |e| {
-            matches!(e, NameError::InvalidComponent { .. })
-        }),
-        ("a b", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("a\\b", |e| matches!(e, NameError::InvalidComponent { .. })),
-        ("caf\u{e9}", |e| {
-            matches!(e, NameError::InvalidComponent { .. })
-        }),
-        ("a\0b", |e| matches!(e, NameError::InvalidComponent { .. })),
+    let cases = [
+        ("", "Empty"),
+        ("/", "EmptyComponent"),
+        ("/a", "EmptyComponent"),
+        ("a/", "EmptyComponent"),
+        ("a//b", "EmptyComponent"),
+        (".", "InvalidComponent"),
+        ("..", "InvalidComponent"),
+        ("a/../b", "InvalidComponent"),
+        ("a/./b", "InvalidComponent"),
+        ("Nginx", "InvalidComponent"),
+        ("library/NGINX", "InvalidComponent"),
+        ("a%2fb", "InvalidComponent"),
+        ("%2e%2e", "InvalidComponent"),
+        ("a..b", "InvalidComponent"),
+        ("a___b", "InvalidComponent"),
+        ("a._b", "InvalidComponent"),
+        ("a-.b", "InvalidComponent"),
+        ("-a", "InvalidComponent"),
+        ("a-", "InvalidComponent"),
+        ("_a", "InvalidComponent"),
+        ("a.", "InvalidComponent"),
+        ("localhost:5000/a", "InvalidComponent"),
+        ("a b", "InvalidComponent"),
+        ("a\\b", "InvalidComponent"),
+        ("caf\u{e9}", "InvalidComponent"),
+        ("a\0b", "InvalidComponent"),
     ];
     for (case, expected) in cases {
         let err = RepoName::parse(case).expect_err(case);
-        assert!(expected(&err), "{case:?}: unexpected {err:?}");
+        assert!(
+            format!("{err:?}").starts_with(expected),
+            "{case:?}: unexpected {err:?}"
+        );
     }
 }
 

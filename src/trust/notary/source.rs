@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::error::FetchError;
+use crate::http_client::{cert_failure, error_chain, CertFailure};
 
 /// Which file of a GUN's trust data to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,38 +151,19 @@ fn classify(url: &str, err: &reqwest::Error, timeouts: HttpTimeouts) -> FetchErr
             seconds: timeouts.request.as_secs(),
         };
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(rustls::Error::InvalidCertificate(cert_err)) = tls {
-            let detail = cert_err.to_string();
-            return match cert_err {
-                rustls::CertificateError::Expired
-                | rustls::CertificateError::ExpiredContext { .. } => FetchError::TlsExpired {
-                    url: url.to_owned(),
-                    detail,
-                },
-                _ => FetchError::TlsUntrusted {
-                    url: url.to_owned(),
-                    detail,
-                },
-            };
-        }
-        source = e.source();
-    }
-    let mut detail = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(e) = source {
-        detail = format!("{detail}: {e}");
-        source = e.source();
-    }
-    FetchError::Unreachable {
-        url: url.to_owned(),
-        detail,
+    match cert_failure(err) {
+        Some(CertFailure::Expired { detail }) => FetchError::TlsExpired {
+            url: url.to_owned(),
+            detail,
+        },
+        Some(CertFailure::Untrusted { detail }) => FetchError::TlsUntrusted {
+            url: url.to_owned(),
+            detail,
+        },
+        None => FetchError::Unreachable {
+            url: url.to_owned(),
+            detail: error_chain(err),
+        },
     }
 }
 

@@ -1,0 +1,574 @@
+//! Cold blob fetches: one upstream fetch per digest however many callers want it ("single
+//! flight"), streamed to every one of them while it is hashed once and written to a temp file.
+//!
+//! ```text
+//!   upstream ──> leader task ──(hash, length check)──┬──> first caller    (memory, mpsc)
+//!                 (spawned)                           └──> writer task ──> tmp/<hex>.<id>
+//!                                                                            │ pread
+//!                                  callers that joined later, and a first ◄──┘
+//!                                  caller that fell behind, tail the file
+//! ```
+//!
+//! * The leader runs in its own task, so the download finishes (and the cache fills) even if
+//!   every caller goes away. Only when nothing is being cached and the first caller is gone
+//!   does it stop early, since nothing would use the rest.
+//! * The first caller gets chunks from memory. While caching, the leader never waits for it:
+//!   if its queue fills up, it is switched to reading the temp file from where it stands, so a
+//!   slow client never slows the download for the others. Without a temp file there is
+//!   nothing to fall back to, and the leader waits for it instead.
+//! * Callers that join read the temp file through the same descriptor (`pread`), up to what
+//!   the writer reports written, so they start streaming at once instead of waiting for the
+//!   whole download. Every reader holds back its last chunk until the leader reports the
+//!   digest verified (see `verify.rs`).
+//! * Writes are batched (up to 1 MiB per `writev`) on the blocking pool, overlapping with the
+//!   network. A write error (disk full) stops caching, not serving: the first caller keeps
+//!   streaming from memory, callers that had not started fetch on their own, and callers
+//!   already tailing the file fail ([`StoreError::CacheUnavailable`]).
+//! * On success the file is `fsync`ed and renamed into `blobs/`; on any failure it is removed
+//!   and the flight is forgotten, so the next request fetches again.
+
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{self, IoSlice, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::index::Kind;
+use super::tail::Reader;
+use super::verify::{passthrough, Checked};
+use super::{BlobBody, BlobSource, Inner, Store, StoreError};
+use crate::oci::Digest;
+
+/// Chunks queued for the first caller before it is switched to reading the temp file.
+const FIRST_CALLER_QUEUE: usize = 64;
+/// Chunks queued for the writer before the leader waits for the disk.
+const WRITE_QUEUE: usize = 64;
+/// Most bytes, and chunks, per `writev`.
+const WRITE_BATCH_BYTES: usize = 1024 * 1024;
+const WRITE_BATCH_CHUNKS: usize = 256;
+
+/// A fetch in progress, as listed in `Inner::flights`.
+pub(super) struct Flight {
+    id: u64,
+    state: watch::Receiver<FlightState>,
+}
+
+/// What the leader tells readers; published through a `watch` channel.
+#[derive(Clone, Default)]
+pub(super) struct FlightState {
+    /// Set once `fetch` returned: the length upstream announced, if any.
+    pub(super) headers: Option<Option<u64>>,
+    /// The temp file, while caching.
+    pub(super) file: Option<Arc<TempFile>>,
+    /// Bytes written to the temp file so far, readable by `pread`.
+    pub(super) written: u64,
+    /// Set once the whole stream verified: its length.
+    pub(super) verified: Option<u64>,
+    /// Set if the fetch or its verification failed: every reader fails with it.
+    pub(super) failed: Option<StoreError>,
+    /// Set if nothing is being cached (from the start, or after a write error).
+    pub(super) cache_failed: bool,
+}
+
+/// A temp file being written, shared with the readers tailing it.
+pub(super) struct TempFile {
+    pub(super) file: File,
+    pub(super) path: PathBuf,
+}
+
+/// The caller that runs the fetch; owned by the spawned task.
+struct Leader {
+    inner: Arc<Inner>,
+    digest: Digest,
+    id: u64,
+    state: watch::Sender<FlightState>,
+    /// The temp file to remove unless it was renamed into place.
+    tmp: Option<PathBuf>,
+    /// Space reserved in the index, to give back unless it became a stored object.
+    reserved: Option<u64>,
+}
+
+/// An active temp file and its writer task.
+struct Cache {
+    file: Arc<TempFile>,
+    tx: mpsc::Sender<Bytes>,
+    writer: JoinHandle<io::Result<u64>>,
+}
+
+enum Role {
+    Lead {
+        id: u64,
+        state: watch::Sender<FlightState>,
+    },
+    Join(watch::Receiver<FlightState>),
+    /// Stored while we looked: try the disk again.
+    Stored,
+}
+
+// === impl Store ===
+
+impl Store {
+    /// Serves a blob: from disk when stored, otherwise through `fetch`.
+    ///
+    /// `fetch` returns the upstream length, if known, and the byte stream. It runs at most
+    /// once across concurrent callers for the same digest (the others join it; their own
+    /// `fetch` is dropped unused, unless the shared fetch cannot be cached, see below), in a
+    /// task of its own so that it runs to completion, and fills the cache, even if every
+    /// caller disconnects.
+    ///
+    /// The bytes are hashed as they stream. Only when the whole stream's digest equals
+    /// `digest`, and its length the announced one, is the temp file renamed into place;
+    /// otherwise nothing is stored, and every caller's stream ends with an error before its
+    /// last chunk. An error from `fetch` itself is returned by this call, to every caller
+    /// that joined; the next call after that fetches again.
+    ///
+    /// If the store cannot cache (a write fails, the disk is full, the blob does not fit),
+    /// the blob is still served, [`StoreObserver::write_failed`](super::StoreObserver) is
+    /// called for write errors, and callers that joined run their own `fetch` uncached.
+    pub async fn blob<F, Fut, E>(&self, digest: &Digest, fetch: F) -> Result<BlobBody, StoreError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(Option<u64>, BoxStream<'static, Result<Bytes, E>>), E>>
+            + Send
+            + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        loop {
+            if let Some(blob) = self.open_blob(digest).await? {
+                self.inner.observer.hit(blob.len());
+                return Ok(BlobBody {
+                    length: Some(blob.len()),
+                    source: BlobSource::Cache,
+                    stream: blob.into_stream(),
+                });
+            }
+            match self.inner.lead_or_join(digest) {
+                Role::Stored => continue,
+                Role::Lead { id, state } => {
+                    self.inner.observer.miss();
+                    return self.lead(digest, id, state, fetch).await;
+                }
+                Role::Join(state) => {
+                    self.inner.observer.miss();
+                    return join(digest, state, fetch).await;
+                }
+            }
+        }
+    }
+
+    async fn lead<F, Fut, E>(
+        &self,
+        digest: &Digest,
+        id: u64,
+        state: watch::Sender<FlightState>,
+        fetch: F,
+    ) -> Result<BlobBody, StoreError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(Option<u64>, BoxStream<'static, Result<Bytes, E>>), E>>
+            + Send
+            + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut rx = state.subscribe();
+        let (first_tx, first_rx) = mpsc::channel(FIRST_CALLER_QUEUE);
+        let leader = Leader {
+            inner: self.inner.clone(),
+            digest: digest.clone(),
+            id,
+            state,
+            tmp: None,
+            reserved: None,
+        };
+        tokio::spawn(leader.run(fetch, first_tx));
+        let (length, _) = wait_headers(digest, &mut rx).await?;
+        Ok(BlobBody {
+            length,
+            source: BlobSource::Fetched,
+            stream: Reader::new(digest, rx, Some(first_rx)).into_stream(),
+        })
+    }
+}
+
+async fn join<F, Fut, E>(
+    digest: &Digest,
+    mut rx: watch::Receiver<FlightState>,
+    fetch: F,
+) -> Result<BlobBody, StoreError>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(Option<u64>, BoxStream<'static, Result<Bytes, E>>), E>>
+        + Send
+        + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let (length, cached) = wait_headers(digest, &mut rx).await?;
+    if !cached {
+        // There is no file to tail; fetch on our own rather than fail. This only happens when
+        // the store cannot cache, where every request going upstream is the honest fallback.
+        let (length, upstream) = fetch().await.map_err(|e| StoreError::upstream(digest, e))?;
+        return Ok(BlobBody {
+            length,
+            source: BlobSource::Fetched,
+            stream: passthrough(digest.clone(), length, upstream),
+        });
+    }
+    Ok(BlobBody {
+        length,
+        source: BlobSource::Joined,
+        stream: Reader::new(digest, rx, None).into_stream(),
+    })
+}
+
+/// Waits until `fetch` returned: the announced length and whether a temp file is being
+/// written, or the fetch's error.
+async fn wait_headers(
+    digest: &Digest,
+    rx: &mut watch::Receiver<FlightState>,
+) -> Result<(Option<u64>, bool), StoreError> {
+    loop {
+        {
+            let state = rx.borrow_and_update();
+            if let Some(e) = &state.failed {
+                return Err(e.clone());
+            }
+            if let Some(length) = state.headers {
+                return Ok((length, state.file.is_some() && !state.cache_failed));
+            }
+        }
+        if rx.changed().await.is_err() {
+            let state = rx.borrow();
+            return match (&state.failed, state.headers) {
+                (Some(e), _) => Err(e.clone()),
+                (None, Some(length)) => Ok((length, false)),
+                (None, None) => Err(StoreError::Aborted {
+                    digest: digest.clone(),
+                }),
+            };
+        }
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    /// Joins the fetch in progress for `digest`, or registers a new one that the caller leads.
+    fn lead_or_join(&self, digest: &Digest) -> Role {
+        // Lock order: flights, then index (`Leader::commit` takes them one at a time).
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(flight) = flights.get(digest) {
+            return Role::Join(flight.state.clone());
+        }
+        // A leader inserts into the index before it leaves `flights`, so checking again
+        // under this lock closes the window in which we would fetch a stored blob again.
+        if self.index().peek(digest).is_some() {
+            return Role::Stored;
+        }
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (state, rx) = watch::channel(FlightState::default());
+        flights.insert(digest.clone(), Flight { id, state: rx });
+        Role::Lead { id, state }
+    }
+}
+
+// === impl Leader ===
+
+impl Leader {
+    async fn run<F, Fut, E>(mut self, fetch: F, first: mpsc::Sender<Bytes>)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(Option<u64>, BoxStream<'static, Result<Bytes, E>>), E>>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let (length, mut upstream) = match fetch().await {
+            Ok(fetched) => fetched,
+            Err(e) => return self.fail(StoreError::upstream(&self.digest, e)),
+        };
+        let mut cache = self.start_cache(length).await;
+        self.state.send_modify(|s| {
+            s.headers = Some(length);
+            s.file = cache.as_ref().map(|c| c.file.clone());
+            s.cache_failed = cache.is_none();
+        });
+        if cache.is_none() {
+            // Nobody can tail this fetch, so new callers should not join it.
+            self.unlist();
+        }
+        let mut first = Some(first);
+        let mut check = Checked::new(&self.digest, length);
+        let ended = loop {
+            let chunk = match upstream.next().await {
+                None => break Ok(()),
+                Some(Err(e)) => break Err(StoreError::upstream(&self.digest, e)),
+                // An empty chunk would let a reader release everything before it.
+                Some(Ok(chunk)) if chunk.is_empty() => continue,
+                Some(Ok(chunk)) => chunk,
+            };
+            if let Err(e) = check.update(&chunk) {
+                break Err(e);
+            }
+            let written = match &cache {
+                Some(cache) => cache.tx.send(chunk.clone()).await.is_ok(),
+                None => true,
+            };
+            if !written {
+                if let Some(lost) = cache.take() {
+                    self.cache_lost(lost).await;
+                }
+            }
+            if let Some(tx) = &first {
+                let delivered = if cache.is_some() {
+                    tx.try_send(chunk).is_ok()
+                } else {
+                    tx.send(chunk).await.is_ok()
+                };
+                if !delivered {
+                    first = None;
+                }
+            }
+            if first.is_none() && cache.is_none() {
+                tracing::debug!(digest = %self.digest, "cache: caller gone and nothing to cache; stopping the fetch");
+                return;
+            }
+        };
+        match ended.and_then(|()| check.finish()) {
+            Err(e) => {
+                // Readers learn of the failure before their queue closes.
+                self.fail(e);
+                drop(first);
+            }
+            Ok(total) => {
+                self.state.send_modify(|s| s.verified = Some(total));
+                drop(first);
+                if let Some(cache) = cache {
+                    self.commit(cache, total).await;
+                }
+            }
+        }
+    }
+
+    fn fail(&self, e: StoreError) {
+        tracing::warn!(digest = %self.digest, error = %e, "cache: blob fetch failed; nothing stored");
+        self.state.send_modify(|s| s.failed = Some(e));
+    }
+
+    /// Reserves room and creates the temp file; `None` to serve without caching.
+    async fn start_cache(&mut self, length: Option<u64>) -> Option<Cache> {
+        if let Some(length) = length {
+            // With a known length, room is made up front so that concurrent fetches cannot
+            // together overfill the disk. Otherwise it is made at commit.
+            let _commit = self.inner.commit.lock().await;
+            let victims = self.inner.index().reserve(length);
+            let Some(victims) = victims else {
+                tracing::debug!(digest = %self.digest, length, "cache: no room; serving uncached");
+                return None;
+            };
+            self.reserved = Some(length);
+            self.inner.evict(victims).await;
+        }
+        let path = self.inner.temp_path(&self.digest);
+        let opened = tokio::task::spawn_blocking({
+            let path = path.clone();
+            // Readable too: readers tail it through this descriptor.
+            move || {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)));
+        let file = match opened {
+            Ok(file) => Arc::new(TempFile {
+                file,
+                path: path.clone(),
+            }),
+            Err(e) => {
+                tracing::warn!(digest = %self.digest, path = %path.display(), error = %e,
+                    "cache: cannot create temp file; serving uncached");
+                self.inner.observer.write_failed();
+                self.release_reservation();
+                return None;
+            }
+        };
+        self.tmp = Some(path);
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let writer = tokio::spawn(write_loop(
+            file.clone(),
+            rx,
+            self.state.clone(),
+            self.inner.write_limit(),
+        ));
+        Some(Cache { file, tx, writer })
+    }
+
+    /// The writer failed: keep serving, stop caching.
+    async fn cache_lost(&mut self, cache: Cache) {
+        let error = match cache.writer.await {
+            Ok(Err(e)) => e.to_string(),
+            Ok(Ok(_)) => "writer stopped".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(digest = %self.digest, path = %cache.file.path.display(), %error,
+            "cache: write failed; serving uncached");
+        self.inner.observer.write_failed();
+        self.state.send_modify(|s| s.cache_failed = true);
+        self.unlist();
+        self.remove_tmp();
+        self.release_reservation();
+    }
+
+    /// Flushes, syncs and renames the verified temp file into place.
+    async fn commit(mut self, cache: Cache, total: u64) {
+        let Cache { file, tx, writer } = cache;
+        drop(tx);
+        let written = match writer.await {
+            Ok(result) => result,
+            Err(e) => Err(io::Error::other(e)),
+        };
+        // fsync before the rename: after a power loss, an object's name must never point at
+        // data that did not reach the disk.
+        let synced = match written {
+            Ok(written) if written == total => {
+                let file = file.clone();
+                tokio::task::spawn_blocking(move || file.file.sync_data())
+                    .await
+                    .unwrap_or_else(|e| Err(io::Error::other(e)))
+            }
+            Ok(written) => Err(io::Error::other(format!(
+                "wrote {written} of {total} bytes"
+            ))),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = synced {
+            tracing::warn!(digest = %self.digest, path = %file.path.display(), error = %e,
+                "cache: write failed; not stored");
+            self.inner.observer.write_failed();
+            return;
+        }
+        let commit = self.inner.commit.lock().await;
+        if self.inner.index().peek(&self.digest).is_some() {
+            // Stored meanwhile through `put_manifest`; same bytes.
+            return;
+        }
+        if self.reserved.is_none() {
+            let victims = self.inner.index().reserve(total);
+            let Some(victims) = victims else {
+                tracing::debug!(digest = %self.digest, total, "cache: no room; not stored");
+                return;
+            };
+            self.reserved = Some(total);
+            self.inner.evict(victims).await;
+        }
+        let to = self.inner.object_path(&self.digest);
+        if let Err(e) = super::rename(&file.path, &to).await {
+            tracing::warn!(digest = %self.digest, error = %e, "cache: rename failed; not stored");
+            self.inner.observer.write_failed();
+            return;
+        }
+        self.tmp = None;
+        self.reserved = None;
+        self.inner
+            .index()
+            .insert_reserved(self.digest.clone(), total, Kind::Blob);
+        drop(commit);
+        self.inner.observer.stored(total);
+        tracing::debug!(digest = %self.digest, size = total, "cache: stored blob");
+        // Dropping `self` unlists the flight, after the index has the blob.
+    }
+
+    /// Forgets this flight so the next request starts afresh (or finds the stored blob).
+    fn unlist(&self) {
+        let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights.get(&self.digest).is_some_and(|f| f.id == self.id) {
+            flights.remove(&self.digest);
+        }
+    }
+
+    fn remove_tmp(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            // A single unlink, also from `Drop`; readers keep their descriptor's data.
+            if let Err(e) = std::fs::remove_file(&tmp) {
+                tracing::warn!(path = %tmp.display(), error = %e, "cache: cannot remove temp file");
+            }
+        }
+    }
+
+    fn release_reservation(&mut self) {
+        if let Some(reserved) = self.reserved.take() {
+            self.inner.index().unreserve(reserved);
+        }
+    }
+}
+
+impl Drop for Leader {
+    /// Runs on every way out, panics and runtime shutdown included: the flight is forgotten,
+    /// its temp file and reservation are given back, and dropping `state` tells readers that
+    /// are still waiting that the fetch is over.
+    fn drop(&mut self) {
+        self.remove_tmp();
+        self.release_reservation();
+        self.unlist();
+    }
+}
+
+/// Writes what the leader sends, in batches, and publishes how much is written.
+async fn write_loop(
+    file: Arc<TempFile>,
+    mut rx: mpsc::Receiver<Bytes>,
+    state: watch::Sender<FlightState>,
+    limit: u64,
+) -> io::Result<u64> {
+    let mut written = 0u64;
+    while let Some(chunk) = rx.recv().await {
+        let mut len = chunk.len();
+        let mut batch = vec![chunk];
+        while len < WRITE_BATCH_BYTES && batch.len() < WRITE_BATCH_CHUNKS {
+            match rx.try_recv() {
+                Ok(chunk) => {
+                    len += chunk.len();
+                    batch.push(chunk);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = if written + len as u64 > limit {
+            Err(io::Error::other("injected write failure"))
+        } else {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || write_all_vectored(&file.file, &batch))
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(e)))
+        };
+        if let Err(e) = result {
+            state.send_modify(|s| s.cache_failed = true);
+            return Err(e);
+        }
+        written += len as u64;
+        state.send_modify(|s| s.written = written);
+    }
+    Ok(written)
+}
+
+fn write_all_vectored(mut file: &File, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

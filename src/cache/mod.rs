@@ -1,0 +1,545 @@
+//! The content-addressed store on local disk: verified manifests and blobs are served from it,
+//! and every cold blob fetch streams through it.
+//!
+//! # The promise
+//! No byte of content whose digest did not verify is ever stored, and no stream this module
+//! returns ever *completes* with bytes that did not verify. Cold fetches are streamed to the
+//! caller while they are hashed, so the caller does receive unverified bytes, but the last
+//! chunk is held back until the digest checked out; on a mismatch the stream ends in an error
+//! instead, hyper aborts the response, and the client is left with a short, failed download.
+//!
+//! # Layout
+//! ```text
+//! <dir>/blobs/sha256/<first 2 hex>/<hex>        an object (blob or manifest), named by digest
+//! <dir>/blobs/sha256/<first 2 hex>/<hex>.type   a manifest's media type
+//! <dir>/tmp/                                    writes in progress
+//! ```
+//! (`sha512` digests live under `blobs/sha512/` the same way.) Paths are only ever built from
+//! a validated [`Digest`], never from raw request input.
+//!
+//! # Writes and crashes
+//! An object is written to `tmp/`, hashed as it streams, `fsync`ed, and only then renamed to
+//! its name; a manifest's sidecar is renamed into place before its object. `rename(2)` is
+//! atomic, so a crash at any point leaves either no object or a complete verified one, plus
+//! perhaps a temp file or an orphan sidecar, which [`Store::open`] removes. Objects found at
+//! startup are additionally hashed on their first read (manifests on every read; they are
+//! small), which catches files damaged or placed by anything other than this code.
+//!
+//! # Concurrency
+//! Concurrent misses for one digest share a single upstream fetch ([`Store::blob`]). The
+//! index is a `std::sync::Mutex` held only for map operations; a `tokio` mutex serialises
+//! renames into `blobs/` with evictions, so an eviction's unlink can never hit a newer copy.
+//! One process per directory: two processes sharing one `dir` would clear each other's temp
+//! files at startup and keep separate indexes.
+
+mod error;
+mod flight;
+mod index;
+mod read;
+mod scan;
+mod tail;
+mod verify;
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+pub use self::error::StoreError;
+pub use self::read::CachedBlob;
+
+use self::flight::Flight;
+use self::index::{Index, Kind, Victim};
+use crate::oci::{Digest, DigestMismatch};
+
+const BLOBS_DIR: &str = "blobs";
+const TMP_DIR: &str = "tmp";
+/// Suffix of a manifest's media-type sidecar file.
+const SIDECAR_SUFFIX: &str = ".type";
+/// Longest media type stored (RFC 6838: two names of at most 127 characters and a slash).
+const MAX_MEDIA_TYPE_LEN: usize = 255;
+
+/// The chunks of a blob: from disk, or from upstream as they arrive. Fails mid-way (so the
+/// response is aborted) rather than completing with bytes that did not verify.
+pub type BlobStream = BoxStream<'static, Result<Bytes, StoreError>>;
+
+/// The content-addressed store. Cloning is cheap (an `Arc`); clones share everything.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// A blob ready to be sent: its length when known, where it came from, and its bytes.
+pub struct BlobBody {
+    /// Length in bytes: always known for cache hits; for fetches, what upstream announced.
+    pub length: Option<u64>,
+    /// Whether this was a hit, a fetch, or a join of another caller's fetch.
+    pub source: BlobSource,
+    /// The bytes; see [`BlobStream`]. Convert with `crate::body::stream`.
+    pub stream: BlobStream,
+}
+
+/// Where a [`BlobBody`] comes from, for metrics and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlobSource {
+    /// Served from disk.
+    Cache,
+    /// This call ran the upstream fetch.
+    Fetched,
+    /// This call shared a fetch another caller started ("single flight").
+    Joined,
+}
+
+/// Receives store events; the proxy turns them into metrics. Every method defaults to doing
+/// nothing. Calls happen on the request path, so implementations must be cheap (counters).
+pub trait StoreObserver: Send + Sync {
+    /// An object of `bytes` bytes was served from disk (blob or manifest).
+    fn hit(&self, bytes: u64) {
+        let _ = bytes;
+    }
+    /// A blob request found nothing on disk (counted once per caller, joiners included).
+    fn miss(&self) {}
+    /// An object of `bytes` bytes was evicted to make room.
+    fn evicted(&self, bytes: u64) {
+        let _ = bytes;
+    }
+    /// Writing to the store failed; the content was served but not stored.
+    fn write_failed(&self) {}
+    /// A verified object of `bytes` bytes was stored.
+    fn stored(&self, bytes: u64) {
+        let _ = bytes;
+    }
+}
+
+/// The default observer.
+struct NoopObserver;
+
+impl StoreObserver for NoopObserver {}
+
+struct Inner {
+    root: PathBuf,
+    max_size: u64,
+    index: Mutex<Index>,
+    /// Fetches in progress, by digest (see `flight.rs`).
+    flights: Mutex<std::collections::HashMap<Digest, Flight>>,
+    /// Held while renaming objects into `blobs/` and while unlinking evicted ones.
+    commit: tokio::sync::Mutex<()>,
+    observer: Arc<dyn StoreObserver>,
+    /// Makes temp file names unique.
+    next_id: AtomicU64,
+    /// Tests make writes fail after this many bytes of a blob.
+    #[cfg(test)]
+    write_limit: AtomicU64,
+}
+
+// === impl Store ===
+
+impl Store {
+    /// Opens the store under `dir` (creating it), bounded by `max_size` bytes of objects.
+    ///
+    /// Removes leftover temp files of crashed writes, rebuilds the index by scanning
+    /// `blobs/` (LRU order seeded from each file's latest access or modification time), and
+    /// evicts down to `max_size` if the limit shrank. Nothing partial is trusted: objects only
+    /// get their name by rename after their digest verified, and found objects are hashed
+    /// again on first read (see the module docs).
+    pub async fn open(dir: PathBuf, max_size: u64) -> Result<Self, StoreError> {
+        Self::open_with_observer(dir, max_size, Arc::new(NoopObserver)).await
+    }
+
+    /// [`open`](Self::open), reporting events to `observer`.
+    pub async fn open_with_observer(
+        dir: PathBuf,
+        max_size: u64,
+        observer: Arc<dyn StoreObserver>,
+    ) -> Result<Self, StoreError> {
+        let scan = blocking(&dir, "scan", {
+            let dir = dir.clone();
+            move || scan::scan(&dir)
+        })
+        .await?;
+        let mut objects = scan.objects;
+        objects.sort_by_key(|found| found.last_used);
+        let mut index = Index::new(max_size);
+        for found in objects {
+            let kind = if found.manifest {
+                Kind::Manifest
+            } else {
+                Kind::Blob
+            };
+            index.insert(found.digest, found.size, kind, false);
+        }
+        let inner = Arc::new(Inner {
+            root: dir,
+            max_size,
+            index: Mutex::new(index),
+            flights: Mutex::default(),
+            commit: tokio::sync::Mutex::new(()),
+            observer,
+            next_id: AtomicU64::new(0),
+            #[cfg(test)]
+            write_limit: AtomicU64::new(u64::MAX),
+        });
+        // Nothing is being read yet, so making room for nothing always succeeds; it evicts
+        // whatever exceeds a `max_size` lowered since the last run.
+        let victims = inner.index().reserve(0).unwrap_or_default();
+        if !victims.is_empty() {
+            let _commit = inner.commit.lock().await;
+            inner.evict(victims).await;
+        }
+        let (objects, bytes) = {
+            let index = inner.index();
+            (index.len(), index.stored())
+        };
+        tracing::info!(
+            objects,
+            bytes,
+            max_size,
+            removed_temp = scan.removed_temp,
+            removed_stray = scan.removed_stray,
+            "cache: opened"
+        );
+        Ok(Self { inner })
+    }
+
+    /// A stored manifest and its media type; `None` if absent. Touches LRU.
+    ///
+    /// The bytes are hashed on every read (a few microseconds for a manifest): a stored
+    /// manifest that does not match its digest is removed and reported as absent.
+    pub async fn get_manifest(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<(Bytes, String)>, StoreError> {
+        let entry = match self.inner.index().touch(digest) {
+            Some(entry) if entry.kind == Kind::Manifest => entry,
+            _ => return Ok(None),
+        };
+        let object = self.inner.object_path(digest);
+        let sidecar = self.inner.sidecar_path(digest);
+        let read = blocking(&object, "read", {
+            let (object, sidecar) = (object.clone(), sidecar.clone());
+            move || {
+                let object = read_if_exists(&object)?;
+                let sidecar = read_if_exists(&sidecar)?;
+                Ok(object.zip(sidecar))
+            }
+        })
+        .await?;
+        let Some((bytes, media_type)) = read else {
+            tracing::warn!(%digest, "cache: indexed manifest is missing on disk");
+            self.inner.index().remove(digest, entry.generation);
+            return Ok(None);
+        };
+        let media_type = String::from_utf8(media_type)
+            .ok()
+            .filter(|m| is_header_safe(m));
+        let Some(media_type) = media_type.filter(|_| digest.matches(&bytes)) else {
+            tracing::warn!(%digest, path = %object.display(), "cache: stored manifest is corrupt; removing it");
+            let victim = self.inner.index().remove(digest, entry.generation);
+            if let Some(victim) = victim {
+                let _commit = self.inner.commit.lock().await;
+                self.inner.remove_files(vec![victim]).await;
+            }
+            return Ok(None);
+        };
+        self.inner.index().mark_verified(digest, entry.generation);
+        self.inner.observer.hit(bytes.len() as u64);
+        Ok(Some((Bytes::from(bytes), media_type)))
+    }
+
+    /// Stores a manifest with its media type after checking that `bytes` hash to `digest`.
+    ///
+    /// Refuses ([`StoreError::DigestMismatch`]) bytes with another digest, media types that
+    /// are not header-safe, and manifests that do not fit ([`StoreError::Full`]). A manifest
+    /// already stored is only touched.
+    pub async fn put_manifest(
+        &self,
+        digest: &Digest,
+        bytes: Bytes,
+        media_type: &str,
+    ) -> Result<(), StoreError> {
+        if !is_header_safe(media_type) {
+            return Err(StoreError::InvalidMediaType {
+                digest: digest.clone(),
+                media_type: media_type.chars().take(MAX_MEDIA_TYPE_LEN).collect(),
+            });
+        }
+        let actual = Digest::compute(digest.algorithm(), &bytes);
+        if actual != *digest {
+            return Err(DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            }
+            .into());
+        }
+        if self
+            .inner
+            .index()
+            .touch(digest)
+            .is_some_and(|entry| entry.kind == Kind::Manifest)
+        {
+            return Ok(());
+        }
+        let size = bytes.len() as u64;
+        if size > self.inner.max_size {
+            return Err(self.inner.full(digest, size));
+        }
+        // Write and fsync both temp files before taking the commit lock, so the slow part
+        // runs alongside other commits.
+        let tmp_object = self.inner.temp_path(digest);
+        let tmp_sidecar = PathBuf::from(format!("{}{SIDECAR_SUFFIX}", tmp_object.display()));
+        let written = blocking(&tmp_object, "write", {
+            let (object, sidecar) = (tmp_object.clone(), tmp_sidecar.clone());
+            let media_type = media_type.to_owned();
+            move || {
+                write_synced(&sidecar, media_type.as_bytes())?;
+                write_synced(&object, &bytes)
+            }
+        })
+        .await;
+        let result = match written {
+            Ok(()) => {
+                self.commit_manifest(digest, size, &tmp_object, &tmp_sidecar)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            if matches!(e, StoreError::Io { .. }) {
+                self.inner.observer.write_failed();
+            }
+            tracing::warn!(%digest, error = %e, "cache: manifest not stored");
+            // Best effort: whatever is left is removed at the next start.
+            let _ = tokio::fs::remove_file(&tmp_object).await;
+            let _ = tokio::fs::remove_file(&tmp_sidecar).await;
+        }
+        result
+    }
+
+    async fn commit_manifest(
+        &self,
+        digest: &Digest,
+        size: u64,
+        tmp_object: &Path,
+        tmp_sidecar: &Path,
+    ) -> Result<(), StoreError> {
+        let object = self.inner.object_path(digest);
+        let sidecar = self.inner.sidecar_path(digest);
+        let _commit = self.inner.commit.lock().await;
+        let present = self.inner.index().peek(digest);
+        if let Some(entry) = present {
+            // Stored meanwhile (or before, as a blob): only the sidecar may be missing.
+            if entry.kind == Kind::Blob {
+                rename(tmp_sidecar, &sidecar).await?;
+                self.inner.index().mark_manifest(digest);
+            }
+            let _ = tokio::fs::remove_file(tmp_object).await;
+            return Ok(());
+        }
+        let victims = self.inner.index().reserve(size);
+        let Some(victims) = victims else {
+            return Err(self.inner.full(digest, size));
+        };
+        self.inner.evict(victims).await;
+        // Sidecar first: an object must never be visible without its media type.
+        let renamed = match rename(tmp_sidecar, &sidecar).await {
+            Ok(()) => rename(tmp_object, &object).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = renamed {
+            self.inner.index().unreserve(size);
+            let _ = tokio::fs::remove_file(&sidecar).await;
+            return Err(e);
+        }
+        self.inner
+            .index()
+            .insert_reserved(digest.clone(), size, Kind::Manifest);
+        self.inner.observer.stored(size);
+        tracing::debug!(%digest, size, "cache: stored manifest");
+        Ok(())
+    }
+
+    /// The size of a stored object (blob or manifest), or `None` if absent. Does not touch
+    /// LRU: a `HEAD` should not keep content alive.
+    pub async fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        self.inner.index().peek(digest).map(|entry| entry.size)
+    }
+
+    /// Bytes of objects stored (manifest sidecars, at most 255 bytes each, are not counted).
+    pub fn size(&self) -> u64 {
+        self.inner.index().stored()
+    }
+
+    /// The size limit given to [`open`](Self::open).
+    pub fn max_size(&self) -> u64 {
+        self.inner.max_size
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.inner.root)
+            .field("max_size", &self.inner.max_size)
+            .field("size", &self.size())
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl BlobBody ===
+
+impl fmt::Debug for BlobBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobBody")
+            .field("length", &self.length)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    /// The index, also after a panic elsewhere poisoned the lock: every index operation
+    /// leaves it consistent before anything that could panic.
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn object_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        let mut path = self.root.join(BLOBS_DIR);
+        path.push(digest.algorithm().as_str());
+        path.push(&hex[..2]);
+        path.push(hex);
+        path
+    }
+
+    fn sidecar_path(&self, digest: &Digest) -> PathBuf {
+        let mut path = self.object_path(digest).into_os_string();
+        path.push(SIDECAR_SUFFIX);
+        path.into()
+    }
+
+    /// A fresh name under `tmp/`. The pid only helps a human tell leftovers apart.
+    fn temp_path(&self, digest: &Digest) -> PathBuf {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}.{}.{id}", digest.hex(), std::process::id());
+        self.root.join(TMP_DIR).join(name)
+    }
+
+    fn full(&self, digest: &Digest, size: u64) -> StoreError {
+        StoreError::Full {
+            digest: digest.clone(),
+            size,
+            max_size: self.max_size,
+        }
+    }
+
+    /// Unlinks evicted objects and reports them. Hold `commit` while calling this.
+    async fn evict(&self, victims: Vec<Victim>) {
+        for victim in &victims {
+            tracing::debug!(digest = %victim.digest, size = victim.size, "cache: evicting");
+            self.observer.evicted(victim.size);
+        }
+        self.remove_files(victims).await;
+    }
+
+    /// Unlinks the files of objects already removed from the index. Hold `commit` while
+    /// calling this. Readers with the file open keep reading: on Linux an unlinked file's data
+    /// lives until its last descriptor closes.
+    async fn remove_files(&self, victims: Vec<Victim>) {
+        let paths: Vec<PathBuf> = victims
+            .iter()
+            .flat_map(|victim| {
+                let sidecar =
+                    (victim.kind == Kind::Manifest).then(|| self.sidecar_path(&victim.digest));
+                std::iter::once(self.object_path(&victim.digest)).chain(sidecar)
+            })
+            .collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for path in paths {
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    // The index already forgot the object, so this only leaks disk space
+                    // until the next start's scan picks the file up again.
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e,
+                        "cache: cannot remove evicted file"),
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Bytes after which writes fail (tests only); `u64::MAX` otherwise.
+    fn write_limit(&self) -> u64 {
+        #[cfg(test)]
+        {
+            self.write_limit.load(Ordering::Relaxed)
+        }
+        #[cfg(not(test))]
+        {
+            u64::MAX
+        }
+    }
+}
+
+/// Runs blocking filesystem work on the blocking pool.
+async fn blocking<T, F>(path: &Path, op: &'static str, work: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(StoreError::io(op, path, io::Error::other(e))))
+}
+
+/// Creates `path` (which must not exist), writes `bytes`, and flushes them to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| StoreError::io("create temp file", path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| StoreError::io("write", path, e))
+}
+
+/// The file's bytes, or `None` if it does not exist.
+fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io("read", path, e)),
+    }
+}
+
+/// Moves a verified temp file to its final name, creating the prefix directory if needed.
+async fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
+    let (from, to) = (from.to_owned(), to.to_owned());
+    blocking(&to.clone(), "rename into", move || {
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| StoreError::io("create directory", parent, e))?;
+        }
+        fs::rename(&from, &to).map_err(|e| StoreError::io("rename into", &to, e))
+    })
+    .await
+}
+
+/// Whether a media type can be sent back as a `Content-Type` value as it is.
+fn is_header_safe(media_type: &str) -> bool {
+    !media_type.is_empty()
+        && media_type.len() <= MAX_MEDIA_TYPE_LEN
+        && media_type.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+#[cfg(test)]
+mod tests;

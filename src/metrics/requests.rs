@@ -1,0 +1,49 @@
+//! `trustgate_http_*`: what clients asked for and how it was answered.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use prometheus::{HistogramVec, IntCounterVec, Registry};
+
+use crate::server::RouteKind;
+
+/// Request counts and time to response headers, by route kind.
+#[derive(Clone, Debug)]
+pub struct HttpMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+// === impl HttpMetrics ===
+
+impl HttpMetrics {
+    pub(super) fn register(registry: &Registry) -> Self {
+        Self {
+            requests: super::counter_vec(
+                registry,
+                "trustgate_http_requests_total",
+                "Client requests answered, by route kind and HTTP status code.",
+                &["kind", "code"],
+            ),
+            duration: super::histogram_vec(
+                registry,
+                "trustgate_http_request_duration_seconds",
+                "Time from receiving a client request to sending its response headers.",
+                &["kind"],
+            ),
+        }
+    }
+
+    /// Records one answered request.
+    ///
+    /// `elapsed` is the time to response headers: blob bodies stream for as long as the blob
+    /// is large, which says nothing about the proxy's latency.
+    pub fn observe(&self, kind: RouteKind, status: StatusCode, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[kind.as_str(), status.as_str()])
+            .inc();
+        self.duration
+            .with_label_values(&[kind.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+}

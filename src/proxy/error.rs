@@ -1,0 +1,142 @@
+//! Every way a request can fail, and the one place they become responses.
+//!
+//! Client-facing messages say what happened in words a user can act on; internal details
+//! (cache I/O errors) are logged once here and never echoed.
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::{
+    body::{self, Body},
+    cache::StoreError,
+    oci::{error_body, ManifestError, OciError, OciErrorCode, RouteError},
+    trust::Refusal,
+    upstream::UpstreamError,
+};
+
+/// Why a request was not served.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Not a read of the distribution API, or malformed input.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// `?ns=` names a registry this mirror does not proxy.
+    #[error("registry {0} is not configured on this mirror")]
+    UnknownRegistry(String),
+    /// No `?ns=` and no default upstream.
+    #[error("no default upstream is configured: name the registry with ?ns=<registry>")]
+    NoDefaultUpstream,
+    /// A `deny` rule (or the default) matched.
+    #[error("{image} is denied by policy ({rule})")]
+    PolicyDenied { image: String, rule: String },
+    /// A verifier refused.
+    #[error("{refusal} (policy {rule})")]
+    Refused { refusal: Refusal, rule: String },
+    /// The upstream does not have it.
+    #[error("{what} is not known to the upstream registry")]
+    UnknownManifest { what: String },
+    #[error("{what} is not known to the upstream registry")]
+    UnknownBlob { what: String },
+    /// The client does not accept the signed manifest's media type.
+    #[error("{what} is a {media_type}, which the client's Accept header does not allow")]
+    NotAcceptable { what: String, media_type: String },
+    /// The upstream failed.
+    #[error("upstream {source}")]
+    Upstream {
+        registry: String,
+        #[source]
+        source: UpstreamError,
+    },
+    /// The upstream served something that is not a manifest we serve.
+    #[error("upstream {registry} served an invalid manifest for {what}: {source}")]
+    BadManifest {
+        registry: String,
+        what: String,
+        #[source]
+        source: ManifestError,
+    },
+    /// The cache failed internally.
+    #[error("cache: {0}")]
+    Store(#[from] StoreError),
+    /// A verifying rule names a notary server that does not exist (config reload race).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+// === impl ProxyError ===
+
+impl ProxyError {
+    fn code_and_status(&self) -> (OciErrorCode, StatusCode) {
+        use ProxyError::*;
+        match self {
+            Route(e) => (e.code(), e.status()),
+            UnknownRegistry(_) | NoDefaultUpstream => {
+                (OciErrorCode::NameUnknown, StatusCode::NOT_FOUND)
+            }
+            PolicyDenied { .. } | Refused { .. } => (OciErrorCode::Denied, StatusCode::FORBIDDEN),
+            UnknownManifest { .. } | NotAcceptable { .. } => {
+                (OciErrorCode::ManifestUnknown, StatusCode::NOT_FOUND)
+            }
+            UnknownBlob { .. } => (OciErrorCode::BlobUnknown, StatusCode::NOT_FOUND),
+            Upstream { source, .. } => match source {
+                UpstreamError::RateLimited { .. } => {
+                    (OciErrorCode::TooManyRequests, StatusCode::TOO_MANY_REQUESTS)
+                }
+                UpstreamError::Timeout { .. } => {
+                    (OciErrorCode::Unsupported, StatusCode::GATEWAY_TIMEOUT)
+                }
+                _ => (OciErrorCode::Unsupported, StatusCode::BAD_GATEWAY),
+            },
+            BadManifest { .. } => (OciErrorCode::ManifestInvalid, StatusCode::BAD_GATEWAY),
+            Store(e) if e.is_upstream() => (OciErrorCode::Unsupported, StatusCode::BAD_GATEWAY),
+            Store(_) | Internal(_) => {
+                (OciErrorCode::Unsupported, StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+
+    /// The OCI error response; `head` drops the body as HEAD requires.
+    pub fn into_response(self, head: bool) -> Response<Body> {
+        let (code, status) = self.code_and_status();
+        let message = match &self {
+            ProxyError::Store(e) if !e.is_upstream() => {
+                tracing::error!(error = %self, "cache failure");
+                "internal cache error".to_owned()
+            }
+            ProxyError::Internal(_) => {
+                tracing::error!(error = %self, "internal error");
+                "internal error".to_owned()
+            }
+            _ => self.to_string(),
+        };
+        let bytes = error_body(code, &message);
+        let mut response = Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, bytes.len())
+            .header("Docker-Distribution-API-Version", "registry/2.0");
+        if let ProxyError::Route(RouteError::MethodNotAllowed { allow, .. }) = &self {
+            response = response.header(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let ProxyError::Upstream {
+            source:
+                UpstreamError::RateLimited {
+                    retry_after: Some(secs),
+                    ..
+                },
+            ..
+        } = &self
+        {
+            response = response.header(header::RETRY_AFTER, *secs);
+        }
+        let body = if head {
+            body::empty()
+        } else {
+            body::full(bytes)
+        };
+        response.body(body).unwrap_or_else(|_| {
+            let mut r = Response::new(body::empty());
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+    }
+}

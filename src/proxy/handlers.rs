@@ -1,0 +1,584 @@
+//! The endpoints: which action a rule takes decides how each one is served.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Response, StatusCode};
+
+use super::{closure::Fetched, runtime::Runtime, Proxy, ProxyError};
+use crate::{
+    body::{self, Body},
+    metrics::VerificationResult,
+    oci::{self, AcceptDecision, Digest, Endpoint, ReadMethod, Reference, Route, Tag},
+    policy::{Action, Decision, Rule},
+    trust::{cached::CachedNotary, Refusal, RefusalKind, TrustQuery, Verifier},
+    upstream::{Upstream, UpstreamError},
+};
+
+const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
+
+/// One request's image, upstream and policy decision.
+pub struct Ctx<'a> {
+    pub rt: &'a Arc<Runtime>,
+    pub upstream: &'a Upstream,
+    /// Repository at the upstream (`library/` added for Docker Hub's official images).
+    pub repo: &'a str,
+    /// `registry/repository`, the GUN and the name in messages.
+    pub image: &'a str,
+    pub decision: Decision<'a>,
+}
+
+impl Ctx<'_> {
+    pub fn rule_label(&self) -> String {
+        match self.decision.rule() {
+            Some(rule) => format!("rule {:?}", rule.pattern().to_string()),
+            None => "default".to_owned(),
+        }
+    }
+
+    /// An upstream failure, with 404 mapped to the endpoint's "unknown" error.
+    pub fn upstream_error(&self, e: UpstreamError, manifest: bool, what: &str) -> ProxyError {
+        match e {
+            UpstreamError::NotFound { .. } if manifest => ProxyError::UnknownManifest {
+                what: what.to_owned(),
+            },
+            UpstreamError::NotFound { .. } => ProxyError::UnknownBlob {
+                what: what.to_owned(),
+            },
+            source => ProxyError::Upstream {
+                registry: self.upstream.registry().to_owned(),
+                source,
+            },
+        }
+    }
+}
+
+fn result_of(kind: RefusalKind) -> VerificationResult {
+    match kind {
+        RefusalKind::Unsigned => VerificationResult::Unsigned,
+        RefusalKind::Revoked => VerificationResult::Revoked,
+        RefusalKind::Mismatch => VerificationResult::Mismatch,
+        RefusalKind::UntrustedSigner => VerificationResult::UntrustedSigner,
+        RefusalKind::Expired => VerificationResult::Expired,
+        RefusalKind::TrustError => VerificationResult::TrustError,
+    }
+}
+
+/// Docker Hub keeps official images under `library/`; clients that address trustgate as the
+/// registry may send `nginx` for `library/nginx`.
+fn upstream_repo(registry: &str, name: &str) -> String {
+    if registry == "docker.io" && !name.contains('/') {
+        format!("library/{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+// === impl Proxy ===
+
+impl Proxy {
+    pub(super) async fn dispatch(
+        self: &Arc<Self>,
+        route: &Route,
+        accept: &[String],
+    ) -> Result<Response<Body>, ProxyError> {
+        let head = route.method == ReadMethod::Head;
+        let Some(name) = route.endpoint.name() else {
+            return Ok(json_response(
+                StatusCode::OK,
+                Bytes::from_static(b"{}"),
+                head,
+            ));
+        };
+        let rt = self.runtime();
+        let ns = route.ns.as_ref().map(|h| h.as_str());
+        let upstream = rt.upstream(ns).ok_or_else(|| match ns {
+            Some(ns) => ProxyError::UnknownRegistry(ns.to_owned()),
+            None => ProxyError::NoDefaultUpstream,
+        })?;
+        let repo = upstream_repo(upstream.registry(), name.as_str());
+        let image = format!("{}/{repo}", upstream.registry());
+        let ctx = Ctx {
+            rt: &rt,
+            upstream,
+            repo: &repo,
+            image: &image,
+            decision: rt.policy().decide(upstream.registry(), &repo),
+        };
+        if ctx.decision.action() == Action::Deny {
+            self.metrics.verify().decision(Action::Deny, None);
+            tracing::warn!(image = %image, rule = %ctx.rule_label(), reason = "denied by policy", "refused");
+            return Err(ProxyError::PolicyDenied {
+                image: image.clone(),
+                rule: ctx.rule_label(),
+            });
+        }
+        match &route.endpoint {
+            Endpoint::Manifest { reference, .. } => {
+                self.manifest(&ctx, reference, accept, head).await
+            }
+            Endpoint::Blob { digest, .. } => self.blob(&ctx, digest, head).await,
+            Endpoint::TagsList { n, last, .. } => {
+                self.tags(
+                    &ctx,
+                    name.as_str(),
+                    route.ns.as_ref().map(|h| h.as_str()),
+                    *n,
+                    last.as_ref(),
+                )
+                .await
+            }
+            Endpoint::Referrers { .. } => Ok(empty_referrers()),
+            Endpoint::Base => unreachable!("handled above"),
+        }
+    }
+
+    /// Logs and counts a refusal once, and turns it into the 403 the client gets.
+    pub(super) fn refuse(&self, ctx: &Ctx<'_>, refusal: Refusal) -> ProxyError {
+        let result = result_of(refusal.kind);
+        self.metrics.verify().verification(result);
+        self.metrics
+            .verify()
+            .decision(ctx.decision.action(), Some(result));
+        tracing::warn!(image = %ctx.image, rule = %ctx.rule_label(), result = result.as_str(),
+            reason = %refusal.message, "refused");
+        ProxyError::Refused {
+            refusal,
+            rule: ctx.rule_label(),
+        }
+    }
+
+    fn verified(&self, action: Action) {
+        self.metrics
+            .verify()
+            .verification(VerificationResult::Verified);
+        self.metrics
+            .verify()
+            .decision(action, Some(VerificationResult::Verified));
+    }
+
+    fn trust(&self, ctx: &Ctx<'_>) -> Result<(Arc<CachedNotary>, TrustQuery), ProxyError> {
+        let rule = ctx.decision.rule().ok_or_else(|| {
+            ProxyError::Internal("a verifying decision without a rule".to_owned())
+        })?;
+        ctx.rt
+            .trust_for(rule, ctx.image.to_owned())
+            .ok_or_else(|| ProxyError::Internal(format!("no verifier for {}", ctx.rule_label())))
+    }
+
+    /// Under `verify`: the digest a reference stands for and its signed (or parent) size.
+    async fn verified_digest(
+        &self,
+        ctx: &Ctx<'_>,
+        verifier: &CachedNotary,
+        query: &TrustQuery,
+        reference: &Reference,
+    ) -> Result<(Digest, u64), ProxyError> {
+        match reference {
+            Reference::Tag(tag) => {
+                let signed = verifier
+                    .resolve_tag(query, tag.as_str())
+                    .await
+                    .map_err(|r| self.refuse(ctx, r))?;
+                let digest = Digest::parse(&signed.digest)
+                    .map_err(|e| ProxyError::Internal(format!("signed digest: {e}")))?;
+                Ok((digest, u64::try_from(signed.size).unwrap_or(0)))
+            }
+            Reference::Digest(digest) => {
+                let set = verifier
+                    .signed_set(query)
+                    .await
+                    .map_err(|r| self.refuse(ctx, r))?;
+                match self.find_in_closure(ctx, &set, digest).await? {
+                    Some(size) => Ok((digest.clone(), size)),
+                    None => Err(self.refuse(
+                        ctx,
+                        Refusal::new(
+                            RefusalKind::Unsigned,
+                            format!(
+                                "{}@{digest} is not signed and not part of any signed image of {}",
+                                ctx.image, ctx.image
+                            ),
+                        ),
+                    )),
+                }
+            }
+        }
+    }
+
+    async fn manifest(
+        self: &Arc<Self>,
+        ctx: &Ctx<'_>,
+        reference: &Reference,
+        accept: &[String],
+        head: bool,
+    ) -> Result<Response<Body>, ProxyError> {
+        let action = ctx.decision.action();
+        let (digest, fetched) = if action == Action::Verify {
+            let (verifier, query) = self.trust(ctx)?;
+            let (digest, size) = self
+                .verified_digest(ctx, &verifier, &query, reference)
+                .await?;
+            let fetched = self.manifest_by_digest(ctx, &digest, Some(size)).await?;
+            self.verified(action);
+            (digest, fetched)
+        } else {
+            let (digest, fetched) = match reference {
+                Reference::Digest(digest) => (
+                    digest.clone(),
+                    self.manifest_by_digest(ctx, digest, None).await?,
+                ),
+                Reference::Tag(tag) => self.manifest_by_tag(ctx, tag).await?,
+            };
+            if action == Action::Audit {
+                self.audit(ctx, reference.clone(), digest.clone());
+            } else {
+                self.metrics.verify().decision(action, None);
+            }
+            (digest, fetched)
+        };
+        let by_tag = matches!(reference, Reference::Tag(_));
+        if oci::negotiate(
+            accept.iter().map(String::as_str),
+            fetched.manifest.kind(),
+            by_tag,
+        ) == AcceptDecision::NotAcceptable
+        {
+            return Err(ProxyError::NotAcceptable {
+                what: format!("{}@{digest}", ctx.image),
+                media_type: fetched.media_type,
+            });
+        }
+        Ok(manifest_response(&fetched, &digest, head))
+    }
+
+    /// Unverified (`allow`, `audit`): what the tag points at upstream now, cached by digest.
+    async fn manifest_by_tag(
+        &self,
+        ctx: &Ctx<'_>,
+        tag: &Tag,
+    ) -> Result<(Digest, Fetched), ProxyError> {
+        let what = format!("{}:{tag}", ctx.image);
+        let upstream = ctx
+            .upstream
+            .manifest(ctx.repo, tag.as_str(), self.limits.max_manifest_size)
+            .await
+            .map_err(|e| ctx.upstream_error(e, true, &what))?;
+        let digest = Digest::sha256_of(&upstream.bytes);
+        let content_type = upstream.media_type.as_deref();
+        let manifest = oci::parse_manifest(&upstream.bytes, content_type).map_err(|source| {
+            ProxyError::BadManifest {
+                registry: ctx.upstream.registry().to_owned(),
+                what: what.clone(),
+                source,
+            }
+        })?;
+        let media_type = manifest.media_type().to_owned();
+        if let Err(e) = self
+            .store
+            .put_manifest(&digest, upstream.bytes.clone(), &media_type)
+            .await
+        {
+            tracing::warn!(digest = %digest, error = %e, "manifest not cached");
+        }
+        Ok((
+            digest,
+            Fetched {
+                bytes: upstream.bytes,
+                media_type,
+                manifest,
+            },
+        ))
+    }
+
+    /// `audit`: the content is served already; find out in the background what `verify` would
+    /// have decided, and record it.
+    fn audit(self: &Arc<Self>, ctx: &Ctx<'_>, reference: Reference, served: Digest) {
+        let Some(rule) = ctx.decision.rule().cloned() else {
+            return;
+        };
+        let (this, rt, upstream) = (self.clone(), ctx.rt.clone(), ctx.upstream.clone());
+        let (repo, image) = (ctx.repo.to_owned(), ctx.image.to_owned());
+        tokio::spawn(async move {
+            let decision = rt.policy().decide(upstream.registry(), &repo);
+            let ctx = Ctx {
+                rt: &rt,
+                upstream: &upstream,
+                repo: &repo,
+                image: &image,
+                decision,
+            };
+            let result = this.audit_check(&ctx, &rule, &reference, &served).await;
+            let verdict = match &result {
+                Ok(()) => VerificationResult::Verified,
+                Err(r) => result_of(r.kind),
+            };
+            this.metrics.verify().verification(verdict);
+            this.metrics.verify().decision(Action::Audit, Some(verdict));
+            if let Err(r) = result {
+                tracing::warn!(image = %image, rule = %ctx.rule_label(), result = verdict.as_str(),
+                    reason = %r.message, "audit: verify would have refused");
+            }
+        });
+    }
+
+    async fn audit_check(
+        &self,
+        ctx: &Ctx<'_>,
+        rule: &Rule,
+        reference: &Reference,
+        served: &Digest,
+    ) -> Result<(), Refusal> {
+        let Some((verifier, query)) = ctx.rt.trust_for(rule, ctx.image.to_owned()) else {
+            return Err(Refusal::new(
+                RefusalKind::TrustError,
+                "no verifier configured",
+            ));
+        };
+        match reference {
+            Reference::Tag(tag) => {
+                let signed = verifier.resolve_tag(&query, tag.as_str()).await?;
+                if signed.digest != served.as_str() {
+                    return Err(Refusal::new(
+                        RefusalKind::Mismatch,
+                        format!(
+                            "{}:{tag} points at {served} upstream but {} is signed",
+                            ctx.image, signed.digest
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            Reference::Digest(digest) => {
+                let set = verifier.signed_set(&query).await?;
+                match self.find_in_closure(ctx, &set, digest).await {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err(Refusal::new(
+                        RefusalKind::Unsigned,
+                        format!("{}@{digest} is not part of any signed image", ctx.image),
+                    )),
+                    Err(e) => Err(Refusal::new(RefusalKind::TrustError, e.to_string())),
+                }
+            }
+        }
+    }
+
+    async fn blob(
+        &self,
+        ctx: &Ctx<'_>,
+        digest: &Digest,
+        head: bool,
+    ) -> Result<Response<Body>, ProxyError> {
+        let action = ctx.decision.action();
+        let mut known_size = None;
+        if action == Action::Verify {
+            let (verifier, query) = self.trust(ctx)?;
+            let set = verifier
+                .signed_set(&query)
+                .await
+                .map_err(|r| self.refuse(ctx, r))?;
+            match self.find_in_closure(ctx, &set, digest).await? {
+                Some(size) => known_size = Some(size),
+                None => {
+                    return Err(self.refuse(
+                        ctx,
+                        Refusal::new(
+                            RefusalKind::Unsigned,
+                            format!(
+                                "blob {digest} does not belong to any signed image of {}",
+                                ctx.image
+                            ),
+                        ),
+                    ))
+                }
+            }
+            self.verified(action);
+        } else {
+            self.metrics.verify().decision(action, None);
+        }
+        let what = format!("{}@{digest}", ctx.image);
+        if head {
+            let size = match self.store.blob_size(digest).await.or(known_size) {
+                Some(size) => size,
+                None => ctx
+                    .upstream
+                    .blob(ctx.repo, digest.as_str())
+                    .await
+                    .map_err(|e| ctx.upstream_error(e, false, &what))?
+                    .length
+                    .ok_or_else(|| ProxyError::UnknownBlob { what: what.clone() })?,
+            };
+            return Ok(blob_response(digest, Some(size), body::empty()));
+        }
+        let (upstream, repo, wanted) = (
+            ctx.upstream.clone(),
+            ctx.repo.to_owned(),
+            digest.as_str().to_owned(),
+        );
+        let blob = self
+            .store
+            .blob(digest, move || async move {
+                let blob = upstream.blob(&repo, &wanted).await?;
+                Ok::<_, UpstreamError>((blob.length, blob.stream))
+            })
+            .await
+            .map_err(|e| match upstream_cause(&e) {
+                Some(u) => ctx.upstream_error(u, false, &what),
+                None => ProxyError::Store(e),
+            })?;
+        Ok(blob_response(
+            digest,
+            blob.length,
+            body::stream(blob.stream),
+        ))
+    }
+
+    async fn tags(
+        &self,
+        ctx: &Ctx<'_>,
+        name: &str,
+        ns: Option<&str>,
+        n: Option<u32>,
+        last: Option<&Tag>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let action = ctx.decision.action();
+        if action != Action::Verify {
+            self.metrics.verify().decision(action, None);
+            let (bytes, link) = ctx
+                .upstream
+                .tags(ctx.repo, n.map(|n| n as usize), last.map(Tag::as_str))
+                .await
+                .map_err(|e| ctx.upstream_error(e, true, ctx.image))?;
+            let mut response = json_response(StatusCode::OK, bytes, false);
+            // Pass on a relative next-page link only; it must not send clients elsewhere.
+            if let Some(link) = link.filter(|l| l.starts_with("</v2/") && ns.is_none()) {
+                if let Ok(v) = header::HeaderValue::from_str(&link) {
+                    response.headers_mut().insert(header::LINK, v);
+                }
+            }
+            return Ok(response);
+        }
+        // Under verify only signed tags exist.
+        let (verifier, query) = self.trust(ctx)?;
+        let set = verifier
+            .signed_set(&query)
+            .await
+            .map_err(|r| self.refuse(ctx, r))?;
+        let after = last.map(Tag::as_str);
+        let mut tags: Vec<&str> = set
+            .tags
+            .keys()
+            .map(String::as_str)
+            .filter(|t| after.is_none_or(|a| *t > a))
+            .collect();
+        let mut next = None;
+        if let Some(n) = n {
+            if tags.len() > n as usize {
+                tags.truncate(n as usize);
+                if let Some(last) = tags.last() {
+                    let ns = ns.map(|ns| format!("&ns={ns}")).unwrap_or_default();
+                    next = Some(format!(
+                        "</v2/{name}/tags/list?n={n}&last={last}{ns}>; rel=\"next\""
+                    ));
+                }
+            }
+        }
+        let body = serde_json::to_vec(&serde_json::json!({"name": name, "tags": tags}))
+            .map_err(|e| ProxyError::Internal(e.to_string()))?;
+        let mut response = json_response(StatusCode::OK, Bytes::from(body), false);
+        if let Some(v) = next.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+            response.headers_mut().insert(header::LINK, v);
+        }
+        Ok(response)
+    }
+}
+
+/// The upstream error behind a failed fetch through the store, if that is what failed.
+fn upstream_cause(e: &crate::cache::StoreError) -> Option<UpstreamError> {
+    match e {
+        crate::cache::StoreError::Upstream { source, .. } => {
+            source.downcast_ref::<UpstreamError>().cloned()
+        }
+        _ => None,
+    }
+}
+
+fn json_response(status: StatusCode, bytes: Bytes, head: bool) -> Response<Body> {
+    let len = bytes.len();
+    let mut response = Response::new(if head {
+        body::empty()
+    } else {
+        body::full(bytes)
+    });
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CONTENT_LENGTH, len.into());
+    h.insert(
+        API_VERSION.0,
+        header::HeaderValue::from_static(API_VERSION.1),
+    );
+    response
+}
+
+fn manifest_response(fetched: &Fetched, digest: &Digest, head: bool) -> Response<Body> {
+    let len = fetched.bytes.len();
+    let body = if head {
+        body::empty()
+    } else {
+        body::full(fetched.bytes.clone())
+    };
+    let mut response = Response::new(body);
+    let h = response.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(&fetched.media_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert(header::CONTENT_LENGTH, len.into());
+    if let Ok(v) = header::HeaderValue::from_str(digest.as_str()) {
+        h.insert("Docker-Content-Digest", v.clone());
+        if let Ok(etag) = header::HeaderValue::from_str(&format!("\"{digest}\"")) {
+            h.insert(header::ETAG, etag);
+        }
+    }
+    h.insert(
+        API_VERSION.0,
+        header::HeaderValue::from_static(API_VERSION.1),
+    );
+    response
+}
+
+fn blob_response(digest: &Digest, length: Option<u64>, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(len) = length {
+        h.insert(header::CONTENT_LENGTH, len.into());
+    }
+    if let Ok(v) = header::HeaderValue::from_str(digest.as_str()) {
+        h.insert("Docker-Content-Digest", v);
+    }
+    h.insert(
+        API_VERSION.0,
+        header::HeaderValue::from_static(API_VERSION.1),
+    );
+    response
+}
+
+/// Referrers are not proxied yet: an empty index is a valid answer every client handles.
+fn empty_referrers() -> Response<Body> {
+    let bytes = Bytes::from_static(
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
+    );
+    let mut response = json_response(StatusCode::OK, bytes, false);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/vnd.oci.image.index.v1+json"),
+    );
+    response
+}

@@ -1,0 +1,109 @@
+//! The verifying proxy: one request from route to response.
+//!
+//! ```text
+//! request -> oci::parse -> upstream (by ?ns= or default) -> policy::decide
+//!   deny   -> 403
+//!   verify -> trust (tag -> signed digest | digest in the signed closure) -> content by digest
+//!   audit  -> content as upstream has it; trust checked in the background and recorded
+//!   allow  -> content as upstream has it
+//! ```
+//! Content is always fetched and cached by digest and hashed before it is served or stored.
+
+mod closure;
+mod error;
+mod handlers;
+mod runtime;
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use http::{Request, Response};
+
+pub use self::{
+    error::ProxyError,
+    runtime::{BuildError, Runtime},
+};
+use crate::{body::Body, cache::Store, metrics::Metrics, oci};
+
+/// Limits on what the proxy reads into memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest manifest accepted from upstream.
+    pub max_manifest_size: u64,
+    /// Most manifests walked to decide whether a digest is in a signed image's closure.
+    pub max_closure_manifests: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_manifest_size: oci::manifest::DEFAULT_MAX_MANIFEST_BYTES as u64,
+            max_closure_manifests: 10_000,
+        }
+    }
+}
+
+/// The proxy: the reloadable runtime (policy, upstreams, verifiers) and the shared store.
+pub struct Proxy {
+    runtime: RwLock<Arc<Runtime>>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    /// What each manifest references, by digest: content-addressed, so never stale.
+    refs: Mutex<lru::LruCache<String, Arc<closure::Refs>>>,
+}
+
+// === impl Proxy ===
+
+impl Proxy {
+    pub fn new(runtime: Runtime, store: Store, metrics: Arc<Metrics>, limits: Limits) -> Self {
+        Proxy {
+            runtime: RwLock::new(Arc::new(runtime)),
+            store,
+            metrics,
+            limits,
+            refs: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(16 * 1024).expect("non-zero"),
+            )),
+        }
+    }
+
+    /// The runtime in force; a reload swaps it without disturbing requests in flight.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces policy, upstreams and verifiers (SIGHUP).
+    pub fn reload(&self, runtime: Runtime) {
+        *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(runtime);
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Serves one request. Never fails: errors become OCI error responses here.
+    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>) -> Response<Body> {
+        let head = req.method() == http::Method::HEAD;
+        let route = match oci::parse(req.method(), req.uri().path(), req.uri().query()) {
+            Ok(route) => route,
+            Err(e) => return ProxyError::from(e).into_response(head),
+        };
+        let accept: Vec<String> = req
+            .headers()
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        match self.dispatch(&route, &accept).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(head),
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Accepting connections and serving them: TCP, optional TLS, HTTP/1.1 and h2, graceful
+//! drain.
+//!
+//! Each connection runs in its own task: TLS handshake, protocol detection and the
+//! connection itself, so that a slow client never holds up the accept loop. Connections are
+//! watched by one [`GracefulShutdown`]; on shutdown the listener closes (new connections are
+//! refused), idle connections close, in-flight requests finish, and whatever is left after
+//! the grace period is aborted.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tower::{Service, ServiceExt};
+use tracing::Instrument;
+
+use crate::body::{Body, BoxError};
+
+/// Connection-level limits and timeouts.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// How long a client may take from connecting to sending complete request headers (TLS
+    /// handshake included), and between requests on a kept-alive HTTP/1.1 connection.
+    /// Closes slowloris connections that trickle headers to hold sockets open.
+    pub header_read_timeout: Duration,
+    /// Concurrent streams per h2 connection: enough for parallel layer pulls, bounded so one
+    /// connection cannot claim the whole concurrency limit.
+    pub max_concurrent_streams: u32,
+    /// Interval of h2 keep-alive pings, which detect dead peers behind NATs and load
+    /// balancers; `None` disables them.
+    pub keep_alive_interval: Option<Duration>,
+    /// How long to wait for a ping acknowledgement before closing the connection.
+    pub keep_alive_timeout: Duration,
+    /// How long shutdown waits for in-flight requests before aborting them.
+    pub grace_period: Duration,
+}
+
+/// The socket-level identity of a request's peer, inserted into every request's extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteAddr(pub SocketAddr);
+
+// === impl ServeOptions ===
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 128,
+            keep_alive_interval: Some(Duration::from_secs(30)),
+            keep_alive_timeout: Duration::from_secs(20),
+            grace_period: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServeOptions {
+    fn builder(&self) -> auto::Builder<TokioExecutor> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(self.max_concurrent_streams)
+            .keep_alive_interval(self.keep_alive_interval)
+            .keep_alive_timeout(self.keep_alive_timeout);
+        builder
+    }
+}
+
+/// Binds a TCP listener on `addr`.
+pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves `service` on `listener` with [`ServeOptions::default`] until `shutdown` completes,
+/// then drains. See [`serve_with`].
+pub async fn serve<S>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Service<Request<Incoming>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    serve_with(&ServeOptions::default(), listener, tls, service, shutdown).await;
+}
+
+/// Serves `service` on `listener` (with TLS if `tls` is set) until `shutdown` completes.
+///
+/// Then it stops accepting, lets in-flight requests finish for up to
+/// [`ServeOptions::grace_period`], aborts whatever is left, and returns.
+pub async fn serve_with<S>(
+    options: &ServeOptions,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Service<Request<Incoming>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    let builder = Arc::new(options.builder());
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let local = listener.local_addr().ok();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            // Shutdown first, so a flood of connections cannot starve it.
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let conn = Connection {
+                        builder: builder.clone(),
+                        tls: tls.clone(),
+                        service: service.clone(),
+                        // Subscribe now, in the accept loop: a connection still in its TLS
+                        // handshake when shutdown starts then sees the signal at once.
+                        watcher: graceful.watcher(),
+                        deadline: Instant::now() + options.header_read_timeout,
+                        peer,
+                    };
+                    let span = tracing::debug_span!("conn", %peer);
+                    connections.spawn(conn.run(stream).instrument(span));
+                }
+                Err(error) => accept_error(error).await,
+            },
+            // Reap finished connection tasks so the set does not grow without bound.
+            Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                log_join(joined);
+            }
+        }
+    }
+    // Closing the socket makes new connection attempts fail fast (ECONNREFUSED) instead of
+    // sitting in the backlog until the process exits.
+    drop(listener);
+    tracing::info!(
+        addr = ?local,
+        connections = connections.len(),
+        grace = ?options.grace_period,
+        "shutting down: draining connections"
+    );
+    let drained = tokio::time::timeout(options.grace_period, async {
+        graceful.shutdown().await;
+        while let Some(joined) = connections.join_next().await {
+            log_join(joined);
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            aborted = connections.len(),
+            "grace period over: aborting connections"
+        );
+        connections.shutdown().await;
+    }
+}
+
+/// Accept errors are mostly per-connection (the peer reset before we accepted) or resource
+/// exhaustion (EMFILE). Neither should end the server; after exhaustion, back off briefly so
+/// the loop does not spin while descriptors are scarce.
+async fn accept_error(error: io::Error) {
+    match error.kind() {
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => {
+            tracing::debug!(%error, "accept failed");
+        }
+        _ => {
+            tracing::warn!(%error, "accept failed; backing off");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn log_join(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = joined {
+        if error.is_panic() {
+            tracing::error!(%error, "connection task panicked");
+        }
+    }
+}
+
+/// Everything one connection task needs.
+struct Connection<S> {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    tls: Option<TlsAcceptor>,
+    service: S,
+    watcher: Watcher,
+    /// When the first request's headers must have arrived.
+    deadline: Instant,
+    peer: SocketAddr,
+}
+
+// === impl Connection ===
+
+impl<S> Connection<S>
+where
+    S: Service<Request<Incoming>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    async fn run(self, stream: TcpStream) {
+        // Responses are often small (manifests, tokens, errors): do not let Nagle hold them.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        match self.tls.clone() {
+            None => self.serve(stream).await,
+            Some(acceptor) => {
+                match tokio::time::timeout_at(self.deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => self.serve(stream).await,
+                    Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+            }
+        }
+    }
+
+    async fn serve<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            builder,
+            service,
+            watcher,
+            deadline,
+            peer,
+            ..
+        } = self;
+        let started = Arc::new(AtomicBool::new(false));
+        let hyper_service = {
+            let started = started.clone();
+            hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                started.store(true, Ordering::Relaxed);
+                request.extensions_mut().insert(RemoteAddr(peer));
+                service.clone().oneshot(request)
+            })
+        };
+        let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), hyper_service));
+        tokio::pin!(conn);
+        // hyper's header read timeout starts only once it knows the protocol, and h2 has none:
+        // a client that connects and then sends nothing, or half an h2 preface, would hold
+        // the connection forever. So the first request must arrive by `deadline`; after that,
+        // hyper's h1 header timeout and h2 keep-alive take over.
+        let result = tokio::select! {
+            result = &mut conn => result,
+            () = tokio::time::sleep_until(deadline) => {
+                if started.load(Ordering::Relaxed) {
+                    conn.await
+                } else {
+                    tracing::debug!("no request before the header read timeout; closing");
+                    return;
+                }
+            }
+        };
+        if let Err(error) = result {
+            // Usually the client's doing (reset, bad request, header timeout): debug, not warn.
+            tracing::debug!(error = %error, "connection closed with error");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Server TLS from PEM files: rustls on aws-lc-rs (the crypto provider used everywhere in
+//! trustgate), ALPN `h2` and `http/1.1`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+/// ALPN protocols offered, most preferred first. Offering h2 lets containerd and Go clients
+/// multiplex layer downloads over one connection.
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// Why the server's TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate file could not be read or holds invalid PEM.
+    #[error("cannot read TLS certificates from {path}: {source}")]
+    Certificates {
+        /// The certificate file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The certificate file holds no `CERTIFICATE` section.
+    #[error("no TLS certificate found in {path}")]
+    NoCertificates {
+        /// The certificate file.
+        path: PathBuf,
+    },
+    /// The key file could not be read, or holds no PKCS#8, PKCS#1 or SEC1 private key.
+    #[error("cannot read TLS private key from {path}: {source}")]
+    PrivateKey {
+        /// The key file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// rustls refused the certificate chain and key (e.g. the key does not match).
+    #[error("invalid TLS certificate or key: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// Builds a TLS acceptor from a PEM certificate chain (leaf first) and a PEM private key.
+///
+/// The files are read once; restart (or a later reload) to pick up renewed certificates.
+pub fn tls_acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, TlsError> {
+    let cert_error = |source| TlsError::Certificates {
+        path: cert_path.to_owned(),
+        source,
+    };
+    let certs = CertificateDer::pem_file_iter(cert_path)
+        .map_err(cert_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(cert_error)?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificates {
+            path: cert_path.to_owned(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|source| TlsError::PrivateKey {
+        path: key_path.to_owned(),
+        source,
+    })?;
+    // An explicit provider: the process-wide default panics when more than one provider is
+    // compiled in, which a dependency could change under us.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

@@ -1,0 +1,204 @@
+//! Answering a registry's `WWW-Authenticate` challenge: Bearer tokens from the realm
+//! (distribution `docs/spec/auth/token.md`) or basic credentials.
+//!
+//! The first request to a registry goes out bare; its challenge is remembered, so later
+//! requests carry a (cached) token or the credentials up front and skip the 401 round trip.
+
+use http::{
+    header::{ACCEPT, AUTHORIZATION},
+    StatusCode,
+};
+use reqwest::Url;
+use time::OffsetDateTime;
+
+use super::challenge::Challenge;
+use super::error::{self, from_reqwest, redact_url};
+use super::token::{self, Token, TokenKey};
+use super::{Auth, Get, Scheme, Upstream, UpstreamError, TOKEN_MAX_BYTES};
+
+// === impl Upstream ===
+
+impl Upstream {
+    /// Credentials for a request before any challenge: whatever this registry asked for last.
+    pub(super) async fn auth_up_front(
+        &self,
+        repo: Option<&str>,
+    ) -> Result<Option<Auth>, UpstreamError> {
+        let scheme = self
+            .inner
+            .scheme
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match scheme {
+            None => Ok(None),
+            Some(Scheme::Basic) => Ok(self.inner.basic.clone().map(Auth::Basic)),
+            Some(Scheme::Bearer { realm, service }) => {
+                let key = TokenKey {
+                    realm,
+                    service,
+                    scope: repo.map(pull_scope),
+                };
+                Ok(Some(Auth::Bearer(self.token(&key, None).await?)))
+            }
+        }
+    }
+
+    /// Credentials answering `challenge`; `sent` is what the refused request carried.
+    pub(super) async fn answer(
+        &self,
+        challenge: Challenge,
+        get: &Get<'_>,
+        sent: Option<&Auth>,
+    ) -> Result<Auth, UpstreamError> {
+        let denied = |detail: &str| UpstreamError::Denied {
+            registry: self.inner.registry.clone(),
+            what: get.what.clone(),
+            status: 401,
+            detail: detail.to_owned(),
+        };
+        match challenge {
+            Challenge::Basic => {
+                self.remember(Scheme::Basic);
+                match (&self.inner.basic, sent) {
+                    (None, _) => Err(denied(
+                        "the registry asks for basic auth and no credentials are configured",
+                    )),
+                    (Some(_), Some(Auth::Basic(_))) => {
+                        Err(denied("the registry refused the configured credentials"))
+                    }
+                    (Some(basic), _) => Ok(Auth::Basic(basic.clone())),
+                }
+            }
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => {
+                self.remember(Scheme::Bearer {
+                    realm: realm.clone(),
+                    service: service.clone(),
+                });
+                let key = TokenKey {
+                    realm,
+                    service,
+                    // The registry's own scope wins: it knows what the request needs.
+                    scope: scope.or_else(|| get.repo.map(pull_scope)),
+                };
+                let rejected = match sent {
+                    Some(Auth::Bearer(token)) => Some(token),
+                    _ => None,
+                };
+                Ok(Auth::Bearer(self.token(&key, rejected).await?))
+            }
+        }
+    }
+
+    fn remember(&self, scheme: Scheme) {
+        *self.inner.scheme.write().unwrap_or_else(|e| e.into_inner()) = Some(scheme);
+    }
+
+    async fn token(
+        &self,
+        key: &TokenKey,
+        rejected: Option<&Token>,
+    ) -> Result<Token, UpstreamError> {
+        self.inner
+            .tokens
+            .get(key, rejected, || self.fetch_token(key))
+            .await
+    }
+
+    /// `GET <realm>?service=<service>&scope=<scope>...` with basic credentials when configured.
+    async fn fetch_token(&self, key: &TokenKey) -> Result<token::Fetched, UpstreamError> {
+        let auth_error = |detail: String| UpstreamError::Auth {
+            registry: self.inner.registry.clone(),
+            realm: Url::parse(&key.realm)
+                .map(|u| redact_url(&u))
+                .unwrap_or_else(|_| "an invalid realm".to_owned()),
+            detail,
+        };
+        let mut url = Url::parse(&key.realm)
+            .map_err(|_| auth_error("the challenge's realm is not a URL".to_owned()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(auth_error(
+                "the challenge's realm is not an http(s) URL".to_owned(),
+            ));
+        }
+        // A registry reached over TLS must not talk us into sending its password in clear.
+        if self.inner.basic.is_some()
+            && url.scheme() == "http"
+            && self.inner.base_url.scheme() == "https"
+        {
+            return Err(auth_error(
+                "refusing to send credentials to a plain-http token service".to_owned(),
+            ));
+        }
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = &key.service {
+                query.append_pair("service", service);
+            }
+            // Token spec: several scopes are several `scope` parameters.
+            for scope in key.scope.iter().flat_map(|s| s.split_whitespace()) {
+                query.append_pair("scope", scope);
+            }
+        }
+        let mut request = self
+            .inner
+            .client
+            .get(url.clone())
+            .header(ACCEPT, "application/json")
+            .timeout(self.inner.timeouts.request);
+        if let Some(basic) = &self.inner.basic {
+            request = request.header(AUTHORIZATION, basic.clone());
+        }
+        tracing::debug!(
+            registry = %self.inner.registry,
+            realm = %redact_url(&url),
+            scope = key.scope.as_deref().unwrap_or(""),
+            "fetching a registry token"
+        );
+        let response = request
+            .send()
+            .await
+            .map_err(|e| from_reqwest(e, &url, &self.inner.timeouts))?;
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(UpstreamError::RateLimited {
+                registry: self.inner.registry.clone(),
+                retry_after: error::retry_after(response.headers(), OffsetDateTime::now_utc()),
+            });
+        }
+        if matches!(status.as_u16(), 401 | 403) {
+            let who = if self.inner.basic.is_some() {
+                "the configured credentials"
+            } else {
+                "anonymous access"
+            };
+            return Err(auth_error(format!(
+                "the token service refused {who} (HTTP {})",
+                status.as_u16()
+            )));
+        }
+        if !status.is_success() {
+            let detail = self.error_detail(response).await;
+            return Err(auth_error(format!(
+                "HTTP {}{}",
+                status.as_u16(),
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {detail}")
+                }
+            )));
+        }
+        let body = self.read_limited(response, TOKEN_MAX_BYTES).await?;
+        token::parse_response(&body, OffsetDateTime::now_utc()).map_err(auth_error)
+    }
+}
+
+/// The token scope for pulling from `repo`.
+pub(super) fn pull_scope(repo: &str) -> String {
+    format!("repository:{repo}:pull")
+}

@@ -1,0 +1,7 @@
+//! Server and metrics integration tests, in one binary so the crate links once.
+
+mod admin;
+mod listener;
+mod metrics;
+mod stack;
+mod support;
