@@ -196,7 +196,7 @@ async fn bearer_registry(basic: Option<String>, cdn: Option<String>) -> Registry
             .as_deref()
             .and_then(|a| a.strip_prefix("Bearer tok-"))
             .and_then(|n| n.parse::<usize>().ok());
-        if !token.is_some_and(|n| n >= min.load(Ordering::SeqCst)) {
+        if token.is_none_or(|n| n < min.load(Ordering::SeqCst)) {
             let challenge = if seen.path == "/v2/" {
                 format!(r#"Bearer realm="{realm}",service="fake.registry""#)
             } else {

@@ -124,12 +124,18 @@ impl Store {
     /// The bytes are hashed as they stream. Only when the whole stream's digest equals
     /// `digest`, and its length the announced one, is the temp file renamed into place;
     /// otherwise nothing is stored, and every caller's stream ends with an error before its
-    /// last chunk. An error from `fetch` itself is returned by this call, to every caller
-    /// that joined; the next call after that fetches again.
+    /// last chunk. This call waits for `fetch` to return: its error is returned here, to
+    /// every caller that joined, and so is a failure that is already known by then (a fast
+    /// upstream may have sent everything, wrongly, before a joiner looks). Either way no byte
+    /// was sent and the proxy can answer with an error status. The next call after a failure
+    /// fetches again.
     ///
     /// If the store cannot cache (a write fails, the disk is full, the blob does not fit),
     /// the blob is still served, [`StoreObserver::write_failed`](super::StoreObserver) is
     /// called for write errors, and callers that joined run their own `fetch` uncached.
+    ///
+    /// `fetch` and its future must be `'static` because they run on a task of their own.
+    /// The digest's algorithm may be `sha256` or `sha512`.
     pub async fn blob<F, Fut, E>(&self, digest: &Digest, fetch: F) -> Result<BlobBody, StoreError>
     where
         F: FnOnce() -> Fut + Send + 'static,

@@ -35,6 +35,7 @@
 mod error;
 mod flight;
 mod index;
+mod manifest;
 mod read;
 mod scan;
 mod tail;
@@ -42,7 +43,7 @@ mod verify;
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -55,14 +56,12 @@ pub use self::read::CachedBlob;
 
 use self::flight::Flight;
 use self::index::{Index, Kind, Victim};
-use crate::oci::{Digest, DigestMismatch};
+use crate::oci::Digest;
 
 const BLOBS_DIR: &str = "blobs";
 const TMP_DIR: &str = "tmp";
 /// Suffix of a manifest's media-type sidecar file.
 const SIDECAR_SUFFIX: &str = ".type";
-/// Longest media type stored (RFC 6838: two names of at most 127 characters and a slash).
-const MAX_MEDIA_TYPE_LEN: usize = 255;
 
 /// The chunks of a blob: from disk, or from upstream as they arrive. Fails mid-way (so the
 /// response is aborted) rather than completing with bytes that did not verify.
@@ -102,7 +101,8 @@ pub trait StoreObserver: Send + Sync {
     fn hit(&self, bytes: u64) {
         let _ = bytes;
     }
-    /// A blob request found nothing on disk (counted once per caller, joiners included).
+    /// A manifest or blob request found nothing on disk (for blobs: once per caller,
+    /// callers that joined another's fetch included).
     fn miss(&self) {}
     /// An object of `bytes` bytes was evicted to make room.
     fn evicted(&self, bytes: u64) {
@@ -118,6 +118,8 @@ pub trait StoreObserver: Send + Sync {
 
 /// The default observer.
 struct NoopObserver;
+
+// === impl NoopObserver ===
 
 impl StoreObserver for NoopObserver {}
 
@@ -204,163 +206,6 @@ impl Store {
             "cache: opened"
         );
         Ok(Self { inner })
-    }
-
-    /// A stored manifest and its media type; `None` if absent. Touches LRU.
-    ///
-    /// The bytes are hashed on every read (a few microseconds for a manifest): a stored
-    /// manifest that does not match its digest is removed and reported as absent.
-    pub async fn get_manifest(
-        &self,
-        digest: &Digest,
-    ) -> Result<Option<(Bytes, String)>, StoreError> {
-        let entry = match self.inner.index().touch(digest) {
-            Some(entry) if entry.kind == Kind::Manifest => entry,
-            _ => return Ok(None),
-        };
-        let object = self.inner.object_path(digest);
-        let sidecar = self.inner.sidecar_path(digest);
-        let read = blocking(&object, "read", {
-            let (object, sidecar) = (object.clone(), sidecar.clone());
-            move || {
-                let object = read_if_exists(&object)?;
-                let sidecar = read_if_exists(&sidecar)?;
-                Ok(object.zip(sidecar))
-            }
-        })
-        .await?;
-        let Some((bytes, media_type)) = read else {
-            tracing::warn!(%digest, "cache: indexed manifest is missing on disk");
-            self.inner.index().remove(digest, entry.generation);
-            return Ok(None);
-        };
-        let media_type = String::from_utf8(media_type)
-            .ok()
-            .filter(|m| is_header_safe(m));
-        let Some(media_type) = media_type.filter(|_| digest.matches(&bytes)) else {
-            tracing::warn!(%digest, path = %object.display(), "cache: stored manifest is corrupt; removing it");
-            let victim = self.inner.index().remove(digest, entry.generation);
-            if let Some(victim) = victim {
-                let _commit = self.inner.commit.lock().await;
-                self.inner.remove_files(vec![victim]).await;
-            }
-            return Ok(None);
-        };
-        self.inner.index().mark_verified(digest, entry.generation);
-        self.inner.observer.hit(bytes.len() as u64);
-        Ok(Some((Bytes::from(bytes), media_type)))
-    }
-
-    /// Stores a manifest with its media type after checking that `bytes` hash to `digest`.
-    ///
-    /// Refuses ([`StoreError::DigestMismatch`]) bytes with another digest, media types that
-    /// are not header-safe, and manifests that do not fit ([`StoreError::Full`]). A manifest
-    /// already stored is only touched.
-    pub async fn put_manifest(
-        &self,
-        digest: &Digest,
-        bytes: Bytes,
-        media_type: &str,
-    ) -> Result<(), StoreError> {
-        if !is_header_safe(media_type) {
-            return Err(StoreError::InvalidMediaType {
-                digest: digest.clone(),
-                media_type: media_type.chars().take(MAX_MEDIA_TYPE_LEN).collect(),
-            });
-        }
-        let actual = Digest::compute(digest.algorithm(), &bytes);
-        if actual != *digest {
-            return Err(DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            }
-            .into());
-        }
-        if self
-            .inner
-            .index()
-            .touch(digest)
-            .is_some_and(|entry| entry.kind == Kind::Manifest)
-        {
-            return Ok(());
-        }
-        let size = bytes.len() as u64;
-        if size > self.inner.max_size {
-            return Err(self.inner.full(digest, size));
-        }
-        // Write and fsync both temp files before taking the commit lock, so the slow part
-        // runs alongside other commits.
-        let tmp_object = self.inner.temp_path(digest);
-        let tmp_sidecar = PathBuf::from(format!("{}{SIDECAR_SUFFIX}", tmp_object.display()));
-        let written = blocking(&tmp_object, "write", {
-            let (object, sidecar) = (tmp_object.clone(), tmp_sidecar.clone());
-            let media_type = media_type.to_owned();
-            move || {
-                write_synced(&sidecar, media_type.as_bytes())?;
-                write_synced(&object, &bytes)
-            }
-        })
-        .await;
-        let result = match written {
-            Ok(()) => {
-                self.commit_manifest(digest, size, &tmp_object, &tmp_sidecar)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &result {
-            if matches!(e, StoreError::Io { .. }) {
-                self.inner.observer.write_failed();
-            }
-            tracing::warn!(%digest, error = %e, "cache: manifest not stored");
-            // Best effort: whatever is left is removed at the next start.
-            let _ = tokio::fs::remove_file(&tmp_object).await;
-            let _ = tokio::fs::remove_file(&tmp_sidecar).await;
-        }
-        result
-    }
-
-    async fn commit_manifest(
-        &self,
-        digest: &Digest,
-        size: u64,
-        tmp_object: &Path,
-        tmp_sidecar: &Path,
-    ) -> Result<(), StoreError> {
-        let object = self.inner.object_path(digest);
-        let sidecar = self.inner.sidecar_path(digest);
-        let _commit = self.inner.commit.lock().await;
-        let present = self.inner.index().peek(digest);
-        if let Some(entry) = present {
-            // Stored meanwhile (or before, as a blob): only the sidecar may be missing.
-            if entry.kind == Kind::Blob {
-                rename(tmp_sidecar, &sidecar).await?;
-                self.inner.index().mark_manifest(digest);
-            }
-            let _ = tokio::fs::remove_file(tmp_object).await;
-            return Ok(());
-        }
-        let victims = self.inner.index().reserve(size);
-        let Some(victims) = victims else {
-            return Err(self.inner.full(digest, size));
-        };
-        self.inner.evict(victims).await;
-        // Sidecar first: an object must never be visible without its media type.
-        let renamed = match rename(tmp_sidecar, &sidecar).await {
-            Ok(()) => rename(tmp_object, &object).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = renamed {
-            self.inner.index().unreserve(size);
-            let _ = tokio::fs::remove_file(&sidecar).await;
-            return Err(e);
-        }
-        self.inner
-            .index()
-            .insert_reserved(digest.clone(), size, Kind::Manifest);
-        self.inner.observer.stored(size);
-        tracing::debug!(%digest, size, "cache: stored manifest");
-        Ok(())
     }
 
     /// The size of a stored object (blob or manifest), or `None` if absent. Does not touch
@@ -500,27 +345,6 @@ where
         .unwrap_or_else(|e| Err(StoreError::io(op, path, io::Error::other(e))))
 }
 
-/// Creates `path` (which must not exist), writes `bytes`, and flushes them to disk.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| StoreError::io("create temp file", path, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_data())
-        .map_err(|e| StoreError::io("write", path, e))
-}
-
-/// The file's bytes, or `None` if it does not exist.
-fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError::io("read", path, e)),
-    }
-}
-
 /// Moves a verified temp file to its final name, creating the prefix directory if needed.
 async fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
     let (from, to) = (from.to_owned(), to.to_owned());
@@ -532,13 +356,6 @@ async fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
         fs::rename(&from, &to).map_err(|e| StoreError::io("rename into", &to, e))
     })
     .await
-}
-
-/// Whether a media type can be sent back as a `Content-Type` value as it is.
-fn is_header_safe(media_type: &str) -> bool {
-    !media_type.is_empty()
-        && media_type.len() <= MAX_MEDIA_TYPE_LEN
-        && media_type.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 #[cfg(test)]

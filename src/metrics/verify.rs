@@ -48,6 +48,20 @@ pub struct VerifyMetrics {
     decisions: IntCounterVec,
 }
 
+impl From<crate::trust::RefusalKind> for VerificationResult {
+    fn from(kind: crate::trust::RefusalKind) -> Self {
+        use crate::trust::RefusalKind as K;
+        match kind {
+            K::Unsigned => Self::Unsigned,
+            K::Revoked => Self::Revoked,
+            K::Mismatch => Self::Mismatch,
+            K::UntrustedSigner => Self::UntrustedSigner,
+            K::Expired => Self::Expired,
+            K::TrustError => Self::TrustError,
+        }
+    }
+}
+
 // === impl VerificationResult ===
 
 impl VerificationResult {

@@ -81,6 +81,8 @@ impl ProxyError {
                 UpstreamError::RateLimited { .. } => {
                     (OciErrorCode::TooManyRequests, StatusCode::TOO_MANY_REQUESTS)
                 }
+                // Docker Hub answers 401 for repositories that do not exist, even with a token.
+                UpstreamError::Denied { .. } => (OciErrorCode::Denied, StatusCode::FORBIDDEN),
                 UpstreamError::Timeout { .. } => {
                     (OciErrorCode::Unsupported, StatusCode::GATEWAY_TIMEOUT)
                 }

@@ -32,7 +32,7 @@ impl Ctx<'_> {
     pub fn rule_label(&self) -> String {
         match self.decision.rule() {
             Some(rule) => format!("rule {:?}", rule.pattern().to_string()),
-            None => "default".to_owned(),
+            None => "the policy default, no rule matches".to_owned(),
         }
     }
 
@@ -50,17 +50,6 @@ impl Ctx<'_> {
                 source,
             },
         }
-    }
-}
-
-fn result_of(kind: RefusalKind) -> VerificationResult {
-    match kind {
-        RefusalKind::Unsigned => VerificationResult::Unsigned,
-        RefusalKind::Revoked => VerificationResult::Revoked,
-        RefusalKind::Mismatch => VerificationResult::Mismatch,
-        RefusalKind::UntrustedSigner => VerificationResult::UntrustedSigner,
-        RefusalKind::Expired => VerificationResult::Expired,
-        RefusalKind::TrustError => VerificationResult::TrustError,
     }
 }
 
@@ -135,7 +124,7 @@ impl Proxy {
 
     /// Logs and counts a refusal once, and turns it into the 403 the client gets.
     pub(super) fn refuse(&self, ctx: &Ctx<'_>, refusal: Refusal) -> ProxyError {
-        let result = result_of(refusal.kind);
+        let result = VerificationResult::from(refusal.kind);
         self.metrics.verify().verification(result);
         self.metrics
             .verify()
@@ -311,7 +300,7 @@ impl Proxy {
             let result = this.audit_check(&ctx, &rule, &reference, &served).await;
             let verdict = match &result {
                 Ok(()) => VerificationResult::Verified,
-                Err(r) => result_of(r.kind),
+                Err(r) => VerificationResult::from(r.kind),
             };
             this.metrics.verify().verification(verdict);
             this.metrics.verify().decision(Action::Audit, Some(verdict));

@@ -129,10 +129,17 @@ impl Runtime {
         for rule in built.policy.rules() {
             let Some(trust) = rule.trust() else { continue };
             // Config validation guarantees the server exists.
-            let Some(verifier) = verifiers.get(&trust.notary) else { continue };
+            let Some(verifier) = verifiers.get(&trust.notary) else {
+                continue;
+            };
             let query = TrustQuery {
                 gun: String::new(),
-                roles: trust.roles.as_slice().iter().map(|r| r.as_str().to_owned()).collect(),
+                roles: trust
+                    .roles
+                    .as_slice()
+                    .iter()
+                    .map(|r| r.as_str().to_owned())
+                    .collect(),
                 signers: trust
                     .signers
                     .as_slice()
@@ -173,7 +180,13 @@ impl Runtime {
     /// The verifier and query a verifying rule asks for, for one repository.
     pub fn trust_for(&self, rule: &Rule, gun: String) -> Option<(Arc<CachedNotary>, TrustQuery)> {
         let (verifier, template) = self.queries.get(&rule.index())?;
-        Some((verifier.clone(), TrustQuery { gun, ..template.clone() }))
+        Some((
+            verifier.clone(),
+            TrustQuery {
+                gun,
+                ..template.clone()
+            },
+        ))
     }
 }
 

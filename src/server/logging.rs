@@ -75,3 +75,17 @@ fn log_panic(info: &PanicHookInfo<'_>) {
         "panic"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_filters_are_refused_before_installing_anything() {
+        let error = init_logging(false, "info,trustgate=loud");
+        assert!(
+            matches!(error, Err(LoggingError::Filter { ref filter, .. }) if filter == "info,trustgate=loud"),
+            "{error:?}"
+        );
+    }
+}

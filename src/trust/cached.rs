@@ -19,6 +19,11 @@ use super::{
 /// Called with the outcome of every trust fetch (for metrics): server name, duration, success.
 pub type FetchObserver = Arc<dyn Fn(&str, Duration, bool) + Send + Sync>;
 
+/// A query's resolution inputs: roles in order, then required signer roles.
+type SetKey = (Arc<[String]>, Arc<[String]>);
+/// A GUN and the root pins it is verified under.
+type SlotKey = (String, Arc<[String]>);
+
 /// Verified trust data of one GUN and what was derived from it.
 struct Entry {
     data: Arc<TrustData>,
@@ -26,7 +31,7 @@ struct Entry {
     /// Tags signed in earlier data and not in this one: revoked, as far as we saw.
     revoked: BTreeSet<String>,
     /// Signed sets per (roles, signers), computed on first use.
-    sets: Mutex<HashMap<(Arc<[String]>, Arc<[String]>), Arc<SignedSet>>>,
+    sets: Mutex<HashMap<SetKey, Arc<SignedSet>>>,
 }
 
 #[derive(Default)]
@@ -42,7 +47,7 @@ pub struct CachedNotary {
     name: String,
     client: NotaryClient,
     ttl: Duration,
-    slots: Mutex<HashMap<(String, Arc<[String]>), Arc<Slot>>>,
+    slots: Mutex<HashMap<SlotKey, Arc<Slot>>>,
     observer: Option<FetchObserver>,
 }
 

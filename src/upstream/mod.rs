@@ -640,6 +640,20 @@ mod tests {
         assert_eq!(up.ratelimit_remaining(), None);
     }
 
+    /// The proxy runs these futures on a multi-threaded runtime (hyper handlers, spawned
+    /// fetches shared by concurrent misses): they must be `Send`, and the client `Sync`.
+    #[test]
+    fn futures_are_send() {
+        fn send<T: Send>(_: &T) {}
+        fn shared<T: Send + Sync + Clone + 'static>() {}
+        shared::<Upstream>();
+        let up = Upstream::new(UpstreamConfig::new("r.example", "https://r.example")).unwrap();
+        send(&up.manifest("a", "b", 1));
+        send(&up.blob("a", "sha256:b"));
+        send(&up.tags("a", None, None));
+        send(&up.ping());
+    }
+
     #[test]
     fn debug_never_shows_the_password() {
         let mut cfg = UpstreamConfig::new("r.example", "https://r.example");

@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod http;
+pub mod oci;
+pub mod proxy;
+
 /// How long a peer may take to answer its health check after being spawned.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a single CLI invocation (notary, openssl, trustgate) may run.
@@ -450,6 +454,8 @@ fn string_list(value: &serde_json::Value) -> Vec<String> {
 pub struct Registry {
     daemon: Daemon,
     port: u16,
+    /// `user:password` of the htpasswd account, for registries started with one.
+    credentials: Option<String>,
     dir: TempDir,
 }
 
@@ -517,11 +523,22 @@ impl Registry {
             };
             (daemon, ready)
         });
-        Registry { daemon, port, dir }
+        Registry {
+            daemon,
+            port,
+            credentials: account.map(|(user, password)| format!("{user}:{password}")),
+            dir,
+        }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.host_port())
+    }
+
+    /// `user:password` for registries started with [`Registry::start_with_htpasswd`], as
+    /// `skopeo --dest-creds` takes it.
+    pub fn credentials(&self) -> Option<&str> {
+        self.credentials.as_deref()
     }
 
     pub fn host_port(&self) -> String {

@@ -1,0 +1,144 @@
+//! `trustgate serve` as a peer: a configuration written into a tempdir, the process spawned
+//! on free loopback ports, ready once the admin listener's `/readyz` answers 200, killed on
+//! drop. Its log (stdout and stderr) is kept for failure messages.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tempfile::TempDir;
+
+use super::http::{self, HttpResponse};
+use super::{free_port, start_with_retries, Daemon, Ready};
+
+/// A running `trustgate serve`.
+pub struct Proxy {
+    daemon: Daemon,
+    port: u16,
+    admin_port: u16,
+    config: PathBuf,
+    cache_dir: PathBuf,
+    // Dropped after `daemon`, so the directory outlives the process using it.
+    dir: TempDir,
+}
+
+impl Proxy {
+    /// Starts the proxy with `body`: the configuration without `server` and `cache`, which
+    /// this adds (free loopback ports, a cache directory in the proxy's tempdir).
+    pub fn start(body: &str) -> Proxy {
+        Proxy::launch(body, None)
+    }
+
+    /// Like [`Proxy::start`], with the cache in `cache_dir`: a second instance, or a restart,
+    /// sharing a content store.
+    pub fn start_with_cache(body: &str, cache_dir: &Path) -> Proxy {
+        Proxy::launch(body, Some(cache_dir))
+    }
+
+    fn launch(body: &str, cache_dir: Option<&Path>) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir for trustgate");
+        let config = dir.path().join("trustgate.yaml");
+        let cache_dir = cache_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.path().join("data"));
+        let mut listen_port = 0;
+        let (daemon, admin_port) = start_with_retries("trustgate serve", |admin_port| {
+            listen_port = free_port();
+            let yaml = format!(
+                "server:\n  listen: \"127.0.0.1:{listen_port}\"\n  admin_listen: \"127.0.0.1:{admin_port}\"\n\
+                 cache:\n  dir: {}\n  max_size: 1GiB\n{body}",
+                serde_json::json!(cache_dir.to_str().expect("UTF-8 tempdir")),
+            );
+            fs::write(&config, yaml).expect("write trustgate config");
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_trustgate"));
+            cmd.arg("serve").arg("--config").arg(&config);
+            cmd.env("TRUSTGATE_LOG", "info");
+            let daemon = Daemon::spawn(cmd, dir.path().join("trustgate.log"), "trustgate");
+            let ready = Ready::Http(format!("http://127.0.0.1:{admin_port}/readyz"));
+            (daemon, ready)
+        });
+        Proxy {
+            daemon,
+            port: listen_port,
+            admin_port,
+            config,
+            cache_dir,
+            dir,
+        }
+    }
+
+    /// `127.0.0.1:<port>`, as clients name the registry.
+    pub fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.host_port())
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    /// The configuration file the proxy runs with (for `trustgate check` and friends).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Everything the proxy logged so far.
+    pub fn log(&self) -> String {
+        self.daemon.log_text()
+    }
+
+    /// The last `lines` lines of the log, for assertion messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// A request to the registry listener; `path_and_query` starts with `/v2`.
+    pub fn request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpResponse {
+        let url = format!("{}{path_and_query}", self.url());
+        http::request(method, &url, headers, body).unwrap_or_else(|e| {
+            panic!(
+                "{method} {url} failed: {e}\nproxy log:\n{}",
+                self.log_tail(40)
+            )
+        })
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.admin_url());
+        let response = http::request("GET", &url, &[], b"")
+            .unwrap_or_else(|e| panic!("GET {url} failed: {e}"));
+        assert_eq!(response.status, 200, "GET {url}: {}", response.summary());
+        response.text()
+    }
+
+    /// The value of the series `name{labels}` exactly as exposed (labels in the order
+    /// Prometheus prints them: sorted by name), or `None` when absent.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.metrics(), series)
+    }
+}
+
+/// The value of `series` (e.g. `trustgate_decisions_total{action="audit",result="unsigned"}`)
+/// in Prometheus text exposition.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
