@@ -15,38 +15,44 @@
 //! - **Limits.** Manifests and tags are read up to a byte limit; requests other than blob
 //!   bodies have a total deadline; blob bodies fail when no data arrives for `read_timeout`.
 //! - **Errors** are [`UpstreamError`]: one variant per failure, safe to show to users.
+//! - **Metrics.** An optional [`UpstreamObserver`] sees every response (status, time to
+//!   headers), every failure without a usable response, the rate-limit headroom and each
+//!   content fetch in flight.
 //!
 //! Nothing here verifies content: callers check digests (`content`) and signatures (`trust`).
 
 mod auth;
-mod challenge;
+pub(crate) mod challenge;
 mod error;
 mod response;
-mod token;
+pub(crate) mod token;
 
 use std::{
+    any::Any,
     fmt,
     pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, RwLock,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use base64::Engine as _;
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use http::{
     header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LINK, WWW_AUTHENTICATE},
     HeaderValue, StatusCode,
 };
 use reqwest::Url;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::error::UpstreamError;
 use self::error::{from_reqwest, is_connection_reset, redact_url, Timeouts};
 use self::response::idle_timeout;
 use self::token::{Token, TokenCache};
+use crate::metrics::UpstreamErrorKind;
 
 /// What manifest GETs accept: OCI manifest and index, Docker schema 2 manifest and list.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -76,6 +82,32 @@ const RATELIMIT_UNKNOWN: u64 = u64::MAX;
 /// `Err` items, after which the stream ends.
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
 
+/// Receives what happens on the wire, for metrics. `registry` is always the configured
+/// registry name ([`UpstreamConfig::registry`]), so labels stay bounded. Calls happen on the
+/// request path: implementations must be cheap. Every method defaults to doing nothing.
+pub trait UpstreamObserver: Send + Sync {
+    /// A response arrived (after redirects; before any body): its status and the time from
+    /// sending the request to its headers. Error statuses (404, 429, 5xx) count here too.
+    fn response(&self, registry: &str, status: StatusCode, elapsed: Duration) {
+        let _ = (registry, status, elapsed);
+    }
+    /// A request failed without a usable response: connection, TLS, timeout, token service,
+    /// redirect, or a body that broke off or exceeded its limit.
+    fn error(&self, registry: &str, kind: UpstreamErrorKind) {
+        let _ = (registry, kind);
+    }
+    /// The registry reported how many requests are left in its rate-limit window.
+    fn ratelimit_remaining(&self, registry: &str, remaining: u64) {
+        let _ = (registry, remaining);
+    }
+    /// A content fetch (a manifest, or a blob until its body ends or is dropped) starts. It
+    /// is in flight until the returned guard is dropped.
+    fn fetch_started(&self, registry: &str) -> Option<Box<dyn Any + Send + Sync>> {
+        let _ = registry;
+        None
+    }
+}
+
 /// How to reach one upstream registry.
 #[derive(Clone)]
 pub struct UpstreamConfig {
@@ -96,6 +128,12 @@ pub struct UpstreamConfig {
     pub request_timeout: Duration,
     /// For blob bodies: the longest wait for the next chunk before the stream fails.
     pub read_timeout: Duration,
+    /// Most requests in flight to this registry at once, each holding at most one
+    /// connection (a blob counts until its body ends or is dropped); more wait for a slot
+    /// within `request_timeout`. Idle pooled connections are capped to the same number.
+    pub max_connections: usize,
+    /// Told about responses, failures and fetches, for metrics.
+    pub observer: Option<Arc<dyn UpstreamObserver>>,
 }
 
 /// A manifest as the upstream served it.
@@ -137,6 +175,9 @@ struct Inner {
     scheme: RwLock<Option<Scheme>>,
     tokens: TokenCache,
     ratelimit_remaining: AtomicU64,
+    observer: Option<Arc<dyn UpstreamObserver>>,
+    /// One permit per request in flight (`UpstreamConfig::max_connections`).
+    slots: Arc<Semaphore>,
 }
 
 #[derive(Debug, Clone)]
@@ -169,8 +210,8 @@ struct Get<'a> {
 // === impl UpstreamConfig ===
 
 impl UpstreamConfig {
-    /// A configuration with anonymous access, platform roots and default timeouts
-    /// (connect 10 s, request 30 s, read 30 s).
+    /// A configuration with anonymous access, platform roots, default timeouts (connect
+    /// 10 s, request 30 s, read 30 s) and at most 64 requests in flight.
     pub fn new(registry: impl Into<String>, url: impl Into<String>) -> Self {
         UpstreamConfig {
             registry: registry.into(),
@@ -181,6 +222,8 @@ impl UpstreamConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(30),
+            max_connections: 64,
+            observer: None,
         }
     }
 }
@@ -196,6 +239,8 @@ impl fmt::Debug for UpstreamConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("read_timeout", &self.read_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }
@@ -255,6 +300,9 @@ impl Upstream {
                 return Err(bad(&format!("{name} must be greater than zero")));
             }
         }
+        if cfg.max_connections == 0 {
+            return Err(bad("max_connections must be greater than zero"));
+        }
         let basic = match (&cfg.username, &cfg.password) {
             (None, None) => None,
             (Some(user), Some(password)) => {
@@ -274,6 +322,7 @@ impl Upstream {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("trustgate/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(cfg.connect_timeout)
+            .pool_max_idle_per_host(cfg.max_connections)
             .redirect(redirect_policy())
             // The CDN has no business knowing which registry URL sent the client there.
             .referer(false);
@@ -304,6 +353,10 @@ impl Upstream {
                 scheme: RwLock::new(None),
                 tokens: TokenCache::default(),
                 ratelimit_remaining: AtomicU64::new(RATELIMIT_UNKNOWN),
+                observer: cfg.observer,
+                slots: Arc::new(Semaphore::new(
+                    cfg.max_connections.min(Semaphore::MAX_PERMITS),
+                )),
             }),
         })
     }
@@ -333,6 +386,7 @@ impl Upstream {
     ) -> Result<Manifest, UpstreamError> {
         self.check("repository", repo, is_repo)?;
         self.check("reference", reference, is_reference)?;
+        let _inflight = self.fetch_started();
         let separator = if reference.contains(':') { '@' } else { ':' };
         let get = Get {
             url: self.url(&format!("/v2/{repo}/manifests/{reference}"))?,
@@ -341,6 +395,7 @@ impl Upstream {
             accept: Some(MANIFEST_ACCEPT),
             whole: true,
         };
+        let _slot = self.slot(&get.url).await?;
         let response = self.get(&get).await?;
         let header = |name: &str| {
             response
@@ -351,7 +406,10 @@ impl Upstream {
         };
         let media_type = header(CONTENT_TYPE.as_str());
         let digest = header("docker-content-digest");
-        let bytes = self.read_limited(response, max_size).await?;
+        let bytes = self
+            .read_limited(response, max_size)
+            .await
+            .inspect_err(|e| self.observe_error(e))?;
         Ok(Manifest {
             bytes,
             media_type,
@@ -366,6 +424,7 @@ impl Upstream {
     pub async fn blob(&self, repo: &str, digest: &str) -> Result<Blob, UpstreamError> {
         self.check("repository", repo, is_repo)?;
         self.check("digest", digest, is_reference)?;
+        let inflight = self.fetch_started();
         let get = Get {
             url: self.url(&format!("/v2/{repo}/blobs/{digest}"))?,
             what: format!("blob {repo}@{digest}"),
@@ -373,11 +432,31 @@ impl Upstream {
             accept: None,
             whole: false,
         };
+        let slot = self.slot(&get.url).await?;
         let response = self.get(&get).await?;
-        Ok(Blob {
-            length: response.content_length(),
-            stream: idle_timeout(response, self.inner.timeouts),
-        })
+        let length = response.content_length();
+        let stream = idle_timeout(response, self.inner.timeouts);
+        // The slot is held until the body ended or its reader went away.
+        let stream: BlobStream = Box::pin(stream.inspect(move |_| {
+            let _slot = &slot;
+        }));
+        let stream = match self.inner.observer.clone() {
+            None => stream,
+            Some(observer) => {
+                let registry = self.inner.registry.clone();
+                // The guard lives as long as the stream: the fetch is in flight until the
+                // body ended or the reader went away.
+                Box::pin(stream.inspect(move |item| {
+                    let _in_flight = &inflight;
+                    if let Err(e) = item {
+                        if let Some(kind) = error_kind(e) {
+                            observer.error(&registry, kind);
+                        }
+                    }
+                }))
+            }
+        };
+        Ok(Blob { length, stream })
     }
 
     /// `GET /v2/<repo>/tags/list?n=&last=`, passed through: the body (at most
@@ -407,13 +486,17 @@ impl Upstream {
             accept: Some("application/json"),
             whole: true,
         };
+        let _slot = self.slot(&get.url).await?;
         let response = self.get(&get).await?;
         let link = response
             .headers()
             .get(LINK)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = self.read_limited(response, TAGS_MAX_BYTES).await?;
+        let body = self
+            .read_limited(response, TAGS_MAX_BYTES)
+            .await
+            .inspect_err(|e| self.observe_error(e))?;
         Ok((body, link))
     }
 
@@ -426,6 +509,7 @@ impl Upstream {
             accept: Some("application/json"),
             whole: true,
         };
+        let _slot = self.slot(&get.url).await?;
         self.get(&get).await.map(drop)
     }
 
@@ -434,7 +518,10 @@ impl Upstream {
     /// Sends `get`, answering one auth challenge, and returns a 2xx response or the error its
     /// status means.
     async fn get(&self, get: &Get<'_>) -> Result<reqwest::Response, UpstreamError> {
-        let mut auth = self.auth_up_front(get.repo).await?;
+        let mut auth = self
+            .auth_up_front(get.repo)
+            .await
+            .inspect_err(|e| self.observe_error(e))?;
         let mut answered = false;
         loop {
             let response = self.send(get, auth.as_ref()).await?;
@@ -461,7 +548,8 @@ impl Upstream {
                         .filter_map(|v| v.to_str().ok()),
                 );
                 if let Some(challenge) = challenge {
-                    auth = Some(self.answer(challenge, get, auth.as_ref()).await?);
+                    let answer = self.answer(challenge, get, auth.as_ref()).await;
+                    auth = Some(answer.inspect_err(|e| self.observe_error(e))?);
                     answered = true;
                     continue;
                 }
@@ -480,6 +568,7 @@ impl Upstream {
         let timeouts = self.inner.timeouts;
         let mut retried = false;
         loop {
+            let started = Instant::now();
             let mut request = self.inner.client.get(get.url.clone());
             if let Some(accept) = get.accept {
                 request = request.header(ACCEPT, accept);
@@ -501,10 +590,20 @@ impl Upstream {
                         url: redact_url(&get.url),
                         phase: "a response",
                         after: timeouts.request,
-                    })?
+                    })
+                    .inspect_err(|e| self.observe_error(e))?
             };
             match result {
-                Ok(response) => return Ok(response),
+                Ok(response) => {
+                    if let Some(observer) = &self.inner.observer {
+                        observer.response(
+                            &self.inner.registry,
+                            response.status(),
+                            started.elapsed(),
+                        );
+                    }
+                    return Ok(response);
+                }
                 Err(err) if !retried && is_connection_reset(&err) => {
                     tracing::debug!(
                         registry = %self.inner.registry,
@@ -513,9 +612,62 @@ impl Upstream {
                     );
                     retried = true;
                 }
-                Err(err) => return Err(from_reqwest(err, &get.url, &timeouts)),
+                Err(err) => {
+                    // reqwest knows a refused redirect; the error it becomes does not.
+                    let redirect = err.is_redirect();
+                    let error = from_reqwest(err, &get.url, &timeouts);
+                    if redirect {
+                        self.observe(UpstreamErrorKind::Redirect);
+                    } else {
+                        self.observe_error(&error);
+                    }
+                    return Err(error);
+                }
             }
         }
+    }
+
+    /// Waits, within `request_timeout`, for one of the registry's request slots
+    /// ([`UpstreamConfig::max_connections`]).
+    async fn slot(&self, url: &Url) -> Result<OwnedSemaphorePermit, UpstreamError> {
+        let request = self.inner.timeouts.request;
+        let acquire = self.inner.slots.clone().acquire_owned();
+        match tokio::time::timeout(request, acquire).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; only the wait can fail.
+            _ => {
+                let error = UpstreamError::Timeout {
+                    url: redact_url(url),
+                    phase: "a free connection slot",
+                    after: request,
+                };
+                self.observe_error(&error);
+                Err(error)
+            }
+        }
+    }
+
+    // --- observation ---
+
+    fn observe(&self, kind: UpstreamErrorKind) {
+        if let Some(observer) = &self.inner.observer {
+            observer.error(&self.inner.registry, kind);
+        }
+    }
+
+    /// Reports a failure without a usable response; answers (404, 5xx...) were reported as
+    /// responses already.
+    fn observe_error(&self, error: &UpstreamError) {
+        if let Some(kind) = error_kind(error) {
+            self.observe(kind);
+        }
+    }
+
+    fn fetch_started(&self) -> Option<Box<dyn Any + Send + Sync>> {
+        self.inner
+            .observer
+            .as_ref()
+            .and_then(|observer| observer.fetch_started(&self.inner.registry))
     }
 
     // --- helpers ---
@@ -551,6 +703,27 @@ impl Upstream {
             value: value.chars().take(128).collect(),
         })
     }
+}
+
+/// The metrics kind of a failure without a usable response; `None` for errors that are an
+/// answer from the registry (counted by status) or were never sent.
+fn error_kind(error: &UpstreamError) -> Option<UpstreamErrorKind> {
+    use UpstreamError as E;
+    Some(match error {
+        E::Timeout { .. } => UpstreamErrorKind::Timeout,
+        E::Unreachable { .. } | E::TlsExpired { .. } | E::TlsUntrusted { .. } => {
+            UpstreamErrorKind::Connect
+        }
+        E::Auth { .. } => UpstreamErrorKind::Auth,
+        E::Body { .. } => UpstreamErrorKind::Body,
+        E::TooLarge { .. } => UpstreamErrorKind::Other,
+        E::NotFound { .. }
+        | E::Denied { .. }
+        | E::RateLimited { .. }
+        | E::Status { .. }
+        | E::InvalidArgument { .. }
+        | E::Config { .. } => return None,
+    })
 }
 
 /// `/`-separated path components of `[a-z0-9._-]`, none empty, `.` or `..`.
@@ -652,6 +825,201 @@ mod tests {
         send(&up.blob("a", "sha256:b"));
         send(&up.tags("a", None, None));
         send(&up.ping());
+    }
+
+    /// Records observer calls as text, and fetches in flight.
+    #[derive(Default)]
+    struct Recorder {
+        events: std::sync::Mutex<Vec<String>>,
+        inflight: Arc<std::sync::atomic::AtomicI64>,
+    }
+
+    struct InFlight(Arc<std::sync::atomic::AtomicI64>);
+
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Recorder {
+        fn push(&self, event: String) {
+            self.events.lock().unwrap().push(event);
+        }
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.events.lock().unwrap())
+        }
+        fn inflight(&self) -> i64 {
+            self.inflight.load(Ordering::SeqCst)
+        }
+    }
+
+    impl UpstreamObserver for Recorder {
+        fn response(&self, registry: &str, status: StatusCode, _elapsed: Duration) {
+            self.push(format!("{registry} response {}", status.as_u16()));
+        }
+        fn error(&self, registry: &str, kind: UpstreamErrorKind) {
+            self.push(format!("{registry} error {kind}"));
+        }
+        fn ratelimit_remaining(&self, registry: &str, remaining: u64) {
+            self.push(format!("{registry} ratelimit {remaining}"));
+        }
+        fn fetch_started(&self, _registry: &str) -> Option<Box<dyn Any + Send + Sync>> {
+            self.inflight.fetch_add(1, Ordering::SeqCst);
+            Some(Box::new(InFlight(self.inflight.clone())))
+        }
+    }
+
+    /// A registry on loopback answering from a fixed table, one request per connection.
+    async fn canned_registry() -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let (status, extra, body) = match path.as_str() {
+                        "/v2/r/manifests/t" => (
+                            "200 OK",
+                            "content-type: application/vnd.oci.image.manifest.v1+json\r\n\
+                             ratelimit-remaining: 42;w=21600\r\n",
+                            "{}",
+                        ),
+                        "/v2/r/blobs/sha256:aa" => ("200 OK", "", "blob bytes"),
+                        _ => (
+                            "404 Not Found",
+                            "",
+                            r#"{"errors":[{"code":"NAME_UNKNOWN"}]}"#,
+                        ),
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn observed(url: &str) -> (Upstream, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder::default());
+        let mut cfg = UpstreamConfig::new("r.example", url);
+        cfg.observer = Some(recorder.clone());
+        (Upstream::new(cfg).unwrap(), recorder)
+    }
+
+    #[tokio::test]
+    async fn observer_sees_responses_errors_ratelimits_and_fetches() {
+        let (up, rec) = observed(&canned_registry().await);
+
+        up.manifest("r", "t", 1 << 20).await.unwrap();
+        assert_eq!(
+            rec.take(),
+            ["r.example response 200", "r.example ratelimit 42"]
+        );
+        assert_eq!(rec.inflight(), 0, "a manifest fetch ends with the call");
+
+        // An answer is a response, not an error.
+        let err = up.manifest("r", "missing", 1 << 20).await.unwrap_err();
+        assert!(matches!(err, UpstreamError::NotFound { .. }), "{err}");
+        assert_eq!(rec.take(), ["r.example response 404"]);
+
+        // A blob is in flight until its body has been read and the stream dropped.
+        let blob = up.blob("r", "sha256:aa").await.unwrap();
+        assert_eq!(rec.inflight(), 1);
+        let body: Vec<Bytes> = blob.stream.map(Result::unwrap).collect().await;
+        assert_eq!(body.concat(), b"blob bytes");
+        assert_eq!(rec.inflight(), 0);
+        assert_eq!(rec.take(), ["r.example response 200"]);
+
+        // Nothing listens: a connect error, no response.
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let (down, rec) = observed(&format!("http://{closed}"));
+        let err = down.manifest("r", "t", 1 << 20).await.unwrap_err();
+        assert!(matches!(err, UpstreamError::Unreachable { .. }), "{err}");
+        assert_eq!(rec.take(), ["r.example error connect"]);
+        assert_eq!(rec.inflight(), 0);
+        // Arguments refused before sending anything are no upstream error.
+        assert!(down.manifest("../x", "t", 1).await.is_err());
+        assert!(rec.take().is_empty());
+    }
+
+    #[test]
+    fn error_kinds_for_metrics() {
+        let url = || "http://r.example/v2/".to_owned();
+        let cases = [
+            (
+                UpstreamError::Timeout {
+                    url: url(),
+                    phase: "a response",
+                    after: Duration::from_secs(1),
+                },
+                Some(UpstreamErrorKind::Timeout),
+            ),
+            (
+                UpstreamError::TlsUntrusted {
+                    url: url(),
+                    detail: String::new(),
+                },
+                Some(UpstreamErrorKind::Connect),
+            ),
+            (
+                UpstreamError::Body {
+                    url: url(),
+                    detail: String::new(),
+                },
+                Some(UpstreamErrorKind::Body),
+            ),
+            (
+                UpstreamError::Auth {
+                    registry: "r".to_owned(),
+                    realm: url(),
+                    detail: String::new(),
+                },
+                Some(UpstreamErrorKind::Auth),
+            ),
+            (
+                UpstreamError::TooLarge {
+                    url: url(),
+                    limit: 1,
+                },
+                Some(UpstreamErrorKind::Other),
+            ),
+            (
+                UpstreamError::Status {
+                    registry: "r".to_owned(),
+                    what: "x".to_owned(),
+                    status: 503,
+                    detail: String::new(),
+                },
+                None,
+            ),
+            (
+                UpstreamError::RateLimited {
+                    registry: "r".to_owned(),
+                    retry_after: None,
+                },
+                None,
+            ),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error_kind(&error), kind, "{error}");
+        }
     }
 
     #[test]

@@ -76,11 +76,25 @@ impl Default for HttpTimeouts {
 }
 
 /// A notary server: `GET {url}/v2/{gun}/_trust/tuf/{name}`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpSource {
     base: String,
     client: reqwest::Client,
     timeouts: HttpTimeouts,
+    /// Anonymous pull tokens, for servers behind distribution token auth (notary.docker.io
+    /// and most deployments): `repository:<GUN>:pull`, as the Docker CLI asks.
+    tokens: std::sync::Arc<crate::upstream::token::TokenCache>,
+    /// The token service (realm, service) the server challenged with, once seen: later
+    /// requests send a token up front instead of paying a 401 round trip each.
+    realm: std::sync::Arc<std::sync::Mutex<Option<(String, Option<String>)>>>,
+}
+
+impl std::fmt::Debug for HttpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSource")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpSource {
@@ -109,17 +123,47 @@ impl HttpSource {
             base: url.trim_end_matches('/').to_owned(),
             client,
             timeouts,
+            tokens: Default::default(),
+            realm: Default::default(),
         })
     }
 
     async fn fetch(&self, gun: &str, name: &MetaName, limit: u64) -> Result<Bytes, FetchError> {
         let url = format!("{}/v2/{gun}/_trust/tuf/{}", self.base, name.server_path());
-        let response = self
-            .client
-            .get(&url)
-            .send()
+        let send = |token: Option<&crate::upstream::token::Token>| {
+            let mut request = self.client.get(&url);
+            if let Some(token) = token {
+                request = request.header(reqwest::header::AUTHORIZATION, token.header().clone());
+            }
+            request.send()
+        };
+        let known = self.realm.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut token = match known {
+            Some(realm) => Some(self.token(gun, &url, realm, None).await?),
+            None => None,
+        };
+        let mut response = send(token.as_ref())
             .await
             .map_err(|e| classify(&url, &e, self.timeouts))?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            let challenges = response
+                .headers()
+                .get_all(reqwest::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok());
+            let Some(crate::upstream::challenge::Challenge::Bearer { realm, service, .. }) =
+                crate::upstream::challenge::select(challenges)
+            else {
+                return Err(FetchError::Status { status: 401, url });
+            };
+            let realm = (realm, service);
+            *self.realm.lock().unwrap_or_else(|e| e.into_inner()) = Some(realm.clone());
+            let fresh = self.token(gun, &url, realm, token.as_ref()).await?;
+            token = Some(fresh);
+            response = send(token.as_ref())
+                .await
+                .map_err(|e| classify(&url, &e, self.timeouts))?;
+        }
         match response.status().as_u16() {
             200 => {}
             404 => return Err(FetchError::NotFound),
@@ -139,6 +183,62 @@ impl HttpSource {
             body.extend_from_slice(&chunk);
         }
         Ok(Bytes::from(body))
+    }
+}
+
+impl HttpSource {
+    /// An anonymous pull token for the GUN from the server's token service; `rejected` is a
+    /// token the server just refused, which must not be handed out again.
+    async fn token(
+        &self,
+        gun: &str,
+        url: &str,
+        (realm, service): (String, Option<String>),
+        rejected: Option<&crate::upstream::token::Token>,
+    ) -> Result<crate::upstream::token::Token, FetchError> {
+        use crate::upstream::token;
+        let key = token::TokenKey {
+            realm,
+            service,
+            scope: Some(format!("repository:{gun}:pull")),
+        };
+        let auth_error = |detail: String| crate::upstream::UpstreamError::Auth {
+            registry: self.base.clone(),
+            realm: key.realm.clone(),
+            detail,
+        };
+        self.tokens
+            .get(&key, rejected, || async {
+                let mut query = vec![("scope", key.scope.clone().unwrap_or_default())];
+                if let Some(service) = &key.service {
+                    query.push(("service", service.clone()));
+                }
+                let realm = reqwest::Url::parse_with_params(&key.realm, &query)
+                    .map_err(|e| auth_error(format!("bad realm: {e}")))?;
+                let response = self
+                    .client
+                    .get(realm)
+                    .send()
+                    .await
+                    .map_err(|e| auth_error(format!("token service {}: {e}", key.realm)))?;
+                if !response.status().is_success() {
+                    return Err(auth_error(format!(
+                        "token service {} answered HTTP {}",
+                        key.realm,
+                        response.status().as_u16()
+                    )));
+                }
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| auth_error(format!("token service {}: {e}", key.realm)))?;
+                token::parse_response(&body, time::OffsetDateTime::now_utc()).map_err(auth_error)
+            })
+            .await
+            .map_err(|e| FetchError::Unreachable {
+                url: url.to_owned(),
+                detail: e.to_string(),
+            })
     }
 }
 
