@@ -75,6 +75,9 @@ impl Default for HttpTimeouts {
     }
 }
 
+/// A token service: its URL and `service` parameter.
+type Realm = (String, Option<String>);
+
 /// A notary server: `GET {url}/v2/{gun}/_trust/tuf/{name}`.
 #[derive(Clone)]
 pub struct HttpSource {
@@ -86,7 +89,7 @@ pub struct HttpSource {
     tokens: std::sync::Arc<crate::upstream::token::TokenCache>,
     /// The token service (realm, service) the server challenged with, once seen: later
     /// requests send a token up front instead of paying a 401 round trip each.
-    realm: std::sync::Arc<std::sync::Mutex<Option<(String, Option<String>)>>>,
+    realm: std::sync::Arc<std::sync::Mutex<Option<Realm>>>,
 }
 
 impl std::fmt::Debug for HttpSource {
@@ -193,7 +196,7 @@ impl HttpSource {
         &self,
         gun: &str,
         url: &str,
-        (realm, service): (String, Option<String>),
+        (realm, service): Realm,
         rejected: Option<&crate::upstream::token::Token>,
     ) -> Result<crate::upstream::token::Token, FetchError> {
         use crate::upstream::token;
