@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::http::{self, HttpResponse};
-use support::oci::{self, Blob, Image, Index, ACCEPT_ALL, OCI_INDEX, OCI_MANIFEST};
+use support::oci::{self, Blob, Format, Image, Index, ACCEPT_ALL, OCI_INDEX, OCI_MANIFEST};
 use support::proxy::{metric_value, Proxy};
 use support::{KeyKind, NotaryCli, NotaryServer, Registry, Signer};
 
@@ -394,11 +394,6 @@ fn upstream_get(registry: &Registry, path: &str) -> HttpResponse {
 #[test]
 fn signed_pull_serves_exact_bytes_and_headers() {
     let env = Env::start();
-    let repo = "signed/app";
-    let image = Image::random(2);
-    image.push(env.registry(), repo, "v1");
-    env.sign(repo, "v1", &image.manifest);
-
     let base = env.get("/v2/");
     env.ensure(base.status == 200, || {
         format!("GET /v2/: {}", base.summary())
@@ -408,52 +403,80 @@ fn signed_pull_serves_exact_bytes_and_headers() {
         || format!("GET /v2/ headers: {:?}", base.headers),
     );
 
-    let tag = manifest_path(repo, "v1");
-    let by_digest = manifest_path(repo, &image.manifest.digest);
-    for (path, what) in [
-        (&tag, "manifest by tag"),
-        (&by_digest, "manifest by digest"),
-    ] {
-        expect_manifest(
-            &env,
-            &env.get(path),
-            &format!("GET {what}"),
-            &image.manifest,
-            OCI_MANIFEST,
-            false,
-        );
-        expect_manifest(
-            &env,
-            &env.head(path),
-            &format!("HEAD {what}"),
-            &image.manifest,
-            OCI_MANIFEST,
-            true,
-        );
+    // An OCI image with a layer of several MiB (many chunks through the stream checks), and a
+    // Docker schema 2 image.
+    let images = [
+        (
+            "signed/app",
+            Image::random_sized(Format::Oci, &[3 << 20, 1500]),
+        ),
+        (
+            "signed/app-docker",
+            Image::random_sized(Format::Docker, &[2000, 700]),
+        ),
+    ];
+    for (repo, image) in &images {
+        image.push(env.registry(), repo, "v1");
+        env.sign(repo, "v1", &image.manifest);
     }
-    for blob in image.blobs() {
-        let path = blob_path(repo, &blob.digest);
-        expect_blob(
-            &env,
-            &env.get(&path),
-            &format!("GET blob {}", blob.digest),
-            blob,
-            false,
-        );
-        expect_blob(
-            &env,
-            &env.head(&path),
-            &format!("HEAD blob {}", blob.digest),
-            blob,
-            true,
-        );
+    for (repo, image) in &images {
+        // HEAD first: the first request for this image must not need an earlier GET.
+        let tag = manifest_path(repo, "v1");
+        let by_digest = manifest_path(repo, &image.manifest.digest);
+        for (path, what) in [
+            (&tag, "manifest by tag"),
+            (&by_digest, "manifest by digest"),
+        ] {
+            let what = format!("{what} of {repo}");
+            let media_type = image.media_type.as_str();
+            expect_manifest(
+                &env,
+                &env.head(path),
+                &format!("HEAD {what}"),
+                &image.manifest,
+                media_type,
+                true,
+            );
+            expect_manifest(
+                &env,
+                &env.get(path),
+                &format!("GET {what}"),
+                &image.manifest,
+                media_type,
+                false,
+            );
+        }
+        for blob in image.blobs() {
+            let path = blob_path(repo, &blob.digest);
+            let what = format!("blob {} of {repo}", blob.digest);
+            expect_blob(&env, &env.head(&path), &format!("HEAD {what}"), blob, true);
+            expect_blob(&env, &env.get(&path), &format!("GET {what}"), blob, false);
+            // Again, now from the cache.
+            expect_blob(
+                &env,
+                &env.get(&path),
+                &format!("GET {what} (cached)"),
+                blob,
+                false,
+            );
+        }
     }
 
+    // skopeo pulls both, from the (now warm) cache.
+    let (repo, image) = &images[0];
     let out = tempfile::tempdir().unwrap();
     expect_skopeo_pull(
         &env,
         &format!("{repo}:v1"),
-        &out.path().join("img"),
+        &out.path().join("warm"),
+        &image.manifest,
+        &image.blobs(),
+    );
+    let (repo, image) = &images[1];
+    expect_skopeo_pull(
+        &env,
+        &format!("{repo}:v1"),
+        &out.path().join("docker"),
         &image.manifest,
         &image.blobs(),
     );
@@ -544,15 +567,8 @@ fn tag_moved_upstream_after_signing_serves_the_signed_digest() {
         "the upstream tag should have moved"
     );
 
+    // HEAD first (what containerd sends before anything else), then GET.
     let tag = manifest_path(repo, "v1");
-    expect_manifest(
-        &env,
-        &env.get(&tag),
-        "GET moved tag",
-        &signed.manifest,
-        OCI_MANIFEST,
-        false,
-    );
     expect_manifest(
         &env,
         &env.head(&tag),
@@ -560,6 +576,14 @@ fn tag_moved_upstream_after_signing_serves_the_signed_digest() {
         &signed.manifest,
         OCI_MANIFEST,
         true,
+    );
+    expect_manifest(
+        &env,
+        &env.get(&tag),
+        "GET moved tag",
+        &signed.manifest,
+        OCI_MANIFEST,
+        false,
     );
     expect_denied_both(
         &env,
@@ -772,6 +796,34 @@ fn audit_allow_deny_and_default_rules() {
         || "no audit log line for the unsigned image".to_string(),
     );
 
+    // audit of a signed tag records verified; of a tag moved after signing, records the
+    // mismatch while serving what the upstream has (audit enforces nothing).
+    let signed = Image::random(1);
+    signed.push(env.registry(), "audited/signed", "v1");
+    env.sign("audited/signed", "v1", &signed.manifest);
+    let moved = Image::random(1);
+    signed.push(env.registry(), "audited/moved", "v1");
+    env.sign("audited/moved", "v1", &signed.manifest);
+    moved.push(env.registry(), "audited/moved", "v1");
+    for (repo, served, result) in [
+        ("audited/signed", &signed, "verified"),
+        ("audited/moved", &moved, "mismatch"),
+    ] {
+        expect_manifest(
+            &env,
+            &env.get(&manifest_path(repo, "v1")),
+            &format!("GET {repo}:v1 under audit"),
+            &served.manifest,
+            OCI_MANIFEST,
+            false,
+        );
+        wait_for_metric(
+            &env,
+            &format!(r#"trustgate_decisions_total{{action="audit",result="{result}"}}"#),
+            1.0,
+        );
+    }
+
     // deny, and the default for a repository no rule matches.
     for (repo, words) in [
         ("blocked/app", "denied by policy"),
@@ -871,6 +923,24 @@ fn ns_selects_the_second_registry_and_its_rule() {
     env.ensure(message.contains(&gun(repo)), || {
         format!("refusal without ns should name {}: {message:?}", gun(repo))
     });
+    // Naming the default registry explicitly is the same as naming none.
+    let explicit = format!("?ns={REGISTRY}");
+    expect_denied_both(
+        &env,
+        &format!("{}{explicit}", manifest_path(repo, "v1")),
+        "team/app:v1 ?ns=registry.test",
+    );
+    let on_default = Image::random(1);
+    on_default.push(env.registry(), "signed/ns", "v1");
+    env.sign("signed/ns", "v1", &on_default.manifest);
+    expect_manifest(
+        &env,
+        &env.get(&format!("{}{explicit}", manifest_path("signed/ns", "v1"))),
+        "GET signed/ns:v1 ?ns=registry.test",
+        &on_default.manifest,
+        OCI_MANIFEST,
+        false,
+    );
     // Signed, but not by the required signer alice.
     for (tag, image) in [("v2", &targets_only), ("v3", &releases_only)] {
         let message = expect_denied_both(
@@ -1107,7 +1177,6 @@ fn writes_are_refused_and_never_reach_the_upstream() {
 /// RFC 9110 §15.5.6: a 405 response MUST carry `Allow`. trustgate's route parser knows the
 /// value (`RouteError::allow`), but the response only sets it for non-write methods.
 #[test]
-#[ignore = "bug: 405 for POST/PUT/PATCH/DELETE has no Allow header (src/proxy/error.rs sets it only for MethodNotAllowed, not ReadOnly)"]
 fn write_refusals_carry_an_allow_header() {
     let env = Env::start();
     let image = Image::random(1);
@@ -1344,6 +1413,351 @@ fn cached_content_is_served_while_the_upstream_is_down() {
     );
 }
 
+/// ARCHITECTURE.md: "HEAD behaves exactly like GET minus the body". For a blob of a signed
+/// image that is not in the cache and that the upstream cannot deliver (deleted there, or the
+/// upstream is down), HEAD must not promise what GET then fails to deliver.
+#[test]
+fn head_agrees_with_get_for_blobs_not_in_the_cache() {
+    let mut env = Env::start();
+    let repo = "signed/headget";
+    let image = Image::random(3);
+    image.push(env.registry(), repo, "v1");
+    env.sign(repo, "v1", &image.manifest);
+    expect_manifest(
+        &env,
+        &env.get(&manifest_path(repo, "v1")),
+        "GET tag",
+        &image.manifest,
+        OCI_MANIFEST,
+        false,
+    );
+
+    // Layer 0 deleted upstream (garbage collected, say).
+    let gone = &image.layers[0];
+    let url = format!("{}{}", env.registry().url(), blob_path(repo, &gone.digest));
+    let deleted = http::request("DELETE", &url, &[], b"").unwrap();
+    assert_eq!(deleted.status, 202, "DELETE {url}: {}", deleted.summary());
+    assert_eq!(
+        upstream_get(env.registry(), &blob_path(repo, &gone.digest)).status,
+        404
+    );
+    let path = blob_path(repo, &gone.digest);
+    let (get, head) = (env.get(&path), env.head(&path));
+    env.ensure(get.status == head.status, || {
+        format!(
+            "blob deleted upstream: GET {} but HEAD {}",
+            get.summary(),
+            head.summary()
+        )
+    });
+
+    // Layer 1 never fetched, and the upstream is down.
+    env.stop_registry();
+    let path = blob_path(repo, &image.layers[1].digest);
+    let (get, head) = (env.get(&path), env.head(&path));
+    env.ensure(get.status == head.status, || {
+        format!(
+            "uncached blob, upstream down: GET {} but HEAD {}",
+            get.summary(),
+            head.summary()
+        )
+    });
+}
+
+/// Every file under `dir` whose content is exactly `bytes`.
+fn files_with_content(dir: &Path, bytes: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path).is_ok_and(|b| b == bytes) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// No file in the cache holds `bytes`. The store proper never may; the temp file of the failed
+/// fetch may outlive the aborted response briefly (it is removed as the fetch unwinds), but
+/// must be gone within a few seconds.
+fn expect_not_cached(env: &Env, bytes: &[u8], what: &str) {
+    let tmp = env.cache.path().join("tmp");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = files_with_content(env.cache.path(), bytes);
+        let stored: Vec<_> = found.iter().filter(|p| !p.starts_with(&tmp)).collect();
+        env.ensure(stored.is_empty(), || {
+            format!("{what} was stored in the cache: {stored:?}")
+        });
+        if found.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            env.fail(format!(
+                "{what} is still in the cache's temp files after 5s: {found:?}"
+            ));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Same length, one byte changed: what a bit flip on the upstream's disk looks like.
+fn corrupt(bytes: &[u8]) -> Vec<u8> {
+    let mut bad = bytes.to_vec();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x5a;
+    bad
+}
+
+#[test]
+fn mismatched_content_is_never_served_or_cached() {
+    let env = Env::start();
+    let repo = "signed/corrupt";
+    // A layer of a few MiB, so that the bad bytes arrive over many chunks.
+    let image = Image::random_sized(Format::Oci, &[2 << 20, 900]);
+    image.push(env.registry(), repo, "v1");
+    env.sign(repo, "v1", &image.manifest);
+    let tag = manifest_path(repo, "v1");
+    expect_manifest(
+        &env,
+        &env.get(&tag),
+        "GET tag",
+        &image.manifest,
+        OCI_MANIFEST,
+        false,
+    );
+
+    // A layer whose bytes changed on the upstream's disk: the digest no longer matches.
+    let layer = &image.layers[0];
+    let on_disk = env.registry().blob_path(layer.hex());
+    let bad = corrupt(&layer.bytes);
+    std::fs::write(&on_disk, &bad).unwrap();
+    let url = format!("{}{}", env.proxy().url(), blob_path(repo, &layer.digest));
+    for attempt in ["first", "second"] {
+        // The response may start, but must end short (or fail): never a complete 200.
+        match http::request("GET", &url, &[], b"") {
+            Err(_) => {}
+            Ok(r) => {
+                let complete = r.status == 200
+                    && r.header("content-length")
+                        .and_then(|l| l.parse::<usize>().ok())
+                        == Some(r.body.len())
+                    && r.body.len() == bad.len();
+                env.ensure(!complete, || {
+                    format!(
+                        "{attempt} GET of a corrupted blob completed: {}",
+                        r.summary()
+                    )
+                });
+            }
+        }
+    }
+    expect_not_cached(&env, &bad, "the corrupted blob");
+    let out = tempfile::tempdir().unwrap();
+    let pulled = skopeo_pull(&env, &format!("{repo}:v1"), &out.path().join("img"));
+    env.ensure(!pulled.status.success(), || {
+        "skopeo copy succeeded although a layer is corrupted upstream".to_string()
+    });
+    // Once the upstream is repaired, the right bytes are served: nothing bad was kept.
+    std::fs::write(&on_disk, &layer.bytes).unwrap();
+    expect_blob(
+        &env,
+        &env.get(&blob_path(repo, &layer.digest)),
+        "GET repaired blob",
+        layer,
+        false,
+    );
+
+    // A corrupted manifest, never fetched before: refused, not served.
+    let second = Image::random(1);
+    second.push(env.registry(), repo, "v2");
+    env.sign(repo, "v2", &second.manifest);
+    let bad_manifest = corrupt(&second.manifest.bytes);
+    std::fs::write(
+        env.registry().blob_path(second.manifest.hex()),
+        &bad_manifest,
+    )
+    .unwrap();
+    for path in [
+        manifest_path(repo, "v2"),
+        manifest_path(repo, &second.manifest.digest),
+    ] {
+        let r = env.get(&path);
+        env.ensure(r.status != 200 && r.body != bad_manifest, || {
+            format!(
+                "GET {path} with a corrupted manifest upstream: {}",
+                r.summary()
+            )
+        });
+        env.ensure(
+            r.error_code().as_deref() == Some("DENIED") || r.status >= 500,
+            || {
+                format!(
+                    "GET {path} with a corrupted manifest upstream: want DENIED or 5xx, got {}",
+                    r.summary()
+                )
+            },
+        );
+    }
+    expect_not_cached(&env, &bad_manifest, "the corrupted manifest");
+
+    // A signature whose length does not match the manifest's: refused as a mismatch.
+    let third = Image::random(1);
+    third.push(env.registry(), repo, "v3");
+    env.sign_roles(
+        &gun(repo),
+        "v3",
+        &Blob {
+            digest: third.manifest.digest.clone(),
+            bytes: third.manifest.bytes[1..].to_vec(),
+        },
+        &[],
+    );
+    expect_denied_both(
+        &env,
+        &manifest_path(repo, "v3"),
+        "tag signed with the wrong length",
+    );
+    for blob in third.blobs() {
+        expect_denied_both(
+            &env,
+            &blob_path(repo, &blob.digest),
+            "blob under a wrong-length signature",
+        );
+    }
+}
+
+#[test]
+fn trust_server_down_fails_closed_after_ttl() {
+    let mut env = Env::start();
+    let repo = "signed/trustdown";
+    let image = Image::random(1);
+    image.push(env.registry(), repo, "v1");
+    env.sign(repo, "v1", &image.manifest);
+    image.push(env.registry(), "audited/trustdown", "v1");
+    image.push(env.registry(), "open/trustdown", "v1");
+
+    let tag = manifest_path(repo, "v1");
+    let fetched = Instant::now();
+    expect_manifest(
+        &env,
+        &env.get(&tag),
+        "GET tag",
+        &image.manifest,
+        OCI_MANIFEST,
+        false,
+    );
+    for blob in image.blobs() {
+        expect_blob(
+            &env,
+            &env.get(&blob_path(repo, &blob.digest)),
+            "GET blob",
+            blob,
+            false,
+        );
+    }
+    env.stop_notary();
+    // Within ttl the cached trust data stands (checked only when the machine was quick enough
+    // to still be inside the ttl).
+    let r = env.get(&tag);
+    if fetched.elapsed() < TTL - Duration::from_millis(300) {
+        expect_manifest(
+            &env,
+            &r,
+            "GET tag within ttl, notary down",
+            &image.manifest,
+            OCI_MANIFEST,
+            false,
+        );
+    }
+
+    // Every trust fetch so far happened before this point (the server is gone), so once the ttl
+    // has passed from here, no cached trust data is fresh.
+    thread::sleep(TTL + Duration::from_millis(500));
+    // After ttl the trust data must be refreshed, and cannot be: refuse (stale_if_error is 0s),
+    // although the content is in the cache.
+    let message = expect_denied_both(&env, &tag, "tag after ttl, notary down");
+    env.ensure(
+        message.contains("local") || message.contains("notary"),
+        || format!("refusal should name the unreachable trust server: {message:?}"),
+    );
+    expect_denied_both(
+        &env,
+        &manifest_path(repo, &image.manifest.digest),
+        "by digest after ttl, notary down",
+    );
+    for blob in image.blobs() {
+        expect_denied_both(
+            &env,
+            &blob_path(repo, &blob.digest),
+            "cached blob after ttl, notary down",
+        );
+    }
+    wait_for_metric(
+        &env,
+        r#"trustgate_verifications_total{result="trust_error"}"#,
+        1.0,
+    );
+    // audit and allow do not depend on the trust server.
+    for repo in ["audited/trustdown", "open/trustdown"] {
+        expect_manifest(
+            &env,
+            &env.get(&manifest_path(repo, "v1")),
+            &format!("GET {repo}:v1, notary down"),
+            &image.manifest,
+            OCI_MANIFEST,
+            false,
+        );
+    }
+    // A fresh instance with the content cached and persisted trust state still refuses.
+    env.restart_proxy();
+    expect_denied_both(&env, &tag, "tag on a fresh instance, notary down");
+    expect_denied_both(
+        &env,
+        &blob_path(repo, &image.layers[0].digest),
+        "cached blob on a fresh instance, notary down",
+    );
+}
+
+/// The refusal log line carries the image, rule and reason as plain `key=value` fields, so
+/// that `grep image=<gun>` finds it in a log file (stderr is not a terminal here).
+#[test]
+fn refusal_log_lines_are_plain_key_values() {
+    let env = Env::start();
+    let image = Image::random(1);
+    image.push(env.registry(), "signed/logged", "v1");
+    expect_denied(
+        &env,
+        &env.get(&manifest_path("signed/logged", "v1")),
+        "unsigned tag",
+        false,
+    );
+    let log = env.proxy().log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("refused") && l.contains("signed/logged"));
+    let line = line.unwrap_or_else(|| env.fail("no refusal log line".to_string()));
+    env.ensure(!line.contains('\u{1b}'), || {
+        format!("log written to a file contains ANSI escape sequences: {line:?}")
+    });
+    let image_field = format!("image={}", gun("signed/logged"));
+    env.ensure(
+        line.contains(&image_field) && line.contains("rule=") && line.contains("reason="),
+        || {
+            format!(
+                "refusal log line lacks plain {image_field}, rule= and reason= fields: {line:?}"
+            )
+        },
+    );
+}
+
 // === real clients and the CLI ===
 
 /// `docker info` within 15 s: the engine answers.
@@ -1393,11 +1807,19 @@ fn docker_pull_through_the_proxy() {
     env.sign(repo, "v1", &image.manifest);
     let unsigned = Image::random(1);
     unsigned.push(env.registry(), repo, "v2");
+    let index = Index::random(&[("linux", "amd64"), ("linux", "arm64")]);
+    index.push(env.registry(), "signed/docker-multi", "v1");
+    env.sign("signed/docker-multi", "v1", &index.index);
 
     let host = env.proxy().host_port();
     let signed_ref = format!("{host}/{repo}:v1");
     let unsigned_ref = format!("{host}/{repo}:v2");
-    let _cleanup = DockerImages(vec![signed_ref.clone(), unsigned_ref.clone()]);
+    let index_ref = format!("{host}/signed/docker-multi:v1");
+    let _cleanup = DockerImages(vec![
+        signed_ref.clone(),
+        unsigned_ref.clone(),
+        index_ref.clone(),
+    ]);
 
     let pulled = docker(&["pull", &signed_ref]);
     env.ensure(pulled.status.success(), || {
@@ -1432,6 +1854,36 @@ fn docker_pull_through_the_proxy() {
             )
         });
     }
+
+    // A signed multi-platform index: the engine picks its linux/amd64 child.
+    let pulled = docker(&["pull", &index_ref]);
+    env.ensure(pulled.status.success(), || {
+        format!(
+            "docker pull {index_ref} failed:\n{}{}",
+            String::from_utf8_lossy(&pulled.stdout),
+            String::from_utf8_lossy(&pulled.stderr)
+        )
+    });
+    let inspect = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}} {{json .RootFS.Layers}}",
+        &index_ref,
+    ]);
+    let inspected = String::from_utf8_lossy(&inspect.stdout);
+    let amd = &index.children[0];
+    env.ensure(
+        inspect.status.success()
+            && inspected.contains(&index.index.digest)
+            && inspected.contains(&amd.layers[0].digest),
+        || {
+            format!(
+                "docker image inspect {index_ref} should show index {} and amd64 layer {}: {inspected}",
+                index.index.digest, amd.layers[0].digest
+            )
+        },
+    );
 
     let refused = docker(&["pull", &unsigned_ref]);
     let output = format!(

@@ -108,6 +108,19 @@ impl ProxyError {
                 tracing::error!(error = %self, "internal error");
                 "internal error".to_owned()
             }
+            // Upstream errors name hosts and URLs: logged in full, summarised for clients.
+            ProxyError::Upstream { registry, source } => {
+                tracing::warn!(error = %self, "upstream failure");
+                match source {
+                    UpstreamError::NotFound { .. }
+                    | UpstreamError::Denied { .. }
+                    | UpstreamError::RateLimited { .. } => self.to_string(),
+                    UpstreamError::Timeout { .. } => {
+                        format!("upstream registry {registry} timed out")
+                    }
+                    _ => format!("upstream registry {registry} is unavailable"),
+                }
+            }
             _ => self.to_string(),
         };
         let bytes = error_body(code, &message);
@@ -116,7 +129,10 @@ impl ProxyError {
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::CONTENT_LENGTH, bytes.len())
             .header("Docker-Distribution-API-Version", "registry/2.0");
-        if let ProxyError::Route(RouteError::MethodNotAllowed { allow, .. }) = &self {
+        if let Some(allow) = match &self {
+            ProxyError::Route(e) => e.allow(),
+            _ => None,
+        } {
             response = response.header(header::ALLOW, HeaderValue::from_static(allow));
         }
         if let ProxyError::Upstream {

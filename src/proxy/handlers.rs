@@ -96,7 +96,7 @@ impl Proxy {
         };
         if ctx.decision.action() == Action::Deny {
             self.metrics.verify().decision(Action::Deny, None);
-            tracing::warn!(image = %image, rule = %ctx.rule_label(), reason = "denied by policy", "refused");
+            tracing::warn!(image = %image, rule = ctx.decision.pattern(), reason = "denied by policy", "refused");
             return Err(ProxyError::PolicyDenied {
                 image: image.clone(),
                 rule: ctx.rule_label(),
@@ -129,7 +129,7 @@ impl Proxy {
         self.metrics
             .verify()
             .decision(ctx.decision.action(), Some(result));
-        tracing::warn!(image = %ctx.image, rule = %ctx.rule_label(), result = result.as_str(),
+        tracing::warn!(image = %ctx.image, rule = ctx.decision.pattern(), result = result.as_str(),
             reason = %refusal.message, "refused");
         ProxyError::Refused {
             refusal,
@@ -305,7 +305,7 @@ impl Proxy {
             this.metrics.verify().verification(verdict);
             this.metrics.verify().decision(Action::Audit, Some(verdict));
             if let Err(r) = result {
-                tracing::warn!(image = %image, rule = %ctx.rule_label(), result = verdict.as_str(),
+                tracing::warn!(image = %image, rule = ctx.decision.pattern(), result = verdict.as_str(),
                     reason = %r.message, "audit: verify would have refused");
             }
         });
@@ -359,7 +359,6 @@ impl Proxy {
         head: bool,
     ) -> Result<Response<Body>, ProxyError> {
         let action = ctx.decision.action();
-        let mut known_size = None;
         if action == Action::Verify {
             let (verifier, query) = self.trust(ctx)?;
             let set = verifier
@@ -367,7 +366,7 @@ impl Proxy {
                 .await
                 .map_err(|r| self.refuse(ctx, r))?;
             match self.find_in_closure(ctx, &set, digest).await? {
-                Some(size) => known_size = Some(size),
+                Some(_) => {}
                 None => {
                     return Err(self.refuse(
                         ctx,
@@ -387,7 +386,9 @@ impl Proxy {
         }
         let what = format!("{}@{digest}", ctx.image);
         if head {
-            let size = match self.store.blob_size(digest).await.or(known_size) {
+            // HEAD answers exactly as GET would: from the cache, else only if the upstream
+            // has the blob (a signed descriptor's size proves nothing about availability).
+            let size = match self.store.blob_size(digest).await {
                 Some(size) => size,
                 None => ctx
                     .upstream

@@ -3,15 +3,18 @@
 //! Built at start-up and again on every reload; a failed build keeps the old runtime.
 
 use std::{
+    any::Any,
     collections::HashMap,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
 
+use http::StatusCode;
+
 use crate::{
     config::{Config, ConfigError},
-    metrics::Metrics,
+    metrics::{Metrics, TrustExpiry, UpstreamErrorKind},
     policy::{Policy, RootKeyPin, Rule},
     trust::{
         cached::CachedNotary,
@@ -21,7 +24,7 @@ use crate::{
         },
         TrustQuery,
     },
-    upstream::{Upstream, UpstreamConfig, UpstreamError},
+    upstream::{Upstream, UpstreamConfig, UpstreamError, UpstreamObserver},
 };
 
 /// Why a configuration could not be turned into a runtime.
@@ -64,12 +67,17 @@ pub struct Runtime {
     upstreams: Vec<Upstream>,
     by_registry: HashMap<String, usize>,
     default_upstream: Option<usize>,
+    /// The soonest trust-data expiry per role kind over this runtime's verifiers.
+    trust_expiry: Arc<TrustExpiry>,
 }
 
-/// Timeouts for upstream registries.
+/// Upstream client events into `trustgate_upstream_*` and `trustgate_inflight_fetches`.
+struct UpstreamMetrics(Arc<Metrics>);
+
+/// Time to open a connection to an upstream registry or a notary server; the other limits
+/// come from the configuration's `limits`.
 const UPSTREAM_CONNECT: Duration = Duration::from_secs(10);
-const UPSTREAM_REQUEST: Duration = Duration::from_secs(60);
-const UPSTREAM_READ: Duration = Duration::from_secs(60);
+const NOTARY_CONNECT: Duration = Duration::from_secs(5);
 
 // === impl Runtime ===
 
@@ -78,9 +86,11 @@ impl Runtime {
     /// under `<cache.dir>/trust/<notary server name>/`.
     pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Self, BuildError> {
         let built = config.build()?;
+        let limits = &config.limits;
         let mut upstreams = Vec::new();
         let mut by_registry = HashMap::new();
         let mut default_upstream = None;
+        let observer: Arc<dyn UpstreamObserver> = Arc::new(UpstreamMetrics(metrics.clone()));
         for (i, u) in built.upstreams.iter().enumerate() {
             let ca_pem = u.ca_file.as_deref().map(read).transpose()?;
             let client = Upstream::new(UpstreamConfig {
@@ -93,8 +103,10 @@ impl Runtime {
                     .map(|c| c.password.expose().to_owned()),
                 ca_pem,
                 connect_timeout: UPSTREAM_CONNECT,
-                request_timeout: UPSTREAM_REQUEST,
-                read_timeout: UPSTREAM_READ,
+                request_timeout: limits.upstream_timeout,
+                read_timeout: limits.upstream_read_timeout,
+                max_connections: limits.max_upstream_connections,
+                observer: Some(observer.clone()),
             })
             .map_err(|source| BuildError::Upstream {
                 registry: u.registry.clone(),
@@ -107,22 +119,37 @@ impl Runtime {
             upstreams.push(client);
         }
         let mut verifiers = HashMap::new();
+        let trust_expiry = Arc::new(TrustExpiry::new(metrics.trust().clone()));
         for n in &config.notary_servers {
             let ca_pem = n.ca_file.as_deref().map(read).transpose()?;
+            let timeouts = HttpTimeouts {
+                connect: NOTARY_CONNECT,
+                request: limits.upstream_timeout,
+            };
             let source =
-                HttpSource::new(n.url.as_str(), ca_pem.as_deref(), HttpTimeouts::default())
-                    .map_err(|source| BuildError::Notary {
+                HttpSource::new(n.url.as_str(), ca_pem.as_deref(), timeouts).map_err(|source| {
+                    BuildError::Notary {
                         name: n.name.clone(),
                         source,
-                    })?;
+                    }
+                })?;
             let state = StateStore::new(config.cache.dir.join("trust").join(&n.name));
-            let client = NotaryClient::new(Source::Http(source), Limits::default(), Some(state));
-            let metrics = metrics.clone();
-            let verifier = CachedNotary::new(n.name.clone(), client, n.ttl).with_observer(
-                Arc::new(move |server: &str, elapsed: Duration, _ok: bool| {
-                    metrics.trust().fetch(server, elapsed);
-                }),
+            let client = NotaryClient::new(
+                Source::Http(source),
+                trust_limits(limits.max_trust_metadata_size),
+                Some(state),
             );
+            let metrics = metrics.clone();
+            let expiry = trust_expiry.clone();
+            let verifier = CachedNotary::new(n.name.clone(), client, n.ttl)
+                .with_observer(Arc::new(
+                    move |server: &str, elapsed: Duration, _ok: bool| {
+                        metrics.trust().fetch(server, elapsed);
+                    },
+                ))
+                .with_expiry_observer(Arc::new(move |server: &str, soonest| {
+                    expiry.update(server, soonest);
+                }));
             verifiers.insert(n.name.clone(), Arc::new(verifier));
         }
         let mut queries = HashMap::new();
@@ -157,7 +184,15 @@ impl Runtime {
             upstreams,
             by_registry,
             default_upstream,
+            trust_expiry,
         })
+    }
+
+    /// Publishes `trustgate_trust_expiry_seconds` anew (seconds left as of now). Refreshes
+    /// publish on their own; call this periodically so the countdown moves in between, and
+    /// after a reload so the gauge reflects this runtime's (still empty) caches.
+    pub fn publish_trust_expiry(&self) {
+        self.trust_expiry.publish();
     }
 
     pub fn policy(&self) -> &Policy {
@@ -190,6 +225,17 @@ impl Runtime {
     }
 }
 
+/// notary's own caps for the timestamp and root stay in force unless `max_size` is smaller.
+fn trust_limits(max_size: u64) -> Limits {
+    let defaults = Limits::default();
+    Limits {
+        max_metadata_size: max_size,
+        max_timestamp_size: defaults.max_timestamp_size.min(max_size),
+        max_root_size: defaults.max_root_size.min(max_size),
+        ..defaults
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
     std::fs::read(path).map_err(|source| BuildError::Read {
         path: path.to_owned(),
@@ -215,4 +261,26 @@ fn resolve_pins(rule: &Rule, pins: &[RootKeyPin]) -> Result<Arc<[String]>, Build
         }
     }
     Ok(ids.into())
+}
+
+// === impl UpstreamMetrics ===
+
+impl UpstreamObserver for UpstreamMetrics {
+    fn response(&self, registry: &str, status: StatusCode, elapsed: Duration) {
+        self.0.upstream().response(registry, status, elapsed);
+    }
+
+    fn error(&self, registry: &str, kind: UpstreamErrorKind) {
+        self.0.upstream().error(registry, kind);
+    }
+
+    fn ratelimit_remaining(&self, registry: &str, remaining: u64) {
+        self.0
+            .upstream()
+            .set_ratelimit_remaining(registry, remaining);
+    }
+
+    fn fetch_started(&self, _registry: &str) -> Option<Box<dyn Any + Send + Sync>> {
+        Some(Box::new(self.0.cache().inflight_fetch()))
+    }
 }

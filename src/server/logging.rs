@@ -31,8 +31,11 @@ pub fn init_logging(json: bool, filter: &str) -> Result<(), LoggingError> {
         filter: filter.to_owned(),
         source,
     })?;
+    // Colour codes only for a terminal: in a file or a pipe they break `grep key=value`.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let installed = if json {
         builder

@@ -4,12 +4,14 @@
 //! data that did not verify).
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
 use time::OffsetDateTime;
+
+use crate::metrics::TrustRole;
 
 use super::{
     notary::{NotaryClient, NotaryError, TrustData},
@@ -18,6 +20,11 @@ use super::{
 
 /// Called with the outcome of every trust fetch (for metrics): server name, duration, success.
 pub type FetchObserver = Arc<dyn Fn(&str, Duration, bool) + Send + Sync>;
+
+/// Called after every successful refresh (for metrics) with the server name and the soonest
+/// expiry per role kind over all trust data this server's cache now holds (see
+/// [`CachedNotary::soonest_expiries`]).
+pub type ExpiryObserver = Arc<dyn Fn(&str, BTreeMap<TrustRole, OffsetDateTime>) + Send + Sync>;
 
 /// A query's resolution inputs: roles in order, then required signer roles.
 type SetKey = (Arc<[String]>, Arc<[String]>);
@@ -40,6 +47,9 @@ struct Slot {
     /// One refresh at a time per GUN: concurrent misses share it, and the persisted state of
     /// a GUN is never written by two refreshes at once.
     refresh: tokio::sync::Mutex<()>,
+    /// The last refresh that failed, and when it ended: requests that queued behind it take
+    /// its answer instead of asking a failing server again one after another.
+    failed: Mutex<Option<(Instant, Arc<NotaryError>)>>,
 }
 
 /// A notary server with its cache.
@@ -49,6 +59,7 @@ pub struct CachedNotary {
     ttl: Duration,
     slots: Mutex<HashMap<SlotKey, Arc<Slot>>>,
     observer: Option<FetchObserver>,
+    expiry_observer: Option<ExpiryObserver>,
 }
 
 // === impl CachedNotary ===
@@ -61,12 +72,33 @@ impl CachedNotary {
             ttl,
             slots: Mutex::new(HashMap::new()),
             observer: None,
+            expiry_observer: None,
         }
     }
 
     pub fn with_observer(mut self, observer: FetchObserver) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// Reports the cache's soonest expiries after every successful refresh.
+    pub fn with_expiry_observer(mut self, observer: ExpiryObserver) -> Self {
+        self.expiry_observer = Some(observer);
+        self
+    }
+
+    /// The soonest expiry per role kind (root, timestamp, snapshot, targets, delegations)
+    /// over the trust data cached for every repository.
+    pub fn soonest_expiries(&self) -> BTreeMap<TrustRole, OffsetDateTime> {
+        let slots: Vec<Arc<Slot>> = {
+            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.values().cloned().collect()
+        };
+        let mut out = BTreeMap::new();
+        for entry in slots.iter().filter_map(|slot| read(slot)) {
+            merge_soonest(&mut out, &entry.data);
+        }
+        out
     }
 
     pub fn name(&self) -> &str {
@@ -88,11 +120,21 @@ impl CachedNotary {
         if let Some(e) = read(&slot).filter(fresh) {
             return Ok(e);
         }
+        let queued = Instant::now();
         let _guard = slot.refresh.lock().await;
         // Another request may have refreshed while we waited.
         let previous = read(&slot);
         if let Some(e) = previous.clone().filter(fresh) {
             return Ok(e);
+        }
+        // Or failed to: the server was asked after we came, so its answer is ours too.
+        let failed = slot
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some((_, e)) = failed.filter(|(at, _)| *at >= queued) {
+            return self.fall_back(query, previous, &e);
         }
         let started = Instant::now();
         let result = self
@@ -106,25 +148,56 @@ impl CachedNotary {
             Ok(data) => {
                 let entry = Arc::new(Entry::new(data, previous.as_deref()));
                 *slot.current.write().unwrap_or_else(|e| e.into_inner()) = Some(entry.clone());
+                if let Some(observe) = &self.expiry_observer {
+                    observe(&self.name, self.soonest_expiries());
+                }
                 Ok(entry)
             }
             Err(e) => {
-                // Only an unreachable server may fall back, only within the rule's window, and
-                // only to data that has not itself expired.
-                if let Some(stale) = previous.filter(|p| {
-                    e.is_transport()
-                        && p.fetched.elapsed() < self.ttl + query.stale_if_error
-                        && p.data
-                            .soonest_expiry()
-                            .is_some_and(|t| t > OffsetDateTime::now_utc())
-                }) {
-                    tracing::warn!(gun = %query.gun, server = %self.name, error = %e,
-                        "trust server unreachable; serving cached trust data within stale_if_error");
-                    return Ok(stale);
-                }
-                Err(refusal_for(&query.gun, &self.name, &e))
+                let e = Arc::new(e);
+                *slot.failed.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((Instant::now(), e.clone()));
+                self.fall_back(query, previous, &e)
             }
         }
+    }
+
+    /// After a failed refresh: the previous data within the rule's `stale_if_error`, or the
+    /// refusal.
+    fn fall_back(
+        &self,
+        query: &TrustQuery,
+        previous: Option<Arc<Entry>>,
+        e: &NotaryError,
+    ) -> Result<Arc<Entry>, Refusal> {
+        // Only an unreachable server may fall back, only within the rule's window, and only
+        // to data that has not itself expired.
+        if let Some(stale) = previous.filter(|p| {
+            e.is_transport()
+                && p.fetched.elapsed() < self.ttl + query.stale_if_error
+                && p.data
+                    .soonest_expiry()
+                    .is_some_and(|t| t > OffsetDateTime::now_utc())
+        }) {
+            tracing::warn!(gun = %query.gun, server = %self.name, error = %e,
+                "trust server unreachable; serving cached trust data within stale_if_error");
+            return Ok(stale);
+        }
+        Err(refusal_for(&query.gun, &self.name, e))
+    }
+}
+
+/// Lowers `into`'s expiry for each role kind `data` has an earlier one for.
+fn merge_soonest(into: &mut BTreeMap<TrustRole, OffsetDateTime>, data: &TrustData) {
+    let roles = data.roles.iter().map(|(name, role)| (name, role.expires));
+    let top = data.expires.iter().map(|(name, at)| (name, *at));
+    for (name, at) in top.chain(roles) {
+        let Some(kind) = TrustRole::from_role_name(name) else {
+            continue;
+        };
+        into.entry(kind)
+            .and_modify(|soonest| *soonest = (*soonest).min(at))
+            .or_insert(at);
     }
 }
 
@@ -145,6 +218,14 @@ fn refusal_for(gun: &str, server: &str, e: &NotaryError) -> Refusal {
         NotaryError::NotFound { .. } => {
             format!(
                 "{gun} has no trust data on notary server {server}: the repository is not signed"
+            )
+        }
+        // Where the server is and how the connection failed is for the operator's log, not
+        // for clients.
+        e if e.is_transport() => {
+            tracing::warn!(gun, server, error = %e, "trust data could not be fetched");
+            format!(
+                "trust data for {gun} could not be fetched: notary server {server} is unavailable"
             )
         }
         e => format!("trust data for {gun} from notary server {server} did not verify: {e}"),
@@ -248,5 +329,79 @@ impl Verifier for CachedNotary {
         query: &'a TrustQuery,
     ) -> BoxFuture<'a, Result<Arc<SignedSet>, Refusal>> {
         Box::pin(async move { Ok(self.entry(query).await?.signed_set(query)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::notary::RoleData;
+    use time::macros::datetime;
+
+    fn role(expires: OffsetDateTime) -> RoleData {
+        RoleData {
+            targets: BTreeMap::new(),
+            keys: Vec::new(),
+            threshold: 1,
+            version: 1,
+            expires,
+        }
+    }
+
+    fn data(
+        gun: &str,
+        top: [(&str, OffsetDateTime); 3],
+        roles: &[(&str, OffsetDateTime)],
+    ) -> TrustData {
+        TrustData {
+            gun: gun.to_owned(),
+            roles: roles
+                .iter()
+                .map(|(n, at)| ((*n).to_owned(), role(*at)))
+                .collect(),
+            skipped: Vec::new(),
+            root_keys: Vec::new(),
+            expires: top.iter().map(|(n, at)| ((*n).to_owned(), *at)).collect(),
+        }
+    }
+
+    #[test]
+    fn soonest_expiry_per_role_kind_across_repositories() {
+        let a = data(
+            "r/a",
+            [
+                ("root", datetime!(2036-01-01 0:00 UTC)),
+                ("timestamp", datetime!(2026-01-02 0:00 UTC)),
+                ("snapshot", datetime!(2029-01-01 0:00 UTC)),
+            ],
+            &[
+                ("targets", datetime!(2029-01-01 0:00 UTC)),
+                ("targets/releases", datetime!(2027-06-01 0:00 UTC)),
+                ("targets/alice", datetime!(2027-01-01 0:00 UTC)),
+            ],
+        );
+        let b = data(
+            "r/b",
+            [
+                ("root", datetime!(2030-01-01 0:00 UTC)),
+                ("timestamp", datetime!(2026-01-03 0:00 UTC)),
+                ("snapshot", datetime!(2028-01-01 0:00 UTC)),
+            ],
+            &[("targets", datetime!(2031-01-01 0:00 UTC))],
+        );
+        let mut soonest = BTreeMap::new();
+        merge_soonest(&mut soonest, &a);
+        merge_soonest(&mut soonest, &b);
+        assert_eq!(
+            soonest,
+            BTreeMap::from([
+                (TrustRole::Root, datetime!(2030-01-01 0:00 UTC)),
+                (TrustRole::Timestamp, datetime!(2026-01-02 0:00 UTC)),
+                (TrustRole::Snapshot, datetime!(2028-01-01 0:00 UTC)),
+                (TrustRole::Targets, datetime!(2029-01-01 0:00 UTC)),
+                // Delegations share one bounded label: the soonest of all of them.
+                (TrustRole::Delegation, datetime!(2027-01-01 0:00 UTC)),
+            ])
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use super::http;
 use super::{run_bounded, Registry};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -100,26 +101,58 @@ pub fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub struct Image {
     pub manifest: Blob,
+    /// [`OCI_MANIFEST`] or [`DOCKER_MANIFEST`].
+    pub media_type: String,
     pub config: Blob,
     pub layers: Vec<Blob>,
     pub os: String,
     pub architecture: String,
 }
 
+/// Which manifest format an image is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OCI image manifest, config and tar layers.
+    Oci,
+    /// Docker image manifest v2 schema 2, with its config and (uncompressed) layer types.
+    Docker,
+}
+
 impl Image {
-    /// A linux/amd64 image with `layers` random layers.
+    /// A linux/amd64 OCI image with `layers` random layers.
     pub fn random(layers: usize) -> Image {
         Image::random_for("linux", "amd64", layers)
     }
 
-    /// An image for `os`/`architecture` with `layers` random layers of a few KiB each.
+    /// An OCI image for `os`/`architecture` with `layers` random layers of a few KiB each.
     pub fn random_for(os: &str, architecture: &str, layers: usize) -> Image {
-        let layers: Vec<Blob> = (0..layers)
-            .map(|i| {
-                let size = 1024 + (random_bytes(2)[0] as usize) * 64;
+        let sizes: Vec<usize> = (0..layers)
+            .map(|_| 1024 + (random_bytes(1)[0] as usize) * 64)
+            .collect();
+        Image::build(Format::Oci, os, architecture, &sizes)
+    }
+
+    /// A linux/amd64 image in `format` whose layers hold files of `sizes` random bytes.
+    pub fn random_sized(format: Format, sizes: &[usize]) -> Image {
+        Image::build(format, "linux", "amd64", sizes)
+    }
+
+    fn build(format: Format, os: &str, architecture: &str, sizes: &[usize]) -> Image {
+        let (media_type, config_type, layer_type) = match format {
+            Format::Oci => (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER_TAR),
+            Format::Docker => (
+                DOCKER_MANIFEST,
+                "application/vnd.docker.container.image.v1+json",
+                "application/vnd.docker.image.rootfs.diff.tar",
+            ),
+        };
+        let layers: Vec<Blob> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, size)| {
                 Blob::new(tar_with_file(
                     &format!("layer-{i}-{}", hex::encode(random_bytes(4))),
-                    &random_bytes(size),
+                    &random_bytes(*size),
                 ))
             })
             .collect();
@@ -140,14 +173,14 @@ impl Image {
         let manifest = Blob::new(
             serde_json::to_vec(&serde_json::json!({
                 "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
+                "mediaType": media_type,
                 "config": {
-                    "mediaType": OCI_CONFIG,
+                    "mediaType": config_type,
                     "digest": config.digest,
                     "size": config.size(),
                 },
                 "layers": layers.iter().map(|l| serde_json::json!({
-                    "mediaType": OCI_LAYER_TAR,
+                    "mediaType": layer_type,
                     "digest": l.digest,
                     "size": l.size(),
                 })).collect::<Vec<_>>(),
@@ -156,6 +189,7 @@ impl Image {
         );
         Image {
             manifest,
+            media_type: media_type.to_string(),
             config,
             layers,
             os: os.to_string(),
@@ -174,12 +208,58 @@ impl Image {
         }
     }
 
-    /// Pushes the image to `registry` as `repo:tag`.
+    /// Pushes the image to `registry` as `repo:tag`: OCI images with skopeo from an OCI
+    /// layout, Docker ones with the registry API directly (an OCI layout holds OCI only).
     pub fn push(&self, registry: &Registry, repo: &str, tag: &str) {
+        if self.media_type != OCI_MANIFEST {
+            return self.push_http(registry, repo, tag);
+        }
         let layout = tempfile::tempdir().expect("tempdir for OCI layout");
         self.write_blobs(layout.path());
         write_layout_index(layout.path(), &self.manifest, OCI_MANIFEST, tag);
         skopeo_push(layout.path(), tag, registry, repo, false);
+    }
+}
+
+impl Image {
+    /// Pushes with the distribution API: each blob by POST then PUT, then the manifest.
+    fn push_http(&self, registry: &Registry, repo: &str, tag: &str) {
+        let base = registry.url();
+        for blob in self.blobs() {
+            let url = format!("{base}/v2/{repo}/blobs/uploads/");
+            let started = http::request("POST", &url, &[], b"").expect("start blob upload");
+            assert_eq!(started.status, 202, "POST {url}: {}", started.summary());
+            let location = started.header("location").expect("upload Location");
+            let location = if location.starts_with("http") {
+                location.to_string()
+            } else {
+                format!("{base}{location}")
+            };
+            let sep = if location.contains('?') { '&' } else { '?' };
+            let url = format!("{location}{sep}digest={}", blob.digest);
+            let done = http::request(
+                "PUT",
+                &url,
+                &[("Content-Type", "application/octet-stream")],
+                &blob.bytes,
+            )
+            .expect("finish blob upload");
+            assert_eq!(done.status, 201, "PUT {url}: {}", done.summary());
+        }
+        let url = format!("{base}/v2/{repo}/manifests/{tag}");
+        let put = http::request(
+            "PUT",
+            &url,
+            &[("Content-Type", self.media_type.as_str())],
+            &self.manifest.bytes,
+        )
+        .expect("put manifest");
+        assert_eq!(put.status, 201, "PUT {url}: {}", put.summary());
+        assert_eq!(
+            put.header("docker-content-digest"),
+            Some(self.manifest.digest.as_str()),
+            "the registry stored other manifest bytes"
+        );
     }
 }
 

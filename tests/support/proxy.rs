@@ -89,14 +89,19 @@ impl Proxy {
         &self.cache_dir
     }
 
+    /// The process ID of `trustgate serve`.
+    pub fn pid(&self) -> u32 {
+        self.daemon.child.id()
+    }
+
     /// Everything the proxy logged so far.
     pub fn log(&self) -> String {
         self.daemon.log_text()
     }
 
-    /// The last `lines` lines of the log, for assertion messages.
+    /// The last `lines` lines of the log without colour escapes, for assertion messages.
     pub fn log_tail(&self, lines: usize) -> String {
-        let log = self.log();
+        let log = strip_ansi(&self.log());
         let all: Vec<&str> = log.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -141,4 +146,24 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
         let (name, value) = l.rsplit_once(' ')?;
         (name == series).then(|| value.parse().ok())?
     })
+}
+
+/// `text` without ANSI escape sequences (`ESC [ ... letter`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
