@@ -11,7 +11,6 @@ use crate::{
     oci::{Digest, RepoName, Tag},
     policy::Action,
     proxy::Runtime,
-    trust::Verifier,
 };
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use crate::{
     metrics::VerificationResult,
     oci::{self, AcceptDecision, Digest, Endpoint, ReadMethod, Reference, Route, Tag},
     policy::{Action, Decision, Rule},
-    trust::{cached::CachedNotary, Refusal, RefusalKind, TrustQuery, Verifier},
+    trust::{Refusal, RefusalKind, TrustQuery, Verifier},
     upstream::{Upstream, UpstreamError},
 };
 
@@ -146,7 +146,7 @@ impl Proxy {
             .decision(action, Some(VerificationResult::Verified));
     }
 
-    fn trust(&self, ctx: &Ctx<'_>) -> Result<(Arc<CachedNotary>, TrustQuery), ProxyError> {
+    fn trust(&self, ctx: &Ctx<'_>) -> Result<(Arc<dyn Verifier>, TrustQuery), ProxyError> {
         let rule = ctx.decision.rule().ok_or_else(|| {
             ProxyError::Internal("a verifying decision without a rule".to_owned())
         })?;
@@ -159,7 +159,7 @@ impl Proxy {
     async fn verified_digest(
         &self,
         ctx: &Ctx<'_>,
-        verifier: &CachedNotary,
+        verifier: &dyn Verifier,
         query: &TrustQuery,
         reference: &Reference,
     ) -> Result<(Digest, u64), ProxyError> {
@@ -206,7 +206,7 @@ impl Proxy {
         let (digest, fetched) = if action == Action::Verify {
             let (verifier, query) = self.trust(ctx)?;
             let (digest, size) = self
-                .verified_digest(ctx, &verifier, &query, reference)
+                .verified_digest(ctx, verifier.as_ref(), &query, reference)
                 .await?;
             let fetched = self.manifest_by_digest(ctx, &digest, Some(size)).await?;
             self.verified(action);

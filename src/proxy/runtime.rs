@@ -22,7 +22,7 @@ use crate::{
             pin_ids_from_pem, FetchError, HttpSource, HttpTimeouts, Limits, NotaryClient, Source,
             StateStore,
         },
-        TrustQuery,
+        TrustQuery, Verifier,
     },
     upstream::{Upstream, UpstreamConfig, UpstreamError, UpstreamObserver},
 };
@@ -63,7 +63,7 @@ pub struct Runtime {
     policy: Policy,
     /// What each verifying rule asks of trust, by rule index (configuration order), built
     /// once so a request only clones `Arc`s.
-    queries: HashMap<usize, (Arc<CachedNotary>, TrustQuery)>,
+    queries: HashMap<usize, (Arc<dyn Verifier>, TrustQuery)>,
     upstreams: Vec<Upstream>,
     by_registry: HashMap<String, usize>,
     default_upstream: Option<usize>,
@@ -176,7 +176,8 @@ impl Runtime {
                 pins: resolve_pins(rule, &trust.root_keys)?,
                 stale_if_error: trust.stale_if_error,
             };
-            queries.insert(rule.index(), (verifier.clone(), query));
+            let verifier: Arc<dyn Verifier> = verifier.clone();
+            queries.insert(rule.index(), (verifier, query));
         }
         Ok(Runtime {
             policy: built.policy,
@@ -213,7 +214,7 @@ impl Runtime {
     }
 
     /// The verifier and query a verifying rule asks for, for one repository.
-    pub fn trust_for(&self, rule: &Rule, gun: String) -> Option<(Arc<CachedNotary>, TrustQuery)> {
+    pub fn trust_for(&self, rule: &Rule, gun: String) -> Option<(Arc<dyn Verifier>, TrustQuery)> {
         let (verifier, template) = self.queries.get(&rule.index())?;
         Some((
             verifier.clone(),
