@@ -32,6 +32,8 @@
 //! One process per directory: two processes sharing one `dir` would clear each other's temp
 //! files at startup and keep separate indexes.
 
+#![warn(missing_docs)]
+
 mod error;
 mod flight;
 mod index;

@@ -104,7 +104,7 @@ impl CachedBlob {
         &self.file
     }
 
-    /// Streams the blob in [`READ_CHUNK`] reads, with one read always in flight ahead of the
+    /// Streams the blob in 256 KiB reads, with one read always in flight ahead of the
     /// consumer so disk reads overlap with socket writes. An unverified blob is hashed on the
     /// way, and its last chunk is only released if the digest matches; otherwise the stream
     /// fails, the object is removed, and the next request fetches it again.
@@ -209,11 +209,18 @@ fn spawn_read(mut file: File, len: usize) -> JoinHandle<(File, io::Result<Bytes>
     })
 }
 
-/// `read_to_end` through `take` fills the vector's spare capacity directly, so the buffer is
-/// never zeroed first (safe code has no other way to read into uninitialised memory).
+/// One `read` into a fresh buffer. Zeroing the buffer first costs less than it seems: it
+/// measured as fast as reading into uninitialised capacity via `read_to_end`, which needs
+/// several smaller reads per chunk.
 fn read_chunk(file: &mut File, len: usize) -> io::Result<Bytes> {
-    let mut buf = Vec::with_capacity(len);
-    Read::by_ref(file).take(len as u64).read_to_end(&mut buf)?;
+    let mut buf = vec![0; len];
+    let n = loop {
+        match file.read(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            result => break result?,
+        }
+    };
+    buf.truncate(n);
     Ok(Bytes::from(buf))
 }
 
@@ -247,9 +254,4 @@ impl Drop for ReadGuard {
     fn drop(&mut self) {
         self.inner.index().release(&self.digest, self.generation);
     }
-}
-
-#[cfg(test)]
-pub(super) fn read_chunk_for_bench(file: &mut File, len: usize) -> Bytes {
-    read_chunk(file, len).unwrap()
 }

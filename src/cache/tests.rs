@@ -453,15 +453,16 @@ async fn concurrent_callers_share_one_fetch() {
             tokio::spawn(async move { get(&store, &digest, &origin).await })
         })
         .collect();
-    let mut joined = 0;
+    let mut fetched = 0;
     for caller in callers {
         let (source, bytes, error) = caller.await.unwrap();
         assert!(error.is_none(), "{error:?}");
         assert!(bytes == body, "caller got different bytes");
-        joined += usize::from(source == Some(BlobSource::Joined));
+        // The others joined (or, on a very slow machine, arrived after the commit).
+        fetched += usize::from(source == Some(BlobSource::Fetched));
     }
     assert_eq!(origin.calls(), 1);
-    assert_eq!(joined, 15);
+    assert_eq!(fetched, 1);
     settle(&store).await;
     assert_eq!(store.blob_size(&digest).await, Some(body.len() as u64));
 }
@@ -908,16 +909,50 @@ async fn measure_throughput() {
 
     let mut origin = Origin::new(body.clone());
     origin.chunk = 64 * 1024;
-    let t = Instant::now();
-    let (_, bytes, error) = get(&store, &digest, &origin).await;
-    let first = t.elapsed();
-    assert!(error.is_none() && bytes.len() == size);
+    // A few rounds in fresh stores: the first one also pays for the VM faulting in memory.
+    for round in 0..3 {
+        let scratch = tempfile::tempdir().unwrap();
+        let (cold, _) = open(scratch.path(), 4 << 30).await;
+        let t = Instant::now();
+        let (_, bytes, error) = get(&cold, &digest, &origin).await;
+        let first = t.elapsed();
+        assert!(error.is_none() && bytes.len() == size);
+        settle(&cold).await;
+        println!(
+            "cold {round}, first caller:   {:.2} GB/s (stored after {:?})",
+            gbps(size, first),
+            t.elapsed()
+        );
+    }
+    let (_, _, error) = get(&store, &digest, &origin).await;
+    assert!(error.is_none());
     settle(&store).await;
+
+    // The same through a store that cannot cache it (too small): memory path only.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (tiny, _) = open(dir2.path(), 1).await;
+    let t = Instant::now();
+    let (_, bytes, error) = get(&tiny, &digest, &origin).await;
+    assert!(error.is_none() && bytes.len() == size);
     println!(
-        "cold, first caller:     {:.2} GB/s (stored after {:?})",
-        gbps(size, first),
-        t.elapsed()
+        "cold, not cached:       {:.2} GB/s",
+        gbps(size, t.elapsed())
     );
+
+    // Raw disk write speed for comparison.
+    let raw = dir2.path().join("raw");
+    let t = Instant::now();
+    {
+        let mut file = std::fs::File::create(&raw).unwrap();
+        for chunk in body.chunks(1 << 20) {
+            io::Write::write_all(&mut file, chunk).unwrap();
+        }
+    }
+    println!(
+        "raw 1 MiB writes:       {:.2} GB/s",
+        gbps(size, t.elapsed())
+    );
+    std::fs::remove_file(&raw).unwrap();
 
     for round in 0..3 {
         let t = Instant::now();
@@ -963,28 +998,4 @@ async fn measure_throughput() {
         "joiner on a slow fetch: joined at {joined_at:?}, first byte {ttfb:?} later, done at {done:?} \
          (waiting for the whole download instead would give a first byte at ~{done:?})"
     );
-
-    // Reading a chunk from the page cache: uninitialised spare capacity vs a zeroed buffer.
-    let path = store.inner.object_path(&digest);
-    for (name, zeroed) in [("read_to_end(take)", false), ("zeroed + read", true)] {
-        let mut file = std::fs::File::open(&path).unwrap();
-        let t = Instant::now();
-        let mut n = 0;
-        loop {
-            let chunk = if zeroed {
-                let mut buf = vec![0u8; read::READ_CHUNK];
-                let got = io::Read::read(&mut file, &mut buf).unwrap();
-                buf.truncate(got);
-                Bytes::from(buf)
-            } else {
-                read::read_chunk_for_bench(&mut file, read::READ_CHUNK)
-            };
-            if chunk.is_empty() {
-                break;
-            }
-            n += chunk.len();
-        }
-        assert_eq!(n, size);
-        println!("{name:22}  {:.2} GB/s", gbps(size, t.elapsed()));
-    }
 }

@@ -1,17 +1,22 @@
 //! `trustgate serve`: run the proxy and the admin listener until SIGINT/SIGTERM; SIGHUP
 //! reloads the configuration (a bad new file keeps the old one).
 
-use std::{convert::Infallible, path::PathBuf, sync::Arc};
+use std::{
+    convert::Infallible,
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock, Weak},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use clap::Args;
 
 use crate::{
     cache::{Store, StoreObserver},
-    config::Config,
+    config::{Config, LimitsConfig},
     metrics::{CacheSource, Metrics},
     proxy::{Limits, Proxy, Runtime},
-    server::{self, AdminService, Readiness, StackConfig},
+    server::{self, AdminService, Readiness, ServeOptions, StackConfig},
 };
 
 #[derive(Debug, Args)]
@@ -24,25 +29,112 @@ pub struct ServeArgs {
     pub log_json: bool,
 }
 
+/// How often the cache directory is probed for writability, the cache size gauge is
+/// re-read and trust-data expiry is re-published.
+const OPS_INTERVAL: Duration = Duration::from_secs(5);
+/// A probe slower than this counts as a failure (a hung network filesystem).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Store events into cache metrics.
-struct CacheObserver(Metrics);
+struct CacheObserver {
+    metrics: Metrics,
+    /// The store this observes, to read its size after stores and evictions. Weak, since the
+    /// store owns this observer; empty until the store is open.
+    store: Weak<OnceLock<Store>>,
+}
+
+impl CacheObserver {
+    fn update_size(&self) {
+        if let Some(store) = self.store.upgrade() {
+            if let Some(store) = store.get() {
+                self.metrics.cache().set_size_bytes(store.size());
+            }
+        }
+    }
+}
 
 impl StoreObserver for CacheObserver {
     fn hit(&self, bytes: u64) {
-        self.0.cache().hit();
-        self.0.cache().served(CacheSource::Cache, bytes);
+        self.metrics.cache().hit();
+        self.metrics.cache().served(CacheSource::Cache, bytes);
     }
     fn miss(&self) {
-        self.0.cache().miss();
+        self.metrics.cache().miss();
     }
     fn evicted(&self, _bytes: u64) {
-        self.0.cache().evicted(1);
+        self.metrics.cache().evicted(1);
+        self.update_size();
     }
     fn write_failed(&self) {
-        self.0.cache().write_failed();
+        self.metrics.cache().write_failed();
     }
     fn stored(&self, bytes: u64) {
-        self.0.cache().served(CacheSource::Upstream, bytes);
+        self.metrics.cache().served(CacheSource::Upstream, bytes);
+        self.update_size();
+    }
+}
+
+/// Creates, syncs and removes a file under `<cache dir>/tmp`: the cache is writable.
+async fn probe_writable(cache_dir: &Path) -> Result<(), String> {
+    let path = cache_dir
+        .join("tmp")
+        .join(format!(".readyz-probe.{}", std::process::id()));
+    let probe = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut file = std::fs::File::create(&path)?;
+            let written = file.write_all(b"ok").and_then(|()| file.sync_data());
+            let removed = std::fs::remove_file(&path);
+            written.and(removed)
+        }
+    });
+    match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(format!("cache directory is not writable: {e}")),
+        Ok(Err(e)) => Err(format!("cache directory probe failed: {e}")),
+        Err(_) => Err(format!(
+            "cache directory probe took longer than {}s",
+            PROBE_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Sets readiness from one writability probe, logging changes.
+async fn check_ready(cache_dir: &Path, readiness: &Readiness) {
+    let was = readiness.check();
+    match probe_writable(cache_dir).await {
+        Ok(()) => {
+            if was.is_err() {
+                tracing::info!("ready");
+            }
+            readiness.set_ready();
+        }
+        Err(reason) => {
+            if was.is_ok() {
+                tracing::error!(cache = %cache_dir.display(), %reason, "not ready");
+            }
+            readiness.set_not_ready(reason);
+        }
+    }
+}
+
+/// Periodic upkeep: readiness (cache writable; never upstream health), the cache size gauge
+/// (also kept current by the store observer), and the trust-expiry countdown.
+async fn upkeep(
+    cache_dir: PathBuf,
+    proxy: Arc<Proxy>,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+) {
+    let mut tick = tokio::time::interval(OPS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        check_ready(&cache_dir, &readiness).await;
+        metrics.cache().set_size_bytes(proxy.store().size());
+        proxy.runtime().publish_trust_expiry();
     }
 }
 
@@ -52,20 +144,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let metrics = Arc::new(Metrics::new());
     let runtime = Runtime::build(&config, &metrics)?;
+    let store_slot = Arc::new(OnceLock::new());
     let store = Store::open_with_observer(
         config.cache.dir.clone(),
         config.cache.max_size,
-        Arc::new(CacheObserver((*metrics).clone())),
+        Arc::new(CacheObserver {
+            metrics: (*metrics).clone(),
+            store: Arc::downgrade(&store_slot),
+        }),
     )
     .await
     .with_context(|| format!("opening the cache at {}", config.cache.dir.display()))?;
+    let _ = store_slot.set(store.clone());
     metrics.cache().set_size_bytes(store.size());
     let readiness = Readiness::new();
+    let limits = config.limits.clone();
     let proxy = Arc::new(Proxy::new(
         runtime,
         store,
         metrics.clone(),
-        Limits::default(),
+        Limits {
+            max_manifest_size: limits.max_manifest_size,
+            ..Limits::default()
+        },
     ));
 
     let tls = match &config.server.tls {
@@ -88,20 +189,37 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             async move { Ok::<_, Infallible>(proxy.handle(req).await) }
         }
     });
-    let service = server::stack(handler, &StackConfig::default(), &metrics);
+    let stack = StackConfig {
+        request_timeout: limits.request_timeout,
+        max_concurrent_requests: limits.max_concurrent_requests,
+    };
+    let service = server::stack(handler, &stack, &metrics);
+    let options = ServeOptions {
+        header_read_timeout: limits.header_timeout,
+        max_connections: limits.max_connections,
+        ..ServeOptions::default()
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     tokio::spawn(signals(
         args.config.clone(),
+        limits,
         proxy.clone(),
         metrics.clone(),
         stop_tx,
     ));
-    readiness.set_ready();
+    // Ready once the configuration is loaded (above) and the cache is writable.
+    check_ready(&config.cache.dir, &readiness).await;
+    let upkeep = tokio::spawn(upkeep(
+        config.cache.dir.clone(),
+        proxy.clone(),
+        metrics.clone(),
+        readiness.clone(),
+    ));
     tokio::join!(
-        server::serve(listener, tls, service, stopped(stop_rx.clone())),
+        server::serve_with(&options, listener, tls, service, stopped(stop_rx.clone())),
         server::serve(
             admin,
             None,
@@ -109,6 +227,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             stopped(stop_rx)
         ),
     );
+    upkeep.abort();
+    drop(store_slot);
     tracing::info!("trustgate stopped");
     Ok(())
 }
@@ -116,6 +236,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// SIGHUP reloads; SIGINT or SIGTERM starts a graceful shutdown.
 async fn signals(
     config: PathBuf,
+    limits: LimitsConfig,
     proxy: Arc<Proxy>,
     metrics: Arc<Metrics>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -132,9 +253,16 @@ async fn signals(
         tokio::select! {
             _ = hup.recv() => {
                 match Config::load(&config).map_err(anyhow::Error::from)
-                    .and_then(|c| Runtime::build(&c, &metrics).map_err(anyhow::Error::from)) {
+                    .and_then(|c| {
+                        if c.limits != limits {
+                            tracing::warn!(config = %config.display(),
+                                "limits changed: upstream and trust limits apply now, the others at the next start");
+                        }
+                        Runtime::build(&c, &metrics).map_err(anyhow::Error::from)
+                    }) {
                     Ok(runtime) => {
                         proxy.reload(runtime);
+                        proxy.runtime().publish_trust_expiry();
                         tracing::info!(config = %config.display(), "configuration reloaded");
                     }
                     Err(e) => tracing::error!(config = %config.display(), error = %format!("{e:#}"),
@@ -147,4 +275,34 @@ async fn signals(
     }
     tracing::info!("shutting down: draining connections");
     let _ = stop.send(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_follows_cache_writability() {
+        let dir = tempfile::tempdir().unwrap();
+        let readiness = Readiness::new();
+        // `tmp` missing (the store creates it): not writable.
+        check_ready(dir.path(), &readiness).await;
+        let reason = readiness.check().unwrap_err();
+        assert!(reason.contains("not writable"), "{reason}");
+
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
+        check_ready(dir.path(), &readiness).await;
+        assert_eq!(readiness.check(), Ok(()));
+        // The probe leaves nothing behind (the store would remove it, but still).
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+
+        // A file where the directory should be: even root cannot write there.
+        std::fs::remove_dir(dir.path().join("tmp")).unwrap();
+        std::fs::write(dir.path().join("tmp"), b"").unwrap();
+        check_ready(dir.path(), &readiness).await;
+        assert!(readiness.check().is_err());
+    }
 }

@@ -63,6 +63,14 @@ pub enum ConfigError {
         /// Where.
         at: Location,
     },
+    /// A `limits` key set to zero, which would refuse or cut off every request.
+    #[error("{at}: limits.{key} must be greater than zero")]
+    ZeroLimit {
+        /// Where.
+        at: Location,
+        /// The key.
+        key: &'static str,
+    },
     /// `upstreams` is empty.
     #[error("{at}: upstreams is empty; configure at least one registry to proxy")]
     NoUpstreams {
@@ -185,6 +193,41 @@ pub enum ConfigError {
         /// The field that has no effect.
         key: &'static str,
     },
+    /// A rule key that belongs to a verifier the rule does not use (`keys` without cosign,
+    /// `roles` under cosign alone, ...).
+    #[error("{at}: rule `{pattern}`: `{key}` belongs to the {owner} verifier, which this rule does not use; add {owner} to `verifier` or remove `{key}`")]
+    FieldNotForVerifier {
+        /// Where (the field).
+        at: Location,
+        /// The rule's pattern.
+        pattern: String,
+        /// `notary` or `cosign`.
+        owner: &'static str,
+        /// The field.
+        key: &'static str,
+    },
+    /// A rule whose verifier includes cosign but that lists no keys.
+    #[error("{at}: rule `{pattern}` verifies with cosign but lists no keys; add `keys: [<PEM public key file>]`")]
+    MissingCosignKeys {
+        /// Where (`keys`, else `verifier`).
+        at: Location,
+        /// The rule's pattern.
+        pattern: String,
+    },
+    /// A cosign `threshold` of 0 or above the number of keys.
+    #[error(
+        "{at}: rule `{pattern}` has threshold {threshold} with {keys} key(s); use 1 to {keys}"
+    )]
+    BadThreshold {
+        /// Where (`threshold`).
+        at: Location,
+        /// The rule's pattern.
+        pattern: String,
+        /// The threshold.
+        threshold: usize,
+        /// How many distinct key files the rule lists.
+        keys: usize,
+    },
     /// Two rules of equal specificity that match a common reference.
     #[error("{at}: rule `{pattern}` and rule `{first_pattern}` (at {}) are equally specific and both match `{example}`; make one more specific or merge them", line(*first_line))]
     AmbiguousRules {
@@ -252,6 +295,7 @@ impl ConfigError {
             Self::Yaml { at, .. }
             | Self::ListenConflict { at, .. }
             | Self::ZeroCacheSize { at }
+            | Self::ZeroLimit { at, .. }
             | Self::NoUpstreams { at }
             | Self::DuplicateUpstream { at, .. }
             | Self::MultipleDefaultUpstreams { at, .. }
@@ -263,6 +307,9 @@ impl ConfigError {
             | Self::MissingNotaryServer { at, .. }
             | Self::UnknownNotaryServer { at, .. }
             | Self::TrustFieldsWithoutVerification { at, .. }
+            | Self::FieldNotForVerifier { at, .. }
+            | Self::MissingCosignKeys { at, .. }
+            | Self::BadThreshold { at, .. }
             | Self::AmbiguousRules { at, .. } => Some(at),
         }
     }

@@ -8,6 +8,7 @@
 //!   - {registry: docker.io, url: "https://registry-1.docker.io", default: true}
 //! notary_servers:
 //!   - {name: internal, url: "https://notary.example.internal", ttl: 30s}
+//! limits: {max_manifest_size: 4MiB, upstream_timeout: 30s}   # see `limits.rs`
 //! policy:
 //!   default: deny
 //!   rules:
@@ -35,6 +36,7 @@
 //! - `policy` may be omitted: the default is `deny` with no rules, which serves nothing.
 
 mod error;
+mod limits;
 mod locate;
 mod secret;
 #[cfg(test)]
@@ -53,12 +55,13 @@ use serde::Deserialize;
 use self::locate::{Seg, Source};
 pub use self::{
     error::{ConfigError, Location},
+    limits::LimitsConfig,
     secret::Secret,
     values::{parse_byte_size, parse_duration, HttpUrl, ValueError},
 };
 use crate::policy::{
-    Action, DefaultAction, Pattern, Policy, PolicyError, RoleList, RootKeyPin, Rule, SignerList,
-    TrustRequirements, VerifierKind,
+    Action, CosignRequirements, DefaultAction, Pattern, Policy, PolicyError, RoleList, RootKeyPin,
+    Rule, SignerList, TrustRequirements, VerifierKind,
 };
 
 /// The whole configuration, as plain data. See the module documentation for the format.
@@ -79,6 +82,9 @@ pub struct Config {
     /// Which images are verified, audited, allowed or denied.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Sizes, timeouts and concurrency caps; every one has a safe default.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// The text this was parsed from, to point errors at lines.
     #[serde(skip)]
     source: Source,
@@ -200,6 +206,14 @@ pub struct RuleConfig {
     /// `0s` (fail closed).
     #[serde(default, deserialize_with = "values::optional_duration")]
     pub stale_if_error: Option<Duration>,
+    /// cosign: PEM public key files (ECDSA P-256); required when the verifier includes cosign.
+    pub keys: Option<Vec<PathBuf>>,
+    /// cosign: how many distinct keys must have signed; default 1.
+    pub threshold: Option<usize>,
+    /// cosign: the repository (on the same upstream) holding the `sha256-<hex>.sig` tags;
+    /// default the image's own repository.
+    #[serde(default, deserialize_with = "values::optional_repository")]
+    pub signature_repository: Option<String>,
 }
 
 /// The runtime objects built from a [`Config`].
@@ -335,6 +349,12 @@ impl Config {
                 at: self.locate(&[Seg::Key("cache"), Seg::Key("max_size")]),
             });
         }
+        if let Some(key) = self.limits.zero_key() {
+            return Err(ConfigError::ZeroLimit {
+                at: self.locate(&[Seg::Key("limits"), Seg::Key(key)]),
+                key,
+            });
+        }
         self.check_upstreams()?;
         self.check_notary_servers()
     }
@@ -420,6 +440,50 @@ impl Config {
                 _ => Rule::allow(pattern),
             });
         }
+        let verifier = rule.verifier.unwrap_or_default();
+        let notary = if verifier.uses_notary() {
+            self.rule_notary(i, rule)?
+        } else {
+            String::new()
+        };
+        for (key, present, owner) in rule.verifier_keys() {
+            let used = match owner {
+                "notary" => verifier.uses_notary(),
+                _ => verifier.uses_cosign(),
+            };
+            if present && !used {
+                return Err(ConfigError::FieldNotForVerifier {
+                    at: self.locate(&rule_key(i, key)),
+                    pattern: pattern.to_string(),
+                    owner,
+                    key,
+                });
+            }
+        }
+        let cosign = if verifier.uses_cosign() {
+            Some(self.rule_cosign(i, rule)?)
+        } else {
+            None
+        };
+        let trust = TrustRequirements {
+            verifier,
+            notary,
+            roles: rule.roles.clone().unwrap_or_default(),
+            signers: rule.signers.clone().unwrap_or_default(),
+            root_keys: rule.root_keys.clone().unwrap_or_default(),
+            stale_if_error: rule.stale_if_error.unwrap_or_default(),
+            cosign,
+        };
+        Ok(match rule.action {
+            Action::Audit => Rule::audit(pattern, trust),
+            _ => Rule::verify(pattern, trust),
+        })
+    }
+
+    /// The notary server a rule verifying with Notary v1 names, checked against
+    /// `notary_servers`.
+    fn rule_notary(&self, i: usize, rule: &RuleConfig) -> Result<String, ConfigError> {
+        let pattern = &rule.pattern;
         let notary = rule
             .notary
             .as_ref()
@@ -436,17 +500,43 @@ impl Config {
                 known: self.notary_servers.iter().map(|s| s.name.clone()).collect(),
             });
         }
-        let trust = TrustRequirements {
-            verifier: rule.verifier.unwrap_or_default(),
-            notary: notary.clone(),
-            roles: rule.roles.clone().unwrap_or_default(),
-            signers: rule.signers.clone().unwrap_or_default(),
-            root_keys: rule.root_keys.clone().unwrap_or_default(),
-            stale_if_error: rule.stale_if_error.unwrap_or_default(),
-        };
-        Ok(match rule.action {
-            Action::Audit => Rule::audit(pattern, trust),
-            _ => Rule::verify(pattern, trust),
+        Ok(notary.clone())
+    }
+
+    /// The cosign requirements of a rule whose verifier includes cosign. The key files are
+    /// read when the runtime is built.
+    fn rule_cosign(&self, i: usize, rule: &RuleConfig) -> Result<CosignRequirements, ConfigError> {
+        let pattern = rule.pattern.to_string();
+        let mut keys: Vec<PathBuf> = Vec::new();
+        for key in rule.keys.iter().flatten() {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+        if keys.is_empty() {
+            let field = if rule.keys.is_some() {
+                "keys"
+            } else {
+                "verifier"
+            };
+            return Err(ConfigError::MissingCosignKeys {
+                at: self.locate(&rule_key(i, field)),
+                pattern,
+            });
+        }
+        let threshold = rule.threshold.unwrap_or(1);
+        if threshold == 0 || threshold > keys.len() {
+            return Err(ConfigError::BadThreshold {
+                at: self.locate(&rule_key(i, "threshold")),
+                pattern,
+                threshold,
+                keys: keys.len(),
+            });
+        }
+        Ok(CosignRequirements {
+            keys,
+            threshold,
+            signature_repository: rule.signature_repository.clone(),
         })
     }
 
@@ -553,8 +643,29 @@ impl RuleConfig {
             ("signers", self.signers.is_some()),
             ("root_keys", self.root_keys.is_some()),
             ("stale_if_error", self.stale_if_error.is_some()),
+            ("keys", self.keys.is_some()),
+            ("threshold", self.threshold.is_some()),
+            ("signature_repository", self.signature_repository.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, present)| present.then_some(key))
+    }
+
+    /// The verifier-specific fields, whether present, and the verifier they belong to.
+    fn verifier_keys(&self) -> [(&'static str, bool, &'static str); 8] {
+        [
+            ("notary", self.notary.is_some(), "notary"),
+            ("roles", self.roles.is_some(), "notary"),
+            ("signers", self.signers.is_some(), "notary"),
+            ("root_keys", self.root_keys.is_some(), "notary"),
+            ("stale_if_error", self.stale_if_error.is_some(), "notary"),
+            ("keys", self.keys.is_some(), "cosign"),
+            ("threshold", self.threshold.is_some(), "cosign"),
+            (
+                "signature_repository",
+                self.signature_repository.is_some(),
+                "cosign",
+            ),
+        ]
     }
 }

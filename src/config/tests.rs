@@ -294,10 +294,10 @@ fn bad_values_are_located() {
             "truncated key ID",
         ),
         (
-            rule("    - {match: \"**\", action: verify, verifier: cosign, notary: hub}"),
+            rule("    - {match: \"**\", action: verify, verifier: sigstore, notary: hub}"),
             7,
-            "cosign",
-            "unknown variant `cosign`, expected `notary`",
+            "sigstore",
+            "unknown verifier `sigstore`",
         ),
         (
             yaml(&["cache: {max_size: 20Gb}", "upstreams: []"]),
@@ -747,4 +747,203 @@ fn signer_from_yaml_becomes_a_role() {
     let signers = config.policy.rules[0].signers.clone().unwrap();
     let roles: Vec<_> = signers.as_slice().iter().map(SignerName::role).collect();
     assert_eq!(roles, ["targets/alice", "targets/ci-bot"]);
+}
+
+// === limits ===
+
+#[test]
+fn limits_default_to_safe_values() {
+    let config = Config::from_yaml(&yaml(&BASE[..4])).unwrap();
+    let limits = &config.limits;
+    assert_eq!(*limits, LimitsConfig::default());
+    assert_eq!(limits.max_manifest_size, 4 << 20);
+    assert_eq!(limits.max_trust_metadata_size, 16 << 20);
+    assert_eq!(limits.header_timeout, Duration::from_secs(10));
+    assert_eq!(limits.request_timeout, Duration::from_secs(60));
+    assert_eq!(limits.upstream_timeout, Duration::from_secs(30));
+    assert_eq!(limits.upstream_read_timeout, Duration::from_secs(30));
+    // A stalled upstream is reported as such before the client's deadline.
+    assert!(limits.upstream_timeout < limits.request_timeout);
+    assert_eq!(limits.max_connections, 4096);
+    assert_eq!(limits.max_concurrent_requests, 1024);
+    assert_eq!(limits.max_upstream_connections, 64);
+}
+
+#[test]
+fn limits_are_read() {
+    let text = yaml(
+        &[
+            &BASE[..4],
+            &[
+                "limits:",
+                "  max_manifest_size: 1MiB",
+                "  max_trust_metadata_size: 2MB",
+                "  header_timeout: 500ms",
+                "  request_timeout: 2m",
+                "  upstream_timeout: 5s",
+                "  upstream_read_timeout: 7s",
+                "  max_connections: 10",
+                "  max_concurrent_requests: 20",
+                "  max_upstream_connections: 3",
+            ],
+        ]
+        .concat(),
+    );
+    let limits = Config::from_yaml(&text).unwrap().limits;
+    assert_eq!(
+        limits,
+        LimitsConfig {
+            max_manifest_size: 1 << 20,
+            max_trust_metadata_size: 2_000_000,
+            header_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(120),
+            upstream_timeout: Duration::from_secs(5),
+            upstream_read_timeout: Duration::from_secs(7),
+            max_connections: 10,
+            max_concurrent_requests: 20,
+            max_upstream_connections: 3,
+        }
+    );
+    // Keys left out keep their defaults.
+    let partial = yaml(&[&BASE[..4], &["limits: {upstream_timeout: 1s}"]].concat());
+    let limits = Config::from_yaml(&partial).unwrap().limits;
+    assert_eq!(limits.upstream_timeout, Duration::from_secs(1));
+    assert_eq!(limits.max_manifest_size, 4 << 20);
+}
+
+#[test]
+fn bad_limits_are_located() {
+    for (line, at_text, needles) in [
+        (
+            "  max_manifest_size: 0",
+            "0",
+            &["limits.max_manifest_size", "greater than zero"][..],
+        ),
+        (
+            "  upstream_timeout: 0s",
+            "0s",
+            &["limits.upstream_timeout", "greater than zero"],
+        ),
+        (
+            "  max_connections: 0",
+            "0",
+            &["limits.max_connections", "greater than zero"],
+        ),
+        (
+            "  max_upstream_connections: 0",
+            "0",
+            &["max_upstream_connections"],
+        ),
+        ("  header_timeout: 10", "10", &["invalid duration `10`"]),
+        (
+            "  max_trust_metadata_size: lots",
+            "lots",
+            &["invalid size `lots`"],
+        ),
+        (
+            "  max_concurrent_requests: -1",
+            "-1",
+            &["max_concurrent_requests"],
+        ),
+        (
+            "  max_body_size: 1MiB",
+            "max_body_size",
+            &["unknown field `max_body_size`"],
+        ),
+    ] {
+        let text = yaml(&[&BASE[..4], &["limits:", line]].concat());
+        expect_err(&text, 6, at_text, needles);
+    }
+}
+
+#[test]
+fn cosign_rules_take_keys_threshold_and_a_signature_repository() {
+    let text = with_rules(&[
+        "    - match: \"docker.io/org/**\"",
+        "      action: verify",
+        "      verifier: cosign",
+        "      keys: [a.pub, b.pub, a.pub]",
+        "      threshold: 2",
+        "      signature_repository: org/signatures",
+        "    - {match: \"docker.io/both/**\", action: verify, verifier: [notary, cosign], notary: hub, keys: [a.pub]}",
+    ]);
+    let policy = Config::from_yaml(&text).unwrap().policy().unwrap();
+    let org = policy
+        .decide("docker.io", "org/app")
+        .rule()
+        .unwrap()
+        .trust()
+        .unwrap()
+        .clone();
+    assert_eq!(org.verifier, VerifierKind::Cosign);
+    assert_eq!(org.notary, "");
+    let cosign = org.cosign.unwrap();
+    assert_eq!(
+        cosign.keys,
+        [PathBuf::from("a.pub"), PathBuf::from("b.pub")]
+    );
+    assert_eq!(cosign.threshold, 2);
+    assert_eq!(
+        cosign.signature_repository.as_deref(),
+        Some("org/signatures")
+    );
+    let both = policy
+        .decide("docker.io", "both/app")
+        .rule()
+        .unwrap()
+        .trust()
+        .unwrap()
+        .clone();
+    assert_eq!(both.verifier, VerifierKind::NotaryAndCosign);
+    assert_eq!(both.notary, "hub");
+    assert_eq!(both.cosign.unwrap().threshold, 1);
+}
+
+#[test]
+fn cosign_rule_errors_name_the_line() {
+    let rule = |line: &str| with_rules(&[line]);
+    expect_err(
+        &rule("    - {match: \"**\", action: verify, verifier: cosign}"),
+        7,
+        "cosign}",
+        &["lists no keys"],
+    );
+    expect_err(
+        &rule(
+            "    - {match: \"**\", action: verify, verifier: cosign, keys: [a.pub], threshold: 2}",
+        ),
+        7,
+        "2}",
+        &["threshold 2 with 1 key(s)"],
+    );
+    expect_err(
+        &rule("    - {match: \"**\", action: verify, verifier: cosign, keys: [a.pub], roles: [targets]}"),
+        7,
+        "[targets]",
+        &["`roles` belongs to the notary verifier"],
+    );
+    expect_err(
+        &rule("    - {match: \"**\", action: verify, notary: hub, keys: [a.pub]}"),
+        7,
+        "[a.pub]",
+        &["`keys` belongs to the cosign verifier"],
+    );
+    expect_err(
+        &rule("    - {match: \"**\", action: allow, threshold: 1}"),
+        7,
+        "1}",
+        &["would have no effect"],
+    );
+    expect_err(
+        &rule("    - {match: \"**\", action: verify, verifier: [cosign, cosign], keys: [a.pub]}"),
+        7,
+        "[cosign, cosign]",
+        &["listed twice"],
+    );
+    expect_err(
+        &rule("    - {match: \"**\", action: verify, verifier: cosign, keys: [a.pub], signature_repository: \"Bad//x\"}"),
+        7,
+        "\"Bad//x\"",
+        &["repository name"],
+    );
 }

@@ -220,6 +220,24 @@ pub(crate) fn optional_server_name<'de, D: Deserializer<'de>>(
     server_name(d).map(Some)
 }
 
+struct Repository(String);
+
+impl FromStr for Repository {
+    type Err = crate::oci::NameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        crate::oci::RepoName::parse(s).map(|_| Self(s.to_owned()))
+    }
+}
+
+/// `deserialize_with` for an optional repository path, e.g. a rule's `signature_repository`.
+pub(crate) fn optional_repository<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    let visitor = FromStrVisitor::<Repository>::new("a repository like `org/signatures`");
+    d.deserialize_str(visitor).map(|v| Some(v.0))
+}
+
 /// Splits `host[:port]`, where a bracketed IPv6 host keeps its colons.
 fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
     if s.starts_with('[') {

@@ -34,7 +34,7 @@ mod verify;
 
 pub use self::cache::{CacheMetrics, CacheSource, InflightFetch};
 pub use self::requests::HttpMetrics;
-pub use self::trust::{TrustMetrics, TrustRole};
+pub use self::trust::{TrustExpiry, TrustMetrics, TrustRole};
 pub use self::upstream::{UpstreamErrorKind, UpstreamMetrics};
 pub use self::verify::{VerificationResult, VerifyMetrics};
 

@@ -142,3 +142,52 @@ fn role_kinds() {
         assert_eq!(TrustRole::from_role_name(name), kind, "{name}");
     }
 }
+
+#[test]
+fn trust_expiry_is_the_minimum_over_servers_and_counts_down() {
+    use std::collections::BTreeMap;
+    use time::macros::datetime;
+
+    let metrics = Metrics::new();
+    let expiry = TrustExpiry::new(metrics.trust().clone());
+    let now = datetime!(2026-01-01 00:00 UTC);
+    let series = |role: &str| format!("trustgate_trust_expiry_seconds{{role=\"{role}\"}}");
+    // Nothing cached yet: no series at all, rather than a misleading zero.
+    expiry.publish_at(now);
+    assert!(!metrics.render().contains("trustgate_trust_expiry_seconds{"));
+
+    let a = BTreeMap::from([
+        (TrustRole::Root, datetime!(2036-01-01 00:00 UTC)),
+        (TrustRole::Timestamp, datetime!(2026-01-15 00:00 UTC)),
+    ]);
+    let b = BTreeMap::from([
+        (TrustRole::Timestamp, datetime!(2026-01-02 00:00 UTC)),
+        (TrustRole::Delegation, datetime!(2025-12-31 23:59 UTC)),
+    ]);
+    expiry.update("a", a);
+    expiry.update("b", b);
+    expiry.publish_at(now);
+    let text = metrics.render();
+    assert_eq!(sample(&text, &series("timestamp")), Some(86_400.0));
+    assert_eq!(sample(&text, &series("delegation")), Some(-60.0));
+    assert!(sample(&text, &series("root")).is_some_and(|s| s > 3.0e8));
+    assert_eq!(sample(&text, &series("snapshot")), None);
+
+    // An hour later without any refresh, the countdown moved.
+    expiry.publish_at(now + time::Duration::hours(1));
+    let text = metrics.render();
+    assert_eq!(sample(&text, &series("timestamp")), Some(82_800.0));
+
+    // Server b's cache now holds later data: the minimum rises, its delegation kind is gone.
+    expiry.update(
+        "b",
+        BTreeMap::from([(TrustRole::Timestamp, datetime!(2099-01-01 00:00 UTC))]),
+    );
+    let soonest = expiry.soonest();
+    assert_eq!(
+        soonest.get(&TrustRole::Timestamp),
+        Some(&datetime!(2026-01-15 00:00 UTC))
+    );
+    assert!(!soonest.contains_key(&TrustRole::Delegation));
+    assert_eq!(sample(&metrics.render(), &series("delegation")), None);
+}

@@ -1,14 +1,17 @@
 //! `trustgate_trust_*`: trust-server round trips and how close cached trust data is to
 //! expiring.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{GaugeVec, HistogramVec, Registry};
+use time::OffsetDateTime;
 
 /// A kind of TUF role, as the `role` label. Delegations (`targets/<name>`) share one value,
 /// since their names come from trust data, which is not bounded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TrustRole {
     /// `root`.
     Root,
@@ -22,11 +25,30 @@ pub enum TrustRole {
     Delegation,
 }
 
+const ALL_ROLES: [TrustRole; 5] = [
+    TrustRole::Root,
+    TrustRole::Timestamp,
+    TrustRole::Snapshot,
+    TrustRole::Targets,
+    TrustRole::Delegation,
+];
+
 /// Trust fetch latency and trust-data expiry.
 #[derive(Clone, Debug)]
 pub struct TrustMetrics {
     fetch_duration: HistogramVec,
     expiry: GaugeVec,
+}
+
+/// The soonest expiry per role kind of each trust server's cached data, published as
+/// `trustgate_trust_expiry_seconds`: the minimum over every server, as seconds left at the
+/// time of publishing. Verifiers report after each successful refresh
+/// ([`TrustExpiry::update`]); a periodic [`TrustExpiry::publish`] keeps the countdown moving
+/// between refreshes. A role kind no server has data for has no series.
+#[derive(Debug)]
+pub struct TrustExpiry {
+    metrics: TrustMetrics,
+    by_server: Mutex<HashMap<String, BTreeMap<TrustRole, OffsetDateTime>>>,
 }
 
 // === impl TrustRole ===
@@ -55,6 +77,13 @@ impl TrustRole {
             _ if name.starts_with("targets/") => Some(Self::Delegation),
             _ => None,
         }
+    }
+}
+
+impl TrustRole {
+    /// Every role kind, in declaration order.
+    pub fn all() -> &'static [Self] {
+        &ALL_ROLES
     }
 }
 
@@ -98,5 +127,64 @@ impl TrustMetrics {
         self.expiry
             .with_label_values(&[role.as_str()])
             .set(seconds_left);
+    }
+
+    /// Removes the expiry series of `role`: no cached trust data of that kind.
+    pub fn clear_expiry(&self, role: TrustRole) {
+        // Absent already is fine: there is nothing to remove.
+        let _ = self.expiry.remove_label_values(&[role.as_str()]);
+    }
+}
+
+// === impl TrustExpiry ===
+
+impl TrustExpiry {
+    /// Publishes into `metrics`; nothing is published before the first update.
+    pub fn new(metrics: TrustMetrics) -> Self {
+        Self {
+            metrics,
+            by_server: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Replaces what `server` (a configured trust-server name) holds: the soonest expiry per
+    /// role kind over all its cached trust data. Then publishes.
+    pub fn update(&self, server: &str, soonest: BTreeMap<TrustRole, OffsetDateTime>) {
+        self.lock().insert(server.to_owned(), soonest);
+        self.publish();
+    }
+
+    /// Sets every role kind's gauge to the seconds left until its soonest expiry, now.
+    pub fn publish(&self) {
+        self.publish_at(OffsetDateTime::now_utc());
+    }
+
+    pub(super) fn publish_at(&self, now: OffsetDateTime) {
+        let soonest = self.soonest();
+        for role in TrustRole::all() {
+            match soonest.get(role) {
+                Some(at) => self.metrics.set_expiry(*role, (*at - now).as_seconds_f64()),
+                None => self.metrics.clear_expiry(*role),
+            }
+        }
+    }
+
+    /// The soonest expiry per role kind across every server.
+    pub fn soonest(&self) -> BTreeMap<TrustRole, OffsetDateTime> {
+        let mut out = BTreeMap::new();
+        for per_server in self.lock().values() {
+            for (role, at) in per_server {
+                out.entry(*role)
+                    .and_modify(|t: &mut OffsetDateTime| *t = (*t).min(*at))
+                    .or_insert(*at);
+            }
+        }
+        out
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<TrustRole, OffsetDateTime>>> {
+        self.by_server.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

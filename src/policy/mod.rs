@@ -67,13 +67,29 @@ pub enum DefaultAction {
     Allow,
 }
 
-/// The kind of verifier a rule uses. Only Notary v1 exists today; cosign will sit beside it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// The verifiers a rule uses: `notary` (the default), `cosign`, or both (`[notary, cosign]`),
+/// all of which must pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum VerifierKind {
     /// Notary v1 / Docker Content Trust.
     #[default]
     Notary,
+    /// cosign signatures, key-based.
+    Cosign,
+    /// Notary v1 and cosign, both required, agreeing on the digest.
+    NotaryAndCosign,
+}
+
+/// What a rule's `cosign` verifier requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosignRequirements {
+    /// PEM public keys (ECDSA P-256) whose signatures count.
+    pub keys: Vec<std::path::PathBuf>,
+    /// How many distinct keys must have signed; at least 1, at most the number of keys.
+    pub threshold: usize,
+    /// Repository on the same upstream that holds the `sha256-<hex>.sig` tags; default the
+    /// image's own repository.
+    pub signature_repository: Option<String>,
 }
 
 /// What a `verify` or `audit` rule requires of an image's trust data.
@@ -81,7 +97,8 @@ pub enum VerifierKind {
 pub struct TrustRequirements {
     /// Which verifier checks the image.
     pub verifier: VerifierKind,
-    /// The name of the notary server (from `notary_servers`) that holds the trust data.
+    /// The name of the notary server (from `notary_servers`) that holds the trust data;
+    /// empty when the verifier is `cosign` alone.
     pub notary: String,
     /// Roles a tag is resolved through, first match wins.
     pub roles: RoleList,
@@ -94,6 +111,8 @@ pub struct TrustRequirements {
     ///
     /// CAUTION: within this window a revocation published on the notary server is not seen.
     pub stale_if_error: Duration,
+    /// The cosign requirements, when the verifier includes `cosign`.
+    pub cosign: Option<CosignRequirements>,
 }
 
 /// One policy rule: a pattern, an action and, for `verify`/`audit`, the trust requirements.
@@ -144,6 +163,71 @@ pub enum PolicyError {
         /// A reference both match.
         example: String,
     },
+}
+
+// === impl VerifierKind ===
+
+impl VerifierKind {
+    /// Whether Notary v1 is one of the verifiers.
+    pub fn uses_notary(self) -> bool {
+        matches!(self, Self::Notary | Self::NotaryAndCosign)
+    }
+
+    /// Whether cosign is one of the verifiers.
+    pub fn uses_cosign(self) -> bool {
+        matches!(self, Self::Cosign | Self::NotaryAndCosign)
+    }
+
+    fn one(name: &str) -> Result<Self, String> {
+        match name {
+            "notary" => Ok(Self::Notary),
+            "cosign" => Ok(Self::Cosign),
+            other => Err(format!(
+                "unknown verifier `{other}`, expected `notary`, `cosign` or `[notary, cosign]`"
+            )),
+        }
+    }
+}
+
+/// `notary`, `cosign`, or a list of them (each at most once).
+impl<'de> Deserialize<'de> for VerifierKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = VerifierKind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`notary`, `cosign` or `[notary, cosign]`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<VerifierKind, E> {
+                VerifierKind::one(v).map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<VerifierKind, A::Error> {
+                use serde::de::Error as _;
+                let (mut notary, mut cosign) = (false, false);
+                while let Some(name) = seq.next_element::<String>()? {
+                    let seen = match VerifierKind::one(&name).map_err(A::Error::custom)? {
+                        VerifierKind::Notary => std::mem::replace(&mut notary, true),
+                        _ => std::mem::replace(&mut cosign, true),
+                    };
+                    if seen {
+                        return Err(A::Error::custom(format!(
+                            "verifier `{name}` is listed twice"
+                        )));
+                    }
+                }
+                match (notary, cosign) {
+                    (true, true) => Ok(VerifierKind::NotaryAndCosign),
+                    (true, false) => Ok(VerifierKind::Notary),
+                    (false, true) => Ok(VerifierKind::Cosign),
+                    (false, false) => Err(A::Error::custom("the verifier list is empty")),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 // === impl Action ===

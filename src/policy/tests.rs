@@ -19,6 +19,7 @@ fn trust() -> TrustRequirements {
         signers: SignerList::default(),
         root_keys: Vec::new(),
         stale_if_error: Duration::ZERO,
+        cosign: None,
     }
 }
 

@@ -11,7 +11,7 @@ use crate::{
     metrics::VerificationResult,
     oci::{self, AcceptDecision, Digest, Endpoint, ReadMethod, Reference, Route, Tag},
     policy::{Action, Decision, Rule},
-    trust::{Refusal, RefusalKind, TrustQuery, Verifier},
+    trust::{ContentSource, Refusal, RefusalKind, TrustQuery, Verifier},
     upstream::{Upstream, UpstreamError},
 };
 
@@ -150,9 +150,23 @@ impl Proxy {
         let rule = ctx.decision.rule().ok_or_else(|| {
             ProxyError::Internal("a verifying decision without a rule".to_owned())
         })?;
-        ctx.rt
+        let (verifier, query) = ctx
+            .rt
             .trust_for(rule, ctx.image.to_owned())
-            .ok_or_else(|| ProxyError::Internal(format!("no verifier for {}", ctx.rule_label())))
+            .ok_or_else(|| ProxyError::Internal(format!("no verifier for {}", ctx.rule_label())))?;
+        Ok((verifier, self.with_content(ctx, query)))
+    }
+
+    /// Gives the query the request's repository, for verifiers that read signatures from it.
+    fn with_content(&self, ctx: &Ctx<'_>, query: TrustQuery) -> TrustQuery {
+        TrustQuery {
+            content: Some(ContentSource {
+                upstream: ctx.upstream.clone(),
+                repo: ctx.repo.to_owned(),
+                max_manifest_size: self.limits.max_manifest_size,
+            }),
+            ..query
+        }
     }
 
     /// Under `verify`: the digest a reference stands for and its signed (or parent) size.
@@ -162,7 +176,7 @@ impl Proxy {
         verifier: &dyn Verifier,
         query: &TrustQuery,
         reference: &Reference,
-    ) -> Result<(Digest, u64), ProxyError> {
+    ) -> Result<(Digest, Option<u64>), ProxyError> {
         match reference {
             Reference::Tag(tag) => {
                 let signed = verifier
@@ -171,15 +185,24 @@ impl Proxy {
                     .map_err(|r| self.refuse(ctx, r))?;
                 let digest = Digest::parse(&signed.digest)
                     .map_err(|e| ProxyError::Internal(format!("signed digest: {e}")))?;
-                Ok((digest, u64::try_from(signed.size).unwrap_or(0)))
+                Ok((digest, Some(u64::try_from(signed.size).unwrap_or(0))))
             }
             Reference::Digest(digest) => {
+                // Checked directly where the verifier can (cosign); the digest is the
+                // integrity check then, there is no signed size.
+                if verifier
+                    .digest_signed(query, digest)
+                    .await
+                    .map_err(|r| self.refuse(ctx, r))?
+                {
+                    return Ok((digest.clone(), None));
+                }
                 let set = verifier
                     .signed_set(query)
                     .await
                     .map_err(|r| self.refuse(ctx, r))?;
                 match self.find_in_closure(ctx, &set, digest).await? {
-                    Some(size) => Ok((digest.clone(), size)),
+                    Some(size) => Ok((digest.clone(), Some(size))),
                     None => Err(self.refuse(
                         ctx,
                         Refusal::new(
@@ -208,7 +231,7 @@ impl Proxy {
             let (digest, size) = self
                 .verified_digest(ctx, verifier.as_ref(), &query, reference)
                 .await?;
-            let fetched = self.manifest_by_digest(ctx, &digest, Some(size)).await?;
+            let fetched = self.manifest_by_digest(ctx, &digest, size).await?;
             self.verified(action);
             (digest, fetched)
         } else {
@@ -324,6 +347,7 @@ impl Proxy {
                 "no verifier configured",
             ));
         };
+        let query = self.with_content(ctx, query);
         match reference {
             Reference::Tag(tag) => {
                 let signed = verifier.resolve_tag(&query, tag.as_str()).await?;
@@ -339,6 +363,9 @@ impl Proxy {
                 Ok(())
             }
             Reference::Digest(digest) => {
+                if verifier.digest_signed(&query, digest).await? {
+                    return Ok(());
+                }
                 let set = verifier.signed_set(&query).await?;
                 match self.find_in_closure(ctx, &set, digest).await {
                     Ok(Some(_)) => Ok(()),

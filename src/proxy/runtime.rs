@@ -15,9 +15,11 @@ use http::StatusCode;
 use crate::{
     config::{Config, ConfigError},
     metrics::{Metrics, TrustExpiry, UpstreamErrorKind},
-    policy::{Policy, RootKeyPin, Rule},
+    policy::{CosignRequirements, Policy, RootKeyPin, Rule},
     trust::{
+        all::AllOf,
         cached::CachedNotary,
+        cosign::{CosignKey, CosignVerifier, KeyError},
         notary::{
             pin_ids_from_pem, FetchError, HttpSource, HttpTimeouts, Limits, NotaryClient, Source,
             StateStore,
@@ -55,6 +57,19 @@ pub enum BuildError {
         rule: String,
         path: PathBuf,
         detail: String,
+    },
+    #[error("rule {rule:?}: cosign key {path}: {source}")]
+    CosignKey {
+        rule: String,
+        path: PathBuf,
+        #[source]
+        source: KeyError,
+    },
+    #[error("rule {rule:?}: threshold {threshold} but only {distinct} distinct cosign keys")]
+    CosignThreshold {
+        rule: String,
+        threshold: usize,
+        distinct: usize,
     },
 }
 
@@ -155,9 +170,18 @@ impl Runtime {
         let mut queries = HashMap::new();
         for rule in built.policy.rules() {
             let Some(trust) = rule.trust() else { continue };
-            // Config validation guarantees the server exists.
-            let Some(verifier) = verifiers.get(&trust.notary) else {
-                continue;
+            // Config validation guarantees the notary server exists when one is used.
+            let notary = verifiers
+                .get(&trust.notary)
+                .map(|v| Arc::clone(v) as Arc<dyn Verifier>);
+            let cosign: Option<Arc<dyn Verifier>> = match &trust.cosign {
+                Some(c) => Some(Arc::new(cosign_verifier(rule, c)?)),
+                None => None,
+            };
+            let verifier: Arc<dyn Verifier> = match (notary, cosign) {
+                (Some(n), Some(c)) => Arc::new(AllOf::new(vec![n, c])),
+                (Some(v), None) | (None, Some(v)) => v,
+                (None, None) => continue,
             };
             let query = TrustQuery {
                 gun: String::new(),
@@ -175,8 +199,8 @@ impl Runtime {
                     .collect(),
                 pins: resolve_pins(rule, &trust.root_keys)?,
                 stale_if_error: trust.stale_if_error,
+                content: None,
             };
-            let verifier: Arc<dyn Verifier> = verifier.clone();
             queries.insert(rule.index(), (verifier, query));
         }
         Ok(Runtime {
@@ -262,6 +286,34 @@ fn resolve_pins(rule: &Rule, pins: &[RootKeyPin]) -> Result<Arc<[String]>, Build
         }
     }
     Ok(ids.into())
+}
+
+/// A rule's cosign verifier, with its key files read and parsed. Two files holding the same
+/// key count once towards the threshold.
+fn cosign_verifier(rule: &Rule, c: &CosignRequirements) -> Result<CosignVerifier, BuildError> {
+    let mut keys: Vec<CosignKey> = Vec::new();
+    for path in &c.keys {
+        let key = CosignKey::from_pem(&read(path)?).map_err(|source| BuildError::CosignKey {
+            rule: rule.pattern().to_string(),
+            path: path.clone(),
+            source,
+        })?;
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    if keys.len() < c.threshold {
+        return Err(BuildError::CosignThreshold {
+            rule: rule.pattern().to_string(),
+            threshold: c.threshold,
+            distinct: keys.len(),
+        });
+    }
+    Ok(CosignVerifier::new(
+        keys,
+        c.threshold,
+        c.signature_repository.clone(),
+    ))
 }
 
 // === impl UpstreamMetrics ===

@@ -46,6 +46,9 @@ pub struct ServeOptions {
     pub keep_alive_timeout: Duration,
     /// How long shutdown waits for in-flight requests before aborting them.
     pub grace_period: Duration,
+    /// Most connections served at once. At the limit the listener stops accepting, so more
+    /// clients wait in the kernel's listen backlog instead of costing descriptors and memory.
+    pub max_connections: usize,
 }
 
 /// The socket-level identity of a request's peer, inserted into every request's extensions.
@@ -62,6 +65,7 @@ impl Default for ServeOptions {
             keep_alive_interval: Some(Duration::from_secs(30)),
             keep_alive_timeout: Duration::from_secs(20),
             grace_period: Duration::from_secs(30),
+            max_connections: 4096,
         }
     }
 }
@@ -129,7 +133,8 @@ pub async fn serve_with<S>(
             // Shutdown first, so a flood of connections cannot starve it.
             biased;
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            // At the connection limit, accept nothing until a connection task ends.
+            accepted = listener.accept(), if connections.len() < options.max_connections => match accepted {
                 Ok((stream, peer)) => {
                     let conn = Connection {
                         builder: builder.clone(),

@@ -309,6 +309,7 @@ impl Entry {
                         .into_iter()
                         .filter_map(|t| Some((t.clone(), self.resolve(query, t).ok()?)))
                         .collect(),
+                    untagged: Vec::new(),
                 })
             })
             .clone()

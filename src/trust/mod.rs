@@ -3,12 +3,17 @@
 //!
 //! A [`Verifier`] answers for one image repository under the requirements of a policy rule.
 //! Notary v1 (Docker Content Trust) is the first one (`notary`, wrapped with caching in
-//! [`cached::CachedNotary`]); cosign and Notation will sit beside it behind the same trait.
+//! [`cached::CachedNotary`]); cosign ([`cosign::CosignVerifier`], key-based) sits beside it,
+//! and [`all::AllOf`] requires both. Notation may follow behind the same trait.
 
+pub mod all;
 pub mod cached;
+pub mod cosign;
 pub mod notary;
 
 use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use crate::{oci::Digest, upstream::Upstream};
 
 /// A boxed future, so verifiers can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -26,6 +31,28 @@ pub struct TrustQuery {
     pub pins: Arc<[String]>,
     /// How long past its ttl cached trust data may serve while the trust server is unreachable.
     pub stale_if_error: Duration,
+    /// Where the image's content lives, for verifiers whose signatures are stored beside it
+    /// (cosign). Set per request by the proxy; Notary v1 does not use it.
+    pub content: Option<ContentSource>,
+}
+
+/// The upstream repository a request is for, as a verifier reads signatures from it.
+#[derive(Clone)]
+pub struct ContentSource {
+    pub upstream: Upstream,
+    /// Repository at the upstream, e.g. `library/nginx`.
+    pub repo: String,
+    /// Largest manifest read.
+    pub max_manifest_size: u64,
+}
+
+impl fmt::Debug for ContentSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContentSource")
+            .field("registry", &self.upstream.registry())
+            .field("repo", &self.repo)
+            .finish()
+    }
 }
 
 /// A tag's signed content.
@@ -43,12 +70,15 @@ pub struct SignedTag {
 #[derive(Debug, Clone, Default)]
 pub struct SignedSet {
     pub tags: BTreeMap<String, SignedTag>,
+    /// Signed manifests (digest, size) no tag names: cosign signs digests, not tags.
+    pub untagged: Vec<(String, i64)>,
 }
 
 impl SignedSet {
-    /// Whether `digest` is the signed manifest of some tag.
+    /// Whether `digest` is a signed manifest.
     pub fn contains_digest(&self, digest: &str) -> bool {
         self.tags.values().any(|t| t.digest == digest)
+            || self.untagged.iter().any(|(d, _)| d == digest)
     }
 
     /// Distinct signed manifests (digest, size).
@@ -57,6 +87,7 @@ impl SignedSet {
             .tags
             .values()
             .map(|t| (t.digest.as_str(), t.size))
+            .chain(self.untagged.iter().map(|(d, s)| (d.as_str(), *s)))
             .collect();
         out.sort_unstable();
         out.dedup();
@@ -134,4 +165,16 @@ pub trait Verifier: Send + Sync {
         &'a self,
         query: &'a TrustQuery,
     ) -> BoxFuture<'a, Result<Arc<SignedSet>, Refusal>>;
+
+    /// Whether the manifest `digest` itself carries a valid signature, checked directly
+    /// instead of through [`Verifier::signed_set`]. `Ok(false)` means "not by this check":
+    /// the caller still looks for `digest` in the closure of the signed set. The default
+    /// (Notary v1, whose signed set is cheap) checks nothing.
+    fn digest_signed<'a>(
+        &'a self,
+        _query: &'a TrustQuery,
+        _digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<bool, Refusal>> {
+        Box::pin(async { Ok(false) })
+    }
 }

@@ -107,6 +107,9 @@ impl Upstream {
             .and_then(error::parse_ratelimit);
         if let Some(n) = remaining.filter(|n| *n != RATELIMIT_UNKNOWN) {
             self.inner.ratelimit_remaining.store(n, Ordering::Relaxed);
+            if let Some(observer) = &self.inner.observer {
+                observer.ratelimit_remaining(&self.inner.registry, n);
+            }
         }
     }
 }

@@ -3,10 +3,12 @@
 //! notary's `tuf/signed/verify.go` decodes `signed` into a generic map and re-encodes it with
 //! docker/go `canonical/json` (`MarshalCanonical`): keys sorted bytewise, no whitespace, strings
 //! escape only `"` and `\`, and every number goes through float64 and is printed as an integer
-//! (a non-integral number is an error). That is OLPC canonical JSON, which `olpc_cjson`
-//! implements for integers; the float64 normalisation happens here first.
+//! (a non-integral number is an error). Strings are written as they are: docker/go does not
+//! normalise Unicode, so neither may we. (The `olpc_cjson` crate applies NFC to every string,
+//! which made two different documents, `"\u{fb2a}"` and `"\u{5e9}\u{5c1}"`, encode to the
+//! same signed bytes, and made notary-signed non-NFC text fail to verify; hence the encoder
+//! below.)
 
-use serde::Serialize;
 use serde_json::{Number, Value};
 
 /// Why a value has no canonical form.
@@ -15,47 +17,82 @@ pub enum CanonicalError {
     /// docker/go refuses non-integral numbers in canonical mode.
     #[error("number {0} is not an integer and has no canonical JSON form")]
     NonIntegral(Number),
-    /// The encoder itself failed (it only writes to memory, so this is unexpected).
-    #[error("canonical JSON encoding failed: {0}")]
-    Encode(#[from] serde_json::Error),
 }
 
 /// Encodes `value` the way docker/go `MarshalCanonical` does after a Go `interface{}` decode.
 pub fn to_canonical(value: &Value) -> Result<Vec<u8>, CanonicalError> {
-    let normalised = normalise_numbers(value)?;
     let mut out = Vec::with_capacity(1024);
-    let mut ser =
-        serde_json::Serializer::with_formatter(&mut out, olpc_cjson::CanonicalFormatter::new());
-    normalised.serialize(&mut ser)?;
+    write_value(value, &mut out)?;
     Ok(out)
 }
 
-/// Go decodes every JSON number into float64 and docker/go prints an integral float64 as an
-/// integer, so `1.0` and `1e3` become `1` and `1000`. serde_json keeps them as floats, which
-/// the OLPC formatter rejects; convert them here.
-fn normalise_numbers(value: &Value) -> Result<Value, CanonicalError> {
-    Ok(match value {
-        Value::Number(n) if n.is_f64() => {
-            let f = n.as_f64().unwrap_or(f64::NAN);
-            // i64::MAX as f64 rounds up to 2^63, so the upper bound is exclusive.
-            if f.fract() != 0.0 || !f.is_finite() || f < i64::MIN as f64 || f >= i64::MAX as f64 {
-                return Err(CanonicalError::NonIntegral(n.clone()));
+/// One value. Recursion depth is bounded by the parser (serde_json refuses nesting deeper than
+/// 128 levels), so this cannot overflow the stack on hostile input.
+fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => write_number(n, out)?,
+        Value::String(s) => write_string(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(item, out)?;
             }
-            Value::Number(Number::from(f as i64))
+            out.push(b']');
         }
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(normalise_numbers)
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), normalise_numbers(v)?)))
-                .collect::<Result<_, CanonicalError>>()?,
-        ),
-        other => other.clone(),
-    })
+        Value::Object(map) => {
+            // Go's `sort.Strings`: bytewise on the raw keys, before any escaping.
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(key, out);
+                out.push(b':');
+                write_value(item, out)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+/// Go decodes every JSON number into float64 and docker/go prints an integral float64 as an
+/// integer, so `1.0` and `1e3` become `1` and `1000`; integers are printed as they are.
+fn write_number(n: &Number, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    if let Some(i) = n.as_i64() {
+        out.extend_from_slice(i.to_string().as_bytes());
+    } else if let Some(u) = n.as_u64() {
+        out.extend_from_slice(u.to_string().as_bytes());
+    } else {
+        let f = n.as_f64().unwrap_or(f64::NAN);
+        // i64::MAX as f64 rounds up to 2^63, so the upper bound is exclusive.
+        if f.fract() != 0.0 || !f.is_finite() || f < i64::MIN as f64 || f >= i64::MAX as f64 {
+            return Err(CanonicalError::NonIntegral(n.clone()));
+        }
+        out.extend_from_slice((f as i64).to_string().as_bytes());
+    }
+    Ok(())
+}
+
+/// A string as docker/go writes it in canonical mode: quoted, `"` and `\` escaped, every
+/// other byte (control characters included) as it is.
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        if matches!(b, b'"' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -94,6 +131,36 @@ mod tests {
     #[test]
     fn non_integral_numbers_are_refused() {
         assert!(to_canonical(&serde_json::json!({"v": 1.5})).is_err());
+    }
+
+    /// Regression (found by the `canonical_is_stable_and_parses_back` property): strings are
+    /// not Unicode-normalised, so two different documents never share signed bytes.
+    #[test]
+    fn strings_are_not_normalised() {
+        for s in [
+            "\u{fb2a}",
+            "\u{5e9}\u{5c1}",
+            "e\u{301}",
+            "\u{e9}",
+            "\u{212b}",
+        ] {
+            let out = to_canonical(&serde_json::json!({ s: s })).unwrap();
+            let want = format!("{{\"{s}\":\"{s}\"}}");
+            assert_eq!(out, want.as_bytes(), "{s:?}");
+        }
+        let a = to_canonical(&serde_json::json!(["\u{fb2a}"])).unwrap();
+        let b = to_canonical(&serde_json::json!(["\u{5e9}\u{5c1}"])).unwrap();
+        assert_ne!(a, b);
+    }
+
+    /// Keys sort by their raw bytes, as Go's `sort.Strings` does, not by their escaped form
+    /// (`\` is 0x5c, which would put `a#` before `a"`).
+    #[test]
+    fn keys_sort_before_escaping() {
+        assert_eq!(
+            canon(r#"{"a#":1,"a\"":2,"a\\":3}"#),
+            r#"{"a\"":2,"a#":1,"a\\":3}"#
+        );
     }
 
     #[test]

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Invariants of the trustgate chart's rendered manifests, beyond what the Kubernetes schemas
+check: security contexts, probes, that every file trustgate.yaml names is mounted from the
+Secret or ConfigMap key that holds it, selectors that select, an egress policy without an
+allow-all rule, and the dashboard ConfigMap holding exactly dashboards/trustgate.json.
+
+With --config-out DIR it also writes the rendered trustgate.yaml with its paths moved under
+DIR and creates every file it names (from --pem-cert/--pem-key), so that
+`trustgate config validate` can check the configuration the chart produces.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+
+import yaml
+
+CONFIG_PATH = "/etc/trustgate/trustgate.yaml"
+CACHE_DIR = "/var/cache/trustgate"
+
+failures = []
+
+
+def check(cond, message):
+    if not cond:
+        failures.append(message)
+    return cond
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def selects(selector, labels):
+    return all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def mount_for(path, mounts):
+    """The mount whose mountPath is the longest prefix of path."""
+    best = None
+    for m in mounts:
+        mp = m["mountPath"].rstrip("/")
+        if path == mp or path.startswith(mp + "/"):
+            if best is None or len(mp) > len(best["mountPath"].rstrip("/")):
+                best = m
+    return best
+
+
+def provides(volume, mount, path):
+    """Whether `volume` mounted by `mount` provides the file at `path`."""
+    if mount.get("subPath"):
+        return path == mount["mountPath"]
+    rel = os.path.relpath(path, mount["mountPath"])
+    for source in ("secret", "configMap"):
+        if source in volume:
+            items = volume[source].get("items")
+            # Without items every key is a file; with items only their paths are.
+            return items is None or any(i["path"] == rel for i in items)
+    return "emptyDir" in volume or "persistentVolumeClaim" in volume
+
+
+def config_files(config):
+    """Every (what, path) of a file trustgate.yaml makes trustgate read."""
+    out = []
+    tls = (config.get("server") or {}).get("tls") or {}
+    for key in ("cert_file", "key_file"):
+        if key in tls:
+            out.append(("server.tls." + key, tls[key]))
+    for i, u in enumerate(config.get("upstreams") or []):
+        for key in ("password_file", "ca_file"):
+            if key in u:
+                out.append((f"upstreams[{i}].{key}", u[key]))
+    for i, n in enumerate(config.get("notary_servers") or []):
+        if "ca_file" in n:
+            out.append((f"notary_servers[{i}].ca_file", n["ca_file"]))
+    for i, r in enumerate((config.get("policy") or {}).get("rules") or []):
+        for key in r.get("root_keys") or []:
+            if not re.fullmatch(r"[0-9a-f]{64}", key):
+                out.append((f"policy.rules[{i}].root_keys", key))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rendered", required=True)
+    ap.add_argument("--values", required=True, help="merged values, JSON")
+    ap.add_argument("--dashboard", required=True)
+    ap.add_argument("--expect-kinds", required=True, help="comma-separated kinds, exactly")
+    ap.add_argument("--config-out")
+    ap.add_argument("--pem-cert")
+    ap.add_argument("--pem-key")
+    args = ap.parse_args()
+
+    with open(args.rendered) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    with open(args.values) as f:
+        values = json.load(f)
+
+    kinds = sorted({d["kind"] for d in docs})
+    expected = sorted(k for k in args.expect_kinds.split(",") if k)
+    check(kinds == expected, f"kinds {kinds}, expected {expected}")
+    seen = set()
+    for d in docs:
+        key = (d["kind"], d["metadata"]["name"], d["metadata"].get("namespace"))
+        check(key not in seen, f"duplicate object {key}")
+        seen.add(key)
+        check(d["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "Helm",
+              f"{key} lacks the standard labels")
+
+    workloads = by_kind(docs, "Deployment") + by_kind(docs, "StatefulSet")
+    if not check(len(workloads) == 1, f"{len(workloads)} workloads, expected 1"):
+        return
+    w = workloads[0]
+    pod = w["spec"]["template"]
+    pod_labels = pod["metadata"]["labels"]
+    spec = pod["spec"]
+    check(selects(w["spec"]["selector"]["matchLabels"], pod_labels), "workload selector")
+    check(spec.get("automountServiceAccountToken") is False, "service account token mounted")
+    psc = spec.get("securityContext", {})
+    check(psc.get("runAsNonRoot") is True and psc.get("runAsUser", 0) != 0,
+          f"pod securityContext not non-root: {psc}")
+    checksum = pod["metadata"].get("annotations", {}).get("checksum/config", "")
+    check(re.fullmatch(r"[0-9a-f]{64}", checksum), "checksum/config annotation missing")
+    containers = spec["containers"]
+    check(len(containers) == 1, "one container")
+    c = containers[0]
+    sc = c.get("securityContext", {})
+    check(sc.get("readOnlyRootFilesystem") is True, "root filesystem writable")
+    check(sc.get("allowPrivilegeEscalation") is False, "privilege escalation allowed")
+    check("ALL" in sc.get("capabilities", {}).get("drop", []), "capabilities not dropped")
+    check(sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True, "container may run as root")
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    check(ports == {"registry": 5000, "admin": 9090}, f"container ports {ports}")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"),
+                        ("startupProbe", "/readyz")):
+        get = c.get(probe, {}).get("httpGet", {})
+        check(get.get("path") == path and get.get("port") == "admin",
+              f"{probe} is not GET {path} on the admin port: {get}")
+
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for t in w["spec"].get("volumeClaimTemplates", []):
+        volumes[t["metadata"]["name"]] = {"persistentVolumeClaim": {}}
+    mounts = c.get("volumeMounts", [])
+    for m in mounts:
+        check(m["name"] in volumes, f"volumeMount {m['name']} has no volume")
+    cache_mount = mount_for(CACHE_DIR, mounts)
+    check(cache_mount is not None and cache_mount["mountPath"] == CACHE_DIR
+          and cache_mount["name"] == "cache", "cache directory is not the cache volume")
+    check(values["cache"]["persistence"]["enabled"] == (w["kind"] == "StatefulSet"),
+          "a persistent cache needs a StatefulSet (one cache per replica)")
+
+    # The configuration: mounted, and every file it names is mounted from its source.
+    config_mount = mount_for(CONFIG_PATH, mounts)
+    config = None
+    config_text = ""
+    if check(config_mount is not None and config_mount.get("subPath") == "trustgate.yaml",
+             "trustgate.yaml is not mounted"):
+        cm_name = volumes[config_mount["name"]]["configMap"]["name"]
+        cms = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == cm_name]
+        if check(len(cms) == 1, f"ConfigMap {cm_name} missing"):
+            config_text = cms[0]["data"]["trustgate.yaml"]
+            config = yaml.safe_load(config_text)
+    if config is not None:
+        check(config["cache"]["dir"] == CACHE_DIR, "cache.dir is not the mounted volume")
+        check(config["server"]["admin_listen"].endswith(":9090")
+              and config["server"]["listen"].endswith(":5000"), "listen ports")
+        for what, path in config_files(config):
+            m = mount_for(path, mounts)
+            check(m is not None and provides(volumes.get(m["name"], {}), m, path),
+                  f"{what} {path} is not provided by any mounted volume")
+        for i, u in enumerate(values["upstreams"]):
+            cred = u.get("credentials")
+            if cred:
+                m = mount_for(config["upstreams"][i]["password_file"], mounts)
+                items = volumes[m["name"]]["secret"]["items"]
+                check(items[0]["key"] == cred.get("passwordKey", "password")
+                      and volumes[m["name"]]["secret"]["secretName"] == cred["existingSecret"],
+                      f"upstreams[{i}] password does not come from its Secret key")
+
+    # Services select the pods and name container ports.
+    for s in by_kind(docs, "Service"):
+        check(selects(s["spec"]["selector"], pod_labels), f"Service {s['metadata']['name']}")
+        for p in s["spec"]["ports"]:
+            check(p["targetPort"] in ports, f"Service port {p['name']} targets nothing")
+    main_service = [s for s in by_kind(docs, "Service") if s["spec"].get("clusterIP") != "None"]
+    check(len(main_service) == 1, "one client-facing Service")
+
+    for h in by_kind(docs, "HorizontalPodAutoscaler"):
+        ref = h["spec"]["scaleTargetRef"]
+        check(ref["kind"] == w["kind"] and ref["name"] == w["metadata"]["name"], "HPA target")
+        check("replicas" not in w["spec"], "replicas set although the HPA owns them")
+    for p in by_kind(docs, "PodDisruptionBudget"):
+        check(selects(p["spec"]["selector"]["matchLabels"], pod_labels), "PDB selector")
+        check(("minAvailable" in p["spec"]) != ("maxUnavailable" in p["spec"]), "PDB fields")
+    for sm in by_kind(docs, "ServiceMonitor"):
+        svc = main_service[0]
+        check(selects(sm["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"]),
+              "ServiceMonitor selects no Service")
+        names = {p["name"] for p in svc["spec"]["ports"]}
+        for e in sm["spec"]["endpoints"]:
+            check(e["port"] in names and e.get("path") == "/metrics",
+                  f"ServiceMonitor endpoint {e}")
+    for i in by_kind(docs, "Ingress"):
+        for rule in i["spec"]["rules"]:
+            for p in rule["http"]["paths"]:
+                b = p["backend"]["service"]
+                check(b["name"] == main_service[0]["metadata"]["name"]
+                      and b["port"]["number"] == values["service"]["port"], "Ingress backend")
+
+    for np in by_kind(docs, "NetworkPolicy"):
+        check("Egress" in np["spec"]["policyTypes"], "NetworkPolicy does not restrict egress")
+        check(selects(np["spec"]["podSelector"]["matchLabels"], pod_labels), "NetworkPolicy")
+        blocks = []
+        for rule in np["spec"].get("egress", []):
+            # A rule without `to` allows every destination: exactly what must not exist.
+            check(rule.get("to"), f"egress rule without destinations: {rule}")
+            for peer in rule.get("to", []):
+                if "ipBlock" in peer:
+                    blocks.append(peer["ipBlock"]["cidr"])
+                else:
+                    check(all(p["port"] == 53 for p in rule.get("ports", [{"port": 0}])),
+                          f"a selector egress rule that is not DNS: {rule}")
+        want = [t["cidr"] for t in values["networkPolicy"]["egress"]["to"]]
+        check(blocks == want, f"egress blocks {blocks}, expected {want}")
+
+    dashboards = [d for d in by_kind(docs, "ConfigMap") if "trustgate.json" in d.get("data", {})]
+    for d in dashboards:
+        with open(args.dashboard) as f:
+            check(json.loads(d["data"]["trustgate.json"]) == json.load(f),
+                  "dashboard ConfigMap differs from dashboards/trustgate.json")
+        for k, v in values["metrics"]["grafanaDashboard"]["labels"].items():
+            check(d["metadata"]["labels"].get(k) == v, f"dashboard label {k}")
+
+    if args.config_out and config is not None:
+        write_config(config, config_text, args.config_out, args.pem_cert, args.pem_key)
+
+    if failures:
+        for f in failures:
+            print(f"FAIL: {f}", file=sys.stderr)
+        sys.exit(1)
+    digest = hashlib.sha256(open(args.rendered, "rb").read()).hexdigest()[:12]
+    print(f"ok: {len(docs)} objects ({', '.join(kinds)}), rendered sha256 {digest}")
+
+
+def write_config(config, text, out, cert, key):
+    """The rendered trustgate.yaml `text` with /etc/trustgate and the cache moved under `out`,
+    and every file it names created."""
+    root = os.path.abspath(out)
+    os.makedirs(root, exist_ok=True)
+    for what, path in config_files(config):
+        target = root + path
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if what.endswith("password_file"):
+            content = b"not-a-real-password\n"
+        elif what.endswith("key_file"):
+            content = open(key, "rb").read()
+        else:
+            content = open(cert, "rb").read()
+        with open(target, "wb") as f:
+            f.write(content)
+    text = text.replace("/etc/trustgate/", root + "/etc/trustgate/")
+    text = text.replace(CACHE_DIR, root + "/cache")
+    with open(os.path.join(root, "trustgate.yaml"), "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+{{/* Chart name, truncated to a DNS label. */}}
+{{- define "trustgate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: <release>-<chart>, or the release name when it contains the chart name. */}}
+{{- define "trustgate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "trustgate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "trustgate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "trustgate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "trustgate.labels" -}}
+helm.sh/chart: {{ include "trustgate.chart" . }}
+{{ include "trustgate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: registry-proxy
+{{- end }}
+
+{{- define "trustgate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "trustgate.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "trustgate.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* A StatefulSet when each replica keeps a persistent cache, else a Deployment. */}}
+{{- define "trustgate.workloadKind" -}}
+{{- if .Values.cache.persistence.enabled }}StatefulSet{{ else }}Deployment{{ end }}
+{{- end }}
+
+{{/* Replicas the workload can run with at least: decides whether a PDB makes sense. */}}
+{{- define "trustgate.minReplicas" -}}
+{{- if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.minReplicas }}{{ else }}{{ int .Values.replicaCount }}{{ end }}
+{{- end }}
+
+{{/* Mount paths inside the container. */}}
+{{- define "trustgate.caPath" -}}
+{{- $bundle := index .root.Values.caBundles .name | required (printf "caBundle %q is not defined in caBundles" .name) -}}
+/etc/trustgate/ca/{{ .name }}/{{ $bundle.key }}
+{{- end }}
+
+{{/* trustgate.yaml: the proxy's configuration. */}}
+{{- define "trustgate.config" -}}
+server:
+  listen: "0.0.0.0:5000"
+  admin_listen: "0.0.0.0:9090"
+  {{- if .Values.tls.enabled }}
+  tls:
+    cert_file: /etc/trustgate/tls/tls.crt
+    key_file: /etc/trustgate/tls/tls.key
+  {{- end }}
+cache:
+  dir: /var/cache/trustgate
+  max_size: {{ .Values.cache.maxSize | quote }}
+upstreams:
+{{- range $i, $u := .Values.upstreams }}
+  - registry: {{ $u.registry | quote }}
+    url: {{ $u.url | quote }}
+    {{- if $u.default }}
+    default: true
+    {{- end }}
+    {{- with $u.credentials }}
+    username: {{ .username | quote }}
+    password_file: /etc/trustgate/credentials/{{ $i }}/password
+    {{- end }}
+    {{- with $u.caBundle }}
+    ca_file: {{ include "trustgate.caPath" (dict "root" $ "name" .) }}
+    {{- end }}
+{{- end }}
+{{- with .Values.notaryServers }}
+notary_servers:
+{{- range . }}
+  - name: {{ .name | quote }}
+    url: {{ .url | quote }}
+    {{- with .ttl }}
+    ttl: {{ . | quote }}
+    {{- end }}
+    {{- with .caBundle }}
+    ca_file: {{ include "trustgate.caPath" (dict "root" $ "name" .) }}
+    {{- end }}
+{{- end }}
+{{- end }}
+policy:
+  {{- toYaml .Values.policy | nindent 2 }}
+{{- end }}

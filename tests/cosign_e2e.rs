@@ -1,0 +1,397 @@
+//! cosign key-based verification against a real registry: signatures in cosign's wire format
+//! (simple-signing payload, `sha256-<hex>.sig` tag, annotations, media types), made by the test
+//! with keys `openssl` generates, pushed with the registry API, and pulled through the proxy.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+use support::http::{self, HttpResponse};
+use support::oci::{self, Blob, Image, ACCEPT_ALL, OCI_CONFIG, OCI_MANIFEST};
+use support::proxy::Proxy;
+use support::{run_bounded, Registry};
+
+/// The upstream's name in rule patterns.
+const REGISTRY: &str = "registry.test";
+const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+
+/// An ECDSA P-256 key pair as files: `openssl ecparam` private key, `openssl pkey` public key
+/// (the PEM `PUBLIC KEY` cosign writes to `cosign.pub`).
+struct Key {
+    private: PathBuf,
+    public: PathBuf,
+}
+
+impl Key {
+    fn generate(dir: &Path, name: &str) -> Key {
+        let private = dir.join(format!("{name}.key"));
+        let public = dir.join(format!("{name}.pub"));
+        run(Command::new("openssl")
+            .args([
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+            ])
+            .arg(&private));
+        run(Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(&public));
+        Key { private, public }
+    }
+
+    /// `openssl dgst -sha256 -sign`: ECDSA over SHA-256, ASN.1 DER, as cosign signs.
+    fn sign(&self, payload: &[u8]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, output) = (dir.path().join("payload"), dir.path().join("sig"));
+        std::fs::write(&input, payload).unwrap();
+        run(Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&self.private)
+            .arg("-out")
+            .arg(&output)
+            .arg(&input));
+        std::fs::read(output).unwrap()
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = run_bounded(cmd, b"", "openssl");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One test's peers: a registry, three keys, and the proxy with cosign rules.
+struct Env {
+    proxy: Proxy,
+    registry: Registry,
+    a: Key,
+    b: Key,
+    wrong: Key,
+    _keys: tempfile::TempDir,
+}
+
+impl Env {
+    fn start() -> Env {
+        let registry = Registry::start();
+        let keys = tempfile::tempdir().unwrap();
+        let (a, b, wrong) = (
+            Key::generate(keys.path(), "a"),
+            Key::generate(keys.path(), "b"),
+            Key::generate(keys.path(), "wrong"),
+        );
+        let path = |k: &Key| serde_json::json!(k.public.to_str().unwrap()).to_string();
+        let body = format!(
+            r#"upstreams:
+  - {{registry: "{REGISTRY}", url: "{}", default: true}}
+policy:
+  default: deny
+  rules:
+    - {{match: "{REGISTRY}/cosign/**", action: verify, verifier: cosign, keys: [{}]}}
+    - {{match: "{REGISTRY}/two/**", action: verify, verifier: cosign, keys: [{}, {}], threshold: 2}}
+"#,
+            registry.url(),
+            path(&a),
+            path(&a),
+            path(&b),
+        );
+        let proxy = Proxy::start(&body);
+        Env {
+            proxy,
+            registry,
+            a,
+            b,
+            wrong,
+            _keys: keys,
+        }
+    }
+
+    fn get(&self, path: &str) -> HttpResponse {
+        self.proxy
+            .request("GET", path, &[("Accept", ACCEPT_ALL)], b"")
+    }
+
+    fn push_image(&self, repo: &str, tag: &str) -> Image {
+        let image = Image::random(2);
+        image.push(&self.registry, repo, tag);
+        image
+    }
+
+    /// Pushes a signature manifest for `subject` whose payload claims `claimed`, one layer per
+    /// key (as `cosign sign` appends), with each signature passed through `alter`.
+    fn sign_with(
+        &self,
+        repo: &str,
+        subject: &str,
+        claimed: &str,
+        keys: &[&Key],
+        alter: fn(&mut Vec<u8>),
+    ) -> Signature {
+        let payload = Blob::new(
+            format!(
+                r#"{{"critical":{{"identity":{{"docker-reference":"{REGISTRY}/{repo}"}},"image":{{"docker-manifest-digest":"{claimed}"}},"type":"cosign container image signature"}},"optional":null}}"#
+            )
+            .into_bytes(),
+        );
+        let config = Blob::new(
+            serde_json::json!({
+                "architecture": "", "created": "0001-01-01T00:00:00Z",
+                "history": [{"created": "0001-01-01T00:00:00Z"}], "os": "",
+                "rootfs": {"type": "layers", "diff_ids": [payload.digest]}, "config": {}
+            })
+            .to_string()
+            .into_bytes(),
+        );
+        let layers: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|key| {
+                let mut sig = key.sign(&payload.bytes);
+                alter(&mut sig);
+                serde_json::json!({
+                    "mediaType": SIMPLESIGNING,
+                    "size": payload.size(),
+                    "digest": payload.digest,
+                    "annotations": {
+                        SIGNATURE_ANNOTATION: base64::engine::general_purpose::STANDARD.encode(sig)
+                    }
+                })
+            })
+            .collect();
+        let manifest = Blob::new(
+            serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "size": config.size(), "digest": config.digest},
+                "layers": layers,
+            })
+            .to_string()
+            .into_bytes(),
+        );
+        for blob in [&config, &payload] {
+            self.push_blob(repo, blob);
+        }
+        let tag = format!("sha256-{}.sig", &subject["sha256:".len()..]);
+        let url = format!("{}/v2/{repo}/manifests/{tag}", self.registry.url());
+        let put = http::request(
+            "PUT",
+            &url,
+            &[("Content-Type", OCI_MANIFEST)],
+            &manifest.bytes,
+        )
+        .unwrap();
+        assert_eq!(put.status, 201, "PUT {url}: {}", put.summary());
+        Signature {
+            tag,
+            manifest,
+            payload,
+        }
+    }
+
+    fn sign(&self, repo: &str, subject: &str, keys: &[&Key]) -> Signature {
+        self.sign_with(repo, subject, subject, keys, |_| {})
+    }
+
+    fn push_blob(&self, repo: &str, blob: &Blob) {
+        let base = self.registry.url();
+        let url = format!("{base}/v2/{repo}/blobs/uploads/");
+        let started = http::request("POST", &url, &[], b"").unwrap();
+        assert_eq!(started.status, 202, "POST {url}: {}", started.summary());
+        let location = started.header("location").unwrap();
+        let location = if location.starts_with("http") {
+            location.to_string()
+        } else {
+            format!("{base}{location}")
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{sep}digest={}", blob.digest);
+        let done = http::request(
+            "PUT",
+            &url,
+            &[("Content-Type", "application/octet-stream")],
+            &blob.bytes,
+        )
+        .unwrap();
+        assert_eq!(done.status, 201, "PUT {url}: {}", done.summary());
+    }
+
+    fn expect_served(&self, path: &str, bytes: &[u8]) {
+        let r = self.get(path);
+        assert_eq!(
+            (r.status, r.body == bytes),
+            (200, true),
+            "GET {path}: {}\n{}",
+            r.summary(),
+            self.proxy.log_tail(20)
+        );
+    }
+
+    /// The image's tag, digest and blobs are all refused, with `phrase` in the tag's message.
+    fn expect_refused(&self, repo: &str, tag: &str, image: &Image, phrase: &str) {
+        let r = self.get(&format!("/v2/{repo}/manifests/{tag}"));
+        assert_eq!(r.status, 403, "tag: {}", r.summary());
+        let message = r.error_message().unwrap_or_default();
+        assert!(message.contains(phrase), "`{phrase}` not in {message:?}");
+        let paths = [format!("/v2/{repo}/manifests/{}", image.manifest.digest)]
+            .into_iter()
+            .chain(
+                image
+                    .blobs()
+                    .into_iter()
+                    .map(|b| format!("/v2/{repo}/blobs/{}", b.digest)),
+            );
+        for path in paths {
+            let r = self.get(&path);
+            assert_eq!(r.status, 403, "GET {path}: {}", r.summary());
+        }
+    }
+}
+
+struct Signature {
+    tag: String,
+    manifest: Blob,
+    payload: Blob,
+}
+
+#[test]
+fn cosign_signed_image_is_served_by_tag_digest_and_blob_and_pulls_with_skopeo() {
+    let env = Env::start();
+    let image = env.push_image("cosign/app", "v1");
+    env.sign("cosign/app", &image.manifest.digest, &[&env.a]);
+
+    env.expect_served("/v2/cosign/app/manifests/v1", &image.manifest.bytes);
+    env.expect_served(
+        &format!("/v2/cosign/app/manifests/{}", image.manifest.digest),
+        &image.manifest.bytes,
+    );
+    for blob in image.blobs() {
+        env.expect_served(
+            &format!("/v2/cosign/app/blobs/{}", blob.digest),
+            &blob.bytes,
+        );
+    }
+    let out = tempfile::tempdir().unwrap();
+    let pulled = oci::skopeo_pull(
+        &env.proxy.host_port(),
+        "cosign/app:v1",
+        &out.path().join("img"),
+    );
+    assert!(
+        pulled.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let got = std::fs::read(out.path().join("img/manifest.json")).unwrap();
+    assert_eq!(got, image.manifest.bytes);
+}
+
+#[test]
+fn cosign_signature_artifact_itself_is_served() {
+    let env = Env::start();
+    let image = env.push_image("cosign/app", "v1");
+    let sig = env.sign("cosign/app", &image.manifest.digest, &[&env.a]);
+
+    env.expect_served(
+        &format!("/v2/cosign/app/manifests/{}", sig.tag),
+        &sig.manifest.bytes,
+    );
+    env.expect_served(
+        &format!("/v2/cosign/app/manifests/{}", sig.manifest.digest),
+        &sig.manifest.bytes,
+    );
+    env.expect_served(
+        &format!("/v2/cosign/app/blobs/{}", sig.payload.digest),
+        &sig.payload.bytes,
+    );
+    let tags = env.get("/v2/cosign/app/tags/list").json();
+    assert!(
+        tags["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(sig.tag)),
+        "{tags}"
+    );
+}
+
+#[test]
+fn cosign_unsigned_image_is_refused() {
+    let env = Env::start();
+    let image = env.push_image("cosign/app", "v1");
+    env.expect_refused("cosign/app", "v1", &image, "has no cosign signature");
+    // Nor is a signature tag served for it.
+    let r = env.get(&format!(
+        "/v2/cosign/app/manifests/sha256-{}.sig",
+        image.manifest.hex()
+    ));
+    assert_eq!(r.status, 403, "{}", r.summary());
+}
+
+#[test]
+fn cosign_signature_by_an_untrusted_key_is_refused() {
+    let env = Env::start();
+    let image = env.push_image("cosign/app", "v1");
+    let sig = env.sign("cosign/app", &image.manifest.digest, &[&env.wrong]);
+    env.expect_refused("cosign/app", "v1", &image, "0 of the 1 distinct trusted");
+    let r = env.get(&format!("/v2/cosign/app/manifests/{}", sig.tag));
+    assert_eq!(r.status, 403, "{}", r.summary());
+    let r = env.get(&format!("/v2/cosign/app/blobs/{}", sig.payload.digest));
+    assert_eq!(r.status, 403, "{}", r.summary());
+}
+
+#[test]
+fn cosign_payload_for_another_digest_is_refused() {
+    let env = Env::start();
+    let image = env.push_image("cosign/app", "v1");
+    let other = env.push_image("cosign/app", "other");
+    // A valid signature by the trusted key, for the other image, stored as this one's.
+    env.sign_with(
+        "cosign/app",
+        &image.manifest.digest,
+        &other.manifest.digest,
+        &[&env.a],
+        |_| {},
+    );
+    env.expect_refused("cosign/app", "v1", &image, &other.manifest.digest);
+}
+
+#[test]
+fn cosign_tampered_signature_is_refused() {
+    let env = Env::start();
+    let image = env.push_image("cosign/app", "v1");
+    env.sign_with(
+        "cosign/app",
+        &image.manifest.digest,
+        &image.manifest.digest,
+        &[&env.a],
+        |sig| {
+            let last = sig.len() - 1;
+            sig[last] ^= 0x01;
+        },
+    );
+    env.expect_refused("cosign/app", "v1", &image, "0 of the 1 distinct trusted");
+}
+
+#[test]
+fn cosign_threshold_two_needs_two_distinct_keys() {
+    let env = Env::start();
+    let one = env.push_image("two/app", "one");
+    // The same key twice counts once.
+    env.sign("two/app", &one.manifest.digest, &[&env.a, &env.a]);
+    env.expect_refused("two/app", "one", &one, "1 of the 2 distinct trusted");
+
+    let both = env.push_image("two/app", "both");
+    env.sign("two/app", &both.manifest.digest, &[&env.a, &env.b]);
+    env.expect_served("/v2/two/app/manifests/both", &both.manifest.bytes);
+    for blob in both.blobs() {
+        env.expect_served(&format!("/v2/two/app/blobs/{}", blob.digest), &blob.bytes);
+    }
+}
