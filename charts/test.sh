@@ -47,6 +47,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi
 
+command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+
 mkdir -p "$tools"
 venv="$tools/venv"
 if ! "$venv/bin/python" -c 'import kubernetes_validate, check_jsonschema' 2>/dev/null; then

@@ -65,7 +65,12 @@ fn hadolint() -> PathBuf {
         return bin;
     }
     let venv_str = venv.to_str().expect("UTF-8 target dir");
-    let created = run(120, "python3", &["-m", "venv", "--clear", venv_str]);
+    let mut created = run(120, "python3", &["-m", "venv", "--clear", venv_str]);
+    if !created.status.success() {
+        // Debian ships venv (and python3 itself, on minimal images) separately.
+        apt_install(&["python3", "python3-venv"]);
+        created = run(120, "python3", &["-m", "venv", "--clear", venv_str]);
+    }
     assert!(
         created.status.success(),
         "python3 -m venv failed (Debian: apt-get install python3-venv):\n{}",
@@ -88,6 +93,26 @@ fn hadolint() -> PathBuf {
         text(&installed)
     );
     bin
+}
+
+/// `apt-get install`s `packages`, as root or through sudo.
+fn apt_install(packages: &[&str]) {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let sudo = if root { "" } else { "sudo " };
+    let script = format!(
+        "{sudo}apt-get update -qq && {sudo}env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+         --no-install-recommends {}",
+        packages.join(" ")
+    );
+    let output = run(600, "sh", &["-c", &script]);
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{}",
+        text(&output)
+    );
 }
 
 #[test]

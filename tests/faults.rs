@@ -856,7 +856,11 @@ fn disk_full_keeps_serving_uncached_and_counts_write_failures() {
             &format!("GET blob #{attempt} with the cache full ({how})"),
             layer,
         );
-        env.ensure(env.metric(failures) >= f64::from(attempt), || {
+        // Counted when the write fails, which may be just after the response ended.
+        let counted = wait_until(Duration::from_secs(5), || {
+            env.metric(failures) >= f64::from(attempt)
+        });
+        env.ensure(counted, || {
             format!(
                 "{failures} is {} after {attempt} failed write(s)",
                 env.metric(failures)
@@ -965,4 +969,51 @@ fn requests_waiting_on_a_failed_trust_refresh_share_its_failure() {
         "GET tag, trust server back",
         &image.manifest,
     );
+}
+
+// === a stalled upstream holds at most its connection limit ===
+
+#[test]
+fn a_stalled_upstream_holds_at_most_max_upstream_connections() {
+    let upstream = FakeHttp::start(|_| Reply::Hang(Duration::from_secs(15)));
+    let body = format!(
+        "upstreams:\n  - {{registry: \"{REGISTRY}\", url: \"{}\", default: true}}\n\
+         limits: {{upstream_timeout: 2s, max_upstream_connections: 3}}\n\
+         policy: {{default: allow}}\n",
+        upstream.url()
+    );
+    let proxy = Proxy::start(&body);
+    let clients = 8;
+    let barrier = Barrier::new(clients);
+    let results: Vec<(u16, Duration)> = thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|i| {
+                let (proxy, barrier) = (&proxy, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let started = Instant::now();
+                    let path = manifest_path(&format!("open/app{i}"), "v1");
+                    let r = proxy.request("GET", &path, &[("Accept", ACCEPT_ALL)], b"");
+                    (r.status, started.elapsed())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (status, took)) in results.iter().enumerate() {
+        assert_eq!(*status, 504, "client {i}");
+        assert!(*took < QUICKLY, "client {i} took {took:?}");
+    }
+    // At most 3 at a time; a waiter that got a slot as another timed out may have gone on.
+    let (held, reached) = (upstream.max_concurrent(), upstream.requests().len());
+    assert_eq!(
+        held, 3,
+        "a stalled upstream held {held} requests at once (limit 3)"
+    );
+    assert!(
+        reached <= clients,
+        "{reached} upstream requests for {clients} clients"
+    );
+    let r = proxy.request("GET", "/v2/", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.summary());
 }

@@ -9,7 +9,10 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use trustgate::trust::notary::{Limits, NotaryClient, Source};
 
-const GOOD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/trust/good-releases-delegation");
+const GOOD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/data/trust/good-releases-delegation"
+);
 const FILES: [&str; 6] = [
     "root.json",
     "timestamp.json",
@@ -52,8 +55,14 @@ fn fixture() -> &'static Fixture {
             .enable_all()
             .build()
             .unwrap();
-        let good = NotaryClient::new(Source::Dir(Path::new(GOOD).join("metadata")), Limits::default(), None);
-        let data = runtime.block_on(good.verify(&gun, at, &[])).expect("the good data verifies");
+        let good = NotaryClient::new(
+            Source::Dir(Path::new(GOOD).join("metadata")),
+            Limits::default(),
+            None,
+        );
+        let data = runtime
+            .block_on(good.verify(&gun, at, &[]))
+            .expect("the good data verifies");
         Fixture {
             dir,
             gun,
@@ -81,5 +90,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // A file that still verifies may differ in whitespace or field order; what it signs cannot.
-    assert_eq!(signed(&data), f.signed, "{replaced} replaced and still verified");
+    assert_eq!(
+        signed(&data),
+        f.signed,
+        "{replaced} replaced and still verified"
+    );
 });

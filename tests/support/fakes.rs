@@ -202,6 +202,8 @@ pub struct FakeHttp {
     addr: SocketAddr,
     requests: Arc<Mutex<Vec<String>>>,
     sent: Arc<AtomicU64>,
+    /// Requests being answered now, and the most there ever were at once.
+    busy: Arc<(AtomicUsize, AtomicUsize)>,
     rt: Runtime,
 }
 
@@ -217,19 +219,21 @@ impl FakeHttp {
         let addr = listener.local_addr().expect("fake address");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let sent = Arc::new(AtomicU64::new(0));
+        let busy = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
         let handler = Arc::new(handler);
         let client = reqwest::Client::new();
-        let (log, counter) = (requests.clone(), sent.clone());
+        let (log, counter, gauge) = (requests.clone(), sent.clone(), busy.clone());
         rt.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (handler, log, counter, client) = (
+                let (handler, log, counter, client, gauge) = (
                     handler.clone(),
                     log.clone(),
                     counter.clone(),
                     client.clone(),
+                    gauge.clone(),
                 );
                 tokio::spawn(async move {
-                    let _ = answer(stream, &*handler, &log, &counter, &client).await;
+                    let _ = answer(stream, &*handler, &log, &counter, &client, &gauge).await;
                 });
             }
         });
@@ -237,6 +241,7 @@ impl FakeHttp {
             addr,
             requests,
             sent,
+            busy,
             rt,
         }
     }
@@ -256,6 +261,11 @@ impl FakeHttp {
         self.sent.load(Ordering::Relaxed)
     }
 
+    /// The most requests this server was answering at one time.
+    pub fn max_concurrent(&self) -> usize {
+        self.busy.1.load(Ordering::Relaxed)
+    }
+
     pub fn runtime(&self) -> &Runtime {
         &self.rt
     }
@@ -267,6 +277,7 @@ async fn answer<H>(
     log: &Mutex<Vec<String>>,
     sent: &AtomicU64,
     client: &reqwest::Client,
+    busy: &(AtomicUsize, AtomicUsize),
 ) -> io::Result<()>
 where
     H: Fn(&str) -> Reply + ?Sized,
@@ -284,7 +295,21 @@ where
     let line = String::from_utf8_lossy(&head);
     let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
     log.lock().unwrap().push(path.clone());
-    let reply = match handler(&path) {
+    let now = busy.0.fetch_add(1, Ordering::SeqCst) + 1;
+    busy.1.fetch_max(now, Ordering::SeqCst);
+    let result = respond(&mut stream, handler(&path), sent, client).await;
+    busy.0.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    reply: Reply,
+    sent: &AtomicU64,
+    client: &reqwest::Client,
+) -> io::Result<()> {
+    let mut buf = [0u8; 4096];
+    let reply = match reply {
         Reply::Forward(url) => match client.get(&url).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
