@@ -89,11 +89,6 @@ impl Proxy {
         &self.cache_dir
     }
 
-    /// The process ID of `trustgate serve`.
-    pub fn pid(&self) -> u32 {
-        self.daemon.child.id()
-    }
-
     /// Everything the proxy logged so far.
     pub fn log(&self) -> String {
         self.daemon.log_text()
