@@ -34,6 +34,7 @@
 
 #![warn(missing_docs)]
 
+mod buffers;
 mod error;
 mod flight;
 mod index;

@@ -11,12 +11,16 @@ use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use tokio::task::JoinHandle;
 
+use super::buffers::BufferPool;
 use super::{BlobStream, Inner, Store, StoreError};
 use crate::oci::{Digest, DigestVerifier};
 
 /// Size of each read from disk. Large reads keep syscalls and blocking-pool hops per byte low
 /// (one of each per 256 KiB).
 pub(super) const READ_CHUNK: usize = 256 * 1024;
+
+/// The buffers every disk read (here and in `tail.rs`) fills: at most 8 MiB of them idle.
+pub(super) static READ_BUFFERS: BufferPool = BufferPool::new(READ_CHUNK, 32);
 
 /// A blob opened from the store, counted as being read until dropped (eviction skips it).
 pub struct CachedBlob {
@@ -209,19 +213,14 @@ fn spawn_read(mut file: File, len: usize) -> JoinHandle<(File, io::Result<Bytes>
     })
 }
 
-/// One `read` into a fresh buffer. Zeroing the buffer first costs less than it seems: it
-/// measured as fast as reading into uninitialised capacity via `read_to_end`, which needs
-/// several smaller reads per chunk.
+/// One `read` into a reused buffer (see `buffers.rs`).
 fn read_chunk(file: &mut File, len: usize) -> io::Result<Bytes> {
-    let mut buf = vec![0; len];
-    let n = loop {
-        match file.read(&mut buf) {
+    READ_BUFFERS.read(len, |buf| loop {
+        match file.read(buf) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            result => break result?,
+            result => break result,
         }
-    };
-    buf.truncate(n);
-    Ok(Bytes::from(buf))
+    })
 }
 
 // === impl ReadGuard ===

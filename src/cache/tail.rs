@@ -11,7 +11,7 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::{mpsc, watch};
 
 use super::flight::{FlightState, TempFile};
-use super::read::READ_CHUNK;
+use super::read::{READ_BUFFERS, READ_CHUNK};
 use super::verify::Holdback;
 use super::{BlobStream, StoreError};
 use crate::oci::Digest;
@@ -136,22 +136,19 @@ impl Reader {
 async fn read_at(file: Arc<TempFile>, pos: u64, len: usize) -> Result<Bytes, StoreError> {
     let path = file.path.clone();
     super::blocking(&path, "read", move || {
-        // Positional reads leave the shared descriptor's offset to the writer; they need an
-        // initialised buffer, which costs a memset next to the copy.
-        let mut buf = vec![0; len];
-        let n = file
-            .file
-            .read_at(&mut buf, pos)
+        // Positional reads leave the shared descriptor's offset to the writer. The buffer is
+        // a reused one (see `buffers.rs`).
+        let chunk = READ_BUFFERS
+            .read(len, |buf| file.file.read_at(buf, pos))
             .map_err(|e| StoreError::io("read", &file.path, e))?;
-        if n == 0 {
+        if chunk.is_empty() {
             let e = io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "temp file shorter than written",
             );
             return Err(StoreError::io("read", &file.path, e));
         }
-        buf.truncate(n);
-        Ok(Bytes::from(buf))
+        Ok(chunk)
     })
     .await
 }

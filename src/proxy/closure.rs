@@ -67,8 +67,8 @@ impl Proxy {
         expected_size: Option<u64>,
     ) -> Result<Fetched, ProxyError> {
         let what = || format!("{}@{digest}", ctx.image);
-        let (bytes, media_type) = match self.store.get_manifest(digest).await? {
-            Some(hit) => hit,
+        let (bytes, media_type, stored) = match self.store.get_manifest(digest).await? {
+            Some((bytes, media_type)) => (bytes, media_type, true),
             None => {
                 let fetched = ctx
                     .upstream
@@ -88,7 +88,7 @@ impl Proxy {
                         ),
                     ));
                 }
-                (fetched.bytes, fetched.media_type.unwrap_or_default())
+                (fetched.bytes, fetched.media_type.unwrap_or_default(), false)
             }
         };
         if let Some(size) = expected_size {
@@ -115,13 +115,17 @@ impl Proxy {
             }
         })?;
         let media_type = manifest.media_type().to_owned();
-        if let Err(e) = self
-            .store
-            .put_manifest(digest, bytes.clone(), &media_type)
-            .await
-        {
-            // Serving does not depend on caching (a full disk must not stop pulls).
-            tracing::warn!(digest = %digest, error = %e, "manifest not cached");
+        // A hit is stored already, and the store verified its bytes as it read them: storing it
+        // again would only hash it a second time.
+        if !stored {
+            if let Err(e) = self
+                .store
+                .put_manifest(digest, bytes.clone(), &media_type)
+                .await
+            {
+                // Serving does not depend on caching (a full disk must not stop pulls).
+                tracing::warn!(digest = %digest, error = %e, "manifest not cached");
+            }
         }
         self.remember_refs(digest, &manifest);
         Ok(Fetched {
@@ -131,13 +135,14 @@ impl Proxy {
         })
     }
 
+    /// Memoises what `manifest` references. Content-addressed, so an entry already there is
+    /// the same: it is only promoted, without building it (and its key) again.
     fn remember_refs(&self, digest: &Digest, manifest: &Manifest) -> Arc<Refs> {
-        let refs = Arc::new(Refs::of(manifest));
         self.refs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .put(digest.as_str().to_owned(), refs.clone());
-        refs
+            .get_or_insert_ref(digest.as_str(), || Arc::new(Refs::of(manifest)))
+            .clone()
     }
 
     async fn refs(
