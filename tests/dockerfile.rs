@@ -256,22 +256,6 @@ fn dockerfile_shape() {
 
 // === build and run, where a Docker engine answers ===
 
-fn docker_available() -> Result<(), String> {
-    let output = Command::new("timeout")
-        .args(["15", "docker", "info"])
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`docker info` failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
 fn docker(args: &[&str]) -> Output {
     run(300, "docker", args)
 }
@@ -389,7 +373,7 @@ fn wait_ready(url: &str, container: &str) {
 
 #[test]
 fn runtime_image_serves_a_signed_pull() {
-    if let Err(reason) = docker_available() {
+    if let Err(reason) = support::docker_available() {
         eprintln!(
             "skipping runtime_image_serves_a_signed_pull: no Docker engine ({reason}); \
              the Dockerfile is still linted and checked by the other tests"

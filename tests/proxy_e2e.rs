@@ -1760,23 +1760,6 @@ fn refusal_log_lines_are_plain_key_values() {
 
 // === real clients and the CLI ===
 
-/// `docker info` within 15 s: the engine answers.
-fn docker_available() -> Result<(), String> {
-    let output = Command::new("timeout")
-        .args(["15", "docker", "info"])
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`docker info` failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
 /// Removes the named images from the Docker engine on drop (pass or fail).
 struct DockerImages(Vec<String>);
 
@@ -1796,7 +1779,7 @@ fn docker(args: &[&str]) -> Output {
 
 #[test]
 fn docker_pull_through_the_proxy() {
-    if let Err(reason) = docker_available() {
+    if let Err(reason) = support::docker_available() {
         eprintln!("skipping docker_pull_through_the_proxy: no Docker engine: {reason}");
         return;
     }

@@ -1029,3 +1029,21 @@ pub fn rfc3339_from_unix(secs: u64) -> String {
         rem % 60
     )
 }
+
+/// `docker info` within 15 s: the engine answers. Tests that need a Docker engine skip with
+/// the returned reason where there is none.
+pub fn docker_available() -> Result<(), String> {
+    let output = Command::new("timeout")
+        .args(["15", "docker", "info"])
+        .output()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`docker info` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
