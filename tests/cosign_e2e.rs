@@ -202,26 +202,7 @@ policy:
     }
 
     fn push_blob(&self, repo: &str, blob: &Blob) {
-        let base = self.registry.url();
-        let url = format!("{base}/v2/{repo}/blobs/uploads/");
-        let started = http::request("POST", &url, &[], b"").unwrap();
-        assert_eq!(started.status, 202, "POST {url}: {}", started.summary());
-        let location = started.header("location").unwrap();
-        let location = if location.starts_with("http") {
-            location.to_string()
-        } else {
-            format!("{base}{location}")
-        };
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let url = format!("{location}{sep}digest={}", blob.digest);
-        let done = http::request(
-            "PUT",
-            &url,
-            &[("Content-Type", "application/octet-stream")],
-            &blob.bytes,
-        )
-        .unwrap();
-        assert_eq!(done.status, 201, "PUT {url}: {}", done.summary());
+        support::oci::push_blob(&self.registry, repo, blob);
     }
 
     fn expect_served(&self, path: &str, bytes: &[u8]) {

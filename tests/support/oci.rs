@@ -226,25 +226,7 @@ impl Image {
     fn push_http(&self, registry: &Registry, repo: &str, tag: &str) {
         let base = registry.url();
         for blob in self.blobs() {
-            let url = format!("{base}/v2/{repo}/blobs/uploads/");
-            let started = http::request("POST", &url, &[], b"").expect("start blob upload");
-            assert_eq!(started.status, 202, "POST {url}: {}", started.summary());
-            let location = started.header("location").expect("upload Location");
-            let location = if location.starts_with("http") {
-                location.to_string()
-            } else {
-                format!("{base}{location}")
-            };
-            let sep = if location.contains('?') { '&' } else { '?' };
-            let url = format!("{location}{sep}digest={}", blob.digest);
-            let done = http::request(
-                "PUT",
-                &url,
-                &[("Content-Type", "application/octet-stream")],
-                &blob.bytes,
-            )
-            .expect("finish blob upload");
-            assert_eq!(done.status, 201, "PUT {url}: {}", done.summary());
+            push_blob(registry, repo, blob);
         }
         let url = format!("{base}/v2/{repo}/manifests/{tag}");
         let put = http::request(
@@ -359,4 +341,29 @@ pub fn skopeo_pull(registry_host: &str, image: &str, out: &Path) -> std::process
         .arg(format!("docker://{registry_host}/{image}"))
         .arg(format!("dir:{}", out.display()));
     run_bounded(&mut cmd, b"", "skopeo")
+}
+
+/// Uploads one blob with the distribution API (POST an upload session, then PUT with the
+/// digest), as a pushing client does.
+pub fn push_blob(registry: &Registry, repo: &str, blob: &Blob) {
+    let base = registry.url();
+    let url = format!("{base}/v2/{repo}/blobs/uploads/");
+    let started = http::request("POST", &url, &[], b"").expect("start blob upload");
+    assert_eq!(started.status, 202, "POST {url}: {}", started.summary());
+    let location = started.header("location").expect("upload Location");
+    let location = if location.starts_with("http") {
+        location.to_string()
+    } else {
+        format!("{base}{location}")
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let url = format!("{location}{sep}digest={}", blob.digest);
+    let done = http::request(
+        "PUT",
+        &url,
+        &[("Content-Type", "application/octet-stream")],
+        &blob.bytes,
+    )
+    .expect("finish blob upload");
+    assert_eq!(done.status, 201, "PUT {url}: {}", done.summary());
 }
