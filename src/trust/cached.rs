@@ -220,8 +220,16 @@ fn refusal_for(gun: &str, server: &str, e: &NotaryError) -> Refusal {
                 "{gun} has no trust data on notary server {server}: the repository is not signed"
             )
         }
-        // Where the server is and how the connection failed is for the operator's log, not
-        // for clients.
+        // Where the server or the state store is, and how it failed, is for the operator's
+        // log, not for clients.
+        NotaryError::StateCorrupt { .. } => {
+            tracing::error!(gun, server, error = %e, "stored trust state is corrupt");
+            format!("trust data for {gun} was not used: its stored trust state is corrupt")
+        }
+        e if e.is_state() => {
+            tracing::warn!(gun, server, error = %e, "trust state could not be loaded or saved");
+            format!("trust data for {gun} was not used: the trust state store is unavailable")
+        }
         e if e.is_transport() => {
             tracing::warn!(gun, server, error = %e, "trust data could not be fetched");
             format!(

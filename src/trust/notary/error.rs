@@ -111,17 +111,40 @@ pub enum NotaryError {
     },
     #[error("{role}: too many delegations (limit {limit})")]
     TooManyDelegations { role: String, limit: usize },
+    /// The trust state could not be read or written (directory or object store unavailable).
     #[error("trust state {path}: {detail}")]
     State { path: String, detail: String },
+    /// A stored trust state is unusable. Refused rather than taken for absent, which would
+    /// trust a new root on first use.
+    #[error("trust state {path} is corrupt ({detail}); refusing to trust on first use again: an operator who wants this GUN to start over deletes that state")]
+    StateCorrupt { path: String, detail: String },
+    /// Other replicas saved the state of this GUN every time this one tried to.
+    #[error("trust state of {gun}: changed by another writer during each of {attempts} attempts to save it")]
+    StateContended { gun: String, attempts: usize },
 }
 
 impl NotaryError {
-    /// Errors caused by reaching the server rather than by what it served. These say nothing
-    /// about the trust data and do not warrant a root update.
+    /// Errors caused by reaching the server or the trust state store rather than by what the
+    /// server served. These say nothing about the trust data and do not warrant a root update.
+    /// A corrupt state is not one of them: it is what an attacker with write access to the
+    /// state would produce.
     pub fn is_transport(&self) -> bool {
         matches!(
             self,
-            NotaryError::Fetch { .. } | NotaryError::NotFound { .. } | NotaryError::State { .. }
+            NotaryError::Fetch { .. }
+                | NotaryError::NotFound { .. }
+                | NotaryError::State { .. }
+                | NotaryError::StateContended { .. }
+        )
+    }
+
+    /// Errors of the trust state store (shared or local), not of the trust server.
+    pub fn is_state(&self) -> bool {
+        matches!(
+            self,
+            NotaryError::State { .. }
+                | NotaryError::StateCorrupt { .. }
+                | NotaryError::StateContended { .. }
         )
     }
 }

@@ -22,7 +22,7 @@ use super::{
     error::{FetchError, NotaryError},
     schema::{DelegatedRole, FileMeta, Root, Signed, Snapshot, Targets, Timestamp},
     source::{MetaName, Source},
-    state::{GunState, StateStore},
+    state::{GunState, Saved, StateStore},
     verify::{
         check_common, check_file_meta, check_signatures, key_ring, sha256_hex_of_meta, KeyRing,
     },
@@ -150,25 +150,61 @@ impl NotaryClient {
 
     /// Fetches and verifies the trust data of `gun` as of `at`. `pins` are root key IDs
     /// (certificate IDs or canonical IDs); when non-empty, only those keys may sign the root.
+    ///
+    /// With a state store, this is load, verify, save-if-unchanged: when another writer (a
+    /// replica sharing the store) saved the GUN's state in between, the verification runs
+    /// again from that newer state, at most [`STATE_ATTEMPTS`] times. notary's client checks
+    /// each downloaded role against the version of its cached copy (`tufclient.go:
+    /// tryLoadRemote`: the cached version is the builder's `minVersion`, and a lower one fails
+    /// `VerifyVersion` with `ErrLowVersion`), trusts a downloaded root only when no root is
+    /// cached (`client.go: bootstrapClient`), and writes the cache only after the data
+    /// verified. Here that cache is the state all replicas share: data older than what any
+    /// replica stored is a rollback, and the root trusted on first use is the one stored first.
     pub async fn verify(
         &self,
         gun: &str,
         at: OffsetDateTime,
         pins: &[String],
     ) -> Result<TrustData, NotaryError> {
-        let mut state = match &self.state {
-            Some(store) => store.load(gun).await?,
-            None => GunState {
-                gun: gun.to_owned(),
-                ..GunState::default()
-            },
+        let Some(store) = &self.state else {
+            let (trust, _) = self
+                .verify_from(gun, at, pins, &GunState::empty(gun))
+                .await?;
+            return Ok(trust);
         };
+        for attempt in 1..=STATE_ATTEMPTS {
+            // Never verify without the stored state: a failure to load fails the update.
+            let (state, revision) = store.load(gun).await?;
+            let (trust, next) = self.verify_from(gun, at, pins, &state).await?;
+            // Step 7: persist the new trust anchor and versions, unless another writer did
+            // first.
+            match store.save(&next, &revision).await? {
+                Saved::Stored => return Ok(trust),
+                Saved::Conflict => {
+                    tracing::debug!(gun, attempt, "trust state changed while verifying; again");
+                }
+            }
+        }
+        Err(NotaryError::StateContended {
+            gun: gun.to_owned(),
+            attempts: STATE_ATTEMPTS,
+        })
+    }
+
+    /// Steps 1-6 from `state`; the trust data and the state to store after them.
+    async fn verify_from(
+        &self,
+        gun: &str,
+        at: OffsetDateTime,
+        pins: &[String],
+        state: &GunState,
+    ) -> Result<(TrustData, GunState), NotaryError> {
         let run = Run {
             client: self,
             gun,
             at,
             pins,
-            state: &state,
+            state,
         };
         // Step 1: the trusted root.
         let (root, first_use) = match state.root_bytes() {
@@ -188,18 +224,19 @@ impl NotaryClient {
             },
             Err(e) => return Err(e),
         };
-        // Step 7: persist the new trust anchor and versions.
-        state.root = Some(super::schema::b64_encode(&root.bytes));
-        state.versions.insert("root".to_owned(), root.version());
-        for (role, version) in data.versions {
-            state.versions.insert(role, version);
+        let mut next = state.clone();
+        next.root = Some(super::schema::b64_encode(&root.bytes));
+        next.advance("root", root.version());
+        for (role, version) in &data.versions {
+            next.advance(role, *version);
         }
-        if let Some(store) = &self.state {
-            store.save(&state).await?;
-        }
-        Ok(data.trust)
+        Ok((data.trust, next))
     }
 }
+
+/// How many times [`NotaryClient::verify`] verifies and tries to save before giving up on a
+/// GUN whose state other writers keep changing.
+pub const STATE_ATTEMPTS: usize = 3;
 
 struct Update {
     trust: TrustData,
