@@ -161,6 +161,9 @@ expect_failure "TLS without a Secret" "tls.existingSecret is required" \
 expect_failure "credentials without a Secret" "credentials.existingSecret is required" \
   'upstreams: [{registry: r.example, url: "https://r.example", default: true, credentials: {username: u}}]'
 
+expect_failure "s3 storage without a bucket" "storage.s3.bucket is required" \
+  'storage: {backend: s3}'
+
 step "single replica: no PDB (it would block node drains)"
 printf 'replicaCount: 1\n' >"$work/one.yaml"
 "$render" -chart "$chart" -f "$work/one.yaml" >"$work/one-out.yaml"

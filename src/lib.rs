@@ -14,5 +14,6 @@ pub mod oci;
 pub mod policy;
 pub mod proxy;
 pub mod server;
+pub mod storage;
 pub mod trust;
 pub mod upstream;

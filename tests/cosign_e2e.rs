@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
+use support::fakes::{Forwarder, Link};
 use support::http::{self, HttpResponse};
 use support::oci::{self, Blob, Image, ACCEPT_ALL, OCI_CONFIG, OCI_MANIFEST};
 use support::proxy::Proxy;
@@ -71,9 +72,11 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// One test's peers: a registry, three keys, and the proxy with cosign rules.
+/// One test's peers: a registry (behind a forwarder that can take it down), three keys, and
+/// the proxy with cosign rules. Fields drop in order: the proxy first.
 struct Env {
     proxy: Proxy,
+    upstream: Forwarder,
     registry: Registry,
     a: Key,
     b: Key,
@@ -84,6 +87,7 @@ struct Env {
 impl Env {
     fn start() -> Env {
         let registry = Registry::start();
+        let upstream = Forwarder::start(&registry.host_port());
         let keys = tempfile::tempdir().unwrap();
         let (a, b, wrong) = (
             Key::generate(keys.path(), "a"),
@@ -94,13 +98,14 @@ impl Env {
         let body = format!(
             r#"upstreams:
   - {{registry: "{REGISTRY}", url: "{}", default: true}}
+limits: {{upstream_timeout: 2s}}
 policy:
   default: deny
   rules:
     - {{match: "{REGISTRY}/cosign/**", action: verify, verifier: cosign, keys: [{}]}}
     - {{match: "{REGISTRY}/two/**", action: verify, verifier: cosign, keys: [{}, {}], threshold: 2}}
 "#,
-            registry.url(),
+            upstream.url(),
             path(&a),
             path(&a),
             path(&b),
@@ -108,6 +113,7 @@ policy:
         let proxy = Proxy::start(&body);
         Env {
             proxy,
+            upstream,
             registry,
             a,
             b,
@@ -375,4 +381,91 @@ fn cosign_threshold_two_needs_two_distinct_keys() {
     for blob in both.blobs() {
         env.expect_served(&format!("/v2/two/app/blobs/{}", blob.digest), &blob.bytes);
     }
+}
+
+// === statuses: what the registry said is not a verdict ===
+
+#[test]
+fn cosign_tag_missing_upstream_is_manifest_unknown_not_denied() {
+    let env = Env::start();
+    let image = env.push_image("cosign/app", "v1");
+    env.sign("cosign/app", &image.manifest.digest, &[&env.a]);
+    for path in [
+        "/v2/cosign/app/manifests/nope",
+        "/v2/cosign/nothing-here/manifests/v1",
+    ] {
+        let r = env.get(path);
+        assert_eq!(
+            (r.status, r.error_code().as_deref()),
+            (404, Some("MANIFEST_UNKNOWN")),
+            "GET {path}: {}",
+            r.summary()
+        );
+    }
+    // A tag that exists but is unsigned is still a refusal with a reason.
+    env.push_image("cosign/app", "unsigned");
+    let r = env.get("/v2/cosign/app/manifests/unsigned");
+    assert_eq!(r.status, 403, "{}", r.summary());
+    assert!(r
+        .error_message()
+        .unwrap_or_default()
+        .contains("has no cosign signature"));
+}
+
+#[test]
+fn cosign_registry_failing_while_signatures_are_checked_is_a_gateway_error() {
+    let env = Env::start();
+    let image = env.push_image("cosign/app", "v1");
+    env.sign("cosign/app", &image.manifest.digest, &[&env.a]);
+    let by_digest = format!("/v2/cosign/app/manifests/{}", image.manifest.digest);
+    let blob = format!("/v2/cosign/app/blobs/{}", image.config.digest);
+
+    // Down: the tag, the signature of a digest and the signed set of a blob cannot be read.
+    env.upstream.set(Link::Refuse);
+    for path in ["/v2/cosign/app/manifests/v1", &by_digest, &blob] {
+        let r = env.get(path);
+        assert_eq!(r.status, 502, "GET {path}, registry down: {}", r.summary());
+        assert_ne!(r.error_code().as_deref(), Some("DENIED"), "{}", r.summary());
+    }
+    // Hanging: a timeout, within upstream_timeout.
+    env.upstream.set(Link::Stall);
+    let started = std::time::Instant::now();
+    let r = env.get(&by_digest);
+    assert_eq!(
+        r.status,
+        504,
+        "GET {by_digest}, registry stalled: {}",
+        r.summary()
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    // Back: nothing of the outage was remembered as a verdict.
+    env.upstream.set(Link::Pass);
+    env.expect_served("/v2/cosign/app/manifests/v1", &image.manifest.bytes);
+    env.expect_served(&by_digest, &image.manifest.bytes);
+    env.expect_served(&blob, &image.config.bytes);
+}
+
+#[test]
+fn cosign_tags_list_is_the_upstream_list() {
+    let env = Env::start();
+    let signed = env.push_image("cosign/app", "v1");
+    let sig = env.sign("cosign/app", &signed.manifest.digest, &[&env.a]);
+    env.push_image("cosign/app", "unsigned");
+
+    let r = env.get("/v2/cosign/app/tags/list");
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let mut tags: Vec<String> = serde_json::from_value(r.json()["tags"].clone()).unwrap();
+    tags.sort();
+    let mut want = vec!["unsigned".to_owned(), "v1".to_owned(), sig.tag.clone()];
+    want.sort();
+    assert_eq!(tags, want);
+    // Listing is not serving: the unsigned tag is still refused.
+    let r = env.get("/v2/cosign/app/manifests/unsigned");
+    assert_eq!(r.status, 403, "{}", r.summary());
+    // Pagination is the registry's: the same page as asking it directly.
+    let r = env.get("/v2/cosign/app/tags/list?n=1");
+    let url = format!("{}/v2/cosign/app/tags/list?n=1", env.registry.url());
+    let direct = http::request("GET", &url, &[], b"").unwrap();
+    assert_eq!(r.json(), direct.json(), "{}", r.summary());
 }

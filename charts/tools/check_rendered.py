@@ -76,6 +76,10 @@ def config_files(config):
     for i, n in enumerate(config.get("notary_servers") or []):
         if "ca_file" in n:
             out.append((f"notary_servers[{i}].ca_file", n["ca_file"]))
+    s3 = (config.get("storage") or {}).get("s3") or {}
+    for key in ("access_key_id_file", "secret_access_key_file"):
+        if key in s3:
+            out.append(("storage.s3." + key, s3[key]))
     for i, r in enumerate((config.get("policy") or {}).get("rules") or []):
         for key in r.get("root_keys") or []:
             if not re.fullmatch(r"[0-9a-f]{64}", key):
@@ -179,6 +183,18 @@ def main():
                 check(items[0]["key"] == cred.get("passwordKey", "password")
                       and volumes[m["name"]]["secret"]["secretName"] == cred["existingSecret"],
                       f"upstreams[{i}] password does not come from its Secret key")
+        s3 = values["storage"]["s3"]
+        if values["storage"]["backend"] == "s3":
+            check(config["storage"]["s3"]["bucket"] == s3["bucket"], "storage.s3.bucket")
+            if s3["existingSecret"]:
+                m = mount_for(config["storage"]["s3"]["access_key_id_file"], mounts)
+                secret = volumes[m["name"]]["secret"]
+                check(secret["secretName"] == s3["existingSecret"]
+                      and [i["key"] for i in secret["items"]]
+                      == [s3["accessKeyIdKey"], s3["secretAccessKeyKey"]],
+                      "storage.s3 keys do not come from their Secret")
+        else:
+            check("storage" not in config, "storage rendered for the local backend")
 
     # Services select the pods and name container ports.
     for s in by_kind(docs, "Service"):
@@ -255,6 +271,8 @@ def write_config(config, text, out, cert, key):
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if what.endswith("password_file"):
             content = b"not-a-real-password\n"
+        elif what.startswith("storage.s3."):
+            content = b"not-a-real-s3-key\n"
         elif what.endswith("key_file"):
             content = open(key, "rb").read()
         else:

@@ -38,7 +38,9 @@ use futures_util::stream::{BoxStream, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::fill::{self, FillError};
 use super::index::Kind;
+use super::shared::{SharedTier, Upload};
 use super::tail::Reader;
 use super::verify::{passthrough, Checked};
 use super::{BlobBody, BlobSource, Inner, Store, StoreError};
@@ -49,8 +51,8 @@ const FIRST_CALLER_QUEUE: usize = 64;
 /// Chunks queued for the writer before the leader waits for the disk.
 const WRITE_QUEUE: usize = 64;
 /// Most bytes, and chunks, per `writev`.
-const WRITE_BATCH_BYTES: usize = 1024 * 1024;
-const WRITE_BATCH_CHUNKS: usize = 256;
+pub(super) const WRITE_BATCH_BYTES: usize = 1024 * 1024;
+pub(super) const WRITE_BATCH_CHUNKS: usize = 256;
 
 /// A fetch in progress, as listed in `Inner::flights`.
 pub(super) struct Flight {
@@ -293,6 +295,11 @@ impl Leader {
         Fut: Future<Output = Result<(Option<u64>, BoxStream<'static, Result<Bytes, E>>), E>>,
         E: std::error::Error + Send + Sync + 'static,
     {
+        if let Some(shared) = self.inner.shared.clone() {
+            if self.fill_from_shared(&shared).await {
+                return;
+            }
+        }
         let (length, mut upstream) = match fetch().await {
             Ok(fetched) => fetched,
             Err(e) => return self.fail(StoreError::upstream(&self.digest, e)),
@@ -358,6 +365,74 @@ impl Leader {
                 }
             }
         }
+    }
+
+    /// Tries the shared tier: the whole object into a temp file, hashed, synced and renamed
+    /// into `blobs/`, and only then published to readers (as a finished flight they read from
+    /// the file). `false`, with nothing published, when the object is absent, unreachable,
+    /// does not fit, or is not what its key promises: the caller fetches upstream instead.
+    async fn fill_from_shared(&mut self, shared: &SharedTier) -> bool {
+        let observer = self.inner.observer.clone();
+        let object = match shared.open(&self.digest).await {
+            Ok(Some(object)) => object,
+            Ok(None) => {
+                observer.shared_miss();
+                return false;
+            }
+            Err(e) => {
+                observer.shared_error(e.op());
+                return false;
+            }
+        };
+        let size = object.size;
+        {
+            let _commit = self.inner.commit.lock().await;
+            let Some(victims) = self.inner.index().reserve(size) else {
+                tracing::debug!(digest = %self.digest, size,
+                    "cache: no room for the shared tier's copy; fetching upstream");
+                return false;
+            };
+            self.reserved = Some(size);
+            self.inner.evict(victims).await;
+        }
+        let path = self.inner.temp_path(&self.digest);
+        self.tmp = Some(path.clone());
+        let file = match fill::download(&self.digest, object.body, size, path).await {
+            Ok(file) => file,
+            Err(e) => {
+                match e {
+                    FillError::Mismatch(e) => {
+                        tracing::warn!(digest = %self.digest, key = %shared.key(&self.digest), error = %e,
+                            "shared store: object does not match its digest; ignored, fetching upstream");
+                        observer.shared_mismatch();
+                        shared.needs_repair(&self.digest);
+                    }
+                    FillError::Shared(e) => {
+                        tracing::debug!(digest = %self.digest, error = %e,
+                            "shared store: read failed; fetching upstream");
+                        observer.shared_error(e.op());
+                    }
+                    FillError::Local(e) => {
+                        tracing::warn!(digest = %self.digest, error = %e,
+                            "cache: cannot write the shared tier's copy; fetching upstream");
+                        observer.write_failed();
+                    }
+                }
+                self.remove_tmp();
+                self.release_reservation();
+                return false;
+            }
+        };
+        // Even if it cannot be renamed into place, the verified file serves this flight.
+        self.install(&file.path, size).await;
+        observer.shared_hit(size);
+        self.state.send_modify(|s| {
+            s.headers = Some(Some(size));
+            s.file = Some(file);
+            s.written = size;
+            s.verified = Some(size);
+        });
+        true
     }
 
     fn fail(&self, e: StoreError) {
@@ -461,35 +536,47 @@ impl Leader {
             self.inner.observer.write_failed();
             return;
         }
-        let commit = self.inner.commit.lock().await;
+        if !self.install(&file.path, total).await {
+            return;
+        }
+        self.inner.observer.stored(total);
+        tracing::debug!(digest = %self.digest, size = total, "cache: stored blob");
+        if let Some(shared) = &self.inner.shared {
+            let upload = Upload::Blob { file, size: total };
+            shared.upload(&self.digest, upload, self.inner.observer.clone());
+        }
+        // Dropping `self` unlists the flight, after the index has the blob.
+    }
+
+    /// Renames a verified, synced temp file into `blobs/` and indexes it; `false` if it was
+    /// not stored (already there, no room, or the rename failed).
+    async fn install(&mut self, path: &std::path::Path, total: u64) -> bool {
+        let _commit = self.inner.commit.lock().await;
         if self.inner.index().peek(&self.digest).is_some() {
             // Stored meanwhile through `put_manifest`; same bytes.
-            return;
+            return false;
         }
         if self.reserved.is_none() {
             let victims = self.inner.index().reserve(total);
             let Some(victims) = victims else {
                 tracing::debug!(digest = %self.digest, total, "cache: no room; not stored");
-                return;
+                return false;
             };
             self.reserved = Some(total);
             self.inner.evict(victims).await;
         }
         let to = self.inner.object_path(&self.digest);
-        if let Err(e) = super::rename(&file.path, &to).await {
+        if let Err(e) = super::rename(path, &to).await {
             tracing::warn!(digest = %self.digest, error = %e, "cache: rename failed; not stored");
             self.inner.observer.write_failed();
-            return;
+            return false;
         }
         self.tmp = None;
         self.reserved = None;
         self.inner
             .index()
             .insert_reserved(self.digest.clone(), total, Kind::Blob);
-        drop(commit);
-        self.inner.observer.stored(total);
-        tracing::debug!(digest = %self.digest, size = total, "cache: stored blob");
-        // Dropping `self` unlists the flight, after the index has the blob.
+        true
     }
 
     /// Forgets this flight so the next request starts afresh (or finds the stored blob).
@@ -565,7 +652,7 @@ async fn write_loop(
     Ok(written)
 }
 
-fn write_all_vectored(mut file: &File, chunks: &[Bytes]) -> io::Result<()> {
+pub(super) fn write_all_vectored(mut file: &File, chunks: &[Bytes]) -> io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
     let mut slices = &mut slices[..];
     while !slices.is_empty() {

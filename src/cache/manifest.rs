@@ -6,8 +6,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 
 use super::index::Kind;
+use super::shared::{SharedTier, Upload};
 use super::{blocking, rename, Store, StoreError, SIDECAR_SUFFIX};
 use crate::oci::{Digest, DigestMismatch};
 
@@ -30,7 +32,75 @@ impl Store {
             Some((bytes, _)) => self.inner.observer.hit(bytes.len() as u64),
             None => self.inner.observer.miss(),
         }
+        if found.is_none() {
+            if let Some(shared) = &self.inner.shared {
+                return Ok(self.manifest_from_shared(shared, digest).await);
+            }
+        }
         Ok(found)
+    }
+
+    /// A manifest from the shared tier, checked like one from upstream (size bound, digest,
+    /// header-safe media type) and stored locally; `None` when absent, unreachable or wrong.
+    async fn manifest_from_shared(
+        &self,
+        shared: &SharedTier,
+        digest: &Digest,
+    ) -> Option<(Bytes, String)> {
+        let observer = &self.inner.observer;
+        let object = match shared.open(digest).await {
+            Ok(Some(object)) => object,
+            Ok(None) => {
+                observer.shared_miss();
+                return None;
+            }
+            Err(e) => {
+                observer.shared_error(e.op());
+                return None;
+            }
+        };
+        let mismatch = |why: &str| {
+            tracing::warn!(%digest, key = %shared.key(digest), why,
+                "shared store: manifest object is not what its key promises; ignored");
+            observer.shared_mismatch();
+            shared.needs_repair(digest);
+        };
+        if object.size > shared.max_manifest_size() {
+            mismatch("larger than limits.max_manifest_size");
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(object.size as usize);
+        let mut body = object.body;
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(chunk) if (bytes.len() + chunk.len()) as u64 > object.size => {
+                    mismatch("longer than its announced size");
+                    return None;
+                }
+                Ok(chunk) => bytes.extend_from_slice(&chunk),
+                Err(e) => {
+                    observer.shared_error(e.op());
+                    return None;
+                }
+            }
+        }
+        if !digest.matches(&bytes) {
+            mismatch("bytes do not match the digest");
+            return None;
+        }
+        let Some(media_type) = object.media_type.filter(|m| is_header_safe(m)) else {
+            mismatch("no usable Content-Type");
+            return None;
+        };
+        let bytes = Bytes::from(bytes);
+        observer.shared_hit(bytes.len() as u64);
+        if let Err(e) = self
+            .store_manifest(digest, bytes.clone(), &media_type, false)
+            .await
+        {
+            tracing::debug!(%digest, error = %e, "cache: shared tier's manifest not stored locally");
+        }
+        Some((bytes, media_type))
     }
 
     async fn load_manifest(&self, digest: &Digest) -> Result<Option<(Bytes, String)>, StoreError> {
@@ -75,11 +145,26 @@ impl Store {
     /// Refuses ([`StoreError::DigestMismatch`]) bytes with another digest, media types that
     /// are not header-safe, and manifests that do not fit ([`StoreError::Full`]). A manifest
     /// already stored is only touched.
+    ///
+    /// With a shared tier, a manifest stored here for the first time is also uploaded there
+    /// in the background.
     pub async fn put_manifest(
         &self,
         digest: &Digest,
         bytes: Bytes,
         media_type: &str,
+    ) -> Result<(), StoreError> {
+        self.store_manifest(digest, bytes, media_type, true).await
+    }
+
+    /// [`put_manifest`](Self::put_manifest). `from_upstream` is false for what came from the
+    /// shared tier: it is neither uploaded back nor counted as stored from upstream.
+    async fn store_manifest(
+        &self,
+        digest: &Digest,
+        bytes: Bytes,
+        media_type: &str,
+        from_upstream: bool,
     ) -> Result<(), StoreError> {
         if !is_header_safe(media_type) {
             return Err(StoreError::InvalidMediaType {
@@ -111,6 +196,7 @@ impl Store {
         // runs alongside other commits.
         let tmp_object = self.inner.temp_path(digest);
         let tmp_sidecar = PathBuf::from(format!("{}{SIDECAR_SUFFIX}", tmp_object.display()));
+        let upload = (from_upstream && self.inner.shared.is_some()).then(|| bytes.clone());
         let written = blocking(&tmp_object, "write", {
             let (object, sidecar) = (tmp_object.clone(), tmp_sidecar.clone());
             let media_type = media_type.to_owned();
@@ -122,7 +208,7 @@ impl Store {
         .await;
         let result = match written {
             Ok(()) => {
-                self.commit_manifest(digest, size, &tmp_object, &tmp_sidecar)
+                self.commit_manifest(digest, size, &tmp_object, &tmp_sidecar, from_upstream)
                     .await
             }
             Err(e) => Err(e),
@@ -136,7 +222,15 @@ impl Store {
             let _ = tokio::fs::remove_file(&tmp_object).await;
             let _ = tokio::fs::remove_file(&tmp_sidecar).await;
         }
-        result
+        let inserted = result?;
+        if let (true, Some(bytes), Some(shared)) = (inserted, upload, &self.inner.shared) {
+            let upload = Upload::Manifest {
+                bytes,
+                media_type: media_type.to_owned(),
+            };
+            shared.upload(digest, upload, self.inner.observer.clone());
+        }
+        Ok(())
     }
 
     async fn commit_manifest(
@@ -145,7 +239,8 @@ impl Store {
         size: u64,
         tmp_object: &Path,
         tmp_sidecar: &Path,
-    ) -> Result<(), StoreError> {
+        from_upstream: bool,
+    ) -> Result<bool, StoreError> {
         let object = self.inner.object_path(digest);
         let sidecar = self.inner.sidecar_path(digest);
         let _commit = self.inner.commit.lock().await;
@@ -157,7 +252,7 @@ impl Store {
                 self.inner.index().mark_manifest(digest);
             }
             let _ = tokio::fs::remove_file(tmp_object).await;
-            return Ok(());
+            return Ok(false);
         }
         let victims = self.inner.index().reserve(size);
         let Some(victims) = victims else {
@@ -177,9 +272,11 @@ impl Store {
         self.inner
             .index()
             .insert_reserved(digest.clone(), size, Kind::Manifest);
-        self.inner.observer.stored(size);
+        if from_upstream {
+            self.inner.observer.stored(size);
+        }
         tracing::debug!(%digest, size, "cache: stored manifest");
-        Ok(())
+        Ok(true)
     }
 }
 

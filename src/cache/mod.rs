@@ -30,17 +30,20 @@
 //! index is a `std::sync::Mutex` held only for map operations; a `tokio` mutex serialises
 //! renames into `blobs/` with evictions, so an eviction's unlink can never hit a newer copy.
 //! One process per directory: two processes sharing one `dir` would clear each other's temp
-//! files at startup and keep separate indexes.
+//! files at startup and keep separate indexes. Replicas share content through a shared tier
+//! instead ([`SharedTier`], `shared.rs`): a bucket behind each replica's own directory.
 
 #![warn(missing_docs)]
 
 mod buffers;
 mod error;
+mod fill;
 mod flight;
 mod index;
 mod manifest;
 mod read;
 mod scan;
+mod shared;
 mod tail;
 mod verify;
 
@@ -56,6 +59,7 @@ use futures_util::stream::BoxStream;
 
 pub use self::error::StoreError;
 pub use self::read::CachedBlob;
+pub use self::shared::{SharedError, SharedOp, SharedOptions, SharedTier};
 
 use self::flight::Flight;
 use self::index::{Index, Kind, Victim};
@@ -117,6 +121,25 @@ pub trait StoreObserver: Send + Sync {
     fn stored(&self, bytes: u64) {
         let _ = bytes;
     }
+    /// An object of `bytes` bytes came from the shared tier, verified, into the local one.
+    fn shared_hit(&self, bytes: u64) {
+        let _ = bytes;
+    }
+    /// The shared tier does not have an object the local one missed.
+    fn shared_miss(&self) {}
+    /// An operation on the shared tier failed or timed out.
+    fn shared_error(&self, op: SharedOp) {
+        let _ = op;
+    }
+    /// The shared tier's object did not match its digest (or length); it was not used.
+    fn shared_mismatch(&self) {}
+    /// A verified object of `bytes` bytes was uploaded to the shared tier.
+    fn shared_uploaded(&self, bytes: u64) {
+        let _ = bytes;
+    }
+    /// An upload to the shared tier failed or was skipped (queue full); the object stays
+    /// local only.
+    fn shared_upload_failed(&self) {}
 }
 
 /// The default observer.
@@ -135,6 +158,8 @@ struct Inner {
     /// Held while renaming objects into `blobs/` and while unlinking evicted ones.
     commit: tokio::sync::Mutex<()>,
     observer: Arc<dyn StoreObserver>,
+    /// The bucket replicas share, if configured (see `shared.rs`).
+    shared: Option<SharedTier>,
     /// Makes temp file names unique.
     next_id: AtomicU64,
     /// Tests make writes fail after this many bytes of a blob.
@@ -162,6 +187,18 @@ impl Store {
         max_size: u64,
         observer: Arc<dyn StoreObserver>,
     ) -> Result<Self, StoreError> {
+        Self::open_tiered(dir, max_size, observer, None).await
+    }
+
+    /// [`open_with_observer`](Self::open_with_observer), with `shared` as the tier behind
+    /// this one: misses are looked up there before upstream, and what is fetched upstream
+    /// is uploaded there (see `shared.rs`).
+    pub async fn open_tiered(
+        dir: PathBuf,
+        max_size: u64,
+        observer: Arc<dyn StoreObserver>,
+        shared: Option<SharedTier>,
+    ) -> Result<Self, StoreError> {
         let scan = blocking(&dir, "scan", {
             let dir = dir.clone();
             move || scan::scan(&dir)
@@ -185,6 +222,7 @@ impl Store {
             flights: Mutex::default(),
             commit: tokio::sync::Mutex::new(()),
             observer,
+            shared,
             next_id: AtomicU64::new(0),
             #[cfg(test)]
             write_limit: AtomicU64::new(u64::MAX),
@@ -204,6 +242,7 @@ impl Store {
             objects,
             bytes,
             max_size,
+            shared = ?inner.shared,
             removed_temp = scan.removed_temp,
             removed_stray = scan.removed_stray,
             "cache: opened"

@@ -12,11 +12,12 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::{
-    cache::{Store, StoreObserver},
-    config::{Config, LimitsConfig},
+    cache::{SharedOp, Store, StoreObserver},
+    config::{Config, LimitsConfig, StorageConfig},
     metrics::{CacheSource, Metrics},
     proxy::{Limits, Proxy, Runtime},
     server::{self, AdminService, Readiness, ServeOptions, StackConfig},
+    storage::SharedStore,
 };
 
 #[derive(Debug, Args)]
@@ -71,6 +72,26 @@ impl StoreObserver for CacheObserver {
     fn stored(&self, bytes: u64) {
         self.metrics.cache().served(CacheSource::Upstream, bytes);
         self.update_size();
+    }
+    fn shared_hit(&self, bytes: u64) {
+        self.metrics.shared().hit();
+        self.metrics.cache().served(CacheSource::Shared, bytes);
+        self.update_size();
+    }
+    fn shared_miss(&self) {
+        self.metrics.shared().miss();
+    }
+    fn shared_error(&self, op: SharedOp) {
+        self.metrics.shared().error(op);
+    }
+    fn shared_mismatch(&self) {
+        self.metrics.shared().mismatch();
+    }
+    fn shared_uploaded(&self, bytes: u64) {
+        self.metrics.shared().uploaded(bytes);
+    }
+    fn shared_upload_failed(&self) {
+        self.metrics.shared().upload_failed();
     }
 }
 
@@ -143,15 +164,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::init_logging(args.log_json, &filter)?;
     let config = Config::load(&args.config)?;
     let metrics = Arc::new(Metrics::new());
-    let runtime = Runtime::build(&config, &metrics)?;
+    // Built once: a reload keeps the store (see `config/storage.rs`).
+    let shared = SharedStore::from_config(&config)?;
+    let runtime = Runtime::build_with_storage(&config, &metrics, shared.as_ref())?;
     let store_slot = Arc::new(OnceLock::new());
-    let store = Store::open_with_observer(
+    let store = Store::open_tiered(
         config.cache.dir.clone(),
         config.cache.max_size,
         Arc::new(CacheObserver {
             metrics: (*metrics).clone(),
             store: Arc::downgrade(&store_slot),
         }),
+        shared.as_ref().map(|s| s.tier(&config)),
     )
     .await
     .with_context(|| format!("opening the cache at {}", config.cache.dir.display()))?;
@@ -206,6 +230,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(signals(
         args.config.clone(),
         limits,
+        config.storage.clone(),
+        shared,
         proxy.clone(),
         metrics.clone(),
         stop_tx,
@@ -237,6 +263,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn signals(
     config: PathBuf,
     limits: LimitsConfig,
+    storage: StorageConfig,
+    shared: Option<SharedStore>,
     proxy: Arc<Proxy>,
     metrics: Arc<Metrics>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -258,7 +286,12 @@ async fn signals(
                             tracing::warn!(config = %config.display(),
                                 "limits changed: upstream and trust limits apply now, the others at the next start");
                         }
-                        Runtime::build(&c, &metrics).map_err(anyhow::Error::from)
+                        if c.storage != storage {
+                            tracing::warn!(config = %config.display(),
+                                "storage changed: it applies at the next start");
+                        }
+                        Runtime::build_with_storage(&c, &metrics, shared.as_ref())
+                            .map_err(anyhow::Error::from)
                     }) {
                     Ok(runtime) => {
                         proxy.reload(runtime);

@@ -116,6 +116,48 @@ pub enum ConfigError {
         /// The key missing.
         missing: &'static str,
     },
+    /// `storage.backend: s3` without a `storage.s3` section.
+    #[error("{at}: storage.backend is s3 but storage.s3 is missing; add `s3: {{bucket: <name>}}`")]
+    MissingS3Settings {
+        /// Where (`storage.backend`).
+        at: Location,
+    },
+    /// A `storage.s3` section while the backend is `local`.
+    #[error("{at}: storage.s3 is set but storage.backend is local, so it would have no effect; set `backend: s3` or remove `s3`")]
+    S3SettingsWithoutBackend {
+        /// Where (`storage.s3`).
+        at: Location,
+    },
+    /// An `http://` endpoint without `allow_http: true`.
+    #[error("{at}: storage.s3.endpoint `{endpoint}` is plain HTTP: object storage credentials and content would cross the network unencrypted; use https:// or set `allow_http: true` (only for a loopback or otherwise protected network)")]
+    S3PlainHttp {
+        /// Where (`storage.s3.endpoint`).
+        at: Location,
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// One of the two S3 key files without the other.
+    #[error("{at}: storage.s3 has `{present}` but no `{missing}`; give both, or neither to use the AWS_* environment")]
+    IncompleteS3Credentials {
+        /// Where (the key that is present).
+        at: Location,
+        /// The key given.
+        present: &'static str,
+        /// The key missing.
+        missing: &'static str,
+    },
+    /// An S3 key file could not be read, or is empty. The error never quotes the content.
+    #[error("{at}: cannot use storage.s3.{key} {}: {reason}", path.display())]
+    S3KeyFile {
+        /// Where (the key).
+        at: Location,
+        /// `access_key_id_file` or `secret_access_key_file`.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (an I/O error, which does not quote the content, or "it is empty").
+        reason: String,
+    },
     /// A password file could not be read. The error names the file, never its content.
     #[error("{at}: cannot read password_file {} of upstream `{registry}`: {source}", path.display())]
     ReadPasswordFile {
@@ -206,15 +248,25 @@ pub enum ConfigError {
         /// The field.
         key: &'static str,
     },
+    /// A rule's cosign `keyless` block that cannot be used.
+    #[error("{at}: rule `{pattern}`: {reason}")]
+    BadKeyless {
+        /// Where (`keyless`).
+        at: Location,
+        /// The rule's pattern.
+        pattern: String,
+        /// What is wrong.
+        reason: crate::policy::KeylessError,
+    },
     /// A rule whose verifier includes cosign but that lists no keys.
-    #[error("{at}: rule `{pattern}` verifies with cosign but lists no keys; add `keys: [<PEM public key file>]`")]
+    #[error("{at}: rule `{pattern}` verifies with cosign but lists no keys; add `keys: [<PEM public key file>]` or `keyless: {{...}}`")]
     MissingCosignKeys {
         /// Where (`keys`, else `verifier`).
         at: Location,
         /// The rule's pattern.
         pattern: String,
     },
-    /// A cosign `threshold` of 0 or above the number of keys.
+    /// A cosign `threshold` of 0 or above the number of keys plus keyless identities.
     #[error(
         "{at}: rule `{pattern}` has threshold {threshold} with {keys} key(s); use 1 to {keys}"
     )]
@@ -300,6 +352,11 @@ impl ConfigError {
             | Self::DuplicateUpstream { at, .. }
             | Self::MultipleDefaultUpstreams { at, .. }
             | Self::IncompleteCredentials { at, .. }
+            | Self::MissingS3Settings { at }
+            | Self::S3SettingsWithoutBackend { at }
+            | Self::S3PlainHttp { at, .. }
+            | Self::IncompleteS3Credentials { at, .. }
+            | Self::S3KeyFile { at, .. }
             | Self::ReadPasswordFile { at, .. }
             | Self::EmptyPasswordFile { at, .. }
             | Self::DuplicateNotaryServer { at, .. }
@@ -309,6 +366,7 @@ impl ConfigError {
             | Self::TrustFieldsWithoutVerification { at, .. }
             | Self::FieldNotForVerifier { at, .. }
             | Self::MissingCosignKeys { at, .. }
+            | Self::BadKeyless { at, .. }
             | Self::BadThreshold { at, .. }
             | Self::AmbiguousRules { at, .. } => Some(at),
         }

@@ -39,6 +39,7 @@ mod error;
 mod limits;
 mod locate;
 mod secret;
+mod storage;
 #[cfg(test)]
 mod tests;
 mod values;
@@ -57,11 +58,12 @@ pub use self::{
     error::{ConfigError, Location},
     limits::LimitsConfig,
     secret::Secret,
+    storage::{S3Config, StorageBackend, StorageConfig},
     values::{parse_byte_size, parse_duration, HttpUrl, ValueError},
 };
 use crate::policy::{
-    Action, CosignRequirements, DefaultAction, Pattern, Policy, PolicyError, RoleList, RootKeyPin,
-    Rule, SignerList, TrustRequirements, VerifierKind,
+    Action, CosignRequirements, DefaultAction, KeylessConfig, Pattern, Policy, PolicyError,
+    RoleList, RootKeyPin, Rule, SignerList, TrustRequirements, VerifierKind,
 };
 
 /// The whole configuration, as plain data. See the module documentation for the format.
@@ -85,6 +87,10 @@ pub struct Config {
     /// Sizes, timeouts and concurrency caps; every one has a safe default.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Where content is stored besides `cache` (see `storage.rs`); default the local
+    /// directory only.
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// The text this was parsed from, to point errors at lines.
     #[serde(skip)]
     source: Source,
@@ -208,7 +214,10 @@ pub struct RuleConfig {
     pub stale_if_error: Option<Duration>,
     /// cosign: PEM public key files (ECDSA P-256); required when the verifier includes cosign.
     pub keys: Option<Vec<PathBuf>>,
-    /// cosign: how many distinct keys must have signed; default 1.
+    /// cosign keyless: trusted Fulcio roots, Rekor keys and signer identities.
+    pub keyless: Option<KeylessConfig>,
+    /// cosign: how many distinct signers (keys, keyless identities) must have signed;
+    /// default 1.
     pub threshold: Option<usize>,
     /// cosign: the repository (on the same upstream) holding the `sha256-<hex>.sig` tags;
     /// default the image's own repository.
@@ -356,7 +365,69 @@ impl Config {
             });
         }
         self.check_upstreams()?;
-        self.check_notary_servers()
+        self.check_notary_servers()?;
+        self.check_storage()
+    }
+
+    fn check_storage(&self) -> Result<(), ConfigError> {
+        let at = |key| self.locate(&[Seg::Key("storage"), Seg::Key(key)]);
+        let s3 = match (self.storage.backend, &self.storage.s3) {
+            (StorageBackend::Local, None) => return Ok(()),
+            (StorageBackend::Local, Some(_)) => {
+                return Err(ConfigError::S3SettingsWithoutBackend { at: at("s3") })
+            }
+            (StorageBackend::S3, None) => {
+                return Err(ConfigError::MissingS3Settings { at: at("backend") })
+            }
+            (StorageBackend::S3, Some(s3)) => s3,
+        };
+        let at_s3 = |key| self.locate(&[Seg::Key("storage"), Seg::Key("s3"), Seg::Key(key)]);
+        if let Some(endpoint) = &s3.endpoint {
+            if !endpoint.is_https() && !s3.allow_http {
+                return Err(ConfigError::S3PlainHttp {
+                    at: at_s3("endpoint"),
+                    endpoint: endpoint.to_string(),
+                });
+            }
+        }
+        let (present, missing) = match (&s3.access_key_id_file, &s3.secret_access_key_file) {
+            (Some(_), None) => ("access_key_id_file", "secret_access_key_file"),
+            (None, Some(_)) => ("secret_access_key_file", "access_key_id_file"),
+            _ => return Ok(()),
+        };
+        Err(ConfigError::IncompleteS3Credentials {
+            at: at_s3(present),
+            present,
+            missing,
+        })
+    }
+
+    /// The S3 access key pair from `storage.s3`'s key files, when they are configured
+    /// (`None`: use the `AWS_*` environment). Reads the files; errors never quote them.
+    pub fn s3_credentials(&self) -> Result<Option<(Secret, Secret)>, ConfigError> {
+        let Some(s3) = &self.storage.s3 else {
+            return Ok(None);
+        };
+        let (Some(id_file), Some(secret_file)) =
+            (&s3.access_key_id_file, &s3.secret_access_key_file)
+        else {
+            return Ok(None);
+        };
+        let read = |key: &'static str, path: &PathBuf| {
+            let error = |reason: String| ConfigError::S3KeyFile {
+                at: self.locate(&[Seg::Key("storage"), Seg::Key("s3"), Seg::Key(key)]),
+                key,
+                path: path.clone(),
+                reason,
+            };
+            read_password(path)
+                .map_err(|e| error(e.to_string()))?
+                .ok_or_else(|| error("it is empty".to_owned()))
+        };
+        Ok(Some((
+            read("access_key_id_file", id_file)?,
+            read("secret_access_key_file", secret_file)?,
+        )))
     }
 
     fn check_upstreams(&self) -> Result<(), ConfigError> {
@@ -513,7 +584,15 @@ impl Config {
                 keys.push(key.clone());
             }
         }
-        if keys.is_empty() {
+        let keyless = match &rule.keyless {
+            Some(k) => Some(k.build().map_err(|reason| ConfigError::BadKeyless {
+                at: self.locate(&rule_key(i, "keyless")),
+                pattern: pattern.clone(),
+                reason,
+            })?),
+            None => None,
+        };
+        if keys.is_empty() && keyless.is_none() {
             let field = if rule.keys.is_some() {
                 "keys"
             } else {
@@ -524,17 +603,20 @@ impl Config {
                 pattern,
             });
         }
+        // Signers that can count: each key, each keyless identity.
+        let signers = keys.len() + keyless.as_ref().map_or(0, |k| k.identities.len());
         let threshold = rule.threshold.unwrap_or(1);
-        if threshold == 0 || threshold > keys.len() {
+        if threshold == 0 || threshold > signers {
             return Err(ConfigError::BadThreshold {
                 at: self.locate(&rule_key(i, "threshold")),
                 pattern,
                 threshold,
-                keys: keys.len(),
+                keys: signers,
             });
         }
         Ok(CosignRequirements {
             keys,
+            keyless,
             threshold,
             signature_repository: rule.signature_repository.clone(),
         })
@@ -644,6 +726,7 @@ impl RuleConfig {
             ("root_keys", self.root_keys.is_some()),
             ("stale_if_error", self.stale_if_error.is_some()),
             ("keys", self.keys.is_some()),
+            ("keyless", self.keyless.is_some()),
             ("threshold", self.threshold.is_some()),
             ("signature_repository", self.signature_repository.is_some()),
         ]
@@ -652,7 +735,7 @@ impl RuleConfig {
     }
 
     /// The verifier-specific fields, whether present, and the verifier they belong to.
-    fn verifier_keys(&self) -> [(&'static str, bool, &'static str); 8] {
+    fn verifier_keys(&self) -> [(&'static str, bool, &'static str); 9] {
         [
             ("notary", self.notary.is_some(), "notary"),
             ("roles", self.roles.is_some(), "notary"),
@@ -660,6 +743,7 @@ impl RuleConfig {
             ("root_keys", self.root_keys.is_some(), "notary"),
             ("stale_if_error", self.stale_if_error.is_some(), "notary"),
             ("keys", self.keys.is_some(), "cosign"),
+            ("keyless", self.keyless.is_some(), "cosign"),
             ("threshold", self.threshold.is_some(), "cosign"),
             (
                 "signature_repository",

@@ -947,3 +947,133 @@ fn cosign_rule_errors_name_the_line() {
         &["repository name"],
     );
 }
+
+// === storage ===
+
+/// The base configuration (no rules) followed by `storage` lines from line 7 on.
+fn with_storage(lines: &[&str]) -> String {
+    yaml(&[&BASE[..], &["    []"], lines].concat()).replace("  rules:\n    []", "  rules: []")
+}
+
+#[test]
+fn storage_defaults_to_the_local_directory() {
+    let config =
+        Config::from_yaml(&with_rules(&["    []"]).replace("  rules:\n    []", "  rules: []"))
+            .unwrap();
+    assert_eq!(config.storage.backend, StorageBackend::Local);
+    assert_eq!(config.storage.s3, None);
+    assert!(config.s3_credentials().unwrap().is_none());
+}
+
+#[test]
+fn s3_storage_parses() {
+    let text = with_storage(&[
+        "storage:",
+        "  backend: s3",
+        "  s3:",
+        "    bucket: trustgate",
+        "    endpoint: \"http://127.0.0.1:9000\"",
+        "    region: us-east-1",
+        "    prefix: /prod/eu/",
+        "    allow_http: true",
+        "    virtual_hosted_style: false",
+    ]);
+    let config = Config::from_yaml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let s3 = config.storage.s3.as_ref().unwrap();
+    assert_eq!(config.storage.backend, StorageBackend::S3);
+    assert_eq!(s3.bucket, "trustgate");
+    assert_eq!(
+        s3.endpoint.as_ref().unwrap().as_str(),
+        "http://127.0.0.1:9000"
+    );
+    assert_eq!(s3.prefix, "prod/eu");
+    assert!(
+        config.s3_credentials().unwrap().is_none(),
+        "AWS_* environment"
+    );
+}
+
+#[test]
+fn s3_storage_errors_are_located() {
+    let s3 = |lines: &[&str]| {
+        let mut all = vec!["storage:", "  backend: s3", "  s3:"];
+        all.extend_from_slice(lines);
+        with_storage(&all)
+    };
+    expect_err(
+        &with_storage(&["storage:", "  backend: s3"]),
+        8,
+        "s3",
+        &["storage.s3 is missing"],
+    );
+    expect_err(
+        &with_storage(&["storage:", "  s3: {bucket: trustgate}"]),
+        8,
+        "{bucket",
+        &["backend is local"],
+    );
+    expect_err(
+        &s3(&[
+            "    bucket: trustgate",
+            "    endpoint: \"http://minio:9000\"",
+        ]),
+        11,
+        "\"http://minio",
+        &["plain HTTP", "allow_http: true"],
+    );
+    expect_err(
+        &s3(&["    bucket: Trust_Gate"]),
+        10,
+        "Trust_Gate",
+        &["invalid bucket name"],
+    );
+    expect_err(
+        &s3(&["    bucket: trustgate", "    prefix: a/../b"]),
+        11,
+        "a/../b",
+        &["invalid key prefix"],
+    );
+    expect_err(
+        &s3(&["    bucket: trustgate", "    access_key_id_file: /k/id"]),
+        11,
+        "/k/id",
+        &["no `secret_access_key_file`"],
+    );
+    expect_err(
+        &s3(&["    bucket: trustgate", "    secret: x"]),
+        11,
+        "secret",
+        &["unknown field `secret`"],
+    );
+}
+
+#[test]
+fn s3_key_files_are_read_as_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, secret) = (dir.path().join("id"), dir.path().join("secret"));
+    std::fs::write(&id, "AKIDEXAMPLE\n").unwrap();
+    std::fs::write(&secret, "").unwrap();
+    let text = |secret_file: &std::path::Path| {
+        with_storage(&[
+            "storage:",
+            "  backend: s3",
+            "  s3:",
+            "    bucket: trustgate",
+            &format!("    access_key_id_file: {}", id.display()),
+            &format!("    secret_access_key_file: {}", secret_file.display()),
+        ])
+    };
+    let config = Config::from_yaml(&text(&secret)).unwrap();
+    let err = config.s3_credentials().unwrap_err();
+    assert!(err.to_string().contains("it is empty"), "{err}");
+    assert_eq!(err.line(), Some(12));
+
+    std::fs::write(&secret, "wJalrXUtnFEMI\n").unwrap();
+    let config = Config::from_yaml(&text(&secret)).unwrap();
+    let (id, secret) = config.s3_credentials().unwrap().unwrap();
+    assert_eq!(
+        (id.expose(), secret.expose()),
+        ("AKIDEXAMPLE", "wJalrXUtnFEMI")
+    );
+    assert!(!format!("{:?}", (&id, &secret, &config)).contains("wJalrXUtnFEMI"));
+}

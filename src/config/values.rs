@@ -45,6 +45,12 @@ pub enum ValueError {
     /// Not a notary server name.
     #[error("invalid notary server name `{0}`: use letters, digits, `.`, `_` and `-`")]
     ServerName(String),
+    /// Not an S3 bucket name.
+    #[error("invalid bucket name `{0}`: use 3 to 63 lowercase letters, digits, `.` and `-`, starting and ending with a letter or digit")]
+    BucketName(String),
+    /// Not a usable object key prefix.
+    #[error("invalid key prefix `{0}`: use `/`-separated segments of letters, digits, `.`, `_` and `-`, without `.` or `..` segments")]
+    KeyPrefix(String),
 }
 
 // === durations ===
@@ -236,6 +242,65 @@ pub(crate) fn optional_repository<'de, D: Deserializer<'de>>(
 ) -> Result<Option<String>, D::Error> {
     let visitor = FromStrVisitor::<Repository>::new("a repository like `org/signatures`");
     d.deserialize_str(visitor).map(|v| Some(v.0))
+}
+
+// === object storage ===
+
+struct BucketName(String);
+
+impl FromStr for BucketName {
+    type Err = ValueError;
+
+    /// S3's rules for new buckets, minus the IP-address and `xn--` corner cases.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let valid = (3..=63).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && edge(s.as_bytes().first())
+            && edge(s.as_bytes().last())
+            && !s.contains("..");
+        if !valid {
+            return Err(ValueError::BucketName(s.to_owned()));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// `deserialize_with` for `storage.s3.bucket`.
+pub(crate) fn bucket_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let visitor = FromStrVisitor::<BucketName>::new("a bucket name like `trustgate`");
+    d.deserialize_str(visitor).map(|v| v.0)
+}
+
+struct KeyPrefix(String);
+
+impl FromStr for KeyPrefix {
+    type Err = ValueError;
+
+    /// Empty, or segments safe in any object store's key syntax; leading and trailing `/`
+    /// are dropped.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let trimmed = s.trim_matches('/');
+        let segment_ok = |seg: &str| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        if !trimmed.is_empty() && !trimmed.split('/').all(segment_ok) {
+            return Err(ValueError::KeyPrefix(s.to_owned()));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+}
+
+/// `deserialize_with` for `storage.s3.prefix`.
+pub(crate) fn key_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let visitor = FromStrVisitor::<KeyPrefix>::new("a key prefix like `prod/trustgate`");
+    d.deserialize_str(visitor).map(|v| v.0)
 }
 
 /// Splits `host[:port]`, where a bracketed IPv6 host keeps its colons.

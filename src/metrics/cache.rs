@@ -11,6 +11,8 @@ pub enum CacheSource {
     Cache,
     /// Streamed from the upstream registry (and written to the cache on the way).
     Upstream,
+    /// Read from the shared store into the local cache, verified.
+    Shared,
 }
 
 /// Cache hits, misses, evictions, write failures, bytes served, size and in-flight fetches.
@@ -35,11 +37,12 @@ pub struct InflightFetch {
 // === impl CacheSource ===
 
 impl CacheSource {
-    /// The label value: `cache` or `upstream`.
+    /// The label value: `cache`, `upstream` or `shared`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Cache => "cache",
             Self::Upstream => "upstream",
+            Self::Shared => "shared",
         }
     }
 }
@@ -61,7 +64,11 @@ impl CacheMetrics {
             &["source"],
         );
         // Both series exist from the start, so a hit ratio by bytes is defined at once.
-        for source in [CacheSource::Cache, CacheSource::Upstream] {
+        for source in [
+            CacheSource::Cache,
+            CacheSource::Upstream,
+            CacheSource::Shared,
+        ] {
             bytes_served.with_label_values(&[source.as_str()]);
         }
         Self {

@@ -25,15 +25,19 @@
 //! | `trustgate_cache_hits_total`, `_misses_total`, `_evictions_total`, `_write_failures_total` | |
 //! | `trustgate_cache_bytes_served_total` | `source` |
 //! | `trustgate_cache_size_bytes`, `trustgate_inflight_fetches` | |
+//! | `trustgate_shared_store_hits_total`, `_misses_total`, `_digest_mismatches_total`, `_uploaded_bytes_total`, `_upload_failures_total` | |
+//! | `trustgate_shared_store_errors_total` | `op` |
 
 mod cache;
 mod requests;
+mod shared;
 mod trust;
 mod upstream;
 mod verify;
 
 pub use self::cache::{CacheMetrics, CacheSource, InflightFetch};
 pub use self::requests::HttpMetrics;
+pub use self::shared::SharedStoreMetrics;
 pub use self::trust::{TrustExpiry, TrustMetrics, TrustRole};
 pub use self::upstream::{UpstreamErrorKind, UpstreamMetrics};
 pub use self::verify::{VerificationResult, VerifyMetrics};
@@ -62,6 +66,7 @@ pub struct Metrics {
     upstream: UpstreamMetrics,
     trust: TrustMetrics,
     cache: CacheMetrics,
+    shared: SharedStoreMetrics,
 }
 
 // === impl Metrics ===
@@ -76,6 +81,7 @@ impl Metrics {
             upstream: UpstreamMetrics::register(&registry),
             trust: TrustMetrics::register(&registry),
             cache: CacheMetrics::register(&registry),
+            shared: SharedStoreMetrics::register(&registry),
             registry,
         }
     }
@@ -103,6 +109,11 @@ impl Metrics {
     /// The content cache.
     pub fn cache(&self) -> &CacheMetrics {
         &self.cache
+    }
+
+    /// The shared store (object storage replicas share).
+    pub fn shared(&self) -> &SharedStoreMetrics {
+        &self.shared
     }
 
     /// The registry, for a collector this module does not define (e.g. process metrics).

@@ -22,6 +22,7 @@
 //! ```
 
 pub(crate) mod de;
+mod keyless;
 mod names;
 mod pattern;
 #[cfg(test)]
@@ -33,6 +34,9 @@ use serde::Deserialize;
 
 use self::de::deserialize_from_str;
 pub use self::{
+    keyless::{
+        Identity, IdentityConfig, KeylessConfig, KeylessError, KeylessRequirements, Matcher,
+    },
     names::{NameError, RoleList, RoleName, RootKeyPin, SignerList, SignerName},
     pattern::{Pattern, PatternError, Specificity},
 };
@@ -74,7 +78,7 @@ pub enum VerifierKind {
     /// Notary v1 / Docker Content Trust.
     #[default]
     Notary,
-    /// cosign signatures, key-based.
+    /// cosign signatures, key-based or keyless.
     Cosign,
     /// Notary v1 and cosign, both required, agreeing on the digest.
     NotaryAndCosign,
@@ -85,7 +89,10 @@ pub enum VerifierKind {
 pub struct CosignRequirements {
     /// PEM public keys (ECDSA P-256) whose signatures count.
     pub keys: Vec<std::path::PathBuf>,
-    /// How many distinct keys must have signed; at least 1, at most the number of keys.
+    /// Keyless (Fulcio certificate + Rekor bundle) signers whose signatures count.
+    pub keyless: Option<KeylessRequirements>,
+    /// How many distinct signers must have signed: each key counts once, each keyless
+    /// identity once. At least 1, at most keys plus identities.
     pub threshold: usize,
     /// Repository on the same upstream that holds the `sha256-<hex>.sig` tags; default the
     /// image's own repository.

@@ -10,7 +10,7 @@ use crate::{
     body::{self, Body},
     metrics::VerificationResult,
     oci::{self, AcceptDecision, Digest, Endpoint, ReadMethod, Reference, Route, Tag},
-    policy::{Action, Decision, Rule},
+    policy::{Action, Decision, Rule, VerifierKind},
     trust::{ContentSource, Refusal, RefusalKind, TrustQuery, Verifier},
     upstream::{Upstream, UpstreamError},
 };
@@ -122,8 +122,26 @@ impl Proxy {
         }
     }
 
-    /// Logs and counts a refusal once, and turns it into the 403 the client gets.
+    /// Logs and counts a refusal once, and turns it into the 403 the client gets. A refusal
+    /// that is an upstream failure (cosign reads signatures from the image's registry) is not
+    /// a verdict: it becomes that failure's answer (`404 MANIFEST_UNKNOWN`, `502`, `504`,
+    /// `429`), as the same failure would outside verification.
     pub(super) fn refuse(&self, ctx: &Ctx<'_>, refusal: Refusal) -> ProxyError {
+        if let Some(source) = refusal.upstream {
+            return match *source {
+                UpstreamError::NotFound { .. } => ProxyError::UnknownManifest {
+                    what: refusal.message,
+                },
+                source => {
+                    tracing::warn!(image = %ctx.image, rule = ctx.decision.pattern(),
+                        reason = %refusal.message, "signature data unavailable");
+                    ProxyError::Upstream {
+                        registry: ctx.upstream.registry().to_owned(),
+                        source,
+                    }
+                }
+            };
+        }
         let result = VerificationResult::from(refusal.kind);
         self.metrics.verify().verification(result);
         self.metrics
@@ -459,7 +477,14 @@ impl Proxy {
         last: Option<&Tag>,
     ) -> Result<Response<Body>, ProxyError> {
         let action = ctx.decision.action();
-        if action != Action::Verify {
+        // cosign signs digests, not tags: under cosign alone a tag is only a name, and every
+        // manifest request is verified by the digest it resolves to, so the list is the
+        // upstream's (Notary v1 signs tags, and lists only those).
+        let cosign_only = ctx
+            .decision
+            .trust()
+            .is_some_and(|t| t.verifier == VerifierKind::Cosign);
+        if action != Action::Verify || cosign_only {
             self.metrics.verify().decision(action, None);
             let (bytes, link) = ctx
                 .upstream

@@ -16,10 +16,11 @@ use crate::{
     config::{Config, ConfigError},
     metrics::{Metrics, TrustExpiry, UpstreamErrorKind},
     policy::{CosignRequirements, Policy, RootKeyPin, Rule},
+    storage::SharedStore,
     trust::{
         all::AllOf,
         cached::CachedNotary,
-        cosign::{CosignKey, CosignVerifier, KeyError},
+        cosign::{CosignKey, CosignVerifier, KeyError, Keyless, RootsError},
         notary::{
             pin_ids_from_pem, FetchError, HttpSource, HttpTimeouts, Limits, NotaryClient, Source,
             StateStore,
@@ -65,7 +66,13 @@ pub enum BuildError {
         #[source]
         source: KeyError,
     },
-    #[error("rule {rule:?}: threshold {threshold} but only {distinct} distinct cosign keys")]
+    #[error("rule {rule:?}: keyless fulcio_roots {path}: {reason}")]
+    FulcioRoots {
+        rule: String,
+        path: PathBuf,
+        reason: RootsError,
+    },
+    #[error("rule {rule:?}: threshold {threshold} but only {distinct} distinct cosign signers")]
     CosignThreshold {
         rule: String,
         threshold: usize,
@@ -100,6 +107,17 @@ impl Runtime {
     /// Builds everything a configuration names. Trust state (first-use roots, versions) lives
     /// under `<cache.dir>/trust/<notary server name>/`.
     pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Self, BuildError> {
+        Self::build_with_storage(config, metrics, None)
+    }
+
+    /// [`build`](Self::build), keeping trust state in `shared` (under
+    /// `<prefix>/trust/<notary server name>`) when the configuration's storage is shared, so
+    /// that replicas agree on first-use roots and rollback versions.
+    pub fn build_with_storage(
+        config: &Config,
+        metrics: &Arc<Metrics>,
+        shared: Option<&SharedStore>,
+    ) -> Result<Self, BuildError> {
         let built = config.build()?;
         let limits = &config.limits;
         let mut upstreams = Vec::new();
@@ -148,7 +166,10 @@ impl Runtime {
                         source,
                     }
                 })?;
-            let state = StateStore::new(config.cache.dir.join("trust").join(&n.name));
+            let state = match shared {
+                Some(s) => StateStore::object(s.store.clone(), s.trust_prefix(&n.name)),
+                None => StateStore::new(config.cache.dir.join("trust").join(&n.name)),
+            };
             let client = NotaryClient::new(
                 Source::Http(source),
                 trust_limits(limits.max_trust_metadata_size),
@@ -291,8 +312,42 @@ fn resolve_pins(rule: &Rule, pins: &[RootKeyPin]) -> Result<Arc<[String]>, Build
 /// A rule's cosign verifier, with its key files read and parsed. Two files holding the same
 /// key count once towards the threshold.
 fn cosign_verifier(rule: &Rule, c: &CosignRequirements) -> Result<CosignVerifier, BuildError> {
+    let keys = cosign_keys(rule, &c.keys)?;
+    let keyless = match &c.keyless {
+        Some(k) => {
+            let rekor = cosign_keys(rule, &k.rekor_keys)?;
+            let roots = read(&k.fulcio_roots)?;
+            let keyless = Keyless::new(&roots, rekor, &k.identities).map_err(|reason| {
+                BuildError::FulcioRoots {
+                    rule: rule.pattern().to_string(),
+                    path: k.fulcio_roots.clone(),
+                    reason,
+                }
+            })?;
+            Some(keyless)
+        }
+        None => None,
+    };
+    let distinct = keys.len() + keyless.as_ref().map_or(0, Keyless::identities);
+    if distinct < c.threshold {
+        return Err(BuildError::CosignThreshold {
+            rule: rule.pattern().to_string(),
+            threshold: c.threshold,
+            distinct,
+        });
+    }
+    Ok(CosignVerifier::new(
+        keys,
+        keyless,
+        c.threshold,
+        c.signature_repository.clone(),
+    ))
+}
+
+/// PEM public key files, read and parsed, duplicates dropped.
+fn cosign_keys(rule: &Rule, paths: &[PathBuf]) -> Result<Vec<CosignKey>, BuildError> {
     let mut keys: Vec<CosignKey> = Vec::new();
-    for path in &c.keys {
+    for path in paths {
         let key = CosignKey::from_pem(&read(path)?).map_err(|source| BuildError::CosignKey {
             rule: rule.pattern().to_string(),
             path: path.clone(),
@@ -302,18 +357,7 @@ fn cosign_verifier(rule: &Rule, c: &CosignRequirements) -> Result<CosignVerifier
             keys.push(key);
         }
     }
-    if keys.len() < c.threshold {
-        return Err(BuildError::CosignThreshold {
-            rule: rule.pattern().to_string(),
-            threshold: c.threshold,
-            distinct: keys.len(),
-        });
-    }
-    Ok(CosignVerifier::new(
-        keys,
-        c.threshold,
-        c.signature_repository.clone(),
-    ))
+    Ok(keys)
 }
 
 // === impl UpstreamMetrics ===

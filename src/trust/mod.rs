@@ -3,8 +3,8 @@
 //!
 //! A [`Verifier`] answers for one image repository under the requirements of a policy rule.
 //! Notary v1 (Docker Content Trust) is the first one (`notary`, wrapped with caching in
-//! [`cached::CachedNotary`]); cosign ([`cosign::CosignVerifier`], key-based) sits beside it,
-//! and [`all::AllOf`] requires both. Notation may follow behind the same trait.
+//! [`cached::CachedNotary`]); cosign ([`cosign::CosignVerifier`], key-based and keyless) sits
+//! beside it, and [`all::AllOf`] requires both. Notation may follow behind the same trait.
 
 pub mod all;
 pub mod cached;
@@ -13,7 +13,10 @@ pub mod notary;
 
 use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use crate::{oci::Digest, upstream::Upstream};
+use crate::{
+    oci::Digest,
+    upstream::{Upstream, UpstreamError},
+};
 
 /// A boxed future, so verifiers can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -127,10 +130,18 @@ impl RefusalKind {
 }
 
 /// A refusal with a message a user can act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// A refusal that carries an [`UpstreamError`] ([`Refusal::upstream`]) is not a verdict: the
+/// image's own registry failed or said "not found" while a verifier read from it (cosign keeps
+/// signatures beside the image). The proxy answers those as it answers any upstream failure
+/// (`404 MANIFEST_UNKNOWN`, `502`, `504`, `429`), not with `403 DENIED`.
+#[derive(Debug, Clone)]
 pub struct Refusal {
     pub kind: RefusalKind,
     pub message: String,
+    /// The registry failure behind this refusal, when that is what it is (boxed: refusals
+    /// travel in `Result`s and should stay small).
+    pub upstream: Option<Box<UpstreamError>>,
 }
 
 impl fmt::Display for Refusal {
@@ -146,7 +157,25 @@ impl Refusal {
         Refusal {
             kind,
             message: message.into(),
+            upstream: None,
         }
+    }
+
+    /// The image's registry failed (or does not have the object) while signatures were read:
+    /// counted as [`RefusalKind::TrustError`] where it is counted at all (audit), answered as
+    /// the upstream failure it is. For a [`UpstreamError::NotFound`], `message` names the
+    /// object (`registry/repository:tag`).
+    pub fn upstream(message: impl Into<String>, source: UpstreamError) -> Self {
+        Refusal {
+            kind: RefusalKind::TrustError,
+            message: message.into(),
+            upstream: Some(Box::new(source)),
+        }
+    }
+
+    /// The registry failure behind this refusal, if it is one rather than a verdict.
+    pub fn upstream_cause(&self) -> Option<&UpstreamError> {
+        self.upstream.as_deref()
     }
 }
 

@@ -80,6 +80,33 @@ server:
 cache:
   dir: /var/cache/trustgate
   max_size: {{ .Values.cache.maxSize | quote }}
+{{- if eq .Values.storage.backend "s3" }}
+{{- with .Values.storage.s3 }}
+storage:
+  backend: s3
+  s3:
+    bucket: {{ required "storage.s3.bucket is required when storage.backend is s3" .bucket | quote }}
+    {{- with .endpoint }}
+    endpoint: {{ . | quote }}
+    {{- end }}
+    {{- with .region }}
+    region: {{ . | quote }}
+    {{- end }}
+    {{- with .prefix }}
+    prefix: {{ . | quote }}
+    {{- end }}
+    {{- if .allowHttp }}
+    allow_http: true
+    {{- end }}
+    {{- if .virtualHostedStyle }}
+    virtual_hosted_style: true
+    {{- end }}
+    {{- if .existingSecret }}
+    access_key_id_file: /etc/trustgate/s3/access-key-id
+    secret_access_key_file: /etc/trustgate/s3/secret-access-key
+    {{- end }}
+{{- end }}
+{{- end }}
 upstreams:
 {{- range $i, $u := .Values.upstreams }}
   - registry: {{ $u.registry | quote }}

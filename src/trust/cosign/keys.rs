@@ -75,6 +75,12 @@ impl CosignKey {
     pub fn id(&self) -> &str {
         &self.id
     }
+
+    /// The hex SHA-256 of the SubjectPublicKeyInfo: for a Rekor key, the log ID its bundles
+    /// name (`logID`).
+    pub fn log_id(&self) -> &str {
+        self.id.strip_prefix("sha256:").unwrap_or(&self.id)
+    }
 }
 
 impl std::fmt::Debug for CosignKey {

@@ -1,8 +1,8 @@
-//! cosign key-based verification (`sigstore/cosign: specs/SIGNATURE_SPEC.md`).
+//! cosign verification, key-based and keyless (`sigstore/cosign: specs/SIGNATURE_SPEC.md`).
 //!
 //! A digest is signed when its signature manifest, the tag `sha256-<hex>.sig` in the image's
 //! repository (or the rule's `signature_repository`), has simple-signing layers whose
-//! signatures verify under at least `threshold` distinct configured keys, each over a payload
+//! signatures verify under at least `threshold` distinct configured signers, each over a payload
 //! whose `critical.image.docker-manifest-digest` is that digest. Everything read is hashed
 //! against the digest it was asked for.
 //!
@@ -17,13 +17,20 @@
 //!   the signed set so its payload blobs are reachable.
 //!
 //! Verdicts are cached per (signature repository, digest) for [`VERDICT_TTL`] in a bounded LRU;
-//! failures to reach the registry are not cached. A cached signed set is dropped as soon as a
+//! failures to reach the registry are not cached. They are not verdicts either: such a
+//! refusal carries the [`UpstreamError`] ([`Refusal::upstream`]), and the proxy answers it as
+//! the upstream failure it is (`404` for a tag the registry does not have, `502`/`504`). A cached signed set is dropped as soon as a
 //! digest outside it verifies (a tag pulled right after signing), so its blobs are reachable
 //! without waiting for the ttl.
 //!
-//! Not here yet: keyless (Fulcio certificates, Rekor bundles) and sigstore bundles found through
-//! the OCI referrers API.
+//! A layer counts for the configured keys its signature verifies under; else, when it carries a
+//! Fulcio certificate and a Rekor bundle, for the keyless identities it matches after every
+//! keyless check ([`Keyless`]). `threshold` counts distinct signers: each key once, each
+//! identity once, each signature for one signer.
+//!
+//! Not here yet: sigstore bundles found through the OCI referrers API.
 
+mod keyless;
 mod keys;
 pub mod wire;
 
@@ -37,8 +44,12 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use lru::LruCache;
 
+use self::keyless::KeylessLayer;
+pub use self::keyless::{Keyless, KeylessFailure, RootsError};
 pub use self::keys::{CosignKey, KeyError};
-use self::wire::{payload_digest, signature_layers, signature_tag, signed_digest_of_tag};
+use self::wire::{
+    payload_digest, signature_layers, signature_tag, signed_digest_of_tag, SignatureLayer,
+};
 use super::{
     BoxFuture, ContentSource, Refusal, RefusalKind, SignedSet, SignedTag, TrustQuery, Verifier,
 };
@@ -75,9 +86,10 @@ type Verdict = Result<Signature, Refusal>;
 /// (image repository, signature repository).
 type SetKey = (String, String);
 
-/// Verifies cosign signatures under one rule's keys and threshold.
+/// Verifies cosign signatures under one rule's keys, keyless identities and threshold.
 pub struct CosignVerifier {
     keys: Arc<[CosignKey]>,
+    keyless: Option<Keyless>,
     threshold: usize,
     signature_repository: Option<String>,
     verdicts: Mutex<LruCache<(String, String), (Instant, Verdict)>>,
@@ -87,14 +99,17 @@ pub struct CosignVerifier {
 // === impl CosignVerifier ===
 
 impl CosignVerifier {
-    /// `keys` must be distinct and at least `threshold` (at least 1) of them.
+    /// `keys` must be distinct, and with the keyless identities at least `threshold` (at
+    /// least 1) of them.
     pub fn new(
         keys: Vec<CosignKey>,
+        keyless: Option<Keyless>,
         threshold: usize,
         signature_repository: Option<String>,
     ) -> Self {
         CosignVerifier {
             keys: keys.into(),
+            keyless,
             threshold: threshold.max(1),
             signature_repository,
             verdicts: Mutex::new(LruCache::new(nonzero(VERDICTS))),
@@ -129,7 +144,7 @@ impl CosignVerifier {
         }
         let verdict = self.verify_uncached(query, content, digest).await;
         // Only what the registry said is a verdict; not reaching it is not.
-        if !matches!(&verdict, Err(r) if r.kind == RefusalKind::TrustError) {
+        if !matches!(&verdict, Err(r) if r.upstream_cause().is_some()) {
             lock(&self.verdicts).put(key, (Instant::now(), verdict.clone()));
         }
         // A digest signed since the repository's signed set was cached: drop that set, so a
@@ -176,8 +191,9 @@ impl CosignVerifier {
         };
         let layers = signature_layers(&manifest)
             .map_err(|e| Refusal::new(RefusalKind::TrustError, format!("{sig_repo}:{tag}: {e}")))?;
-        let mut counted = vec![false; self.keys.len()];
+        let mut signers = Signers::default();
         let mut other_digest = None;
+        let mut keyless_failure: Option<KeylessFailure> = None;
         // cosign's verification order: the signature over the payload bytes first, then the
         // claims of the (now authenticated) payload.
         for layer in layers.iter().take(MAX_SIGNATURE_LAYERS) {
@@ -187,21 +203,20 @@ impl CosignVerifier {
             let Some(payload) = self.payload(content, sig_repo, &layer.digest).await? else {
                 continue;
             };
-            let Some(k) = (0..self.keys.len())
-                .find(|&k| !counted[k] && self.keys[k].verifies(&payload, &layer.signature))
-            else {
+            let vouching = self.vouching(layer, &payload, &mut keyless_failure);
+            if vouching.is_empty() {
                 continue;
-            };
+            }
             match payload_digest(&payload) {
-                Ok(signed) if signed == *digest => counted[k] = true,
+                Ok(signed) if signed == *digest => signers.add(vouching),
                 Ok(signed) => other_digest = Some(signed),
                 Err(e) => tracing::debug!(tag = %tag, error = %e, "cosign payload ignored"),
             }
-            if counted.iter().filter(|c| **c).count() >= self.threshold {
+            if signers.count() >= self.threshold {
                 return Ok(signature);
             }
         }
-        let valid = counted.iter().filter(|c| **c).count();
+        let valid = signers.count();
         Err(match other_digest {
             Some(other) if valid == 0 => Refusal::new(
                 RefusalKind::Mismatch,
@@ -210,11 +225,52 @@ impl CosignVerifier {
             _ => Refusal::new(
                 RefusalKind::UntrustedSigner,
                 format!(
-                    "{what}: {valid} of the {} distinct trusted cosign keys required signed it",
-                    self.threshold
+                    "{what}: {valid} of the {} distinct trusted cosign signers required signed it{}",
+                    self.threshold,
+                    keyless_failure
+                        .map(|e| format!("; a keyless signature did not count: {e}"))
+                        .unwrap_or_default()
                 ),
             ),
         })
+    }
+
+    /// The signers a layer's signature counts for: the configured keys it verifies under,
+    /// else (a layer with a certificate) the keyless identities it matches once every
+    /// keyless check passed. Signer numbers: keys first, then identities.
+    fn vouching(
+        &self,
+        layer: &SignatureLayer,
+        payload: &[u8],
+        failure: &mut Option<KeylessFailure>,
+    ) -> Vec<usize> {
+        let by_key: Vec<usize> = (0..self.keys.len())
+            .filter(|&k| self.keys[k].verifies(payload, &layer.signature))
+            .collect();
+        if !by_key.is_empty() {
+            return by_key;
+        }
+        let (Some(keyless), Some(material)) = (&self.keyless, &layer.keyless) else {
+            return Vec::new();
+        };
+        let checked = keyless.verify(&KeylessLayer {
+            payload,
+            signature: &layer.signature,
+            certificate: &material.certificate,
+            chain: material.chain.as_deref(),
+            bundle: material.bundle.as_deref(),
+        });
+        match checked {
+            Ok(identities) => identities
+                .into_iter()
+                .map(|i| self.keys.len() + i)
+                .collect(),
+            Err(e) => {
+                tracing::debug!(layer = %layer.digest, error = %e, "keyless signature ignored");
+                failure.get_or_insert(e);
+                Vec::new()
+            }
+        }
     }
 
     /// A payload blob, read up to [`MAX_PAYLOAD`] and hashed; `None` when it is too large or
@@ -282,7 +338,7 @@ impl CosignVerifier {
             let signature = match self.verify_digest(query, &subject).await {
                 Ok(s) => s,
                 Err(r) => {
-                    complete &= r.kind != RefusalKind::TrustError;
+                    complete &= r.upstream_cause().is_none();
                     continue;
                 }
             };
@@ -331,6 +387,48 @@ impl CosignVerifier {
     }
 }
 
+/// Which signers the counted signatures are from, each signer counted once and each signature
+/// for one signer: a maximum bipartite matching, grown one signature at a time (augmenting
+/// paths), so a signature that matches two identities never blocks another that matches one.
+#[derive(Default)]
+struct Signers {
+    /// Per signature, the signers it vouches for.
+    signatures: Vec<Vec<usize>>,
+    /// Signer -> the signature it is counted through.
+    owner: std::collections::HashMap<usize, usize>,
+}
+
+// === impl Signers ===
+
+impl Signers {
+    fn add(&mut self, vouching: Vec<usize>) {
+        self.signatures.push(vouching);
+        let mut seen = std::collections::HashSet::new();
+        self.augment(self.signatures.len() - 1, &mut seen);
+    }
+
+    fn augment(&mut self, signature: usize, seen: &mut std::collections::HashSet<usize>) -> bool {
+        for signer in self.signatures[signature].clone() {
+            if !seen.insert(signer) {
+                continue;
+            }
+            let free = match self.owner.get(&signer) {
+                None => true,
+                Some(&other) => self.augment(other, seen),
+            };
+            if free {
+                self.owner.insert(signer, signature);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn count(&self) -> usize {
+        self.owner.len()
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct TagList {
     tags: Option<Vec<String>>,
@@ -360,12 +458,8 @@ impl Verifier for CosignVerifier {
                 .await
             {
                 Ok(m) => m.bytes,
-                Err(UpstreamError::NotFound { .. }) => {
-                    return Err(Refusal::new(
-                        RefusalKind::Unsigned,
-                        format!("{what} does not exist upstream"),
-                    ))
-                }
+                // Not a verdict: the client learns what the registry said (404).
+                Err(e @ UpstreamError::NotFound { .. }) => return Err(Refusal::upstream(what, e)),
                 Err(e) => return Err(unreachable_registry(&what, &e)),
             };
             let digest = Digest::sha256_of(&manifest);
@@ -400,10 +494,12 @@ impl Verifier for CosignVerifier {
     }
 }
 
+/// The registry failed while signature data was read: not a verdict, answered as the
+/// upstream failure it is (`502`/`504`/`429`) and never cached.
 fn unreachable_registry(what: &str, e: &UpstreamError) -> Refusal {
-    Refusal::new(
-        RefusalKind::TrustError,
+    Refusal::upstream(
         format!("cosign signature data {what} could not be read: {e}"),
+        e.clone(),
     )
 }
 
@@ -413,4 +509,33 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn nonzero(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Signers;
+
+    #[test]
+    fn each_signer_counts_once_and_each_signature_for_one_signer() {
+        let mut s = Signers::default();
+        s.add(vec![0]);
+        s.add(vec![0]);
+        assert_eq!(s.count(), 1, "the same key twice");
+        s.add(vec![1, 2]);
+        assert_eq!(
+            s.count(),
+            2,
+            "one signature matching two identities counts once"
+        );
+    }
+
+    #[test]
+    fn a_signature_matching_several_signers_yields_to_one_matching_fewer() {
+        // Greedy would give the first signature signer 0 and count the second (only 0) not
+        // at all; the matching moves the first to signer 1.
+        let mut s = Signers::default();
+        s.add(vec![0, 1]);
+        s.add(vec![0]);
+        assert_eq!(s.count(), 2);
+    }
 }

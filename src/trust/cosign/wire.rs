@@ -9,6 +9,13 @@ use crate::oci::Digest;
 pub const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// Annotation holding the base64 signature over the layer's payload bytes.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// Keyless: the PEM Fulcio leaf certificate.
+pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+/// Keyless: PEM intermediates and root the signer offers (untrusted).
+pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+/// The Rekor bundle: `{"SignedEntryTimestamp", "Payload": {"body", "integratedTime",
+/// "logIndex", "logID"}}`.
+pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 /// `critical.type` of an image signature payload.
 pub const PAYLOAD_TYPE: &str = "cosign container image signature";
 
@@ -20,6 +27,16 @@ pub struct SignatureLayer {
     pub size: u64,
     /// The signature, decoded from base64 (ASN.1 DER for ECDSA).
     pub signature: Vec<u8>,
+    /// Keyless material, when the layer carries a certificate.
+    pub keyless: Option<KeylessMaterial>,
+}
+
+/// A keyless layer's certificate, chain and Rekor bundle annotations, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeylessMaterial {
+    pub certificate: String,
+    pub chain: Option<String>,
+    pub bundle: Option<String>,
 }
 
 /// Why a signature manifest or payload was not usable.
@@ -96,10 +113,19 @@ pub fn signature_layers(manifest: &[u8]) -> Result<Vec<SignatureLayer>, WireErro
             let signature = base64::engine::general_purpose::STANDARD
                 .decode(l.annotations.get(SIGNATURE_ANNOTATION)?.trim())
                 .ok()?;
+            let keyless = l
+                .annotations
+                .get(CERTIFICATE_ANNOTATION)
+                .map(|certificate| KeylessMaterial {
+                    certificate: certificate.clone(),
+                    chain: l.annotations.get(CHAIN_ANNOTATION).cloned(),
+                    bundle: l.annotations.get(BUNDLE_ANNOTATION).cloned(),
+                });
             Some(SignatureLayer {
                 digest: Digest::parse(&l.digest).ok()?,
                 size: l.size,
                 signature,
+                keyless,
             })
         })
         .collect())
@@ -173,6 +199,7 @@ mod tests {
                 digest: digest(),
                 size: 250,
                 signature: vec![0x30, 0x45, 0x02, 0x21],
+                keyless: None,
             }]
         );
     }

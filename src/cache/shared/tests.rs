@@ -1,0 +1,313 @@
+//! The shared tier against an in-memory object store: two local stores (two replicas) over
+//! one bucket; what one fetched upstream, the other reads from the bucket; wrong objects in
+//! the bucket are never served and get repaired.
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{self, BoxStream, StreamExt};
+use object_store::memory::InMemory;
+use object_store::path::Path as Key;
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
+
+use super::*;
+use crate::cache::{BlobSource, Store};
+
+type Upstream = BoxStream<'static, Result<Bytes, io::Error>>;
+
+#[derive(Default)]
+struct Counts {
+    shared_hits: AtomicU64,
+    shared_misses: AtomicU64,
+    mismatches: AtomicU64,
+    uploaded: AtomicU64,
+    upload_failed: AtomicU64,
+    stored: AtomicU64,
+}
+
+impl StoreObserver for Counts {
+    fn stored(&self, _: u64) {
+        self.stored.fetch_add(1, Ordering::SeqCst);
+    }
+    fn shared_hit(&self, _: u64) {
+        self.shared_hits.fetch_add(1, Ordering::SeqCst);
+    }
+    fn shared_miss(&self) {
+        self.shared_misses.fetch_add(1, Ordering::SeqCst);
+    }
+    fn shared_mismatch(&self) {
+        self.mismatches.fetch_add(1, Ordering::SeqCst);
+    }
+    fn shared_uploaded(&self, _: u64) {
+        self.uploaded.fetch_add(1, Ordering::SeqCst);
+    }
+    fn shared_upload_failed(&self) {
+        self.upload_failed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Counts {
+    fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::SeqCst)
+    }
+}
+
+fn options() -> SharedOptions {
+    SharedOptions {
+        request_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(5),
+        max_manifest_size: 1 << 20,
+        max_uploads: 2,
+        max_queued_uploads: 16,
+    }
+}
+
+/// A local store (a replica) over `bucket` under prefix `prod`.
+async fn replica(dir: &Path, bucket: &Arc<InMemory>) -> (Store, SharedTier, Arc<Counts>) {
+    let tier = SharedTier::new(bucket.clone(), Key::from("prod"), options());
+    let counts = Arc::new(Counts::default());
+    let store = Store::open_tiered(dir.to_owned(), 1 << 30, counts.clone(), Some(tier.clone()))
+        .await
+        .expect("open");
+    (store, tier, counts)
+}
+
+/// An upstream that counts its fetches.
+fn upstream(
+    body: Bytes,
+    calls: &Arc<AtomicUsize>,
+) -> impl FnOnce() -> futures_util::future::BoxFuture<'static, io::Result<(Option<u64>, Upstream)>>
+       + Send
+       + 'static {
+    let calls = calls.clone();
+    move || {
+        Box::pin(async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let chunks: Vec<io::Result<Bytes>> = body
+                .chunks(64 * 1024)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            Ok((Some(body.len() as u64), stream::iter(chunks).boxed()))
+        })
+    }
+}
+
+fn data(len: usize, seed: u8) -> Bytes {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+async fn read_all(
+    store: &Store,
+    digest: &Digest,
+    body: Bytes,
+    calls: &Arc<AtomicUsize>,
+) -> (BlobSource, Vec<u8>) {
+    let blob = store
+        .blob(digest, upstream(body, calls))
+        .await
+        .expect("blob");
+    let mut out = Vec::new();
+    let mut stream = blob.stream;
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.expect("chunk"));
+    }
+    (blob.source, out)
+}
+
+/// Waits until `bucket` has `key` with `len` bytes (uploads run in the background).
+async fn uploaded(bucket: &InMemory, key: &Key, len: u64) {
+    for _ in 0..500 {
+        if bucket.head(key).await.is_ok_and(|m| m.size == len) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{key} was not uploaded");
+}
+
+#[test]
+fn keys_are_prefixed_and_content_addressed() {
+    let bucket = Arc::new(InMemory::new());
+    let digest = Digest::sha256_of(b"x");
+    let hex = digest.hex().to_owned();
+    let tier = SharedTier::new(bucket.clone(), Key::from("prod/eu"), options());
+    assert_eq!(
+        tier.key(&digest).as_ref(),
+        format!("prod/eu/blobs/sha256/{hex}")
+    );
+    let root = SharedTier::new(bucket, Key::from(""), options());
+    assert_eq!(root.key(&digest).as_ref(), format!("blobs/sha256/{hex}"));
+}
+
+#[tokio::test]
+async fn a_blob_fetched_on_one_replica_is_served_from_the_bucket_on_another() {
+    let bucket = Arc::new(InMemory::new());
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, tier, a_counts) = replica(a_dir.path(), &bucket).await;
+    let (b, _, b_counts) = replica(b_dir.path(), &bucket).await;
+    // Larger than one part: a multipart upload.
+    let body = data(PART_SIZE * 2 + 12_345, 1);
+    let digest = Digest::sha256_of(&body);
+    let calls = Arc::new(AtomicUsize::new(0));
+
+    let (source, got) = read_all(&a, &digest, body.clone(), &calls).await;
+    assert_eq!((source, got == body[..]), (BlobSource::Fetched, true));
+    assert_eq!(Counts::get(&a_counts.shared_misses), 1);
+    uploaded(&bucket, &tier.key(&digest), body.len() as u64).await;
+
+    let (source, got) = read_all(&b, &digest, body.clone(), &calls).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "B must not fetch upstream");
+    assert_eq!(source, BlobSource::Fetched);
+    assert!(got == body[..], "B serves the exact bytes");
+    assert_eq!(Counts::get(&b_counts.shared_hits), 1);
+    assert_eq!(
+        Counts::get(&b_counts.stored),
+        0,
+        "nothing counted as from upstream"
+    );
+    // Now local on B: a plain hit, and B never uploads what it read from the bucket.
+    let (source, _) = read_all(&b, &digest, body.clone(), &calls).await;
+    assert_eq!(source, BlobSource::Cache);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(Counts::get(&b_counts.uploaded), 0);
+    assert_eq!(Counts::get(&a_counts.uploaded), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_object_in_the_bucket_is_not_served_and_is_repaired() {
+    let bucket = Arc::new(InMemory::new());
+    let dir = tempfile::tempdir().unwrap();
+    let (store, tier, counts) = replica(dir.path(), &bucket).await;
+    let body = data(300_000, 2);
+    let digest = Digest::sha256_of(&body);
+    // Same length, different bytes: only the digest tells.
+    let mut wrong = body.to_vec();
+    wrong[150_000] ^= 1;
+    let key = tier.key(&digest);
+    bucket.put(&key, PutPayload::from(wrong)).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+
+    let (source, got) = read_all(&store, &digest, body.clone(), &calls).await;
+    assert_eq!(source, BlobSource::Fetched);
+    assert!(got == body[..], "the upstream's bytes, not the bucket's");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(Counts::get(&counts.mismatches), 1);
+    assert_eq!(Counts::get(&counts.shared_hits), 0);
+    // The verified copy replaced the wrong one.
+    for _ in 0..500 {
+        let now = bucket.get(&key).await.unwrap().bytes().await.unwrap();
+        if now == body {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the wrong object was not repaired");
+}
+
+#[tokio::test]
+async fn a_longer_object_in_the_bucket_is_not_served() {
+    let bucket = Arc::new(InMemory::new());
+    let dir = tempfile::tempdir().unwrap();
+    let (store, tier, counts) = replica(dir.path(), &bucket).await;
+    let body = data(10_000, 3);
+    let digest = Digest::sha256_of(&body);
+    let mut longer = body.to_vec();
+    longer.extend_from_slice(b"appended");
+    bucket
+        .put(&tier.key(&digest), PutPayload::from(longer))
+        .await
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (_, got) = read_all(&store, &digest, body.clone(), &calls).await;
+    assert!(got == body[..]);
+    assert_eq!(Counts::get(&counts.mismatches), 1);
+    // The rejected temp file is gone; the upstream fetch's one is renamed once it commits.
+    for _ in 0..500 {
+        if std::fs::read_dir(dir.path().join("tmp")).unwrap().count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("temp files left behind");
+}
+
+#[tokio::test]
+async fn manifests_travel_with_their_media_type() {
+    let bucket = Arc::new(InMemory::new());
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, tier, _) = replica(a_dir.path(), &bucket).await;
+    let (b, _, b_counts) = replica(b_dir.path(), &bucket).await;
+    let bytes = Bytes::from_static(br#"{"schemaVersion":2,"layers":[]}"#);
+    let digest = Digest::sha256_of(&bytes);
+    let media_type = "application/vnd.oci.image.manifest.v1+json";
+    a.put_manifest(&digest, bytes.clone(), media_type)
+        .await
+        .unwrap();
+    uploaded(&bucket, &tier.key(&digest), bytes.len() as u64).await;
+
+    let got = b.get_manifest(&digest).await.unwrap();
+    assert_eq!(got, Some((bytes.clone(), media_type.to_owned())));
+    assert_eq!(Counts::get(&b_counts.shared_hits), 1);
+    // Stored locally on B now.
+    let got = b.get_manifest(&digest).await.unwrap();
+    assert_eq!(got, Some((bytes, media_type.to_owned())));
+    assert_eq!(Counts::get(&b_counts.shared_hits), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_manifest_or_media_type_in_the_bucket_is_ignored() {
+    let bucket = Arc::new(InMemory::new());
+    let dir = tempfile::tempdir().unwrap();
+    let (store, tier, counts) = replica(dir.path(), &bucket).await;
+    let bytes = Bytes::from_static(br#"{"schemaVersion":2}"#);
+    let digest = Digest::sha256_of(&bytes);
+    let key = tier.key(&digest);
+
+    bucket
+        .put(&key, PutPayload::from_static(br#"{"schemaVersion":3}"#))
+        .await
+        .unwrap();
+    assert_eq!(store.get_manifest(&digest).await.unwrap(), None);
+
+    let mut attributes = Attributes::new();
+    attributes.insert(Attribute::ContentType, "text/html\r\nX-Evil: 1".into());
+    let opts = PutOptions {
+        attributes,
+        ..PutOptions::default()
+    };
+    bucket
+        .put_opts(&key, PutPayload::from_bytes(bytes), opts)
+        .await
+        .unwrap();
+    assert_eq!(store.get_manifest(&digest).await.unwrap(), None);
+    assert_eq!(Counts::get(&counts.mismatches), 2);
+    assert_eq!(Counts::get(&counts.shared_hits), 0);
+}
+
+#[tokio::test]
+async fn an_object_already_in_the_bucket_is_not_uploaded_again() {
+    let bucket = Arc::new(InMemory::new());
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, tier, a_counts) = replica(a_dir.path(), &bucket).await;
+    let (b, _, b_counts) = replica(b_dir.path(), &bucket).await;
+    let bytes = Bytes::from_static(br#"{"schemaVersion":2,"config":{}}"#);
+    let digest = Digest::sha256_of(&bytes);
+    let media_type = "application/vnd.oci.image.manifest.v1+json";
+    a.put_manifest(&digest, bytes.clone(), media_type)
+        .await
+        .unwrap();
+    uploaded(&bucket, &tier.key(&digest), bytes.len() as u64).await;
+    // B got it from upstream too (as if both missed at once): its upload finds it there.
+    b.put_manifest(&digest, bytes, media_type).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(Counts::get(&a_counts.uploaded), 1);
+    assert_eq!(Counts::get(&b_counts.uploaded), 0);
+    assert_eq!(Counts::get(&b_counts.upload_failed), 0);
+}

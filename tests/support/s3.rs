@@ -1,0 +1,206 @@
+//! `s3s-fs` as a peer: a real S3 server on a free loopback port, storing objects as files in a
+//! tempdir (`<root>/<bucket>/<key>`), killed on drop. It can be stopped and started again on
+//! the same port and data to play an outage. Install it with
+//! `cargo install s3s-fs --version 0.14.1 --features binary --locked` (`scripts/test` does).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tempfile::TempDir;
+
+use super::{start_with_retries, wait_ready, Daemon, Ready};
+
+/// Test credentials, known to the server and written to the key files trustgate reads.
+const ACCESS_KEY: &str = "trustgate-test";
+const SECRET_KEY: &str = "trustgate-test-secret";
+
+/// A running (or stopped) `s3s-fs` with one bucket.
+pub struct S3Server {
+    daemon: Option<Daemon>,
+    port: u16,
+    dir: TempDir,
+}
+
+impl S3Server {
+    /// The bucket every test uses.
+    pub const BUCKET: &'static str = "trustgate";
+
+    /// Starts the server with an empty bucket (a directory under its root).
+    pub fn start() -> S3Server {
+        let dir = tempfile::tempdir().expect("tempdir for s3s-fs");
+        fs::create_dir_all(dir.path().join("root").join(Self::BUCKET)).expect("bucket dir");
+        fs::write(dir.path().join("access-key-id"), ACCESS_KEY).expect("key file");
+        fs::write(
+            dir.path().join("secret-access-key"),
+            format!("{SECRET_KEY}\n"),
+        )
+        .expect("key file");
+        let root = dir.path().join("root");
+        let log = dir.path().join("s3s-fs.log");
+        let (daemon, port) = start_with_retries("s3s-fs", |port| {
+            (spawn(&root, &log, port), Ready::Listening(port))
+        });
+        S3Server {
+            daemon: Some(daemon),
+            port,
+            dir,
+        }
+    }
+
+    /// Kills the server (SIGKILL): the object store becomes unreachable.
+    pub fn stop(&mut self) {
+        self.daemon = None;
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut daemon = spawn(&self.root(), &self.dir.path().join("s3s-fs.log"), self.port);
+        let ready = Ready::Listening(self.port);
+        if let Err(e) = wait_ready(&mut daemon.child, &ready) {
+            panic!("s3s-fs did not restart: {e}\n{}", daemon.log_text());
+        }
+        self.daemon = Some(daemon);
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's data directory: buckets are directories, objects files.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// The file behind an object of the bucket.
+    pub fn object_file(&self, key: &str) -> PathBuf {
+        self.root().join(Self::BUCKET).join(key)
+    }
+
+    /// Multipart uploads in progress: `s3s-fs` keeps their parts as `.upload_id-*` files.
+    pub fn parts_in_progress(&self) -> usize {
+        fs::read_dir(self.root()).map_or(0, |entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".upload_id-"))
+                .count()
+        })
+    }
+
+    /// The `storage` section of a trustgate configuration using this bucket under `prefix`,
+    /// with the credentials in key files.
+    pub fn storage_yaml(&self, prefix: &str) -> String {
+        format!(
+            "storage:\n  backend: s3\n  s3:\n    bucket: {}\n    endpoint: \"{}\"\n    region: us-east-1\n    \
+             prefix: \"{prefix}\"\n    allow_http: true\n    access_key_id_file: {}\n    secret_access_key_file: {}\n",
+            Self::BUCKET,
+            self.endpoint(),
+            json_path(&self.dir.path().join("access-key-id")),
+            json_path(&self.dir.path().join("secret-access-key")),
+        )
+    }
+
+    /// A client for the bucket, for tests that look at or tamper with it directly.
+    pub fn client(&self) -> Arc<AmazonS3> {
+        let store = AmazonS3Builder::new()
+            .with_bucket_name(Self::BUCKET)
+            .with_endpoint(self.endpoint())
+            .with_region("us-east-1")
+            .with_allow_http(true)
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+            .build()
+            .expect("S3 client");
+        Arc::new(store)
+    }
+
+    /// `(key, size)` of every object in the bucket, through the S3 API.
+    pub fn list(&self) -> Vec<(String, u64)> {
+        let client = self.client();
+        block_on(async move {
+            use futures_util::TryStreamExt;
+            let mut objects: Vec<(String, u64)> = client
+                .list(None)
+                .map_ok(|m| (m.location.to_string(), m.size))
+                .try_collect()
+                .await
+                .expect("list the bucket");
+            objects.sort();
+            objects
+        })
+    }
+
+    /// An object's bytes through the S3 API, `None` when absent.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let (client, key) = (self.client(), Key::from(key));
+        block_on(async move {
+            match client.get(&key).await {
+                Ok(got) => Some(got.bytes().await.expect("object body").to_vec()),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => panic!("GET {key}: {e}"),
+            }
+        })
+    }
+
+    /// Writes an object through the S3 API (to tamper with the bucket).
+    pub fn put(&self, key: &str, bytes: Vec<u8>) {
+        let (client, key) = (self.client(), Key::from(key));
+        block_on(async move {
+            client
+                .put(&key, PutPayload::from(bytes))
+                .await
+                .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
+        });
+    }
+}
+
+/// `s3s-fs` from `PATH`, else where `cargo install` puts it.
+fn program() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join("s3s-fs"))
+        .find(|candidate| candidate.is_file());
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
+    on_path
+        .or_else(|| {
+            cargo_home
+                .map(|home| home.join("bin").join("s3s-fs"))
+                .filter(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("s3s-fs not found: cargo install s3s-fs --version 0.14.1 --features binary --locked")
+        })
+}
+
+fn spawn(root: &Path, log: &Path, port: u16) -> Daemon {
+    let mut cmd = Command::new(program());
+    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+        .args(["--domain", "localhost"])
+        .arg(root);
+    Daemon::spawn(
+        cmd,
+        log.to_owned(),
+        "s3s-fs (cargo install s3s-fs --features binary)",
+    )
+}
+
+fn json_path(path: &Path) -> String {
+    serde_json::json!(path.to_str().expect("UTF-8 tempdir")).to_string()
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
