@@ -347,3 +347,44 @@ async fn an_unreachable_store_fails_the_update_as_transport_and_recovers() {
         .expect("verifies again once the store is back");
     assert_eq!(store.load(GUN).await.unwrap().0, state_after(NEWER).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_falls_back_to_the_replicas_own_copy_but_never_to_first_use() {
+    let mut s3 = S3Server::start();
+    let copy = tempfile::tempdir().expect("tempdir");
+    let replica = s3
+        .state_store("trust/internal")
+        .with_local_copy(copy.path());
+    verify(&replica, OLDER)
+        .await
+        .expect("verifies while the store is up");
+
+    s3.stop();
+    // This replica has its own copy of the GUN's state: it keeps verifying against it, with
+    // rollback protection for everything it has seen itself.
+    verify(&replica, NEWER)
+        .await
+        .expect("verifies against its own copy while the store is down");
+    let e = verify(&replica, OLDER).await.unwrap_err();
+    assert!(matches!(e, NotaryError::Rollback { .. }), "{e:?}");
+    // A replica that never saw the GUN does not trust a root on first use without the fleet's
+    // state.
+    let fresh_copy = tempfile::tempdir().expect("tempdir");
+    let fresh = s3
+        .state_store("trust/internal")
+        .with_local_copy(fresh_copy.path());
+    let e = verify(&fresh, NEWER).await.unwrap_err();
+    assert!(
+        matches!(e, NotaryError::State { .. }) && e.is_transport(),
+        "{e:?}"
+    );
+
+    // Back up: what the replica verified meanwhile is carried into the shared state, so
+    // another replica now refuses the older data as a rollback.
+    s3.restart();
+    verify(&replica, NEWER).await.expect("verifies again");
+    assert_eq!(replica.load(GUN).await.unwrap().0, state_after(NEWER).await);
+    let other = s3.state_store("trust/internal");
+    let e = verify(&other, OLDER).await.unwrap_err();
+    assert!(matches!(e, NotaryError::Rollback { .. }), "{e:?}");
+}

@@ -167,7 +167,8 @@ impl Runtime {
                     }
                 })?;
             let state = match shared {
-                Some(s) => StateStore::object(s.store.clone(), s.trust_prefix(&n.name)),
+                Some(s) => StateStore::object(s.store.clone(), s.trust_prefix(&n.name))
+                    .with_local_copy(config.cache.dir.join("trust").join(&n.name)),
                 None => StateStore::new(config.cache.dir.join("trust").join(&n.name)),
             };
             let client = NotaryClient::new(

@@ -25,6 +25,18 @@
 //! an identical state written in between; that is harmless, since the new state was derived
 //! from exactly that content.
 //!
+//! # When the object store is unreachable
+//!
+//! A replica configured with a local copy ([`StateStore::with_local_copy`]) keeps, next to the
+//! shared state, the last state it loaded or stored itself for each GUN. When the object
+//! store cannot be read, the update runs against that copy and stores its result there only
+//! (logged as a warning): the replica then has exactly the guarantees of a lone instance with a
+//! local state directory, rollback protection against everything *it* has seen. A GUN the
+//! replica has no copy of is refused while the store is unreachable: trusting a root on first
+//! use without knowing what the fleet pinned is what the shared state exists to prevent. When
+//! the store answers again it is the authority; versions the replica recorded meanwhile are
+//! carried into it (only while both name the same root), so they are not lost either.
+//!
 //! # Threat model
 //!
 //! The shared state protects against a trust server (or a network path to it) that serves
@@ -84,6 +96,9 @@ pub enum Revision {
     File([u8; 32]),
     /// An object, by what the store answered with it.
     Object(UpdateVersion),
+    /// The object store was unreachable and the replica's local copy was read instead, at
+    /// this revision of the copy; the save goes to the copy only.
+    Local(Box<Revision>),
 }
 
 /// The outcome of a conditional save.
@@ -107,6 +122,8 @@ enum Backend {
     Object {
         store: Arc<dyn ObjectStore>,
         prefix: ObjectPath,
+        /// The replica's own copies, used while the store is unreachable.
+        local: Option<PathBuf>,
     },
 }
 
@@ -160,8 +177,22 @@ impl StateStore {
     /// `S3ConditionalPut::ETagMatch`.
     pub fn object(store: Arc<dyn ObjectStore>, prefix: ObjectPath) -> StateStore {
         StateStore {
-            backend: Backend::Object { store, prefix },
+            backend: Backend::Object {
+                store,
+                prefix,
+                local: None,
+            },
         }
+    }
+
+    /// Keeps this replica's own copy of every state it loads or stores from the object store
+    /// in `dir`, and falls back to it while the store is unreachable (see the module docs).
+    /// No effect on a directory store.
+    pub fn with_local_copy(mut self, dir: impl Into<PathBuf>) -> Self {
+        if let Backend::Object { local, .. } = &mut self.backend {
+            *local = Some(dir.into());
+        }
+        self
     }
 
     /// A GUN may hold any character a registry allows (`:`, `/`, `.`), so its state is named
@@ -188,25 +219,45 @@ impl StateStore {
                     Err(e) => return Err(e.at(&path.display().to_string())),
                 }
             }
-            Backend::Object { store, prefix } => {
+            Backend::Object {
+                store,
+                prefix,
+                local,
+            } => {
                 let key = prefix.clone().join(name.as_str());
                 let location = object_location(store.as_ref(), &key);
                 match read_object(store.as_ref(), &key).await {
-                    Ok(Some((bytes, version))) => (bytes, Revision::Object(version), location),
+                    Ok(Some((bytes, version))) => {
+                        let mut state = parse(gun, &bytes, &location)?;
+                        if let Some(dir) = local {
+                            carry_local_versions(&mut state, &dir.join(&name)).await;
+                        }
+                        return Ok((state, Revision::Object(version)));
+                    }
                     Ok(None) => return Ok((GunState::empty(gun), Revision::Absent)),
+                    Err(ReadError::Unavailable(detail)) if local.is_some() => {
+                        let path = local.as_deref().unwrap_or(Path::new("")).join(&name);
+                        match read_file(&path).await {
+                            Ok(Some(bytes)) => {
+                                let state = parse(gun, &bytes, &path.display().to_string())?;
+                                tracing::warn!(gun, store = %location, error = %detail,
+                                    "trust state store unreachable; verifying against this \
+                                     replica's own copy");
+                                let revision =
+                                    Revision::Local(Box::new(Revision::File(sha256(&bytes))));
+                                return Ok((state, revision));
+                            }
+                            // Never trust a root on first use without the fleet's state.
+                            Ok(None) | Err(_) => {
+                                return Err(ReadError::Unavailable(detail).at(&location))
+                            }
+                        }
+                    }
                     Err(e) => return Err(e.at(&location)),
                 }
             }
         };
-        let state: GunState = serde_json::from_slice(&bytes)
-            .map_err(|e| corrupt(&location, format!("not a trust state: {e}")))?;
-        if state.gun != gun {
-            return Err(corrupt(
-                &location,
-                format!("belongs to the GUN {:?}, not {gun:?}", state.gun),
-            ));
-        }
-        Ok((state, revision))
+        Ok((parse(gun, &bytes, &location)?, revision))
     }
 
     /// Stores `state` if the stored state is still `revision` (created if it was absent).
@@ -218,12 +269,91 @@ impl StateStore {
         })?;
         match &self.backend {
             Backend::Dir(dir) => save_file(dir, &name, bytes, revision.clone()).await,
-            Backend::Object { store, prefix } => {
+            Backend::Object {
+                store,
+                prefix,
+                local,
+            } => {
+                if let Revision::Local(copy) = revision {
+                    let Some(dir) = local else {
+                        return Err(NotaryError::State {
+                            path: name,
+                            detail: "a revision of a local copy, but no local copy is kept"
+                                .to_owned(),
+                        });
+                    };
+                    return save_file(dir, &name, bytes, (**copy).clone()).await;
+                }
                 let key = prefix.clone().join(name.as_str());
-                save_object(store.as_ref(), &key, bytes, revision).await
+                let saved = save_object(store.as_ref(), &key, bytes.clone(), revision).await?;
+                if let (Saved::Stored, Some(dir)) = (&saved, local) {
+                    // Best effort: the copy only matters while the store is unreachable.
+                    if let Err(e) = write_copy(dir, &name, bytes).await {
+                        tracing::warn!(gun = %state.gun, dir = %dir.display(), error = %e,
+                            "cannot keep the local copy of the trust state");
+                    }
+                }
+                Ok(saved)
             }
         }
     }
+}
+
+/// Parses a stored state and checks it is `gun`'s.
+fn parse(gun: &str, bytes: &[u8], location: &str) -> Result<GunState, NotaryError> {
+    let state: GunState = serde_json::from_slice(bytes)
+        .map_err(|e| corrupt(location, format!("not a trust state: {e}")))?;
+    if state.gun != gun {
+        return Err(corrupt(
+            location,
+            format!("belongs to the GUN {:?}, not {gun:?}", state.gun),
+        ));
+    }
+    Ok(state)
+}
+
+/// Versions this replica recorded in its local copy (while the store was unreachable) are
+/// carried into the shared state, so that they are not lost; only when both name the same root,
+/// since a shared state that starts over (deleted by an operator to reset the GUN) must win.
+/// A copy that cannot be read is ignored: the shared state is the authority.
+async fn carry_local_versions(state: &mut GunState, path: &Path) {
+    let Ok(Some(bytes)) = read_file(path).await else {
+        return;
+    };
+    let Ok(copy) = serde_json::from_slice::<GunState>(&bytes) else {
+        return;
+    };
+    if copy.gun == state.gun && copy.root.is_some() && copy.root == state.root {
+        for (role, version) in &copy.versions {
+            state.advance(role, *version);
+        }
+    }
+}
+
+/// Replaces the local copy with what was just stored in the object store (temp file, fsync,
+/// rename, under [`DIR_SWAP`]).
+async fn write_copy(dir: &Path, name: &str, bytes: Vec<u8>) -> std::io::Result<()> {
+    let path = dir.join(name);
+    let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{seq}", std::process::id()));
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        std::fs::create_dir_all(&dir)?;
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            let _swap = DIR_SWAP.lock().unwrap_or_else(|e| e.into_inner());
+            std::fs::rename(&tmp, &path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 /// A read that failed, before the location is known to the message.
@@ -383,7 +513,7 @@ async fn save_object(
     let mode = match revision {
         Revision::Absent => PutMode::Create,
         Revision::Object(version) => PutMode::Update(version.clone()),
-        Revision::File(_) => {
+        Revision::File(_) | Revision::Local(_) => {
             return Err(NotaryError::State {
                 path: location(),
                 detail: "a revision from a state directory cannot update an object".to_owned(),
