@@ -5,12 +5,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use http::StatusCode;
+use trustgate::cache::SharedOp;
 use trustgate::metrics::{CacheSource, Metrics, TrustRole, UpstreamErrorKind, VerificationResult};
 use trustgate::policy::Action;
 use trustgate::server::RouteKind;
 
 /// Every family; names are a public interface.
-const FAMILIES: [&str; 17] = [
+const FAMILIES: [&str; 23] = [
     "trustgate_http_requests_total",
     "trustgate_http_request_duration_seconds",
     "trustgate_verifications_total",
@@ -28,6 +29,12 @@ const FAMILIES: [&str; 17] = [
     "trustgate_cache_bytes_served_total",
     "trustgate_cache_size_bytes",
     "trustgate_inflight_fetches",
+    "trustgate_shared_store_hits_total",
+    "trustgate_shared_store_misses_total",
+    "trustgate_shared_store_errors_total",
+    "trustgate_shared_store_digest_mismatches_total",
+    "trustgate_shared_store_uploaded_bytes_total",
+    "trustgate_shared_store_upload_failures_total",
 ];
 
 /// Records a value in every family.
@@ -54,6 +61,12 @@ fn touch_everything(metrics: &Metrics) {
     metrics.cache().served(CacheSource::Cache, 10);
     metrics.cache().set_size_bytes(4096);
     std::mem::forget(metrics.cache().inflight_fetch());
+    metrics.shared().hit();
+    metrics.shared().miss();
+    metrics.shared().error(SharedOp::Get);
+    metrics.shared().mismatch();
+    metrics.shared().uploaded(1024);
+    metrics.shared().upload_failed();
 }
 
 /// Runs `promtool check metrics` on `text`; `Err` holds promtool's complaints.
