@@ -10,16 +10,13 @@ mod support;
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
-    SigningKey, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
-};
+use rcgen::{KeyPair, SigningKey, PKCS_ECDSA_P256_SHA256};
 use support::http::{self, HttpResponse};
 use support::oci::{Blob, Image, ACCEPT_ALL, OCI_CONFIG, OCI_MANIFEST};
 use support::proxy::Proxy;
+use support::sigstore::{Ca, Rekor};
 use support::Registry;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 const REGISTRY: &str = "registry.test";
 const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -27,8 +24,6 @@ const ISSUER: &str = "https://token.actions.example";
 const SUBJECT: &str = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.2.0";
 const SUBJECT_REGEX: &str =
     "^https://github.com/acme/.*/.github/workflows/release.yml@refs/tags/v.*$";
-/// Fulcio's OIDC issuer extension (v2, a DER UTF8String).
-const OID_ISSUER: &[u64] = &[1, 3, 6, 1, 4, 1, 57264, 1, 8];
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -36,86 +31,6 @@ fn b64(bytes: &[u8]) -> String {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     support::sha256_hex(bytes)
-}
-
-/// A Fulcio-like CA: a P-384 root and a P-256 intermediate allowed to issue code-signing
-/// certificates, with Fulcio's names.
-struct Ca {
-    root_pem: String,
-    intermediate_pem: String,
-    intermediate: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
-        let mut root = CertificateParams::default();
-        root.distinguished_name = name("sigstore");
-        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        root.not_before = OffsetDateTime::now_utc() - Duration::days(30);
-        root.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
-        let root_cert = root.self_signed(&root_key).unwrap();
-        let root_issuer = Issuer::new(root, root_key);
-
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut inter = CertificateParams::default();
-        inter.distinguished_name = name("sigstore-intermediate");
-        inter.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        inter.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        inter.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
-        inter.not_before = OffsetDateTime::now_utc() - Duration::days(30);
-        inter.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
-        let inter_cert = inter.signed_by(&key, &root_issuer).unwrap();
-        Ca {
-            root_pem: root_cert.pem(),
-            intermediate_pem: inter_cert.pem(),
-            intermediate: Issuer::new(inter, key),
-        }
-    }
-
-    /// A Fulcio leaf: empty subject, the SAN, code signing, the issuer extension, valid from
-    /// `now + from` to `now + to` seconds.
-    fn leaf(&self, san: &str, issuer: &str, from: i64, to: i64) -> (KeyPair, String) {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut p = CertificateParams::default();
-        p.distinguished_name = DistinguishedName::new();
-        p.subject_alt_names = vec![SanType::URI(san.try_into().unwrap())];
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
-        let mut der = vec![0x0c, u8::try_from(issuer.len()).unwrap()];
-        der.extend_from_slice(issuer.as_bytes());
-        p.custom_extensions = vec![CustomExtension::from_oid_content(OID_ISSUER, der)];
-        let now = OffsetDateTime::now_utc();
-        p.not_before = now + Duration::seconds(from);
-        p.not_after = now + Duration::seconds(to);
-        let cert = p.signed_by(&key, &self.intermediate).unwrap();
-        (key, cert.pem())
-    }
-}
-
-fn name(cn: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "sigstore.dev");
-    dn.push(DnType::CommonName, cn);
-    dn
-}
-
-/// A Rekor log key; its log ID is the SHA-256 of its DER public key.
-struct Rekor {
-    key: KeyPair,
-}
-
-impl Rekor {
-    fn new() -> Rekor {
-        Rekor {
-            key: KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap(),
-        }
-    }
-
-    fn log_id(&self) -> String {
-        sha256_hex(&self.key.subject_public_key_info())
-    }
 }
 
 /// How one keyless signature is made; [`Env::good`] is the honest one.

@@ -117,7 +117,14 @@ impl Proxy {
                 )
                 .await
             }
-            Endpoint::Referrers { .. } => Ok(empty_referrers()),
+            Endpoint::Referrers {
+                digest,
+                artifact_type,
+                ..
+            } => {
+                self.referrers(&ctx, digest, artifact_type.as_ref().map(|t| t.as_str()))
+                    .await
+            }
             Endpoint::Base => unreachable!("handled above"),
         }
     }
@@ -468,6 +475,57 @@ impl Proxy {
         ))
     }
 
+    /// `GET /v2/<name>/referrers/<digest>`. Under `verify`, for a digest that verifies as its
+    /// manifest would, the referrers the verifier vouches for (cosign: the sigstore bundles
+    /// that counted; else none); otherwise what the upstream lists, through the referrers
+    /// tag fallback when it lacks the API.
+    async fn referrers(
+        &self,
+        ctx: &Ctx<'_>,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let action = ctx.decision.action();
+        let what = format!("{}@{digest} referrers", ctx.image);
+        let index = if action == Action::Verify {
+            let (verifier, query) = self.trust(ctx)?;
+            self.verified_digest(
+                ctx,
+                verifier.as_ref(),
+                &query,
+                &Reference::Digest(digest.clone()),
+            )
+            .await?;
+            let index = verifier
+                .referrers(&query, digest, artifact_type)
+                .await
+                .map_err(|r| self.refuse(ctx, r))?;
+            self.verified(action);
+            index
+        } else {
+            self.metrics.verify().decision(action, None);
+            let listed = ctx
+                .upstream
+                .referrers(
+                    ctx.repo,
+                    digest.as_str(),
+                    artifact_type,
+                    self.limits.max_manifest_size,
+                )
+                .await
+                .map_err(|e| ctx.upstream_error(e, true, &what))?;
+            match (listed, artifact_type) {
+                (None, _) => None,
+                (Some(l), Some(t)) if !l.filtered => Some(filter_index(&l.bytes, t)),
+                (Some(l), _) => Some(l.bytes),
+            }
+        };
+        Ok(referrers_response(
+            index.unwrap_or_else(|| Bytes::from_static(EMPTY_INDEX)),
+            artifact_type.is_some(),
+        ))
+    }
+
     async fn tags(
         &self,
         ctx: &Ctx<'_>,
@@ -612,15 +670,39 @@ fn blob_response(digest: &Digest, length: Option<u64>, body: Body) -> Response<B
     response
 }
 
-/// Referrers are not proxied yet: an empty index is a valid answer every client handles.
-fn empty_referrers() -> Response<Body> {
-    let bytes = Bytes::from_static(
-        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
-    );
+/// An index with no referrers, a valid answer every client handles.
+const EMPTY_INDEX: &[u8] =
+    br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+
+/// The referrers index of an upstream that could not filter it (the tag fallback): only
+/// the descriptors of `artifact_type`, as the spec's filter would leave. An index that does
+/// not parse is answered as empty.
+fn filter_index(bytes: &[u8], artifact_type: &str) -> Bytes {
+    let Ok(mut index) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Bytes::from_static(EMPTY_INDEX);
+    };
+    if let Some(manifests) = index
+        .get_mut("manifests")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        manifests.retain(|d| d.get("artifactType").and_then(|t| t.as_str()) == Some(artifact_type));
+    }
+    Bytes::from(serde_json::to_vec(&index).unwrap_or_else(|_| EMPTY_INDEX.to_vec()))
+}
+
+fn referrers_response(bytes: Bytes, filtered: bool) -> Response<Body> {
     let mut response = json_response(StatusCode::OK, bytes, false);
-    response.headers_mut().insert(
+    let h = response.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/vnd.oci.image.index.v1+json"),
     );
+    // distribution-spec: a filter that was applied is announced.
+    if filtered {
+        h.insert(
+            "OCI-Filters-Applied",
+            header::HeaderValue::from_static("artifactType"),
+        );
+    }
     response
 }

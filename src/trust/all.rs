@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::{BoxFuture, Refusal, RefusalKind, SignedSet, SignedTag, TrustQuery, Verifier};
 use crate::oci::Digest;
 
@@ -71,6 +73,15 @@ impl Verifier for AllOf {
         })
     }
 
+    fn referrers<'a>(
+        &'a self,
+        query: &'a TrustQuery,
+        digest: &'a Digest,
+        artifact_type: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Bytes>, Refusal>> {
+        Box::pin(self.all_referrers(query, digest, artifact_type))
+    }
+
     fn digest_signed<'a>(
         &'a self,
         query: &'a TrustQuery,
@@ -88,6 +99,22 @@ impl Verifier for AllOf {
 }
 
 impl AllOf {
+    /// Referrers come from the first verifier that keeps any (cosign's bundles); the caller
+    /// has checked the digest against every verifier already, as for a manifest.
+    async fn all_referrers(
+        &self,
+        query: &TrustQuery,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Bytes>, Refusal> {
+        for verifier in &self.verifiers {
+            if let Some(index) = verifier.referrers(query, digest, artifact_type).await? {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
+    }
+
     async fn all_others_sign(&self, query: &TrustQuery, digest: &str) -> Result<bool, Refusal> {
         let Ok(digest) = Digest::parse(digest) else {
             return Ok(false);

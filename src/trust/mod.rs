@@ -3,7 +3,8 @@
 //!
 //! A [`Verifier`] answers for one image repository under the requirements of a policy rule.
 //! Notary v1 (Docker Content Trust) is the first one (`notary`, wrapped with caching in
-//! [`cached::CachedNotary`]); cosign ([`cosign::CosignVerifier`], key-based and keyless) sits
+//! [`cached::CachedNotary`]); cosign ([`cosign::CosignVerifier`], key-based and keyless, `.sig`
+//! tags and sigstore bundles found through OCI referrers) sits
 //! beside it, and [`all::AllOf`] requires both. Notation may follow behind the same trait.
 
 pub mod all;
@@ -12,6 +13,8 @@ pub mod cosign;
 pub mod notary;
 
 use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use bytes::Bytes;
 
 use crate::{
     oci::Digest,
@@ -205,5 +208,18 @@ pub trait Verifier: Send + Sync {
         _digest: &'a Digest,
     ) -> BoxFuture<'a, Result<bool, Refusal>> {
         Box::pin(async { Ok(false) })
+    }
+
+    /// The referrers of the manifest `digest` this verifier vouches for, as an OCI image
+    /// index (`GET /v2/<name>/referrers/<digest>`), filtered by `artifact_type` when given:
+    /// cosign's sigstore bundles. A refusal when `digest` does not verify; `Ok(None)` when
+    /// the verifier keeps no referrers (the default, Notary v1), answered as an empty index.
+    fn referrers<'a>(
+        &'a self,
+        _query: &'a TrustQuery,
+        _digest: &'a Digest,
+        _artifact_type: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Bytes>, Refusal>> {
+        Box::pin(async { Ok(None) })
     }
 }

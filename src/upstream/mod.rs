@@ -60,6 +60,9 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
      application/vnd.docker.distribution.manifest.v2+json, \
      application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// What a referrers request accepts: an OCI image index.
+const INDEX_ACCEPT: &str = "application/vnd.oci.image.index.v1+json";
+
 /// Redirects followed per request. Docker Hub uses one (registry to CDN).
 pub const MAX_REDIRECTS: usize = 5;
 
@@ -145,6 +148,19 @@ pub struct Manifest {
     pub media_type: Option<String>,
     /// `Docker-Content-Digest`, as sent; a claim, not a verified fact.
     pub digest: Option<String>,
+}
+
+/// A referrers list as the upstream served it ([`Upstream::referrers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrers {
+    /// The image index, exact bytes, unchecked.
+    pub bytes: Bytes,
+    /// Whether the registry applied the `artifactType` filter (`OCI-Filters-Applied`); the
+    /// tag fallback never is filtered.
+    pub filtered: bool,
+    /// The referrers tag the index was read from, when the registry lacks the API; its
+    /// digest is the SHA-256 of `bytes`.
+    pub tag: Option<String>,
 }
 
 /// A blob body on its way.
@@ -500,6 +516,87 @@ impl Upstream {
         Ok((body, link))
     }
 
+    /// The referrers of the manifest `digest` in `repo`, as an OCI image index: `GET
+    /// /v2/<repo>/referrers/<digest>?artifactType=` (distribution-spec 1.1, end-12), and when
+    /// the registry does not have that API (`404`), the referrers tag schema fallback: the
+    /// index tagged `<alg>-<hex>` ("Unavailable Referrers API"). `Ok(None)` when neither
+    /// exists: no referrers. Reads at most `max_size` bytes. The index is not checked: the
+    /// caller verifies each descriptor it follows (the artifact's digest and `subject`).
+    pub async fn referrers(
+        &self,
+        repo: &str,
+        digest: &str,
+        artifact_type: Option<&str>,
+        max_size: u64,
+    ) -> Result<Option<Referrers>, UpstreamError> {
+        self.check("repository", repo, is_repo)?;
+        self.check("digest", digest, is_reference)?;
+        let Some((algorithm, hex)) = digest.split_once(':') else {
+            return Err(UpstreamError::InvalidArgument {
+                registry: self.inner.registry.clone(),
+                what: "digest",
+                value: digest.chars().take(128).collect(),
+            });
+        };
+        let mut url = self.url(&format!("/v2/{repo}/referrers/{digest}"))?;
+        if let Some(artifact_type) = artifact_type {
+            url.query_pairs_mut()
+                .append_pair("artifactType", artifact_type);
+        }
+        let get = Get {
+            url,
+            what: format!("referrers of {repo}@{digest}"),
+            repo: Some(repo),
+            accept: Some(INDEX_ACCEPT),
+            whole: true,
+        };
+        let api = {
+            let _inflight = self.fetch_started();
+            let _slot = self.slot(&get.url).await?;
+            match self.get(&get).await {
+                Ok(response) => {
+                    let filtered = response
+                        .headers()
+                        .get("oci-filters-applied")
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.split(',').any(|f| f.trim() == "artifactType"));
+                    let bytes = self
+                        .read_limited(response, max_size)
+                        .await
+                        .inspect_err(|e| self.observe_error(e))?;
+                    Some(Referrers {
+                        bytes,
+                        filtered,
+                        tag: None,
+                    })
+                }
+                // The spec's signal that the registry lacks the API (distribution 2.8
+                // answers so); a registry that has it never answers 404.
+                Err(UpstreamError::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        if api.is_some() {
+            return Ok(api);
+        }
+        // The referrers tag schema: the algorithm truncated to 32 characters, `-`, the
+        // encoded part truncated to 64 (both already within the tag alphabet here).
+        let tag = format!(
+            "{}-{}",
+            &algorithm[..algorithm.len().min(32)],
+            &hex[..hex.len().min(64)]
+        );
+        match self.manifest(repo, &tag, max_size).await {
+            Ok(m) => Ok(Some(Referrers {
+                bytes: m.bytes,
+                filtered: false,
+                tag: Some(tag),
+            })),
+            Err(UpstreamError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET /v2/`: the registry is reachable and, when it asks for them, the credentials work.
     pub async fn ping(&self) -> Result<(), UpstreamError> {
         let get = Get {
@@ -824,6 +921,7 @@ mod tests {
         send(&up.manifest("a", "b", 1));
         send(&up.blob("a", "sha256:b"));
         send(&up.tags("a", None, None));
+        send(&up.referrers("a", "sha256:b", None, 1));
         send(&up.ping());
     }
 

@@ -25,6 +25,7 @@ pub mod http;
 pub mod oci;
 pub mod proxy;
 pub mod s3;
+pub mod sigstore;
 
 /// How long a peer may take to answer its health check after being spawned.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);

@@ -119,18 +119,20 @@ struct RawBundle {
     #[serde(rename = "SignedEntryTimestamp")]
     set: String,
     #[serde(rename = "Payload")]
-    payload: RawRekorPayload,
+    payload: RekorPayload,
 }
 
+/// What a Rekor v1 signed entry timestamp signs: the entry body (base64), when and where it
+/// was logged, and the log's ID (hex SHA-256 of its public key).
 #[derive(Deserialize)]
-struct RawRekorPayload {
-    body: String,
+pub(super) struct RekorPayload {
+    pub(super) body: String,
     #[serde(rename = "integratedTime")]
-    integrated_time: i64,
+    pub(super) integrated_time: i64,
     #[serde(rename = "logIndex")]
-    log_index: i64,
+    pub(super) log_index: i64,
     #[serde(rename = "logID")]
-    log_id: String,
+    pub(super) log_id: String,
 }
 
 /// A `hashedrekord` v0.0.1 entry body, the fields cosign compares.
@@ -228,26 +230,14 @@ impl Keyless {
     pub fn verify(&self, layer: &KeylessLayer<'_>) -> Result<Vec<usize>, KeylessFailure> {
         let leaf_der = first_pem_certificate(layer.certificate.as_bytes())
             .ok_or_else(|| KeylessFailure::Certificate("no PEM CERTIFICATE".to_owned()))?;
-        let (_, leaf) = X509Certificate::from_der(&leaf_der)
-            .map_err(|e| KeylessFailure::Certificate(e.to_string()))?;
 
         // cosign `VerifyBundle`: an offline proof that the signature was logged, and when.
         let bundle = layer.bundle.ok_or(KeylessFailure::NoBundle)?;
         let bundle: RawBundle =
             serde_json::from_str(bundle).map_err(|e| KeylessFailure::Bundle(e.to_string()))?;
         let payload = &bundle.payload;
-        // cosign `VerifySET`: the log key is the one whose ID (SHA-256 of its DER public key)
-        // the bundle names; the SET is its ECDSA signature over the RFC 8785 canonical JSON of
-        // the bundle payload.
-        let log = self
-            .rekor
-            .iter()
-            .find(|k| k.log_id().eq_ignore_ascii_case(&payload.log_id))
-            .ok_or_else(|| KeylessFailure::UnknownLog(payload.log_id.clone()))?;
         let set = b64(&bundle.set).ok_or(KeylessFailure::BadSet)?;
-        if !log.verifies(canonical_payload(payload).as_bytes(), &set) {
-            return Err(KeylessFailure::BadSet);
-        }
+        self.verify_set(payload, &set)?;
 
         // cosign `compareSigs`, `comparePublicKey`, `bundleHash`: the (now authenticated)
         // entry is about this signature, this certificate and this payload.
@@ -275,6 +265,61 @@ impl Keyless {
             return Err(KeylessFailure::EntryMismatch("payload"));
         }
 
+        let chain: Vec<Vec<u8>> = layer
+            .chain
+            .map(|c| pem_certificates(c.as_bytes()))
+            .unwrap_or_default();
+        self.verify_signer(
+            &leaf_der,
+            &chain,
+            payload.integrated_time,
+            layer.payload,
+            layer.signature,
+        )
+    }
+
+    /// cosign `VerifySET`: the log key is the one whose ID (SHA-256 of its DER public key)
+    /// the entry names; the SET is its ECDSA signature over the RFC 8785 canonical JSON of
+    /// the entry payload. The same for a legacy bundle annotation and a sigstore bundle's
+    /// `inclusionPromise` (sigstore-go `tlog.VerifySET` builds the same payload).
+    pub(super) fn verify_set(
+        &self,
+        payload: &RekorPayload,
+        set: &[u8],
+    ) -> Result<(), KeylessFailure> {
+        let log = self
+            .rekor
+            .iter()
+            .find(|k| k.log_id().eq_ignore_ascii_case(&payload.log_id))
+            .ok_or_else(|| KeylessFailure::UnknownLog(payload.log_id.clone()))?;
+        if !log.verifies(canonical_payload(payload).as_bytes(), set) {
+            return Err(KeylessFailure::BadSet);
+        }
+        Ok(())
+    }
+
+    /// Whether a Rekor log key with this (hex) ID is trusted.
+    pub(super) fn trusts_log(&self, log_id: &str) -> bool {
+        self.rekor
+            .iter()
+            .any(|k| k.log_id().eq_ignore_ascii_case(log_id))
+    }
+
+    /// The checks on the signer once the log entry is known to be about this signature:
+    /// the certificate's validity at the log's (authenticated) time `at`, its chain, the
+    /// signature over `message` with its key, and the identities it matches (never empty).
+    /// `chain` holds DER candidate intermediates offered by the signer (untrusted).
+    pub(super) fn verify_signer(
+        &self,
+        leaf_der: &[u8],
+        chain: &[Vec<u8>],
+        at: i64,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<Vec<usize>, KeylessFailure> {
+        let (_, leaf) = X509Certificate::from_der(leaf_der)
+            .map_err(|e| KeylessFailure::Certificate(e.to_string()))?;
+
         // cosign `CheckExpiry`: the certificate lives minutes; what matters is that it was
         // valid when the log integrated the entry, not now.
         let validity = leaf.validity();
@@ -282,7 +327,6 @@ impl Keyless {
             validity.not_before.timestamp(),
             validity.not_after.timestamp(),
         );
-        let at = payload.integrated_time;
         if at < not_before || at > not_after {
             return Err(KeylessFailure::OutsideValidity {
                 integrated: rfc3339(at),
@@ -294,7 +338,7 @@ impl Keyless {
         // cosign `TrustedCert` (+ `CheckExpiry` of the issuing chain): a path to a trusted
         // Fulcio root, every certificate valid at the integrated time, code signing allowed
         // along the path (an EKU, where present, must include it), and required on the leaf.
-        self.check_chain(&leaf_der, layer.chain, at)?;
+        self.check_chain(leaf_der, chain, at)?;
         let code_signing =
             matches!(leaf.extended_key_usage(), Ok(Some(eku)) if eku.value.code_signing);
         if !code_signing {
@@ -303,8 +347,8 @@ impl Keyless {
             ));
         }
 
-        // cosign `verifyInternal`: the signature over the payload bytes, with the leaf's key.
-        if !leaf_verifies(&leaf, layer.payload, layer.signature) {
+        // cosign `verifyInternal`: the signature over the signed bytes, with the leaf's key.
+        if !leaf_verifies(&leaf, message, signature) {
             return Err(KeylessFailure::BadSignature);
         }
 
@@ -333,7 +377,7 @@ impl Keyless {
     fn check_chain(
         &self,
         leaf_der: &[u8],
-        chain: Option<&str>,
+        chain: &[Vec<u8>],
         at: i64,
     ) -> Result<(), KeylessFailure> {
         let leaf = CertificateDer::from(leaf_der);
@@ -344,11 +388,9 @@ impl Keyless {
         let mut intermediates = self.intermediates.clone();
         intermediates.extend(
             chain
-                .map(|c| pem_certificates(c.as_bytes()))
-                .unwrap_or_default()
-                .into_iter()
+                .iter()
                 .take(MAX_CHAIN)
-                .map(CertificateDer::from),
+                .map(|der| CertificateDer::from(der.clone())),
         );
         let time = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(at).unwrap_or(0)));
         end_entity
@@ -391,7 +433,7 @@ impl CompiledMatcher {
 /// The bundle payload as RFC 8785 (JCS) canonical JSON, which cosign's `VerifySET` hashes:
 /// keys sorted (`body`, `integratedTime`, `logID`, `logIndex`), no whitespace, integers as
 /// themselves; serde_json's string escaping agrees with JCS.
-fn canonical_payload(p: &RawRekorPayload) -> String {
+fn canonical_payload(p: &RekorPayload) -> String {
     let s = |v: &str| serde_json::to_string(v).unwrap_or_default();
     format!(
         r#"{{"body":{},"integratedTime":{},"logID":{},"logIndex":{}}}"#,
@@ -408,7 +450,7 @@ fn b64(s: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
+pub(super) fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
     Pem::iter_from_buffer(pem)
         .map_while(Result::ok)
         .filter(|p| p.label == "CERTIFICATE")
@@ -511,7 +553,7 @@ mod tests {
 
     #[test]
     fn canonical_payload_sorts_keys_as_jcs_does() {
-        let p = RawRekorPayload {
+        let p = RekorPayload {
             body: "eyJh/+=".to_owned(),
             integrated_time: 1_669_361_833,
             log_index: 7,

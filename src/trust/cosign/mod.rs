@@ -1,20 +1,27 @@
-//! cosign verification, key-based and keyless (`sigstore/cosign: specs/SIGNATURE_SPEC.md`).
+//! cosign verification, key-based and keyless (`sigstore/cosign: specs/SIGNATURE_SPEC.md`,
+//! `specs/BUNDLE_SPEC.md`).
 //!
-//! A digest is signed when its signature manifest, the tag `sha256-<hex>.sig` in the image's
-//! repository (or the rule's `signature_repository`), has simple-signing layers whose
-//! signatures verify under at least `threshold` distinct configured signers, each over a payload
-//! whose `critical.image.docker-manifest-digest` is that digest. Everything read is hashed
+//! A digest is signed when at least `threshold` distinct configured signers vouch for it, in
+//! its signature manifest, the tag `sha256-<hex>.sig` in the image's repository (or the
+//! rule's `signature_repository`), whose simple-signing layers name the digest in their
+//! payload, and in its sigstore bundles (newer cosign), OCI artifacts whose `subject` is the
+//! digest, found through the referrers API or, on a registry without it, the referrers tag
+//! `sha256-<hex>` (`referrers.rs`), each a DSSE envelope of an in-toto statement naming the
+//! digest (`bundle.rs`). Both kinds count towards one threshold. Everything read is hashed
 //! against the digest it was asked for.
 //!
 //! - A tag resolves to the digest its manifest upstream hashes to; that digest must be signed.
 //! - A by-digest manifest is checked directly ([`Verifier::digest_signed`]).
 //! - Blobs and index children fall back to the closure of the signed set, which for cosign is
-//!   enumerated from the repository's tag list: every `sha256-<hex>.sig` tag (at most
-//!   [`MAX_SIGNATURE_TAGS`]) whose subject verifies. That costs, once per [`VERDICT_TTL`], one
-//!   tag list, and per signature tag its manifest, its payload blobs and the subject manifest.
-//! - The signature artifacts are served as well: a `sha256-<hex>.sig` tag of the same
-//!   repository resolves to its own manifest when its subject verifies, and its manifest joins
-//!   the signed set so its payload blobs are reachable.
+//!   enumerated from the repository's tag list: every `sha256-<hex>.sig` and `sha256-<hex>`
+//!   tag (at most [`MAX_SIGNATURE_TAGS`]) whose subject verifies, and every digest this
+//!   instance found signed before (a registry with the referrers API keeps no tag for
+//!   bundles). That costs, once per [`VERDICT_TTL`], one tag list, and per subject its
+//!   signature manifest and payloads, its referrers and bundles, and the subject manifest.
+//! - The signature artifacts are served as well: a `sha256-<hex>.sig` or referrers tag of the
+//!   same repository resolves to its own manifest when its subject verifies, the bundle
+//!   manifests that counted join the signed set (so their blobs are reachable), and
+//!   [`Verifier::referrers`] lists them.
 //!
 //! Verdicts are cached per (signature repository, digest) for [`VERDICT_TTL`] in a bounded LRU;
 //! failures to reach the registry are not cached. They are not verdicts either: such a
@@ -23,15 +30,15 @@
 //! digest outside it verifies (a tag pulled right after signing), so its blobs are reachable
 //! without waiting for the ttl.
 //!
-//! A layer counts for the configured keys its signature verifies under; else, when it carries a
-//! Fulcio certificate and a Rekor bundle, for the keyless identities it matches after every
-//! keyless check ([`Keyless`]). `threshold` counts distinct signers: each key once, each
-//! identity once, each signature for one signer.
-//!
-//! Not here yet: sigstore bundles found through the OCI referrers API.
+//! A layer or bundle counts for the configured keys its signature verifies under; else, when
+//! it carries a Fulcio certificate and a Rekor entry with a signed entry timestamp, for the
+//! keyless identities it matches after every keyless check ([`Keyless`]). `threshold` counts
+//! distinct signers: each key once, each identity once, each signature for one signer.
 
+mod bundle;
 mod keyless;
 mod keys;
+mod referrers;
 pub mod wire;
 
 use std::{
@@ -44,11 +51,14 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use lru::LruCache;
 
+pub use self::bundle::BundleFailure;
 use self::keyless::KeylessLayer;
 pub use self::keyless::{Keyless, KeylessFailure, RootsError};
 pub use self::keys::{CosignKey, KeyError};
+use self::referrers::{BundleArtifact, Referred};
 use self::wire::{
-    payload_digest, signature_layers, signature_tag, signed_digest_of_tag, SignatureLayer,
+    payload_digest, signature_layers, signature_tag, signed_digest_of_tag,
+    subject_of_referrers_tag, SignatureLayer,
 };
 use super::{
     BoxFuture, ContentSource, Refusal, RefusalKind, SignedSet, SignedTag, TrustQuery, Verifier,
@@ -75,14 +85,25 @@ const ROLE: &str = "cosign";
 /// The role name reported for a signature artifact itself.
 const SIGNATURE_ROLE: &str = "cosign-signature";
 
-/// A signed digest's signature manifest: its digest and length.
+/// A manifest read while checking signatures: its digest and length.
 #[derive(Debug, Clone)]
-struct Signature {
+struct Artifact {
     digest: String,
     size: i64,
 }
 
-type Verdict = Result<Signature, Refusal>;
+/// Why a digest is signed: the signature artifacts that were read for it.
+#[derive(Debug, Clone, Default)]
+struct Evidence {
+    /// The `sha256-<hex>.sig` manifest, when there is one.
+    signature: Option<Artifact>,
+    /// The sigstore bundle artifacts that counted.
+    bundles: Vec<BundleArtifact>,
+    /// The referrers tag index (`sha256-<hex>`), when the registry lacks the referrers API.
+    index: Option<Artifact>,
+}
+
+type Verdict = Result<Arc<Evidence>, Refusal>;
 /// (image repository, signature repository).
 type SetKey = (String, String);
 
@@ -132,7 +153,8 @@ impl CosignVerifier {
             .unwrap_or(&content.repo)
     }
 
-    /// Whether `digest` carries signatures of `threshold` distinct keys; cached.
+    /// Whether `digest` carries signatures of `threshold` distinct signers, in its `.sig`
+    /// manifest and its sigstore bundles together; cached.
     async fn verify_digest(&self, query: &TrustQuery, digest: &Digest) -> Verdict {
         let content = self.content(query)?;
         let sig_repo = self.signature_repo(content);
@@ -162,6 +184,7 @@ impl CosignVerifier {
         verdict
     }
 
+    /// Reads the `.sig` manifest and the referrers of `digest`, and counts their signers.
     async fn verify_uncached(
         &self,
         query: &TrustQuery,
@@ -169,31 +192,81 @@ impl CosignVerifier {
         digest: &Digest,
     ) -> Verdict {
         let sig_repo = self.signature_repo(content);
-        let tag = signature_tag(digest);
         let what = format!("{}@{digest}", query.gun);
+        let mut tally = Tally::default();
+        let signature = self.signature_tag(content, digest, &mut tally).await?;
+        let satisfied = tally.signers.count() >= self.threshold;
+        // Bundles are read even when the `.sig` manifest sufficed, so the referrers served
+        // for the digest are complete; a registry failing then costs only that list.
+        let referred = match self.referred(content, sig_repo, digest, &mut tally).await {
+            Ok(referred) => referred,
+            Err(r) if satisfied => {
+                tracing::debug!(image = %what, reason = %r, "referrers not read");
+                Referred::default()
+            }
+            Err(r) => return Err(r),
+        };
+        if tally.signers.count() >= self.threshold {
+            return Ok(Arc::new(Evidence {
+                signature,
+                bundles: referred.bundles,
+                index: referred.index,
+            }));
+        }
+        let valid = tally.signers.count();
+        let tag = signature_tag(digest);
+        Err(match tally.other_digest {
+            _ if signature.is_none() && !referred.any => Refusal::new(
+                RefusalKind::Unsigned,
+                format!(
+                    "{what} has no cosign signature (no tag {tag} in {sig_repo}, and no \
+                     sigstore bundle among its referrers)"
+                ),
+            ),
+            Some(other) if valid == 0 => Refusal::new(
+                RefusalKind::Mismatch,
+                format!("the cosign signature in {sig_repo} for {what} is for {other}, not {digest}"),
+            ),
+            _ => Refusal::new(
+                RefusalKind::UntrustedSigner,
+                format!(
+                    "{what}: {valid} of the {} distinct trusted cosign signers required signed it{}{}",
+                    self.threshold,
+                    tally
+                        .keyless_failure
+                        .map(|e| format!("; a keyless signature did not count: {e}"))
+                        .unwrap_or_default(),
+                    tally
+                        .bundle_failure
+                        .map(|e| format!("; a sigstore bundle did not count: {e}"))
+                        .unwrap_or_default()
+                ),
+            ),
+        })
+    }
+
+    /// The `.sig` manifest of `digest` and the signers of its layers (cosign
+    /// `specs/SIGNATURE_SPEC.md`); `None` when there is no such tag.
+    async fn signature_tag(
+        &self,
+        content: &ContentSource,
+        digest: &Digest,
+        tally: &mut Tally,
+    ) -> Result<Option<Artifact>, Refusal> {
+        let sig_repo = self.signature_repo(content);
+        let tag = signature_tag(digest);
         let manifest = match content
             .upstream
             .manifest(sig_repo, &tag, content.max_manifest_size)
             .await
         {
             Ok(m) => m.bytes,
-            Err(UpstreamError::NotFound { .. }) => {
-                return Err(Refusal::new(
-                    RefusalKind::Unsigned,
-                    format!("{what} has no cosign signature (no tag {tag} in {sig_repo})"),
-                ))
-            }
+            Err(UpstreamError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(unreachable_registry(&tag, &e)),
         };
-        let signature = Signature {
-            digest: Digest::sha256_of(&manifest).as_str().to_owned(),
-            size: i64::try_from(manifest.len()).unwrap_or(i64::MAX),
-        };
+        let signature = Artifact::of(&manifest);
         let layers = signature_layers(&manifest)
             .map_err(|e| Refusal::new(RefusalKind::TrustError, format!("{sig_repo}:{tag}: {e}")))?;
-        let mut signers = Signers::default();
-        let mut other_digest = None;
-        let mut keyless_failure: Option<KeylessFailure> = None;
         // cosign's verification order: the signature over the payload bytes first, then the
         // claims of the (now authenticated) payload.
         for layer in layers.iter().take(MAX_SIGNATURE_LAYERS) {
@@ -203,36 +276,20 @@ impl CosignVerifier {
             let Some(payload) = self.payload(content, sig_repo, &layer.digest).await? else {
                 continue;
             };
-            let vouching = self.vouching(layer, &payload, &mut keyless_failure);
+            let vouching = self.vouching(layer, &payload, &mut tally.keyless_failure);
             if vouching.is_empty() {
                 continue;
             }
             match payload_digest(&payload) {
-                Ok(signed) if signed == *digest => signers.add(vouching),
-                Ok(signed) => other_digest = Some(signed),
+                Ok(signed) if signed == *digest => tally.signers.add(vouching),
+                Ok(signed) => tally.other_digest = Some(signed.as_str().to_owned()),
                 Err(e) => tracing::debug!(tag = %tag, error = %e, "cosign payload ignored"),
             }
-            if signers.count() >= self.threshold {
-                return Ok(signature);
+            if tally.signers.count() >= self.threshold {
+                break;
             }
         }
-        let valid = signers.count();
-        Err(match other_digest {
-            Some(other) if valid == 0 => Refusal::new(
-                RefusalKind::Mismatch,
-                format!("the cosign signature in {sig_repo}:{tag} is for {other}, not {what}"),
-            ),
-            _ => Refusal::new(
-                RefusalKind::UntrustedSigner,
-                format!(
-                    "{what}: {valid} of the {} distinct trusted cosign signers required signed it{}",
-                    self.threshold,
-                    keyless_failure
-                        .map(|e| format!("; a keyless signature did not count: {e}"))
-                        .unwrap_or_default()
-                ),
-            ),
-        })
+        Ok(Some(signature))
     }
 
     /// The signers a layer's signature counts for: the configured keys it verifies under,
@@ -325,18 +382,42 @@ impl CosignVerifier {
             let tags: Vec<String> = serde_json::from_slice::<TagList>(&body)
                 .map(|l| l.tags.unwrap_or_default())
                 .unwrap_or_default();
-            subjects.extend(tags.iter().filter_map(|t| signed_digest_of_tag(t)));
+            // `.sig` tags, and referrers tags (registries without the referrers API) for
+            // digests signed by sigstore bundles only.
+            subjects.extend(
+                tags.iter().filter_map(|t| {
+                    signed_digest_of_tag(t).or_else(|| subject_of_referrers_tag(t))
+                }),
+            );
             if tags.len() < TAGS_PAGE || subjects.len() >= MAX_SIGNATURE_TAGS {
                 break;
             }
             last = tags.last().cloned();
         }
+        subjects.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        subjects.dedup();
         subjects.truncate(MAX_SIGNATURE_TAGS);
+        // A registry with the referrers API keeps no tag for bundles: digests this instance
+        // found signed (by a manifest request, which comes before a pull's blobs) are
+        // candidates too, verified again below once their verdict is stale.
+        let remembered: Vec<Digest> = lock(&self.verdicts)
+            .iter()
+            .filter(|((repo, _), (_, verdict))| *repo == sig_repo && verdict.is_ok())
+            .filter_map(|((_, digest), _)| Digest::parse(digest).ok())
+            .collect();
+        for digest in remembered {
+            if subjects.len() >= MAX_SIGNATURE_TAGS {
+                break;
+            }
+            if !subjects.contains(&digest) {
+                subjects.push(digest);
+            }
+        }
         let mut set = SignedSet::default();
         let mut complete = true;
         for subject in subjects {
-            let signature = match self.verify_digest(query, &subject).await {
-                Ok(s) => s,
+            let evidence = match self.verify_digest(query, &subject).await {
+                Ok(e) => e,
                 Err(r) => {
                     complete &= r.upstream_cause().is_none();
                     continue;
@@ -350,14 +431,25 @@ impl CosignVerifier {
                     continue;
                 }
             }
+            // The signature artifacts of this repository are served too: the `.sig`
+            // manifest by its tag, the bundle manifests by digest (the referrers index
+            // lists them), and with them their blobs.
             if self.signature_repository.is_none() {
-                set.tags.insert(
-                    signature_tag(&subject),
-                    SignedTag {
-                        digest: signature.digest,
-                        size: signature.size,
-                        role: SIGNATURE_ROLE.to_owned(),
-                    },
+                if let Some(signature) = &evidence.signature {
+                    set.tags.insert(
+                        signature_tag(&subject),
+                        SignedTag {
+                            digest: signature.digest.clone(),
+                            size: signature.size,
+                            role: SIGNATURE_ROLE.to_owned(),
+                        },
+                    );
+                }
+                set.untagged.extend(
+                    evidence
+                        .bundles
+                        .iter()
+                        .map(|b| (b.manifest.digest.clone(), b.manifest.size)),
                 );
             }
         }
@@ -383,6 +475,27 @@ impl CosignVerifier {
             Ok(m) if digest.matches(&m.bytes) => Ok(Some(m.bytes.len() as i64)),
             Ok(_) | Err(UpstreamError::NotFound { .. }) => Ok(None),
             Err(e) => Err(unreachable_registry(digest.as_str(), &e)),
+        }
+    }
+}
+
+/// What the signature artifacts of one digest added up to so far.
+#[derive(Default)]
+struct Tally {
+    signers: Signers,
+    /// A digest a verified signature was for instead (`sha256:<hex>`, or a list).
+    other_digest: Option<String>,
+    keyless_failure: Option<KeylessFailure>,
+    bundle_failure: Option<BundleFailure>,
+}
+
+// === impl Artifact ===
+
+impl Artifact {
+    fn of(bytes: &[u8]) -> Self {
+        Artifact {
+            digest: Digest::sha256_of(bytes).as_str().to_owned(),
+            size: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
         }
     }
 }
@@ -442,14 +555,37 @@ impl Verifier for CosignVerifier {
     ) -> BoxFuture<'a, Result<SignedTag, Refusal>> {
         Box::pin(async move {
             let content = self.content(query)?;
-            // A signature artifact of this repository is served when its subject verifies.
-            if let (None, Some(subject)) = (&self.signature_repository, signed_digest_of_tag(tag)) {
-                let signature = self.verify_digest(query, &subject).await?;
-                return Ok(SignedTag {
-                    digest: signature.digest,
-                    size: signature.size,
-                    role: SIGNATURE_ROLE.to_owned(),
-                });
+            // A signature artifact of this repository is served when its subject verifies:
+            // the `.sig` manifest, and the referrers tag index of a registry without the
+            // referrers API.
+            if self.signature_repository.is_none() {
+                let artifact = if let Some(subject) = signed_digest_of_tag(tag) {
+                    Some(self.verify_digest(query, &subject).await?.signature.clone())
+                } else if let Some(subject) = subject_of_referrers_tag(tag) {
+                    Some(self.verify_digest(query, &subject).await?.index.clone())
+                } else {
+                    None
+                };
+                match artifact {
+                    Some(Some(artifact)) => {
+                        return Ok(SignedTag {
+                            digest: artifact.digest,
+                            size: artifact.size,
+                            role: SIGNATURE_ROLE.to_owned(),
+                        })
+                    }
+                    // Signed by the other kind of artifact: this tag is not there.
+                    Some(None) => {
+                        return Err(Refusal::upstream(
+                            format!("{}:{tag}", query.gun),
+                            UpstreamError::NotFound {
+                                registry: content.upstream.registry().to_owned(),
+                                what: format!("manifest {}:{tag}", content.repo),
+                            },
+                        ))
+                    }
+                    None => {}
+                }
             }
             let what = format!("{}:{tag}", query.gun);
             let manifest = match content
@@ -477,6 +613,25 @@ impl Verifier for CosignVerifier {
         query: &'a TrustQuery,
     ) -> BoxFuture<'a, Result<Arc<SignedSet>, Refusal>> {
         Box::pin(self.enumerate(query))
+    }
+
+    fn referrers<'a>(
+        &'a self,
+        query: &'a TrustQuery,
+        digest: &'a Digest,
+        artifact_type: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Bytes>, Refusal>> {
+        Box::pin(async move {
+            let evidence = self.verify_digest(query, digest).await?;
+            // Bundles in another repository (`signature_repository`) are not this one's
+            // referrers: clients that look there ask that repository.
+            let bundles: &[BundleArtifact] = if self.signature_repository.is_none() {
+                &evidence.bundles
+            } else {
+                &[]
+            };
+            Ok(Some(referrers::index(bundles, artifact_type)))
+        })
     }
 
     fn digest_signed<'a>(

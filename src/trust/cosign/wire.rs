@@ -98,6 +98,17 @@ pub fn signed_digest_of_tag(tag: &str) -> Option<Digest> {
     Digest::parse(&format!("{algorithm}:{hex}")).ok()
 }
 
+/// The referrers tag schema tag of `digest` (distribution-spec 1.1): `sha256-<hex>`.
+pub fn referrers_tag(digest: &Digest) -> String {
+    format!("{}-{}", digest.algorithm().as_str(), digest.hex())
+}
+
+/// The digest a referrers tag stands for, if `tag` is one (`sha256-<hex>`, no suffix).
+pub fn subject_of_referrers_tag(tag: &str) -> Option<Digest> {
+    let (algorithm, hex) = tag.split_once('-')?;
+    Digest::parse(&format!("{algorithm}:{hex}")).ok()
+}
+
 /// The simple-signing layers of a signature manifest that carry a signature annotation.
 /// Other layers (and unparseable signatures) are skipped: they cannot count towards a
 /// threshold either way.
@@ -159,6 +170,21 @@ mod tests {
         let tag = signature_tag(&digest());
         assert_eq!(tag, format!("sha256-{HEX}.sig"));
         assert_eq!(signed_digest_of_tag(&tag), Some(digest()));
+    }
+
+    #[test]
+    fn referrers_tag_round_trips_and_is_not_a_signature_tag() {
+        let tag = referrers_tag(&digest());
+        assert_eq!(tag, format!("sha256-{HEX}"));
+        assert_eq!(subject_of_referrers_tag(&tag), Some(digest()));
+        assert_eq!(signed_digest_of_tag(&tag), None);
+        for other in [
+            format!("sha256-{HEX}.sig"),
+            "latest".to_owned(),
+            "sha256-ab".to_owned(),
+        ] {
+            assert_eq!(subject_of_referrers_tag(&other), None, "{other}");
+        }
     }
 
     #[test]

@@ -1,0 +1,261 @@
+//! Discovery of a digest's sigstore bundles through OCI referrers (`sigstore/cosign:
+//! specs/BUNDLE_SPEC.md`, "Retrieval"; distribution-spec 1.1 "Listing Referrers" and the
+//! referrers tag schema). Everything read is checked against what pointed at it: each
+//! artifact manifest against the index descriptor's digest, its `subject` against the image
+//! digest, the bundle layer against its descriptor's digest and size.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use super::bundle::{self, BundleVerdict, BUNDLE_MEDIA_PREFIX, BUNDLE_MEDIA_TYPE};
+use super::{unreachable_registry, Artifact, CosignVerifier, Tally};
+use crate::{
+    oci::Digest,
+    trust::{ContentSource, Refusal},
+    upstream::UpstreamError,
+};
+
+/// Referrer descriptors followed per digest (signatures and attestations share the type).
+pub const MAX_BUNDLES: usize = 16;
+/// Largest bundle read: a bundle with a certificate and one log entry is a few KiB.
+const MAX_BUNDLE: u64 = 256 * 1024;
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// A bundle artifact that counted for the digest.
+#[derive(Debug, Clone)]
+pub(super) struct BundleArtifact {
+    pub(super) manifest: Artifact,
+    /// Its descriptor as the referrers index listed it, to serve again.
+    pub(super) descriptor: serde_json::Value,
+}
+
+/// What a digest's referrers held.
+#[derive(Debug, Default)]
+pub(super) struct Referred {
+    /// The bundle artifacts that counted.
+    pub(super) bundles: Vec<BundleArtifact>,
+    /// The referrers tag index, when the registry lacks the referrers API.
+    pub(super) index: Option<Artifact>,
+    /// Whether any referrer was a bundle at all.
+    pub(super) any: bool,
+}
+
+#[derive(Deserialize)]
+struct RawIndex {
+    #[serde(default)]
+    manifests: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawDescriptor {
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawArtifact {
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    layers: Vec<RawDescriptor>,
+    subject: Option<RawSubject>,
+}
+
+#[derive(Deserialize)]
+struct RawSubject {
+    digest: String,
+}
+
+// === impl CosignVerifier ===
+
+impl CosignVerifier {
+    /// The bundles among `digest`'s referrers in the signature repository, each checked
+    /// ([`bundle::verify`]) and its signers added to `tally`.
+    pub(super) async fn referred(
+        &self,
+        content: &ContentSource,
+        sig_repo: &str,
+        digest: &Digest,
+        tally: &mut Tally,
+    ) -> Result<Referred, Refusal> {
+        let mut referred = Referred::default();
+        let what = format!("{sig_repo}@{digest} referrers");
+        let listed = match content
+            .upstream
+            .referrers(
+                sig_repo,
+                digest.as_str(),
+                Some(BUNDLE_MEDIA_TYPE),
+                content.max_manifest_size,
+            )
+            .await
+        {
+            Ok(Some(listed)) => listed,
+            Ok(None) => return Ok(referred),
+            Err(e) => return Err(unreachable_registry(&what, &e)),
+        };
+        if listed.tag.is_some() {
+            referred.index = Some(Artifact::of(&listed.bytes));
+        }
+        let index: RawIndex = match serde_json::from_slice(&listed.bytes) {
+            Ok(index) => index,
+            Err(e) => {
+                tracing::debug!(what = %what, error = %e, "referrers index ignored");
+                return Ok(referred);
+            }
+        };
+        // Bundle referrers only (cosign `GetBundles` skips other artifacts), signatures
+        // before attestations when the (unauthenticated) annotation says which is which.
+        let mut candidates: Vec<(RawDescriptor, serde_json::Value)> = index
+            .manifests
+            .into_iter()
+            .filter_map(|v| Some((serde_json::from_value::<RawDescriptor>(v.clone()).ok()?, v)))
+            .filter(|(d, _)| {
+                d.media_type == OCI_MANIFEST
+                    && d.artifact_type
+                        .as_deref()
+                        .is_some_and(|t| t.starts_with(BUNDLE_MEDIA_PREFIX))
+                    && d.size <= content.max_manifest_size
+            })
+            .filter(|(d, _)| {
+                d.annotations
+                    .get(bundle::PREDICATE_ANNOTATION)
+                    .is_none_or(|p| p == bundle::SIGN_PREDICATE)
+            })
+            .collect();
+        candidates.truncate(MAX_BUNDLES);
+        for (descriptor, raw) in candidates {
+            let Ok(manifest_digest) = Digest::parse(&descriptor.digest) else {
+                continue;
+            };
+            let Some((manifest, bytes)) = self
+                .artifact(content, sig_repo, digest, &manifest_digest)
+                .await?
+            else {
+                continue;
+            };
+            referred.any = true;
+            match bundle::verify(&bytes, digest, &self.keys, self.keyless.as_ref()) {
+                BundleVerdict::Vouches(signers) => {
+                    tally.signers.add(signers);
+                    // Served as listed, with the size of what was read and checked.
+                    let mut descriptor = raw;
+                    descriptor["size"] = serde_json::json!(manifest.size);
+                    referred.bundles.push(BundleArtifact {
+                        manifest,
+                        descriptor,
+                    });
+                }
+                BundleVerdict::OtherSubject(other) => tally.other_digest = Some(other),
+                BundleVerdict::Failed(e) => {
+                    tracing::debug!(artifact = %manifest_digest, error = %e, "sigstore bundle ignored");
+                    tally.bundle_failure.get_or_insert(e);
+                }
+            }
+        }
+        Ok(referred)
+    }
+
+    /// A bundle artifact's manifest and bundle: the manifest hashed against `wanted`, its
+    /// `subject` the image `digest`, one bundle layer (cosign `ociremote.Bundle`) read up to
+    /// [`MAX_BUNDLE`] and hashed. `None` when any of it does not hold or is not there.
+    async fn artifact(
+        &self,
+        content: &ContentSource,
+        sig_repo: &str,
+        digest: &Digest,
+        wanted: &Digest,
+    ) -> Result<Option<(Artifact, Bytes)>, Refusal> {
+        let manifest = match content
+            .upstream
+            .manifest(sig_repo, wanted.as_str(), content.max_manifest_size)
+            .await
+        {
+            Ok(m) if wanted.matches(&m.bytes) => m.bytes,
+            Ok(_) | Err(UpstreamError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(unreachable_registry(wanted.as_str(), &e)),
+        };
+        let Ok(raw) = serde_json::from_slice::<RawArtifact>(&manifest) else {
+            return Ok(None);
+        };
+        // distribution-spec: a referrer names its subject; a bundle listed for another
+        // digest (a stale or forged index entry) is not this digest's.
+        if raw.subject.as_ref().map(|s| s.digest.as_str()) != Some(digest.as_str())
+            || !raw
+                .artifact_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with(BUNDLE_MEDIA_PREFIX))
+        {
+            return Ok(None);
+        }
+        let [layer] = raw.layers.as_slice() else {
+            return Ok(None);
+        };
+        if !layer.media_type.starts_with(BUNDLE_MEDIA_PREFIX) || layer.size > MAX_BUNDLE {
+            return Ok(None);
+        }
+        let Ok(layer_digest) = Digest::parse(&layer.digest) else {
+            return Ok(None);
+        };
+        let Some(bytes) = self
+            .read_blob(content, sig_repo, &layer_digest, layer.size)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((Artifact::of(&manifest), bytes)))
+    }
+
+    /// A blob of exactly `size` bytes hashing to `digest`; `None` otherwise or when missing.
+    async fn read_blob(
+        &self,
+        content: &ContentSource,
+        sig_repo: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Option<Bytes>, Refusal> {
+        let what = format!("{sig_repo}@{digest}");
+        let blob = match content.upstream.blob(sig_repo, digest.as_str()).await {
+            Ok(blob) => blob,
+            Err(UpstreamError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(unreachable_registry(&what, &e)),
+        };
+        let mut stream = blob.stream;
+        let mut bytes = BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| unreachable_registry(&what, &e))?;
+            if (bytes.len() + chunk.len()) as u64 > size {
+                return Ok(None);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let bytes = bytes.freeze();
+        Ok((bytes.len() as u64 == size && digest.matches(&bytes)).then_some(bytes))
+    }
+}
+
+/// The referrers index served for a digest: the bundle artifacts that counted, as the
+/// upstream listed them, filtered by `artifact_type` when asked.
+pub(super) fn index(bundles: &[BundleArtifact], artifact_type: Option<&str>) -> Bytes {
+    let manifests: Vec<&serde_json::Value> = bundles
+        .iter()
+        .map(|b| &b.descriptor)
+        .filter(|d| {
+            artifact_type.is_none_or(|t| d.get("artifactType").and_then(|v| v.as_str()) == Some(t))
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    Bytes::from(serde_json::to_vec(&index).unwrap_or_default())
+}

@@ -1,0 +1,92 @@
+//! A test Sigstore: a Fulcio-like CA issuing short-lived code-signing leaves, and Rekor log
+//! keys signing entry timestamps, for the cosign keyless tests.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+    PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
+};
+use time::{Duration, OffsetDateTime};
+
+/// Fulcio's OIDC issuer extension (v2, a DER UTF8String).
+const OID_ISSUER: &[u64] = &[1, 3, 6, 1, 4, 1, 57264, 1, 8];
+
+/// A Fulcio-like CA: a P-384 root and a P-256 intermediate allowed to issue code-signing
+/// certificates, with Fulcio's names.
+pub struct Ca {
+    pub root_pem: String,
+    pub intermediate_pem: String,
+    pub intermediate: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    pub fn new() -> Ca {
+        let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+        let mut root = CertificateParams::default();
+        root.distinguished_name = name("sigstore");
+        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        root.not_before = OffsetDateTime::now_utc() - Duration::days(30);
+        root.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
+        let root_cert = root.self_signed(&root_key).unwrap();
+        let root_issuer = Issuer::new(root, root_key);
+
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut inter = CertificateParams::default();
+        inter.distinguished_name = name("sigstore-intermediate");
+        inter.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        inter.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        inter.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        inter.not_before = OffsetDateTime::now_utc() - Duration::days(30);
+        inter.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
+        let inter_cert = inter.signed_by(&key, &root_issuer).unwrap();
+        Ca {
+            root_pem: root_cert.pem(),
+            intermediate_pem: inter_cert.pem(),
+            intermediate: Issuer::new(inter, key),
+        }
+    }
+
+    /// A Fulcio leaf: empty subject, the SAN, code signing, the issuer extension, valid from
+    /// `now + from` to `now + to` seconds.
+    pub fn leaf(&self, san: &str, issuer: &str, from: i64, to: i64) -> (KeyPair, String) {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = CertificateParams::default();
+        p.distinguished_name = DistinguishedName::new();
+        p.subject_alt_names = vec![SanType::URI(san.try_into().unwrap())];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        let mut der = vec![0x0c, u8::try_from(issuer.len()).unwrap()];
+        der.extend_from_slice(issuer.as_bytes());
+        p.custom_extensions = vec![CustomExtension::from_oid_content(OID_ISSUER, der)];
+        let now = OffsetDateTime::now_utc();
+        p.not_before = now + Duration::seconds(from);
+        p.not_after = now + Duration::seconds(to);
+        let cert = p.signed_by(&key, &self.intermediate).unwrap();
+        (key, cert.pem())
+    }
+}
+
+fn name(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "sigstore.dev");
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+/// A Rekor log key; its log ID is the SHA-256 of its DER public key.
+pub struct Rekor {
+    pub key: KeyPair,
+}
+
+impl Rekor {
+    pub fn new() -> Rekor {
+        Rekor {
+            key: KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap(),
+        }
+    }
+
+    pub fn log_id(&self) -> String {
+        super::sha256_hex(&self.key.subject_public_key_info())
+    }
+}
