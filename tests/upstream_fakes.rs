@@ -563,6 +563,105 @@ async fn tags_pass_query_and_link_through() {
     );
 }
 
+/// The referrers API (OCI distribution spec, "Listing Referrers"), and the referrers tag
+/// schema fallback for registries without it (Debian's distribution 2.8, which the real-peer
+/// tests use, only exercises the fallback).
+#[tokio::test]
+async fn referrers_use_the_api_then_the_tag_fallback() {
+    const INDEX: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+    const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    let subject = MANIFEST_DIGEST;
+    let fallback_tag = format!("sha256-{}", &subject["sha256:".len()..]);
+
+    // A registry with the API, which applies the filter.
+    let api = serve(bind("127.0.0.1").await, |seen| {
+        if seen.path.contains("/referrers/") {
+            respond(
+                200,
+                &[
+                    ("content-type", INDEX_TYPE),
+                    ("oci-filters-applied", "artifactType"),
+                ],
+                INDEX,
+            )
+        } else {
+            oci_error(404, "MANIFEST_UNKNOWN", "unexpected")
+        }
+    });
+    let got = upstream(&api.url())
+        .referrers("library/demo", subject, Some(BUNDLE), LIMIT)
+        .await
+        .unwrap()
+        .expect("referrers");
+    assert_eq!(got.bytes, INDEX.as_bytes());
+    assert!(got.filtered);
+    assert_eq!(got.tag, None);
+    let paths: Vec<String> = api.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        paths,
+        [format!(
+            "/v2/library/demo/referrers/{subject}?artifactType=application%2Fvnd.dev.sigstore.bundle.v0.3%2Bjson"
+        )]
+    );
+
+    // A registry without the API (404, as distribution 2.8 answers), with the fallback tag.
+    let tag_path = format!("/v2/library/demo/manifests/{fallback_tag}");
+    let fallback = serve(bind("127.0.0.1").await, move |seen| {
+        if seen.path == tag_path {
+            respond(200, &[("content-type", INDEX_TYPE)], INDEX)
+        } else {
+            respond(
+                404,
+                &[("content-type", "text/plain")],
+                "404 page not found\n",
+            )
+        }
+    });
+    let got = upstream(&fallback.url())
+        .referrers("library/demo", subject, Some(BUNDLE), LIMIT)
+        .await
+        .unwrap()
+        .expect("referrers through the tag");
+    assert_eq!(got.bytes, INDEX.as_bytes());
+    assert!(!got.filtered, "a tag fallback is never filtered");
+    assert_eq!(got.tag.as_deref(), Some(fallback_tag.as_str()));
+
+    // Neither: no referrers at all.
+    let none = serve(bind("127.0.0.1").await, |_| {
+        oci_error(404, "MANIFEST_UNKNOWN", "no such manifest")
+    });
+    let got = upstream(&none.url())
+        .referrers("library/demo", subject, None, LIMIT)
+        .await
+        .unwrap();
+    assert!(got.is_none());
+    assert_eq!(none.count("/v2/library/demo/referrers/"), 1);
+    assert_eq!(none.count("/v2/library/demo/manifests/sha256-"), 1);
+
+    // A registry that fails is an error, not "no referrers": a signature that exists must not
+    // be taken for missing because the registry hiccuped.
+    let failing = serve(bind("127.0.0.1").await, |_| {
+        oci_error(500, "UNKNOWN", "internal error")
+    });
+    let e = upstream(&failing.url())
+        .referrers("library/demo", subject, None, LIMIT)
+        .await
+        .unwrap_err();
+    assert!(!matches!(e, UpstreamError::NotFound { .. }), "{e:?}");
+    assert_eq!(failing.count("/v2/library/demo/manifests/"), 0);
+
+    // An index larger than asked for is refused, whatever Content-Length says.
+    let big = "x".repeat(2048);
+    let oversized = serve(bind("127.0.0.1").await, move |_| {
+        respond(200, &[("content-type", INDEX_TYPE)], big.clone())
+    });
+    upstream(&oversized.url())
+        .referrers("library/demo", subject, None, 1024)
+        .await
+        .unwrap_err();
+}
+
 // === statuses ===
 
 #[tokio::test]
