@@ -9,32 +9,20 @@
 
 mod support;
 
-use std::path::PathBuf;
-
-use base64::Engine as _;
-use rcgen::{KeyPair, SigningKey, PKCS_ECDSA_P256_SHA256};
+use rcgen::{KeyPair, SigningKey};
+use support::cosign::{self, b64};
 use support::http::{self, HttpResponse};
-use support::oci::{Blob, Image, ACCEPT_ALL, OCI_INDEX, OCI_MANIFEST};
+use support::oci::{Blob, Image, OCI_INDEX, OCI_MANIFEST};
 use support::proxy::Proxy;
-use support::sigstore::{Ca, Rekor};
+use support::sha256_hex;
+use support::sigstore::{Trust, ISSUER, SUBJECT};
 use support::Registry;
 use time::OffsetDateTime;
 
-const REGISTRY: &str = "registry.test";
 const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 const INTOTO: &str = "application/vnd.in-toto+json";
 const SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
-const ISSUER: &str = "https://token.actions.example";
-const SUBJECT: &str = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.2.0";
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    support::sha256_hex(bytes)
-}
 
 fn pem_der(pem: &str) -> Vec<u8> {
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
@@ -55,8 +43,8 @@ fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 
 /// How one bundle is made; [`Env::keyless`] and [`Env::keyed`] are the honest ones.
 struct Make<'a> {
-    /// The digest the statement names (the image's, unless testing a mismatch).
-    claims: &'a str,
+    /// The digest the statement names, when not the image's (testing a mismatch).
+    claims: Option<&'a str>,
     /// Keyless: the leaf's SAN; else key-based with `key`.
     identity: Option<&'a str>,
     key: Option<&'a KeyPair>,
@@ -71,64 +59,36 @@ struct Make<'a> {
 struct Env {
     proxy: Proxy,
     registry: Registry,
-    ca: Ca,
-    rekor: Rekor,
-    release: KeyPair,
-    _files: tempfile::TempDir,
+    trust: Trust,
 }
 
 impl Env {
     fn start() -> Env {
         let registry = Registry::start();
-        let files = tempfile::tempdir().unwrap();
-        let (ca, rekor) = (Ca::new(), Rekor::new());
-        let roots: PathBuf = files.path().join("fulcio-root.pem");
         // A v0.3 bundle carries the leaf alone: the intermediate comes from the trusted
         // file, as from Sigstore's trusted root.
-        std::fs::write(&roots, format!("{}{}", ca.root_pem, ca.intermediate_pem)).unwrap();
-        let rekor_pub = files.path().join("rekor.pub");
-        std::fs::write(&rekor_pub, rekor.key.public_key_pem()).unwrap();
-        let release = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let release_pub = files.path().join("release.pub");
-        std::fs::write(&release_pub, release.public_key_pem()).unwrap();
-        let quoted = |p: &PathBuf| serde_json::json!(p.to_str().unwrap()).to_string();
-        let body = format!(
-            r#"upstreams:
-  - {{registry: "{REGISTRY}", url: "{}", default: true}}
-policy:
-  default: deny
-  rules:
-    - match: "{REGISTRY}/keyless/**"
-      action: verify
-      verifier: cosign
-      keyless:
-        fulcio_roots: {}
-        rekor_keys: [{}]
-        identities:
-          - {{issuer: "{ISSUER}", subject: "{SUBJECT}"}}
-    - match: "{REGISTRY}/keyed/**"
-      action: verify
-      verifier: cosign
-      keys: [{}]
-"#,
-            registry.url(),
-            quoted(&roots),
-            quoted(&rekor_pub),
-            quoted(&release_pub),
+        let trust = Trust::new(true);
+        let identity = format!(r#"{{issuer: "{ISSUER}", subject: "{SUBJECT}"}}"#);
+        let body = cosign::config(
+            &registry.url(),
+            &[
+                cosign::verify_rule("keyless/**", &trust.keyless_yaml(&identity)),
+                cosign::verify_rule(
+                    "keyed/**",
+                    &format!("      keys: [{}]\n", trust.release_key),
+                ),
+            ],
         );
         Env {
             proxy: Proxy::start(&body),
             registry,
-            ca,
-            rekor,
-            release,
-            _files: files,
+            trust,
         }
     }
 
-    fn keyless<'a>(&'a self, image: &'a Image) -> Make<'a> {
+    fn keyless(&self) -> Make<'_> {
         Make {
-            claims: &image.manifest.digest,
+            claims: None,
             identity: Some(SUBJECT),
             key: None,
             tamper_signature: false,
@@ -137,31 +97,29 @@ policy:
         }
     }
 
-    fn keyed<'a>(&'a self, image: &'a Image) -> Make<'a> {
+    fn keyed(&self) -> Make<'_> {
         Make {
             identity: None,
-            key: Some(&self.release),
-            ..self.keyless(image)
+            key: Some(&self.trust.release),
+            ..self.keyless()
         }
     }
 
     fn get(&self, path: &str) -> HttpResponse {
-        self.proxy
-            .request("GET", path, &[("Accept", ACCEPT_ALL)], b"")
+        self.proxy.pull(path)
     }
 
     fn push_image(&self, repo: &str, tag: &str) -> Image {
-        let image = Image::random(1);
-        image.push(&self.registry, repo, tag);
-        image
+        self.registry.push_random(repo, tag, 1)
     }
 
-    /// The bundle JSON as `how` says.
-    fn bundle(&self, how: &Make<'_>) -> Vec<u8> {
+    /// The bundle JSON for `image` as `how` says.
+    fn bundle(&self, image: &Image, how: &Make<'_>) -> Vec<u8> {
+        let claims = how.claims.unwrap_or(&image.manifest.digest);
         // cosign `signDigestBundle`: an in-toto v1 statement, protojson-encoded.
         let statement = serde_json::json!({
             "_type": "https://in-toto.io/Statement/v1",
-            "subject": [{"digest": {"sha256": &how.claims["sha256:".len()..]}}],
+            "subject": [{"digest": {"sha256": &claims["sha256:".len()..]}}],
             "predicateType": SIGN_PREDICATE,
             "predicate": {}
         })
@@ -175,7 +133,10 @@ policy:
             material["publicKey"] = serde_json::json!({"hint": "release"});
             material["tlogEntries"] = serde_json::json!([]);
         } else {
-            let (leaf_key, cert) = self.ca.leaf(how.identity.unwrap(), ISSUER, -3600, -3000);
+            let (leaf_key, cert) = self
+                .trust
+                .ca
+                .leaf(how.identity.unwrap(), ISSUER, -3600, -3000);
             signature = leaf_key.sign(&signed).unwrap();
             let logged_payload = if how.log_other_payload {
                 b"another statement".to_vec()
@@ -183,7 +144,7 @@ policy:
                 statement.clone()
             };
             let integrated = OffsetDateTime::now_utc().unix_timestamp() - 3300;
-            let log_id = self.rekor.log_id();
+            let log_id = self.trust.rekor.log_id();
             let entry = if how.rekor_v2 {
                 serde_json::json!({
                     "logIndex": "42",
@@ -211,7 +172,7 @@ policy:
                 let canonical = format!(
                     r#"{{"body":"{body}","integratedTime":{integrated},"logID":"{log_id}","logIndex":42}}"#
                 );
-                let set = self.rekor.key.sign(canonical.as_bytes()).unwrap();
+                let set = self.trust.rekor.key.sign(canonical.as_bytes()).unwrap();
                 serde_json::json!({
                     "logIndex": "42",
                     "logId": {"keyId": b64(&hex::decode(&log_id).unwrap())},
@@ -244,7 +205,7 @@ policy:
     /// Attaches a bundle to `image` as cosign does on a registry without the referrers API;
     /// returns the artifact manifest and the bundle blob.
     fn attach(&self, repo: &str, image: &Image, how: &Make<'_>) -> (Blob, Blob) {
-        let bundle = Blob::new(self.bundle(how));
+        let bundle = Blob::new(self.bundle(image, how));
         let empty = Blob::new(b"{}".to_vec());
         for blob in [&empty, &bundle] {
             support::oci::push_blob(&self.registry, repo, blob);
@@ -264,7 +225,8 @@ policy:
             .to_string()
             .into_bytes(),
         );
-        self.put(repo, &manifest.digest, OCI_MANIFEST, &manifest.bytes);
+        self.registry
+            .put_manifest(repo, &manifest.digest, OCI_MANIFEST, &manifest.bytes);
         // The referrers tag: the index, extended with this artifact.
         let tag = format!("sha256-{}", image.manifest.hex());
         let url = format!("{}/v2/{repo}/manifests/{tag}", self.registry.url());
@@ -286,41 +248,38 @@ policy:
             "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests
         })
         .to_string();
-        self.put(repo, &tag, OCI_INDEX, index.as_bytes());
+        self.registry
+            .put_manifest(repo, &tag, OCI_INDEX, index.as_bytes());
         (manifest, bundle)
     }
 
-    fn put(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
-        let url = format!("{}/v2/{repo}/manifests/{reference}", self.registry.url());
-        let put = http::request("PUT", &url, &[("Content-Type", media_type)], body).unwrap();
-        assert_eq!(put.status, 201, "PUT {url}: {}", put.summary());
-    }
-
-    fn expect_served(&self, path: &str, bytes: &[u8]) {
-        let r = self.get(path);
-        assert_eq!(
-            (r.status, r.body == bytes),
-            (200, true),
-            "GET {path}: {}\n{}",
-            r.summary(),
-            self.proxy.log_tail(20)
+    /// The bundle artifact [`Env::attach`] returned is served: its manifest and bundle blob.
+    fn expect_attached_served(&self, repo: &str, (artifact, bundle): &(Blob, Blob)) {
+        self.proxy.expect_served(
+            &format!("/v2/{repo}/manifests/{}", artifact.digest),
+            &artifact.bytes,
+        );
+        self.proxy.expect_served(
+            &format!("/v2/{repo}/blobs/{}", bundle.digest),
+            &bundle.bytes,
         );
     }
 
-    /// The image is refused by tag, digest and blob, the tag's message naming `phrase`.
+    /// A new image with a bundle made as `how` says attached is refused, the tag's message
+    /// naming `phrase`.
+    fn expect_bundle_refused(&self, repo: &str, how: &Make<'_>, phrase: &str) {
+        let image = self.push_image(repo, "v1");
+        self.attach(repo, &image, how);
+        self.expect_refused(repo, &image, phrase);
+    }
+
+    /// `image` is refused by tag, digest, blob and referrers, the tag's message naming
+    /// `phrase`.
     fn expect_refused(&self, repo: &str, image: &Image, phrase: &str) {
-        let r = self.get(&format!("/v2/{repo}/manifests/v1"));
-        assert_eq!(r.status, 403, "tag: {}", r.summary());
-        let message = r.error_message().unwrap_or_default();
-        assert!(message.contains(phrase), "`{phrase}` not in {message:?}");
-        for path in [
-            format!("/v2/{repo}/manifests/{}", image.manifest.digest),
-            format!("/v2/{repo}/blobs/{}", image.config.digest),
-            format!("/v2/{repo}/referrers/{}", image.manifest.digest),
-        ] {
-            let r = self.get(&path);
-            assert_eq!(r.status, 403, "GET {path}: {}", r.summary());
-        }
+        self.proxy.expect_refused(repo, "v1", image, &[phrase]);
+        let path = format!("/v2/{repo}/referrers/{}", image.manifest.digest);
+        let r = self.get(&path);
+        assert_eq!(r.status, 403, "GET {path}: {}", r.summary());
     }
 }
 
@@ -329,16 +288,9 @@ fn keyless_bundle_serves_the_image_and_its_referrers() {
     let env = Env::start();
     let repo = "keyless/app";
     let image = env.push_image(repo, "v1");
-    let (artifact, bundle) = env.attach(repo, &image, &env.keyless(&image));
-
-    env.expect_served(&format!("/v2/{repo}/manifests/v1"), &image.manifest.bytes);
-    env.expect_served(
-        &format!("/v2/{repo}/manifests/{}", image.manifest.digest),
-        &image.manifest.bytes,
-    );
-    for blob in image.blobs() {
-        env.expect_served(&format!("/v2/{repo}/blobs/{}", blob.digest), &blob.bytes);
-    }
+    let attached = env.attach(repo, &image, &env.keyless());
+    let artifact = &attached.0;
+    env.proxy.expect_image_served(repo, "v1", &image);
 
     // The referrers, as cosign asks for them: the verified bundle artifact, whose manifest
     // and bundle blob are served in turn.
@@ -367,14 +319,7 @@ fn keyless_bundle_serves_the_image_and_its_referrers() {
         "{}",
         r.summary()
     );
-    env.expect_served(
-        &format!("/v2/{repo}/manifests/{}", artifact.digest),
-        &artifact.bytes,
-    );
-    env.expect_served(
-        &format!("/v2/{repo}/blobs/{}", bundle.digest),
-        &bundle.bytes,
-    );
+    env.expect_attached_served(repo, &attached);
     // The referrers tag itself, for clients that fall back to it.
     let r = env.get(&format!(
         "/v2/{repo}/manifests/sha256-{}",
@@ -389,115 +334,80 @@ fn key_based_bundle_serves_the_image() {
     let env = Env::start();
     let repo = "keyed/app";
     let image = env.push_image(repo, "v1");
-    let (artifact, bundle) = env.attach(repo, &image, &env.keyed(&image));
-    env.expect_served(&format!("/v2/{repo}/manifests/v1"), &image.manifest.bytes);
-    for blob in image.blobs() {
-        env.expect_served(&format!("/v2/{repo}/blobs/{}", blob.digest), &blob.bytes);
-    }
-    env.expect_served(
-        &format!("/v2/{repo}/manifests/{}", artifact.digest),
-        &artifact.bytes,
-    );
-    env.expect_served(
-        &format!("/v2/{repo}/blobs/{}", bundle.digest),
-        &bundle.bytes,
-    );
+    let attached = env.attach(repo, &image, &env.keyed());
+    env.proxy.expect_image_served(repo, "v1", &image);
+    env.expect_attached_served(repo, &attached);
 }
 
 #[test]
 fn bundle_whose_statement_names_another_digest_is_refused() {
     let env = Env::start();
-    let repo = "keyed/app";
-    let image = env.push_image(repo, "v1");
-    let other = env.push_image(repo, "other");
+    let other = env.push_image("keyed/app", "other");
     // A valid bundle by the trusted key, for the other image, attached to this one.
-    env.attach(
-        repo,
-        &image,
-        &Make {
-            claims: &other.manifest.digest,
-            ..env.keyed(&image)
-        },
-    );
-    env.expect_refused(repo, &image, &other.manifest.digest);
+    let how = Make {
+        claims: Some(&other.manifest.digest),
+        ..env.keyed()
+    };
+    env.expect_bundle_refused("keyed/app", &how, &other.manifest.digest);
 }
 
 #[test]
 fn bundle_with_a_tampered_envelope_signature_is_refused() {
     let env = Env::start();
-    let repo = "keyless/app";
-    let image = env.push_image(repo, "v1");
-    env.attach(
-        repo,
-        &image,
-        &Make {
-            tamper_signature: true,
-            ..env.keyless(&image)
-        },
-    );
     // The entry logged the honest signature: the tampered one is not it.
-    env.expect_refused(repo, &image, "the Rekor entry is for another signature");
-
-    let repo = "keyed/app";
-    let image = env.push_image(repo, "v1");
-    env.attach(
-        repo,
-        &image,
-        &Make {
+    for (repo, how, phrase) in [
+        (
+            "keyless/app",
+            env.keyless(),
+            "the Rekor entry is for another signature",
+        ),
+        ("keyed/app", env.keyed(), "verifies under no trusted key"),
+    ] {
+        let how = Make {
             tamper_signature: true,
-            ..env.keyed(&image)
-        },
-    );
-    env.expect_refused(repo, &image, "verifies under no trusted key");
+            ..how
+        };
+        env.expect_bundle_refused(repo, &how, phrase);
+    }
 }
 
 #[test]
 fn bundle_whose_log_entry_is_for_another_envelope_is_refused() {
     let env = Env::start();
-    let repo = "keyless/app";
-    let image = env.push_image(repo, "v1");
-    env.attach(
-        repo,
-        &image,
-        &Make {
-            log_other_payload: true,
-            ..env.keyless(&image)
-        },
+    let how = Make {
+        log_other_payload: true,
+        ..env.keyless()
+    };
+    env.expect_bundle_refused(
+        "keyless/app",
+        &how,
+        "the Rekor entry is for another payload",
     );
-    env.expect_refused(repo, &image, "the Rekor entry is for another payload");
 }
 
 #[test]
 fn bundle_by_another_identity_is_refused() {
     let env = Env::start();
-    let repo = "keyless/app";
-    let image = env.push_image(repo, "v1");
     let evil = "https://github.com/evil/app/.github/workflows/release.yml@refs/tags/v1";
-    env.attach(
-        repo,
-        &image,
-        &Make {
-            identity: Some(evil),
-            ..env.keyless(&image)
-        },
+    let how = Make {
+        identity: Some(evil),
+        ..env.keyless()
+    };
+    env.expect_bundle_refused(
+        "keyless/app",
+        &how,
+        "none of the trusted identities matched",
     );
-    env.expect_refused(repo, &image, "none of the trusted identities matched");
 }
 
 #[test]
 fn bundle_with_a_rekor_v2_entry_is_refused_as_unsupported() {
     let env = Env::start();
-    let repo = "keyless/app";
-    let image = env.push_image(repo, "v1");
-    env.attach(
-        repo,
-        &image,
-        &Make {
-            rekor_v2: true,
-            ..env.keyless(&image)
-        },
-    );
-    env.expect_refused(repo, &image, "Rekor v2 entries");
+    let how = Make {
+        rekor_v2: true,
+        ..env.keyless()
+    };
+    env.expect_bundle_refused("keyless/app", &how, "Rekor v2 entries");
 }
 
 #[test]

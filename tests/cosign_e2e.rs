@@ -7,17 +7,12 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use base64::Engine as _;
+use support::cosign::{self, Signature, SIGNATURE_ANNOTATION};
 use support::fakes::{Forwarder, Link};
 use support::http::{self, HttpResponse};
-use support::oci::{self, Blob, Image, ACCEPT_ALL, OCI_CONFIG, OCI_MANIFEST};
+use support::oci::{self, Blob, Image};
 use support::proxy::Proxy;
 use support::{run_bounded, Registry};
-
-/// The upstream's name in rule patterns.
-const REGISTRY: &str = "registry.test";
-const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
-const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 
 /// An ECDSA P-256 key pair as files: `openssl ecparam` private key, `openssl pkey` public key
 /// (the PEM `PUBLIC KEY` cosign writes to `cosign.pub`).
@@ -95,21 +90,18 @@ impl Env {
             Key::generate(keys.path(), "wrong"),
         );
         let path = |k: &Key| serde_json::json!(k.public.to_str().unwrap()).to_string();
-        let body = format!(
-            r#"upstreams:
-  - {{registry: "{REGISTRY}", url: "{}", default: true}}
-limits: {{upstream_timeout: 2s}}
-policy:
-  default: deny
-  rules:
-    - {{match: "{REGISTRY}/cosign/**", action: verify, verifier: cosign, keys: [{}]}}
-    - {{match: "{REGISTRY}/two/**", action: verify, verifier: cosign, keys: [{}, {}], threshold: 2}}
-"#,
-            upstream.url(),
-            path(&a),
-            path(&a),
-            path(&b),
-        );
+        let rules = [
+            cosign::verify_rule("cosign/**", &format!("      keys: [{}]\n", path(&a))),
+            cosign::verify_rule(
+                "two/**",
+                &format!(
+                    "      keys: [{}, {}]\n      threshold: 2\n",
+                    path(&a),
+                    path(&b)
+                ),
+            ),
+        ];
+        let body = cosign::config(&upstream.url(), &rules) + "limits: {upstream_timeout: 2s}\n";
         let proxy = Proxy::start(&body);
         Env {
             proxy,
@@ -123,14 +115,11 @@ policy:
     }
 
     fn get(&self, path: &str) -> HttpResponse {
-        self.proxy
-            .request("GET", path, &[("Accept", ACCEPT_ALL)], b"")
+        self.proxy.pull(path)
     }
 
     fn push_image(&self, repo: &str, tag: &str) -> Image {
-        let image = Image::random(2);
-        image.push(&self.registry, repo, tag);
-        image
+        self.registry.push_random(repo, tag, 2)
     }
 
     /// Pushes a signature manifest for `subject` whose payload claims `claimed`, one layer per
@@ -143,110 +132,33 @@ policy:
         keys: &[&Key],
         alter: fn(&mut Vec<u8>),
     ) -> Signature {
-        let payload = Blob::new(
-            format!(
-                r#"{{"critical":{{"identity":{{"docker-reference":"{REGISTRY}/{repo}"}},"image":{{"docker-manifest-digest":"{claimed}"}},"type":"cosign container image signature"}},"optional":null}}"#
-            )
-            .into_bytes(),
-        );
-        let config = Blob::new(
-            serde_json::json!({
-                "architecture": "", "created": "0001-01-01T00:00:00Z",
-                "history": [{"created": "0001-01-01T00:00:00Z"}], "os": "",
-                "rootfs": {"type": "layers", "diff_ids": [payload.digest]}, "config": {}
-            })
-            .to_string()
-            .into_bytes(),
-        );
-        let layers: Vec<serde_json::Value> = keys
+        let payload = Blob::new(cosign::payload(repo, claimed));
+        let layers = keys
             .iter()
             .map(|key| {
                 let mut sig = key.sign(&payload.bytes);
                 alter(&mut sig);
-                serde_json::json!({
-                    "mediaType": SIMPLESIGNING,
-                    "size": payload.size(),
-                    "digest": payload.digest,
-                    "annotations": {
-                        SIGNATURE_ANNOTATION: base64::engine::general_purpose::STANDARD.encode(sig)
-                    }
-                })
+                cosign::layer(
+                    &payload,
+                    serde_json::json!({SIGNATURE_ANNOTATION: cosign::b64(&sig)}),
+                )
             })
             .collect();
-        let manifest = Blob::new(
-            serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": OCI_CONFIG, "size": config.size(), "digest": config.digest},
-                "layers": layers,
-            })
-            .to_string()
-            .into_bytes(),
-        );
-        for blob in [&config, &payload] {
-            self.push_blob(repo, blob);
-        }
-        let tag = format!("sha256-{}.sig", &subject["sha256:".len()..]);
-        let url = format!("{}/v2/{repo}/manifests/{tag}", self.registry.url());
-        let put = http::request(
-            "PUT",
-            &url,
-            &[("Content-Type", OCI_MANIFEST)],
-            &manifest.bytes,
-        )
-        .unwrap();
-        assert_eq!(put.status, 201, "PUT {url}: {}", put.summary());
-        Signature {
-            tag,
-            manifest,
-            payload,
-        }
+        cosign::push_signature(&self.registry, repo, subject, payload, layers)
     }
 
     fn sign(&self, repo: &str, subject: &str, keys: &[&Key]) -> Signature {
         self.sign_with(repo, subject, subject, keys, |_| {})
     }
 
-    fn push_blob(&self, repo: &str, blob: &Blob) {
-        support::oci::push_blob(&self.registry, repo, blob);
-    }
-
     fn expect_served(&self, path: &str, bytes: &[u8]) {
-        let r = self.get(path);
-        assert_eq!(
-            (r.status, r.body == bytes),
-            (200, true),
-            "GET {path}: {}\n{}",
-            r.summary(),
-            self.proxy.log_tail(20)
-        );
+        self.proxy.expect_served(path, bytes);
     }
 
     /// The image's tag, digest and blobs are all refused, with `phrase` in the tag's message.
     fn expect_refused(&self, repo: &str, tag: &str, image: &Image, phrase: &str) {
-        let r = self.get(&format!("/v2/{repo}/manifests/{tag}"));
-        assert_eq!(r.status, 403, "tag: {}", r.summary());
-        let message = r.error_message().unwrap_or_default();
-        assert!(message.contains(phrase), "`{phrase}` not in {message:?}");
-        let paths = [format!("/v2/{repo}/manifests/{}", image.manifest.digest)]
-            .into_iter()
-            .chain(
-                image
-                    .blobs()
-                    .into_iter()
-                    .map(|b| format!("/v2/{repo}/blobs/{}", b.digest)),
-            );
-        for path in paths {
-            let r = self.get(&path);
-            assert_eq!(r.status, 403, "GET {path}: {}", r.summary());
-        }
+        self.proxy.expect_refused(repo, tag, image, &[phrase]);
     }
-}
-
-struct Signature {
-    tag: String,
-    manifest: Blob,
-    payload: Blob,
 }
 
 #[test]
@@ -255,17 +167,7 @@ fn cosign_signed_image_is_served_by_tag_digest_and_blob_and_pulls_with_skopeo() 
     let image = env.push_image("cosign/app", "v1");
     env.sign("cosign/app", &image.manifest.digest, &[&env.a]);
 
-    env.expect_served("/v2/cosign/app/manifests/v1", &image.manifest.bytes);
-    env.expect_served(
-        &format!("/v2/cosign/app/manifests/{}", image.manifest.digest),
-        &image.manifest.bytes,
-    );
-    for blob in image.blobs() {
-        env.expect_served(
-            &format!("/v2/cosign/app/blobs/{}", blob.digest),
-            &blob.bytes,
-        );
-    }
+    env.proxy.expect_image_served("cosign/app", "v1", &image);
     let out = tempfile::tempdir().unwrap();
     let pulled = oci::skopeo_pull(
         &env.proxy.host_port(),
@@ -377,10 +279,7 @@ fn cosign_threshold_two_needs_two_distinct_keys() {
 
     let both = env.push_image("two/app", "both");
     env.sign("two/app", &both.manifest.digest, &[&env.a, &env.b]);
-    env.expect_served("/v2/two/app/manifests/both", &both.manifest.bytes);
-    for blob in both.blobs() {
-        env.expect_served(&format!("/v2/two/app/blobs/{}", blob.digest), &blob.bytes);
-    }
+    env.proxy.expect_image_served("two/app", "both", &both);
 }
 
 // === statuses: what the registry said is not a verdict ===
@@ -468,4 +367,69 @@ fn cosign_tags_list_is_the_upstream_list() {
     let url = format!("{}/v2/cosign/app/tags/list?n=1", env.registry.url());
     let direct = http::request("GET", &url, &[], b"").unwrap();
     assert_eq!(r.json(), direct.json(), "{}", r.summary());
+}
+
+#[test]
+fn cosign_signature_manifest_holding_more_than_signatures_is_not_served() {
+    let env = Env::start();
+    let image = env.push_image("cosign/app", "v1");
+    let sig = env.sign("cosign/app", &image.manifest.digest, &[&env.a]);
+    // Whoever can push to the repository appends a layer of their own (an unsigned image's)
+    // to the signature manifest, beside the honest signature layer.
+    let unsigned = env.push_image("cosign/app", "unsigned");
+    let smuggled = &unsigned.layers[0];
+    let mut manifest: serde_json::Value = serde_json::from_slice(&sig.manifest.bytes).unwrap();
+    manifest["layers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": support::oci::OCI_LAYER_TAR,
+            "size": smuggled.size(),
+            "digest": smuggled.digest,
+        }));
+    let bytes = manifest.to_string().into_bytes();
+    env.registry
+        .put_manifest("cosign/app", &sig.tag, support::oci::OCI_MANIFEST, &bytes);
+
+    // The image still verifies: its signature layer counts.
+    env.expect_served("/v2/cosign/app/manifests/v1", &image.manifest.bytes);
+    // The signature manifest is not served, and nothing it lists joins the signed set.
+    let r = env.get(&format!("/v2/cosign/app/manifests/{}", sig.tag));
+    assert_eq!(r.status, 403, "{}", r.summary());
+    let message = r.error_message().unwrap_or_default();
+    assert!(message.contains("more than cosign signatures"), "{message}");
+    let r = env.get(&format!(
+        "/v2/cosign/app/manifests/{}",
+        support::oci::sha256_digest(&bytes)
+    ));
+    assert_eq!(r.status, 403, "{}", r.summary());
+    let r = env.get(&format!("/v2/cosign/app/blobs/{}", smuggled.digest));
+    assert_eq!(r.status, 403, "{}", r.summary());
+}
+
+#[test]
+fn cosign_referrers_tag_that_is_not_an_index_of_counted_bundles_is_not_served() {
+    let env = Env::start();
+    let image = env.push_image("cosign/app", "v1");
+    env.sign("cosign/app", &image.manifest.digest, &[&env.a]);
+    // On a registry without the referrers API, the tag `sha256-<hex>` of a signed digest is
+    // read as its referrers index. Here it is an image nobody signed, composed of the signed
+    // image's own blobs (layers reversed), so every blob of it is in the signed closure.
+    let mut composed: serde_json::Value = serde_json::from_slice(&image.manifest.bytes).unwrap();
+    composed["layers"].as_array_mut().unwrap().reverse();
+    let bytes = composed.to_string().into_bytes();
+    let tag = format!("sha256-{}", image.manifest.hex());
+    env.registry
+        .put_manifest("cosign/app", &tag, support::oci::OCI_MANIFEST, &bytes);
+
+    env.expect_served("/v2/cosign/app/manifests/v1", &image.manifest.bytes);
+    let r = env.get(&format!("/v2/cosign/app/manifests/{tag}"));
+    assert_eq!(r.status, 403, "{}", r.summary());
+    let message = r.error_message().unwrap_or_default();
+    assert!(message.contains("not an OCI index"), "{message}");
+    let r = env.get(&format!(
+        "/v2/cosign/app/manifests/{}",
+        support::oci::sha256_digest(&bytes)
+    ));
+    assert_eq!(r.status, 403, "{}", r.summary());
 }

@@ -7,31 +7,18 @@
 
 mod support;
 
-use std::path::PathBuf;
-
-use base64::Engine as _;
-use rcgen::{KeyPair, SigningKey, PKCS_ECDSA_P256_SHA256};
-use support::http::{self, HttpResponse};
-use support::oci::{Blob, Image, ACCEPT_ALL, OCI_CONFIG, OCI_MANIFEST};
+use rcgen::{KeyPair, SigningKey};
+use support::cosign::{self, b64, SIGNATURE_ANNOTATION};
+use support::http::HttpResponse;
+use support::oci::{Blob, Image};
 use support::proxy::Proxy;
-use support::sigstore::{Ca, Rekor};
+use support::sha256_hex;
+use support::sigstore::{Ca, Rekor, Trust, ISSUER, SUBJECT};
 use support::Registry;
 use time::OffsetDateTime;
 
-const REGISTRY: &str = "registry.test";
-const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
-const ISSUER: &str = "https://token.actions.example";
-const SUBJECT: &str = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.2.0";
 const SUBJECT_REGEX: &str =
     "^https://github.com/acme/.*/.github/workflows/release.yml@refs/tags/v.*$";
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    support::sha256_hex(bytes)
-}
 
 /// How one keyless signature is made; [`Env::good`] is the honest one.
 struct Sig<'a> {
@@ -57,81 +44,48 @@ struct Sig<'a> {
 struct Env {
     proxy: Proxy,
     registry: Registry,
-    ca: Ca,
+    /// The trusted Sigstore, and the key of the `both/` rule, which needs it and a keyless
+    /// identity (threshold 2).
+    trust: Trust,
     rogue_ca: Ca,
-    rekor: Rekor,
     rogue_rekor: Rekor,
-    /// The key of the `both/` rule, which needs it and a keyless identity (threshold 2).
-    release: KeyPair,
-    _files: tempfile::TempDir,
 }
 
 impl Env {
     fn start() -> Env {
         let registry = Registry::start();
-        let files = tempfile::tempdir().unwrap();
-        let (ca, rogue_ca, rekor, rogue_rekor) = (Ca::new(), Ca::new(), Rekor::new(), Rekor::new());
-        let roots: PathBuf = files.path().join("fulcio-root.pem");
-        std::fs::write(&roots, &ca.root_pem).unwrap();
-        let rekor_pub = files.path().join("rekor.pub");
-        std::fs::write(&rekor_pub, rekor.key.public_key_pem()).unwrap();
-        let release = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let release_pub = files.path().join("release.pub");
-        std::fs::write(&release_pub, release.public_key_pem()).unwrap();
-        let quoted = |p: &PathBuf| serde_json::json!(p.to_str().unwrap()).to_string();
-        let body = format!(
-            r#"upstreams:
-  - {{registry: "{REGISTRY}", url: "{}", default: true}}
-policy:
-  default: deny
-  rules:
-    - match: "{REGISTRY}/keyless/**"
-      action: verify
-      verifier: cosign
-      keyless:
-        fulcio_roots: {}
-        rekor_keys: [{}]
-        identities:
-          - {{issuer: "{ISSUER}", subject_regex: "{SUBJECT_REGEX}"}}
-    - match: "{REGISTRY}/both/**"
-      action: verify
-      verifier: cosign
-      keys: [{release}]
-      threshold: 2
-      keyless:
-        fulcio_roots: {roots}
-        rekor_keys: [{rekor}]
-        identities:
-          - {{issuer: "{ISSUER}", subject: "{SUBJECT}"}}
-"#,
-            registry.url(),
-            quoted(&roots),
-            quoted(&rekor_pub),
-            release = quoted(&release_pub),
-            roots = quoted(&roots),
-            rekor = quoted(&rekor_pub),
+        let trust = Trust::new(false);
+        let identity = format!(r#"{{issuer: "{ISSUER}", subject_regex: "{SUBJECT_REGEX}"}}"#);
+        let both = format!(
+            "      keys: [{}]\n      threshold: 2\n{}",
+            trust.release_key,
+            trust.keyless_yaml(&format!(r#"{{issuer: "{ISSUER}", subject: "{SUBJECT}"}}"#)),
+        );
+        let body = cosign::config(
+            &registry.url(),
+            &[
+                cosign::verify_rule("keyless/**", &trust.keyless_yaml(&identity)),
+                cosign::verify_rule("both/**", &both),
+            ],
         );
         Env {
             proxy: Proxy::start(&body),
             registry,
-            ca,
-            rogue_ca,
-            rekor,
-            rogue_rekor,
-            release,
-            _files: files,
+            trust,
+            rogue_ca: Ca::new(),
+            rogue_rekor: Rekor::new(),
         }
     }
 
     fn good(&self) -> Sig<'_> {
         Sig {
-            ca: &self.ca,
+            ca: &self.trust.ca,
             subject: SUBJECT,
             issuer: ISSUER,
             valid: (-3600, -3000),
             integrated: -3300,
-            set_by: &self.rekor,
-            log: &self.rekor,
+            set_by: &self.trust.rekor,
+            log: &self.trust.rekor,
             log_other_signature: false,
             tamper_payload: false,
             also_key: None,
@@ -139,22 +93,16 @@ policy:
     }
 
     fn get(&self, path: &str) -> HttpResponse {
-        self.proxy
-            .request("GET", path, &[("Accept", ACCEPT_ALL)], b"")
+        self.proxy.pull(path)
     }
 
     fn push_image(&self, repo: &str, tag: &str) -> Image {
-        let image = Image::random(1);
-        image.push(&self.registry, repo, tag);
-        image
+        self.registry.push_random(repo, tag, 1)
     }
 
     /// Signs `subject` keylessly as `how` says, and pushes the signature manifest.
     fn sign(&self, repo: &str, subject: &str, how: &Sig<'_>) {
-        let payload = format!(
-            r#"{{"critical":{{"identity":{{"docker-reference":"{REGISTRY}/{repo}"}},"image":{{"docker-manifest-digest":"{subject}"}},"type":"cosign container image signature"}},"optional":null}}"#
-        )
-        .into_bytes();
+        let payload = cosign::payload(repo, subject);
         let (key, cert) = how
             .ca
             .leaf(how.subject, how.issuer, how.valid.0, how.valid.1);
@@ -193,54 +141,25 @@ policy:
             payload
         };
         let payload = Blob::new(stored);
-        let config = Blob::new(
-            serde_json::json!({"architecture": "", "os": "", "config": {},
-                "rootfs": {"type": "layers", "diff_ids": [payload.digest]}})
-            .to_string()
-            .into_bytes(),
-        );
         let mut layers = vec![];
         if let Some(key) = how.also_key {
-            layers.push(serde_json::json!({
-                "mediaType": SIMPLESIGNING,
-                "size": payload.size(),
-                "digest": payload.digest,
-                "annotations": {
-                    "dev.cosignproject.cosign/signature": b64(&key.sign(&payload.bytes).unwrap()),
-                }
-            }));
+            let signature = b64(&key.sign(&payload.bytes).unwrap());
+            layers.push(cosign::layer(
+                &payload,
+                serde_json::json!({SIGNATURE_ANNOTATION: signature}),
+            ));
         }
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "size": config.size(), "digest": config.digest},
-            "layers": layers.into_iter().chain([serde_json::json!({
-                "mediaType": SIMPLESIGNING,
-                "size": payload.size(),
-                "digest": payload.digest,
-                "annotations": {
-                    "dev.cosignproject.cosign/signature": b64(&signature),
-                    "dev.sigstore.cosign/certificate": cert,
-                    "dev.sigstore.cosign/chain":
-                        format!("{}{}", how.ca.intermediate_pem, how.ca.root_pem),
-                    "dev.sigstore.cosign/bundle": bundle.to_string(),
-                }
-            })]).collect::<Vec<_>>()
-        })
-        .to_string();
-        for blob in [&config, &payload] {
-            support::oci::push_blob(&self.registry, repo, blob);
-        }
-        let tag = format!("sha256-{}.sig", &subject["sha256:".len()..]);
-        let url = format!("{}/v2/{repo}/manifests/{tag}", self.registry.url());
-        let put = http::request(
-            "PUT",
-            &url,
-            &[("Content-Type", OCI_MANIFEST)],
-            manifest.as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(put.status, 201, "PUT {url}: {}", put.summary());
+        let chain = format!("{}{}", how.ca.intermediate_pem, how.ca.root_pem);
+        layers.push(cosign::layer(
+            &payload,
+            serde_json::json!({
+                SIGNATURE_ANNOTATION: b64(&signature),
+                "dev.sigstore.cosign/certificate": cert,
+                "dev.sigstore.cosign/chain": chain,
+                "dev.sigstore.cosign/bundle": bundle.to_string(),
+            }),
+        ));
+        cosign::push_signature(&self.registry, repo, subject, payload, layers);
     }
 
     /// An image signed as `how` says is refused by tag, digest and blob, the tag's message
@@ -249,20 +168,12 @@ policy:
         let repo = "keyless/app";
         let image = self.push_image(repo, "v1");
         self.sign(repo, &image.manifest.digest, how);
-        let r = self.get(&format!("/v2/{repo}/manifests/v1"));
-        assert_eq!(r.status, 403, "tag: {}", r.summary());
-        let message = r.error_message().unwrap_or_default();
-        assert!(
-            message.contains("a keyless signature did not count") && message.contains(phrase),
-            "`{phrase}` not in {message:?}"
+        self.proxy.expect_refused(
+            repo,
+            "v1",
+            &image,
+            &["a keyless signature did not count", phrase],
         );
-        for path in [
-            format!("/v2/{repo}/manifests/{}", image.manifest.digest),
-            format!("/v2/{repo}/blobs/{}", image.config.digest),
-        ] {
-            let r = self.get(&path);
-            assert_eq!(r.status, 403, "GET {path}: {}", r.summary());
-        }
     }
 }
 
@@ -272,29 +183,7 @@ fn keyless_signature_verifies_at_the_logs_time_and_serves_the_image() {
     let image = env.push_image("keyless/app", "v1");
     // The leaf expired 50 minutes ago; it was valid when the log integrated the entry.
     env.sign("keyless/app", &image.manifest.digest, &env.good());
-    for (path, bytes) in [
-        (
-            "/v2/keyless/app/manifests/v1".to_owned(),
-            &image.manifest.bytes,
-        ),
-        (
-            format!("/v2/keyless/app/manifests/{}", image.manifest.digest),
-            &image.manifest.bytes,
-        ),
-        (
-            format!("/v2/keyless/app/blobs/{}", image.config.digest),
-            &image.config.bytes,
-        ),
-    ] {
-        let r = env.get(&path);
-        assert_eq!(
-            (r.status, &r.body == bytes),
-            (200, true),
-            "GET {path}: {}\n{}",
-            r.summary(),
-            env.proxy.log_tail(20)
-        );
-    }
+    env.proxy.expect_image_served("keyless/app", "v1", &image);
 }
 
 #[test]
@@ -409,7 +298,7 @@ fn keys_and_keyless_identities_count_towards_one_threshold() {
         "both/app",
         &two.manifest.digest,
         &Sig {
-            also_key: Some(&env.release),
+            also_key: Some(&env.trust.release),
             ..env.good()
         },
     );
@@ -421,4 +310,41 @@ fn keys_and_keyless_identities_count_towards_one_threshold() {
         r.summary(),
         env.proxy.log_tail(20)
     );
+}
+
+#[test]
+fn one_keyless_signer_counts_once_however_often_its_signature_is_listed() {
+    let env = Env::start();
+    // Two identities the honest signer both matches, and a threshold of 2: meant to take two
+    // people, it must not be met by one signature listed twice.
+    let identities = format!(
+        "{{issuer: \"{ISSUER}\", subject_regex: \"{SUBJECT_REGEX}\"}}\n          \
+         - {{issuer: \"{ISSUER}\", subject: \"{SUBJECT}\"}}"
+    );
+    let rule = format!(
+        "{}      threshold: 2\n",
+        env.trust.keyless_yaml(&identities)
+    );
+    let proxy = Proxy::start(&cosign::config(
+        &env.registry.url(),
+        &[cosign::verify_rule("twice/**", &rule)],
+    ));
+    let image = env.push_image("twice/app", "v1");
+    env.sign("twice/app", &image.manifest.digest, &env.good());
+    let tag = format!("sha256-{}.sig", image.manifest.hex());
+    let url = format!("{}/v2/twice/app/manifests/{tag}", env.registry.url());
+    let accept = [("Accept", support::oci::OCI_MANIFEST)];
+    let got = support::http::request("GET", &url, &accept, b"").unwrap();
+    assert_eq!(got.status, 200, "{}", got.summary());
+    let mut manifest: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    let layers = manifest["layers"].as_array_mut().unwrap();
+    layers.push(layers[0].clone());
+    let bytes = manifest.to_string().into_bytes();
+    env.registry
+        .put_manifest("twice/app", &tag, support::oci::OCI_MANIFEST, &bytes);
+
+    let r = proxy.pull("/v2/twice/app/manifests/v1");
+    assert_eq!(r.status, 403, "{}", r.summary());
+    let message = r.error_message().unwrap_or_default();
+    assert!(message.contains("1 of the 2 distinct trusted"), "{message}");
 }

@@ -390,3 +390,49 @@ fn concurrent_requests_at_every_replica_cost_at_most_one_upstream_fetch_each() {
     }
     assert!(total >= 1.0);
 }
+
+#[test]
+fn a_manifest_object_whose_content_type_names_another_kind_is_not_kept() {
+    use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
+
+    let env = Env::start(2);
+    let image = Image::random_sized(Format::Oci, &[1024]);
+    env.publish("apps/mediatype", &image);
+    env.pull(0, "apps/mediatype", &image);
+    env.wait_uploaded(&image);
+
+    // The right bytes, but a Content-Type naming another manifest kind: kept, it would be
+    // every later read of the digest on this replica that fails to parse.
+    let key = object_store::path::Path::from(Env::key(&image.manifest.digest));
+    let mut attributes = Attributes::new();
+    attributes.insert(
+        Attribute::ContentType,
+        "application/vnd.docker.distribution.manifest.v2+json".into(),
+    );
+    let (client, bytes) = (env.s3.client(), image.manifest.bytes.clone());
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            let opts = PutOptions {
+                attributes,
+                ..PutOptions::default()
+            };
+            client.put_opts(&key, PutPayload::from(bytes), opts).await
+        })
+        .expect("PUT the relabelled manifest");
+
+    env.pull(1, "apps/mediatype", &image);
+    let r = env.get(
+        1,
+        &format!("/v2/apps/mediatype/manifests/{}", image.manifest.digest),
+    );
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.oci.image.manifest.v1+json")
+    );
+    assert_eq!(
+        env.metric(1, "trustgate_shared_store_digest_mismatches_total"),
+        1.0
+    );
+}

@@ -7,28 +7,23 @@
 //! - racing replicas never lose an update, and versions end at the maximum;
 //! - an unreachable store fails the update with a transport-class error, and recovers.
 
+mod support;
+
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use object_store::{
-    aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut},
     path::Path as ObjectPath,
     throttle::{ThrottleConfig, ThrottledStore},
-    BackoffConfig, ClientOptions, ObjectStore, RetryConfig,
 };
-use tempfile::TempDir;
+use support::s3::S3Server;
 use time::OffsetDateTime;
 use trustgate::trust::notary::{GunState, Limits, NotaryClient, NotaryError, Source, StateStore};
 
 const GUN: &str = "docker.io/trustgate/demo";
-const BUCKET: &str = "trust-state";
-const ACCESS_KEY: &str = "trustgate-test";
-const SECRET_KEY: &str = "trustgate-test-secret";
 
 /// Publications of `docker.io/trustgate/demo` from one notary server and keys: `NEWER`
 /// re-signs tag v2 after `OLDER` (higher timestamp, snapshot and targets versions).
@@ -38,127 +33,13 @@ const OLDER: &str = "rollback-timestamp/metadata";
 const FIRST_ROOT: &str = "foreign-root/before";
 const OTHER_ROOT: &str = "foreign-root/metadata";
 
-// === s3s-fs ===
-
-/// An `s3s-fs` process serving a directory, killed on drop. Buckets are its directories.
-struct S3Server {
-    child: Option<Child>,
-    port: u16,
-    root: TempDir,
-}
-
-impl S3Server {
-    fn start() -> S3Server {
-        let root = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(root.path().join(BUCKET)).expect("create bucket directory");
-        let port = free_port();
-        let mut server = S3Server {
-            child: None,
-            port,
-            root,
-        };
-        server.restart();
-        server
-    }
-
-    fn binary() -> PathBuf {
-        let on_path = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|d| d.join("s3s-fs"));
-        let cargo_home = std::env::var_os("CARGO_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-            .map(|d| d.join("bin").join("s3s-fs"));
-        on_path.chain(cargo_home).find(|p| p.is_file()).expect(
-            "s3s-fs not found: cargo install s3s-fs --version 0.14.1 --features binary --locked",
-        )
-    }
-
-    /// Starts the server (again) on its port and over its directory.
-    fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let child = Command::new(Self::binary())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .args(["--domain", "localhost"])
-            .arg(self.root.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn s3s-fs");
-        self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("s3s-fs exited at start: {status}");
-            }
-            assert!(Instant::now() < deadline, "s3s-fs did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// One replica's view of the bucket: its own client, as a separate process would have.
-    fn client(&self) -> Arc<dyn ObjectStore> {
-        Arc::new(self.s3())
-    }
-
-    fn s3(&self) -> AmazonS3 {
-        AmazonS3Builder::new()
-            // Before `with_allow_http`, which is one of the client options this replaces.
-            .with_client_options(
-                ClientOptions::new()
-                    .with_connect_timeout(Duration::from_secs(2))
-                    .with_timeout(Duration::from_secs(10)),
-            )
-            .with_endpoint(format!("http://127.0.0.1:{}", self.port))
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .with_region("us-east-1")
-            .with_bucket_name(BUCKET)
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
-            .with_conditional_put(S3ConditionalPut::ETagMatch)
-            // A stopped server must fail the update promptly, not after minutes of retries.
-            .with_retry(RetryConfig {
-                backoff: BackoffConfig::default(),
-                max_retries: 1,
-                retry_timeout: Duration::from_secs(5),
-            })
-            .build()
-            .expect("build S3 client")
-    }
-
-    fn state_store(&self, prefix: &str) -> StateStore {
-        StateStore::object(self.client(), ObjectPath::from(prefix))
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
+/// One replica's view of the bucket under `prefix`: its own client, as a separate process
+/// would have, failing promptly while the server is stopped.
+fn state_store(s3: &S3Server, prefix: &str) -> StateStore {
+    StateStore::object(
+        Arc::new(s3.client_with_short_retries()),
+        ObjectPath::from(prefix),
+    )
 }
 
 // === verifying ===
@@ -202,8 +83,8 @@ async fn state_after(data: &str) -> GunState {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_one_replica_saw_is_refused_by_another() {
     let s3 = S3Server::start();
-    let a = s3.state_store("trust/internal");
-    let b = s3.state_store("trust/internal");
+    let a = state_store(&s3, "trust/internal");
+    let b = state_store(&s3, "trust/internal");
 
     verify(&a, NEWER)
         .await
@@ -219,7 +100,7 @@ async fn a_rollback_one_replica_saw_is_refused_by_another() {
     assert_eq!(b.load(GUN).await.unwrap().0, state_after(NEWER).await);
 
     // A different prefix is a different deployment's state: no history there.
-    verify(&s3.state_store("trust/elsewhere"), OLDER)
+    verify(&state_store(&s3, "trust/elsewhere"), OLDER)
         .await
         .expect("no shared history under another prefix");
 }
@@ -227,8 +108,8 @@ async fn a_rollback_one_replica_saw_is_refused_by_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_root_trusted_on_first_use_is_the_one_stored_first() {
     let s3 = S3Server::start();
-    let a = s3.state_store("trust/internal");
-    let b = s3.state_store("trust/internal");
+    let a = state_store(&s3, "trust/internal");
+    let b = state_store(&s3, "trust/internal");
 
     verify(&a, FIRST_ROOT)
         .await
@@ -243,7 +124,7 @@ async fn the_root_trusted_on_first_use_is_the_one_stored_first() {
 /// A replica whose reads of the state are delayed by `get` and whose writes by `put`.
 fn replica(s3: &S3Server, prefix: &str, get: u64, put: u64) -> StateStore {
     let store = ThrottledStore::new(
-        s3.s3(),
+        s3.client_with_short_retries(),
         ThrottleConfig {
             wait_get_per_call: Duration::from_millis(get),
             wait_put_per_call: Duration::from_millis(put),
@@ -290,7 +171,7 @@ async fn racing_replicas_end_with_the_highest_versions() {
     let s3 = S3Server::start();
     let newest = state_after(NEWER).await;
     let stored = |prefix: &'static str| {
-        let store = s3.state_store(prefix);
+        let store = state_store(&s3, prefix);
         async move { store.load(GUN).await.unwrap().0 }
     };
 
@@ -311,7 +192,7 @@ async fn racing_replicas_end_with_the_highest_versions() {
     assert_eq!(stored("trust/race-2").await, newest);
 
     // Both update the same stored state: the second `If-Match` fails and is retried.
-    verify(&s3.state_store("trust/race-3"), OLDER)
+    verify(&state_store(&s3, "trust/race-3"), OLDER)
         .await
         .unwrap();
     let (first, second) = race(&s3, "trust/race-3", NEWER, NEWER).await;
@@ -323,7 +204,7 @@ async fn racing_replicas_end_with_the_highest_versions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_store_fails_the_update_as_transport_and_recovers() {
     let mut s3 = S3Server::start();
-    let store = s3.state_store("trust/internal");
+    let store = state_store(&s3, "trust/internal");
     verify(&store, OLDER)
         .await
         .expect("verifies while the store is up");
@@ -352,9 +233,7 @@ async fn an_unreachable_store_fails_the_update_as_transport_and_recovers() {
 async fn an_unreachable_store_falls_back_to_the_replicas_own_copy_but_never_to_first_use() {
     let mut s3 = S3Server::start();
     let copy = tempfile::tempdir().expect("tempdir");
-    let replica = s3
-        .state_store("trust/internal")
-        .with_local_copy(copy.path());
+    let replica = state_store(&s3, "trust/internal").with_local_copy(copy.path());
     verify(&replica, OLDER)
         .await
         .expect("verifies while the store is up");
@@ -370,9 +249,7 @@ async fn an_unreachable_store_falls_back_to_the_replicas_own_copy_but_never_to_f
     // A replica that never saw the GUN does not trust a root on first use without the fleet's
     // state.
     let fresh_copy = tempfile::tempdir().expect("tempdir");
-    let fresh = s3
-        .state_store("trust/internal")
-        .with_local_copy(fresh_copy.path());
+    let fresh = state_store(&s3, "trust/internal").with_local_copy(fresh_copy.path());
     let e = verify(&fresh, NEWER).await.unwrap_err();
     assert!(
         matches!(e, NotaryError::State { .. }) && e.is_transport(),
@@ -384,7 +261,7 @@ async fn an_unreachable_store_falls_back_to_the_replicas_own_copy_but_never_to_f
     s3.restart();
     verify(&replica, NEWER).await.expect("verifies again");
     assert_eq!(replica.load(GUN).await.unwrap().0, state_after(NEWER).await);
-    let other = s3.state_store("trust/internal");
+    let other = state_store(&s3, "trust/internal");
     let e = verify(&other, OLDER).await.unwrap_err();
     assert!(matches!(e, NotaryError::Rollback { .. }), "{e:?}");
 }

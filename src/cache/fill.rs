@@ -2,15 +2,13 @@
 //! file, hashed and length-checked on the way, and synced, before anyone may read it. See
 //! `shared.rs` for why nothing is streamed before the check.
 
-use std::fs::OpenOptions;
-use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 
-use super::flight::{write_all_vectored, TempFile, WRITE_BATCH_BYTES, WRITE_BATCH_CHUNKS};
+use super::flight::{TempFile, WRITE_BATCH_BYTES, WRITE_BATCH_CHUNKS};
 use super::shared::SharedError;
 use super::verify::Checked;
 use super::StoreError;
@@ -35,22 +33,9 @@ pub(super) async fn download(
     path: PathBuf,
 ) -> Result<Arc<TempFile>, FillError> {
     let local = |op, e| FillError::Local(StoreError::io(op, &path, e));
-    let opened = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(path)
-        }
-    })
-    .await
-    .unwrap_or_else(|e| Err(io::Error::other(e)));
-    let file = Arc::new(TempFile {
-        file: opened.map_err(|e| local("create temp file", e))?,
-        path: path.clone(),
-    });
+    let file = TempFile::create(path.clone())
+        .await
+        .map_err(|e| local("create temp file", e))?;
     let mut check = Checked::new(digest, Some(size));
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batched = 0;
@@ -65,30 +50,16 @@ pub(super) async fn download(
         batched += chunk.len();
         batch.push(chunk);
         if batched >= WRITE_BATCH_BYTES || batch.len() >= WRITE_BATCH_CHUNKS {
-            write(&file, std::mem::take(&mut batch))
+            file.write(std::mem::take(&mut batch))
                 .await
                 .map_err(|e| local("write", e))?;
             batched = 0;
         }
     }
-    write(&file, batch).await.map_err(|e| local("write", e))?;
-    check.finish().map_err(FillError::Mismatch)?;
-    let synced = tokio::task::spawn_blocking({
-        let file = file.clone();
-        move || file.file.sync_data()
-    })
-    .await
-    .unwrap_or_else(|e| Err(io::Error::other(e)));
-    synced.map_err(|e| local("sync", e))?;
-    Ok(file)
-}
-
-async fn write(file: &Arc<TempFile>, batch: Vec<Bytes>) -> io::Result<()> {
-    if batch.is_empty() {
-        return Ok(());
+    if !batch.is_empty() {
+        file.write(batch).await.map_err(|e| local("write", e))?;
     }
-    let file = file.clone();
-    tokio::task::spawn_blocking(move || write_all_vectored(&file.file, &batch))
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(e)))
+    check.finish().map_err(FillError::Mismatch)?;
+    file.sync().await.map_err(|e| local("sync", e))?;
+    Ok(file)
 }

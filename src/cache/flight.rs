@@ -83,10 +83,54 @@ pub(super) struct TempFile {
     pub(super) path: PathBuf,
 }
 
+// === impl TempFile ===
+
+impl TempFile {
+    /// Creates the file at `path`, which must not exist. Readable too: readers tail it
+    /// through this descriptor.
+    pub(super) async fn create(path: PathBuf) -> io::Result<Arc<TempFile>> {
+        let file = blocking_io({
+            let path = path.clone();
+            move || {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+            }
+        })
+        .await?;
+        Ok(Arc::new(TempFile { file, path }))
+    }
+
+    /// Appends `batch` in one vectored write.
+    pub(super) async fn write(self: &Arc<Self>, batch: Vec<Bytes>) -> io::Result<()> {
+        let file = self.clone();
+        blocking_io(move || write_all_vectored(&file.file, &batch)).await
+    }
+
+    /// `fsync`s the data written.
+    pub(super) async fn sync(self: &Arc<Self>) -> io::Result<()> {
+        let file = self.clone();
+        blocking_io(move || file.file.sync_data()).await
+    }
+}
+
+/// Runs blocking file I/O off the runtime; a panicked task is an I/O error.
+async fn blocking_io<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)))
+}
+
 /// The caller that runs the fetch; owned by the spawned task.
 struct Leader {
     inner: Arc<Inner>,
     digest: Digest,
+    /// The size a verified descriptor gives, when the caller knows it.
+    size: Option<u64>,
     id: u64,
     state: watch::Sender<FlightState>,
     /// The temp file to remove unless it was renamed into place.
@@ -146,6 +190,26 @@ impl Store {
             + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
+        self.blob_of_size(digest, None, fetch).await
+    }
+
+    /// [`Store::blob`] for a blob whose size a verified descriptor gives: a shared-tier object
+    /// of any other size is not what the key promises, and is ignored before a byte of it is
+    /// read or room is made for it (a bucket writer could otherwise make every replica clear
+    /// its local tier for a huge object under a popular digest).
+    pub async fn blob_of_size<F, Fut, E>(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+        fetch: F,
+    ) -> Result<BlobBody, StoreError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(Option<u64>, BoxStream<'static, Result<Bytes, E>>), E>>
+            + Send
+            + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         loop {
             if let Some(blob) = self.open_blob(digest).await? {
                 self.inner.observer.hit(blob.len());
@@ -159,7 +223,7 @@ impl Store {
                 Role::Stored => continue,
                 Role::Lead { id, state } => {
                     self.inner.observer.miss();
-                    return self.lead(digest, id, state, fetch).await;
+                    return self.lead(digest, size, id, state, fetch).await;
                 }
                 Role::Join(state) => {
                     self.inner.observer.miss();
@@ -172,6 +236,7 @@ impl Store {
     async fn lead<F, Fut, E>(
         &self,
         digest: &Digest,
+        size: Option<u64>,
         id: u64,
         state: watch::Sender<FlightState>,
         fetch: F,
@@ -188,6 +253,7 @@ impl Store {
         let leader = Leader {
             inner: self.inner.clone(),
             digest: digest.clone(),
+            size,
             id,
             state,
             tmp: None,
@@ -385,6 +451,13 @@ impl Leader {
             }
         };
         let size = object.size;
+        if self.size.is_some_and(|expected| expected != size) {
+            tracing::warn!(digest = %self.digest, key = %shared.key(&self.digest), size,
+                expected = self.size, "shared store: object has the wrong size; ignored, fetching upstream");
+            observer.shared_mismatch();
+            shared.needs_repair(&self.digest);
+            return false;
+        }
         {
             let _commit = self.inner.commit.lock().await;
             let Some(victims) = self.inner.index().reserve(size) else {
@@ -455,24 +528,8 @@ impl Leader {
             self.inner.evict(victims).await;
         }
         let path = self.inner.temp_path(&self.digest);
-        let opened = tokio::task::spawn_blocking({
-            let path = path.clone();
-            // Readable too: readers tail it through this descriptor.
-            move || {
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .open(path)
-            }
-        })
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(e)));
-        let file = match opened {
-            Ok(file) => Arc::new(TempFile {
-                file,
-                path: path.clone(),
-            }),
+        let file = match TempFile::create(path.clone()).await {
+            Ok(file) => file,
             Err(e) => {
                 tracing::warn!(digest = %self.digest, path = %path.display(), error = %e,
                     "cache: cannot create temp file; serving uncached");
@@ -519,12 +576,7 @@ impl Leader {
         // fsync before the rename: after a power loss, an object's name must never point at
         // data that did not reach the disk.
         let synced = match written {
-            Ok(written) if written == total => {
-                let file = file.clone();
-                tokio::task::spawn_blocking(move || file.file.sync_data())
-                    .await
-                    .unwrap_or_else(|e| Err(io::Error::other(e)))
-            }
+            Ok(written) if written == total => file.sync().await,
             Ok(written) => Err(io::Error::other(format!(
                 "wrote {written} of {total} bytes"
             ))),
@@ -637,10 +689,7 @@ async fn write_loop(
         let result = if written + len as u64 > limit {
             Err(io::Error::other("injected write failure"))
         } else {
-            let file = file.clone();
-            tokio::task::spawn_blocking(move || write_all_vectored(&file.file, &batch))
-                .await
-                .unwrap_or_else(|e| Err(io::Error::other(e)))
+            file.write(batch).await
         };
         if let Err(e) = result {
             state.send_modify(|s| s.cache_failed = true);
@@ -652,7 +701,7 @@ async fn write_loop(
     Ok(written)
 }
 
-pub(super) fn write_all_vectored(mut file: &File, chunks: &[Bytes]) -> io::Result<()> {
+fn write_all_vectored(mut file: &File, chunks: &[Bytes]) -> io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
     let mut slices = &mut slices[..];
     while !slices.is_empty() {

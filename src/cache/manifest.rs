@@ -88,8 +88,13 @@ impl Store {
             mismatch("bytes do not match the digest");
             return None;
         }
-        let Some(media_type) = object.media_type.filter(|m| is_header_safe(m)) else {
-            mismatch("no usable Content-Type");
+        // What this replica uploads is a manifest kind's own media type, under which the
+        // bytes parse. Anything else would be stored locally and make every later read of
+        // the digest fail (or name another kind) until it is evicted.
+        let Some(media_type) = object.media_type.filter(|m| {
+            crate::oci::parse_manifest(&bytes, Some(m)).is_ok_and(|parsed| parsed.media_type() == m)
+        }) else {
+            mismatch("no Content-Type that is this manifest's media type");
             return None;
         };
         let bytes = Bytes::from(bytes);

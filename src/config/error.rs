@@ -268,7 +268,8 @@ pub enum ConfigError {
     },
     /// A cosign `threshold` of 0 or above the number of keys plus keyless identities.
     #[error(
-        "{at}: rule `{pattern}` has threshold {threshold} with {keys} key(s); use 1 to {keys}"
+        "{at}: rule `{pattern}` has threshold {threshold} but {signers} signer(s) can count \
+         ({keys} key(s), {identities} keyless identit(y/ies)); use 1 to {signers}"
     )]
     BadThreshold {
         /// Where (`threshold`).
@@ -277,8 +278,12 @@ pub enum ConfigError {
         pattern: String,
         /// The threshold.
         threshold: usize,
+        /// How many signers can count: `keys` plus `identities`.
+        signers: usize,
         /// How many distinct key files the rule lists.
         keys: usize,
+        /// How many keyless identities it lists.
+        identities: usize,
     },
     /// Two rules of equal specificity that match a common reference.
     #[error("{at}: rule `{pattern}` and rule `{first_pattern}` (at {}) are equally specific and both match `{example}`; make one more specific or merge them", line(*first_line))]

@@ -604,14 +604,17 @@ impl Config {
             });
         }
         // Signers that can count: each key, each keyless identity.
-        let signers = keys.len() + keyless.as_ref().map_or(0, |k| k.identities.len());
+        let identities = keyless.as_ref().map_or(0, |k| k.identities.len());
+        let signers = keys.len() + identities;
         let threshold = rule.threshold.unwrap_or(1);
         if threshold == 0 || threshold > signers {
             return Err(ConfigError::BadThreshold {
                 at: self.locate(&rule_key(i, "threshold")),
                 pattern,
                 threshold,
-                keys: signers,
+                signers,
+                keys: keys.len(),
+                identities,
             });
         }
         Ok(CosignRequirements {

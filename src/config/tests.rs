@@ -914,7 +914,7 @@ fn cosign_rule_errors_name_the_line() {
         ),
         7,
         "2}",
-        &["threshold 2 with 1 key(s)"],
+        &["threshold 2 but 1 signer(s) can count (1 key(s), 0 keyless identit(y/ies))"],
     );
     expect_err(
         &rule("    - {match: \"**\", action: verify, verifier: cosign, keys: [a.pub], roles: [targets]}"),

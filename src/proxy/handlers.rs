@@ -11,7 +11,7 @@ use crate::{
     metrics::VerificationResult,
     oci::{self, AcceptDecision, Digest, Endpoint, ReadMethod, Reference, Route, Tag},
     policy::{Action, Decision, Rule, VerifierKind},
-    trust::{ContentSource, Refusal, RefusalKind, TrustQuery, Verifier},
+    trust::{ContentSource, ReferrersOf, Refusal, RefusalKind, TrustQuery, Verifier},
     upstream::{Upstream, UpstreamError},
 };
 
@@ -411,6 +411,8 @@ impl Proxy {
         head: bool,
     ) -> Result<Response<Body>, ProxyError> {
         let action = ctx.decision.action();
+        // The size the verified image's descriptor gives the blob, when it is verified.
+        let mut signed_size = None;
         if action == Action::Verify {
             let (verifier, query) = self.trust(ctx)?;
             let set = verifier
@@ -418,7 +420,7 @@ impl Proxy {
                 .await
                 .map_err(|r| self.refuse(ctx, r))?;
             match self.find_in_closure(ctx, &set, digest).await? {
-                Some(_) => {}
+                Some(size) => signed_size = Some(size).filter(|&s| s > 0),
                 None => {
                     return Err(self.refuse(
                         ctx,
@@ -459,7 +461,7 @@ impl Proxy {
         );
         let blob = self
             .store
-            .blob(digest, move || async move {
+            .blob_of_size(digest, signed_size, move || async move {
                 let blob = upstream.blob(&repo, &wanted).await?;
                 Ok::<_, UpstreamError>((blob.length, blob.stream))
             })
@@ -497,7 +499,13 @@ impl Proxy {
             )
             .await?;
             let index = verifier
-                .referrers(&query, digest, artifact_type)
+                .referrers(
+                    &query,
+                    ReferrersOf {
+                        digest,
+                        artifact_type,
+                    },
+                )
                 .await
                 .map_err(|r| self.refuse(ctx, r))?;
             self.verified(action);

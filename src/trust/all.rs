@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{BoxFuture, Refusal, RefusalKind, SignedSet, SignedTag, TrustQuery, Verifier};
+use super::{
+    BoxFuture, Referrers, ReferrersOf, Refusal, RefusalKind, SignedSet, SignedTag, TrustQuery,
+    Verifier,
+};
 use crate::oci::Digest;
 
 /// Verifiers that must all agree; the first one's signed set is the candidate set.
@@ -73,13 +76,8 @@ impl Verifier for AllOf {
         })
     }
 
-    fn referrers<'a>(
-        &'a self,
-        query: &'a TrustQuery,
-        digest: &'a Digest,
-        artifact_type: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Option<Bytes>, Refusal>> {
-        Box::pin(self.all_referrers(query, digest, artifact_type))
+    fn referrers<'a>(&'a self, query: &'a TrustQuery, of: ReferrersOf<'a>) -> Referrers<'a> {
+        Box::pin(self.all_referrers(query, of))
     }
 
     fn digest_signed<'a>(
@@ -104,11 +102,10 @@ impl AllOf {
     async fn all_referrers(
         &self,
         query: &TrustQuery,
-        digest: &Digest,
-        artifact_type: Option<&str>,
+        of: ReferrersOf<'_>,
     ) -> Result<Option<Bytes>, Refusal> {
         for verifier in &self.verifiers {
-            if let Some(index) = verifier.referrers(query, digest, artifact_type).await? {
+            if let Some(index) = verifier.referrers(query, of).await? {
                 return Ok(Some(index));
             }
         }

@@ -182,6 +182,18 @@ impl Refusal {
     }
 }
 
+/// A referrers request ([`Verifier::referrers`]): the subject manifest, and the artifact type
+/// to filter by when one is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct ReferrersOf<'a> {
+    pub digest: &'a Digest,
+    pub artifact_type: Option<&'a str>,
+}
+
+/// The answer to a referrers request: an OCI image index, or `None` when the verifier keeps
+/// no referrers.
+pub type Referrers<'a> = BoxFuture<'a, Result<Option<Bytes>, Refusal>>;
+
 /// A source of signatures for images.
 pub trait Verifier: Send + Sync {
     /// Resolves `tag` to the digest the query's roles signed for it.
@@ -214,12 +226,7 @@ pub trait Verifier: Send + Sync {
     /// index (`GET /v2/<name>/referrers/<digest>`), filtered by `artifact_type` when given:
     /// cosign's sigstore bundles. A refusal when `digest` does not verify; `Ok(None)` when
     /// the verifier keeps no referrers (the default, Notary v1), answered as an empty index.
-    fn referrers<'a>(
-        &'a self,
-        _query: &'a TrustQuery,
-        _digest: &'a Digest,
-        _artifact_type: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Option<Bytes>, Refusal>> {
+    fn referrers<'a>(&'a self, _query: &'a TrustQuery, _of: ReferrersOf<'a>) -> Referrers<'a> {
         Box::pin(async { Ok(None) })
     }
 }

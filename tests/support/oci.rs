@@ -245,6 +245,23 @@ impl Image {
     }
 }
 
+impl Registry {
+    /// Pushes a new random linux/amd64 OCI image with `layers` layers as `repo:tag`.
+    pub fn push_random(&self, repo: &str, tag: &str, layers: usize) -> Image {
+        let image = Image::random(layers);
+        image.push(self, repo, tag);
+        image
+    }
+
+    /// PUTs a manifest as `repo:reference` with the distribution API, expecting 201.
+    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
+        let url = format!("{}/v2/{repo}/manifests/{reference}", self.url());
+        let put = http::request("PUT", &url, &[("Content-Type", media_type)], body)
+            .expect("put manifest");
+        assert_eq!(put.status, 201, "PUT {url}: {}", put.summary());
+    }
+}
+
 /// A multi-platform image: an OCI index and its child images.
 #[derive(Debug, Clone)]
 pub struct Index {

@@ -9,6 +9,7 @@ use std::process::Command;
 use tempfile::TempDir;
 
 use super::http::{self, HttpResponse};
+use super::oci::{Image, ACCEPT_ALL};
 use super::{free_port, start_with_retries, Daemon, Ready};
 
 /// A running `trustgate serve`.
@@ -116,6 +117,59 @@ impl Proxy {
                 self.log_tail(40)
             )
         })
+    }
+
+    /// A GET accepting every manifest type, as a pulling client sends it.
+    pub fn pull(&self, path_and_query: &str) -> HttpResponse {
+        self.request("GET", path_and_query, &[("Accept", ACCEPT_ALL)], b"")
+    }
+
+    /// `path` is served, with exactly `bytes`.
+    pub fn expect_served(&self, path: &str, bytes: &[u8]) {
+        let r = self.pull(path);
+        assert_eq!(
+            (r.status, r.body == bytes),
+            (200, true),
+            "GET {path}: {}\n{}",
+            r.summary(),
+            self.log_tail(20)
+        );
+    }
+
+    /// `image` is served by `repo:tag`, by digest and blob by blob.
+    pub fn expect_image_served(&self, repo: &str, tag: &str, image: &Image) {
+        for reference in [tag, &image.manifest.digest] {
+            self.expect_served(
+                &format!("/v2/{repo}/manifests/{reference}"),
+                &image.manifest.bytes,
+            );
+        }
+        for blob in image.blobs() {
+            self.expect_served(&format!("/v2/{repo}/blobs/{}", blob.digest), &blob.bytes);
+        }
+    }
+
+    /// `image` is refused (403) by `repo:tag`, by digest and blob by blob, and the tag's
+    /// error message holds every one of `phrases`.
+    pub fn expect_refused(&self, repo: &str, tag: &str, image: &Image, phrases: &[&str]) {
+        let r = self.pull(&format!("/v2/{repo}/manifests/{tag}"));
+        assert_eq!(r.status, 403, "tag: {}", r.summary());
+        let message = r.error_message().unwrap_or_default();
+        for phrase in phrases {
+            assert!(message.contains(phrase), "`{phrase}` not in {message:?}");
+        }
+        let paths = [format!("/v2/{repo}/manifests/{}", image.manifest.digest)]
+            .into_iter()
+            .chain(
+                image
+                    .blobs()
+                    .into_iter()
+                    .map(|b| format!("/v2/{repo}/blobs/{}", b.digest)),
+            );
+        for path in paths {
+            let r = self.pull(&path);
+            assert_eq!(r.status, 403, "GET {path}: {}", r.summary());
+        }
     }
 
     /// The admin listener's `/metrics` text.

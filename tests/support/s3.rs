@@ -7,10 +7,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
 use tempfile::TempDir;
 
 use super::{start_with_retries, wait_ready, Daemon, Ready};
@@ -107,16 +110,41 @@ impl S3Server {
 
     /// A client for the bucket, for tests that look at or tamper with it directly.
     pub fn client(&self) -> Arc<AmazonS3> {
-        let store = AmazonS3Builder::new()
+        Arc::new(
+            self.builder(ClientOptions::new())
+                .build()
+                .expect("S3 client"),
+        )
+    }
+
+    /// A client as one replica of a fleet would have its own, with short timeouts and one
+    /// retry: while the server is stopped, a request fails within seconds, not minutes.
+    pub fn client_with_short_retries(&self) -> AmazonS3 {
+        let options = ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(10));
+        self.builder(options)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: 1,
+                retry_timeout: Duration::from_secs(5),
+            })
+            .build()
+            .expect("S3 client")
+    }
+
+    fn builder(&self, options: ClientOptions) -> AmazonS3Builder {
+        AmazonS3Builder::new()
+            // Before `with_allow_http`, which is one of the client options this replaces.
+            .with_client_options(options)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_bucket_name(Self::BUCKET)
             .with_endpoint(self.endpoint())
             .with_region("us-east-1")
-            .with_allow_http(true)
             .with_access_key_id(ACCESS_KEY)
             .with_secret_access_key(SECRET_KEY)
-            .build()
-            .expect("S3 client");
-        Arc::new(store)
     }
 
     /// `(key, size)` of every object in the bucket, through the S3 API.

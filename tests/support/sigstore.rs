@@ -1,12 +1,20 @@
 //! A test Sigstore: a Fulcio-like CA issuing short-lived code-signing leaves, and Rekor log
 //! keys signing entry timestamps, for the cosign keyless tests.
 
+use std::path::Path;
+
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
     PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
 };
+use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
+
+/// The OIDC issuer and subject of the honest keyless signer.
+pub const ISSUER: &str = "https://token.actions.example";
+pub const SUBJECT: &str =
+    "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.2.0";
 
 /// Fulcio's OIDC issuer extension (v2, a DER UTF8String).
 const OID_ISSUER: &[u64] = &[1, 3, 6, 1, 4, 1, 57264, 1, 8];
@@ -89,4 +97,61 @@ impl Rekor {
     pub fn log_id(&self) -> String {
         super::sha256_hex(&self.key.subject_public_key_info())
     }
+}
+
+/// What a trustgate configuration trusts for cosign: the test Sigstore (a CA and a Rekor key)
+/// and a release key, written to files whose paths go into the YAML.
+pub struct Trust {
+    pub ca: Ca,
+    pub rekor: Rekor,
+    pub release: KeyPair,
+    /// The files, as quoted YAML scalars: the Fulcio roots, the Rekor key, the release key.
+    pub fulcio_roots: String,
+    pub rekor_key: String,
+    pub release_key: String,
+    _files: TempDir,
+}
+
+impl Trust {
+    /// A new Sigstore and release key. `with_intermediate` puts the CA's intermediate in the
+    /// trusted Fulcio file beside the root (as Sigstore's trusted root has it), for signatures
+    /// that carry the leaf alone.
+    pub fn new(with_intermediate: bool) -> Trust {
+        let files = tempfile::tempdir().unwrap();
+        let (ca, rekor) = (Ca::new(), Rekor::new());
+        let release = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let roots = if with_intermediate {
+            format!("{}{}", ca.root_pem, ca.intermediate_pem)
+        } else {
+            ca.root_pem.clone()
+        };
+        let write = |name: &str, content: &str| {
+            let path = files.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            quoted(&path)
+        };
+        Trust {
+            fulcio_roots: write("fulcio-root.pem", &roots),
+            rekor_key: write("rekor.pub", &rekor.key.public_key_pem()),
+            release_key: write("release.pub", &release.public_key_pem()),
+            ca,
+            rekor,
+            release,
+            _files: files,
+        }
+    }
+
+    /// The `keyless` section of a policy rule trusting this Sigstore for `identity` (a YAML
+    /// flow mapping such as `{issuer: "...", subject: "..."}`), indented for a rule's keys.
+    pub fn keyless_yaml(&self, identity: &str) -> String {
+        format!(
+            "      keyless:\n        fulcio_roots: {}\n        rekor_keys: [{}]\n        \
+             identities:\n          - {identity}\n",
+            self.fulcio_roots, self.rekor_key
+        )
+    }
+}
+
+fn quoted(path: &Path) -> String {
+    serde_json::json!(path.to_str().unwrap()).to_string()
 }

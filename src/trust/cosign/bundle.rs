@@ -15,8 +15,9 @@
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::keyless::{pem_certificates, Keyless, KeylessFailure, RekorPayload};
+use super::keyless::{pem_certificates, Keyless, KeylessFailure, KeylessSigner, RekorPayload};
 use super::keys::CosignKey;
+use super::Vouching;
 use crate::oci::Digest;
 
 /// The artifact type (and layer media type) of a v0.3 bundle.
@@ -79,8 +80,8 @@ pub enum BundleFailure {
 /// What one bundle says about an image digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BundleVerdict {
-    /// The signers (keys first, then keyless identities) it counts for.
-    Vouches(Vec<usize>),
+    /// Who signed it and the signers (keys first, then keyless identities) it counts for.
+    Vouches(Vouching),
     /// Its signature verified, but its statement is about other digests.
     OtherSubject(String),
     /// It does not count.
@@ -264,19 +265,15 @@ pub fn verify(
     // DSSE v1.0 protocol: the signature is over PAE(payloadType, payload), never the
     // payload alone, so the type is authenticated too.
     let pae = pae(&bundle.payload_type, &bundle.payload);
-    let by_key: Vec<usize> = (0..keys.len())
-        .filter(|&k| keys[k].verifies(&pae, &bundle.signature))
-        .collect();
-    let signers = if !by_key.is_empty() {
-        by_key
-    } else {
-        match (keyless, bundle.certificates.first()) {
+    let signers = match Vouching::by_keys(keys, &pae, &bundle.signature) {
+        Some(by_key) => by_key,
+        None => match (keyless, bundle.certificates.first()) {
             (Some(keyless), Some(_)) => match keyless_signers(&bundle, &pae, keyless) {
-                Ok(identities) => identities.into_iter().map(|i| keys.len() + i).collect(),
+                Ok(signer) => Vouching::keyless(keys.len(), signer),
                 Err(e) => return BundleVerdict::Failed(e),
             },
             _ => return BundleVerdict::Failed(BundleFailure::NoSigner),
-        }
+        },
     };
     // The statement is authenticated now; cosign `IntotoSubjectClaimVerifier` and
     // sigstore-go `WithArtifactDigest`: one of its subjects is the image digest. The
@@ -343,7 +340,7 @@ fn keyless_signers(
     bundle: &Bundle,
     pae: &[u8],
     keyless: &Keyless,
-) -> Result<Vec<usize>, BundleFailure> {
+) -> Result<KeylessSigner, BundleFailure> {
     let leaf = &bundle.certificates[0];
     let mut failure = BundleFailure::NoEntry;
     for entry in &bundle.tlog {

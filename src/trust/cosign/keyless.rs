@@ -69,6 +69,16 @@ pub struct KeylessLayer<'a> {
     pub bundle: Option<&'a str>,
 }
 
+/// A keyless signer that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeylessSigner {
+    /// The indices of the identities its certificate matches (never empty).
+    pub identities: Vec<usize>,
+    /// Who it is: the certificate's OIDC issuer and its subject names, which alone decide
+    /// the identities it matches. A threshold counts each principal once.
+    pub principal: String,
+}
+
 /// Why the Fulcio roots file is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RootsError {
@@ -225,9 +235,9 @@ impl Keyless {
         self.identities.len()
     }
 
-    /// Verifies one keyless signature layer; on success, the indices of the identities its
-    /// certificate matches (never empty).
-    pub fn verify(&self, layer: &KeylessLayer<'_>) -> Result<Vec<usize>, KeylessFailure> {
+    /// Verifies one keyless signature layer; on success, who signed it and the identities
+    /// its certificate matches.
+    pub fn verify(&self, layer: &KeylessLayer<'_>) -> Result<KeylessSigner, KeylessFailure> {
         let leaf_der = first_pem_certificate(layer.certificate.as_bytes())
             .ok_or_else(|| KeylessFailure::Certificate("no PEM CERTIFICATE".to_owned()))?;
 
@@ -316,7 +326,7 @@ impl Keyless {
         at: i64,
         message: &[u8],
         signature: &[u8],
-    ) -> Result<Vec<usize>, KeylessFailure> {
+    ) -> Result<KeylessSigner, KeylessFailure> {
         let (_, leaf) = X509Certificate::from_der(leaf_der)
             .map_err(|e| KeylessFailure::Certificate(e.to_string()))?;
 
@@ -371,7 +381,13 @@ impl Keyless {
                 issuer,
             });
         }
-        Ok(matched)
+        let mut names = sans;
+        names.sort_unstable();
+        names.dedup();
+        Ok(KeylessSigner {
+            identities: matched,
+            principal: serde_json::json!([issuer, names]).to_string(),
+        })
     }
 
     fn check_chain(

@@ -52,18 +52,22 @@ use futures_util::StreamExt;
 use lru::LruCache;
 
 pub use self::bundle::BundleFailure;
-use self::keyless::KeylessLayer;
 pub use self::keyless::{Keyless, KeylessFailure, RootsError};
+use self::keyless::{KeylessLayer, KeylessSigner};
 pub use self::keys::{CosignKey, KeyError};
 use self::referrers::{BundleArtifact, Referred};
 use self::wire::{
     payload_digest, signature_layers, signature_tag, signed_digest_of_tag,
-    subject_of_referrers_tag, SignatureLayer,
+    subject_of_referrers_tag, SignatureLayer, SIMPLESIGNING,
 };
 use super::{
-    BoxFuture, ContentSource, Refusal, RefusalKind, SignedSet, SignedTag, TrustQuery, Verifier,
+    BoxFuture, ContentSource, Referrers, ReferrersOf, Refusal, RefusalKind, SignedSet, SignedTag,
+    TrustQuery, Verifier,
 };
-use crate::{oci::Digest, upstream::UpstreamError};
+use crate::{
+    oci::{self, Digest},
+    upstream::UpstreamError,
+};
 
 /// How long a verdict (signed or not) and a signed set are reused.
 pub const VERDICT_TTL: Duration = Duration::from_secs(30);
@@ -92,15 +96,20 @@ struct Artifact {
     size: i64,
 }
 
+/// A signature artifact read for a digest: served under its tag, or withheld, and why.
+type Served = Result<Artifact, String>;
+
 /// Why a digest is signed: the signature artifacts that were read for it.
 #[derive(Debug, Clone, Default)]
 struct Evidence {
-    /// The `sha256-<hex>.sig` manifest, when there is one.
-    signature: Option<Artifact>,
+    /// The `sha256-<hex>.sig` manifest, when there is one: served only when it holds
+    /// signatures alone and one of them counted ([`only_signatures`]).
+    signature: Option<Served>,
     /// The sigstore bundle artifacts that counted.
     bundles: Vec<BundleArtifact>,
-    /// The referrers tag index (`sha256-<hex>`), when the registry lacks the referrers API.
-    index: Option<Artifact>,
+    /// The referrers tag index (`sha256-<hex>`), when the registry lacks the referrers API:
+    /// served only when it is an OCI index and a bundle it lists counted.
+    index: Option<Served>,
 }
 
 type Verdict = Result<Arc<Evidence>, Refusal>;
@@ -252,19 +261,20 @@ impl CosignVerifier {
         content: &ContentSource,
         digest: &Digest,
         tally: &mut Tally,
-    ) -> Result<Option<Artifact>, Refusal> {
+    ) -> Result<Option<Served>, Refusal> {
         let sig_repo = self.signature_repo(content);
         let tag = signature_tag(digest);
-        let manifest = match content
+        let (manifest, media_type) = match content
             .upstream
             .manifest(sig_repo, &tag, content.max_manifest_size)
             .await
         {
-            Ok(m) => m.bytes,
+            Ok(m) => (m.bytes, m.media_type),
             Err(UpstreamError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(unreachable_registry(&tag, &e)),
         };
         let signature = Artifact::of(&manifest);
+        let mut counted = false;
         let layers = signature_layers(&manifest)
             .map_err(|e| Refusal::new(RefusalKind::TrustError, format!("{sig_repo}:{tag}: {e}")))?;
         // cosign's verification order: the signature over the payload bytes first, then the
@@ -273,15 +283,20 @@ impl CosignVerifier {
             if layer.size > MAX_PAYLOAD {
                 continue;
             }
-            let Some(payload) = self.payload(content, sig_repo, &layer.digest).await? else {
+            let Some(payload) = self
+                .read_blob(content, sig_repo, &layer.digest, layer.size)
+                .await?
+            else {
                 continue;
             };
-            let vouching = self.vouching(layer, &payload, &mut tally.keyless_failure);
-            if vouching.is_empty() {
+            let Some(vouching) = self.vouching(layer, &payload, &mut tally.keyless_failure) else {
                 continue;
-            }
+            };
             match payload_digest(&payload) {
-                Ok(signed) if signed == *digest => tally.signers.add(vouching),
+                Ok(signed) if signed == *digest => {
+                    tally.signers.add(vouching);
+                    counted = true;
+                }
                 Ok(signed) => tally.other_digest = Some(signed.as_str().to_owned()),
                 Err(e) => tracing::debug!(tag = %tag, error = %e, "cosign payload ignored"),
             }
@@ -289,26 +304,30 @@ impl CosignVerifier {
                 break;
             }
         }
-        Ok(Some(signature))
+        // Served (and its blobs reachable) only as what it claims to be: signatures, one of
+        // which counted. A layer anybody can add to it is content nobody signed.
+        let served = match only_signatures(&manifest, media_type.as_deref()) {
+            Err(why) => Err(format!("it holds more than cosign signatures: {why}")),
+            Ok(()) if !counted => Err("none of its signatures counted".to_owned()),
+            Ok(()) => Ok(signature),
+        };
+        Ok(Some(served))
     }
 
-    /// The signers a layer's signature counts for: the configured keys it verifies under,
-    /// else (a layer with a certificate) the keyless identities it matches once every
-    /// keyless check passed. Signer numbers: keys first, then identities.
+    /// Who a layer's signature is from and which signers it counts for: the configured
+    /// keys it verifies under, else (a layer with a certificate) the keyless identities it
+    /// matches once every keyless check passed. Signer numbers: keys first, then identities.
     fn vouching(
         &self,
         layer: &SignatureLayer,
         payload: &[u8],
         failure: &mut Option<KeylessFailure>,
-    ) -> Vec<usize> {
-        let by_key: Vec<usize> = (0..self.keys.len())
-            .filter(|&k| self.keys[k].verifies(payload, &layer.signature))
-            .collect();
-        if !by_key.is_empty() {
-            return by_key;
+    ) -> Option<Vouching> {
+        if let Some(by_key) = Vouching::by_keys(&self.keys, payload, &layer.signature) {
+            return Some(by_key);
         }
         let (Some(keyless), Some(material)) = (&self.keyless, &layer.keyless) else {
-            return Vec::new();
+            return None;
         };
         let checked = keyless.verify(&KeylessLayer {
             payload,
@@ -318,25 +337,23 @@ impl CosignVerifier {
             bundle: material.bundle.as_deref(),
         });
         match checked {
-            Ok(identities) => identities
-                .into_iter()
-                .map(|i| self.keys.len() + i)
-                .collect(),
+            Ok(signer) => Some(Vouching::keyless(self.keys.len(), signer)),
             Err(e) => {
                 tracing::debug!(layer = %layer.digest, error = %e, "keyless signature ignored");
                 failure.get_or_insert(e);
-                Vec::new()
+                None
             }
         }
     }
 
-    /// A payload blob, read up to [`MAX_PAYLOAD`] and hashed; `None` when it is too large or
-    /// does not match its digest.
-    async fn payload(
+    /// A blob of exactly `size` bytes (its descriptor's, bounded by the caller) hashing to
+    /// `digest`; `None` otherwise or when the registry does not have it.
+    async fn read_blob(
         &self,
         content: &ContentSource,
         sig_repo: &str,
         digest: &Digest,
+        size: u64,
     ) -> Result<Option<Bytes>, Refusal> {
         let what = format!("{sig_repo}@{digest}");
         let blob = match content.upstream.blob(sig_repo, digest.as_str()).await {
@@ -348,13 +365,13 @@ impl CosignVerifier {
         let mut bytes = BytesMut::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| unreachable_registry(&what, &e))?;
-            if (bytes.len() + chunk.len()) as u64 > MAX_PAYLOAD {
+            if (bytes.len() + chunk.len()) as u64 > size {
                 return Ok(None);
             }
             bytes.extend_from_slice(&chunk);
         }
         let bytes = bytes.freeze();
-        Ok(digest.matches(&bytes).then_some(bytes))
+        Ok((bytes.len() as u64 == size && digest.matches(&bytes)).then_some(bytes))
     }
 
     /// The signed manifests of the query's repository, from its signature tags; cached.
@@ -435,7 +452,7 @@ impl CosignVerifier {
             // manifest by its tag, the bundle manifests by digest (the referrers index
             // lists them), and with them their blobs.
             if self.signature_repository.is_none() {
-                if let Some(signature) = &evidence.signature {
+                if let Some(Ok(signature)) = &evidence.signature {
                     set.tags.insert(
                         signature_tag(&subject),
                         SignedTag {
@@ -500,13 +517,51 @@ impl Artifact {
     }
 }
 
-/// Which signers the counted signatures are from, each signer counted once and each signature
-/// for one signer: a maximum bipartite matching, grown one signature at a time (augmenting
-/// paths), so a signature that matches two identities never blocks another that matches one.
+/// One signature that verified: who made it, and the configured signers it can count for
+/// (keys first, then keyless identities).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Vouching {
+    /// The principal behind it: the key(s) it verifies under, or the OIDC issuer and subject
+    /// names of its certificate. Signatures of one principal count once, however many there
+    /// are (a layer listed twice, a `.sig` layer and a bundle, two signing runs with two
+    /// short-lived certificates of one identity).
+    principal: String,
+    signers: Vec<usize>,
+}
+
+// === impl Vouching ===
+
+impl Vouching {
+    /// The configured keys `signature` over `message` verifies under; `None` when none.
+    pub(super) fn by_keys(keys: &[CosignKey], message: &[u8], signature: &[u8]) -> Option<Self> {
+        let signers: Vec<usize> = (0..keys.len())
+            .filter(|&k| keys[k].verifies(message, signature))
+            .collect();
+        (!signers.is_empty()).then(|| Vouching {
+            principal: format!("key {signers:?}"),
+            signers,
+        })
+    }
+
+    /// A keyless signer, its identities numbered after the rule's `keys` keys.
+    pub(super) fn keyless(keys: usize, signer: KeylessSigner) -> Self {
+        Vouching {
+            principal: format!("keyless {}", signer.principal),
+            signers: signer.identities.into_iter().map(|i| keys + i).collect(),
+        }
+    }
+}
+
+/// Which signers the counted signatures are from, each signer counted once, each principal
+/// once and each signature for one signer: a maximum bipartite matching, grown one signature
+/// at a time (augmenting paths), so a signature that matches two identities never blocks
+/// another that matches one.
 #[derive(Default)]
 struct Signers {
-    /// Per signature, the signers it vouches for.
+    /// Per principal's (first) signature, the signers it vouches for.
     signatures: Vec<Vec<usize>>,
+    /// The principals counted already.
+    principals: std::collections::HashSet<String>,
     /// Signer -> the signature it is counted through.
     owner: std::collections::HashMap<usize, usize>,
 }
@@ -514,8 +569,13 @@ struct Signers {
 // === impl Signers ===
 
 impl Signers {
-    fn add(&mut self, vouching: Vec<usize>) {
-        self.signatures.push(vouching);
+    fn add(&mut self, vouching: Vouching) {
+        // A principal's signers are fixed by who it is (its keys, or its certificate's
+        // issuer and names), so a second signature of it can add nothing but a double count.
+        if !self.principals.insert(vouching.principal) {
+            return;
+        }
+        self.signatures.push(vouching.signers);
         let mut seen = std::collections::HashSet::new();
         self.augment(self.signatures.len() - 1, &mut seen);
     }
@@ -567,12 +627,19 @@ impl Verifier for CosignVerifier {
                     None
                 };
                 match artifact {
-                    Some(Some(artifact)) => {
+                    Some(Some(Ok(artifact))) => {
                         return Ok(SignedTag {
                             digest: artifact.digest,
                             size: artifact.size,
                             role: SIGNATURE_ROLE.to_owned(),
                         })
+                    }
+                    // The subject verifies, but this artifact is not only what it claims.
+                    Some(Some(Err(why))) => {
+                        return Err(Refusal::new(
+                            RefusalKind::Unsigned,
+                            format!("{}:{tag} is not served: {why}", query.gun),
+                        ))
                     }
                     // Signed by the other kind of artifact: this tag is not there.
                     Some(None) => {
@@ -615,14 +682,9 @@ impl Verifier for CosignVerifier {
         Box::pin(self.enumerate(query))
     }
 
-    fn referrers<'a>(
-        &'a self,
-        query: &'a TrustQuery,
-        digest: &'a Digest,
-        artifact_type: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Option<Bytes>, Refusal>> {
+    fn referrers<'a>(&'a self, query: &'a TrustQuery, of: ReferrersOf<'a>) -> Referrers<'a> {
         Box::pin(async move {
-            let evidence = self.verify_digest(query, digest).await?;
+            let evidence = self.verify_digest(query, of.digest).await?;
             // Bundles in another repository (`signature_repository`) are not this one's
             // referrers: clients that look there ask that repository.
             let bundles: &[BundleArtifact] = if self.signature_repository.is_none() {
@@ -630,7 +692,7 @@ impl Verifier for CosignVerifier {
             } else {
                 &[]
             };
-            Ok(Some(referrers::index(bundles, artifact_type)))
+            Ok(Some(referrers::index(bundles, of.artifact_type)))
         })
     }
 
@@ -646,6 +708,38 @@ impl Verifier for CosignVerifier {
                 Err(_) => Ok(false),
             }
         })
+    }
+}
+
+/// Whether a `.sig` manifest holds signatures only (cosign `specs/SIGNATURE_SPEC.md`): an
+/// image manifest of at most [`MAX_SIGNATURE_LAYERS`] layers, each a simple-signing payload of
+/// at most [`MAX_PAYLOAD`] bytes, with a config no larger. Only such a manifest is served with
+/// its blobs: the manifest itself is not signed, so anything else in it (a runnable layer, an
+/// index's children) would be content nobody signed, reachable through the signed set.
+fn only_signatures(manifest: &[u8], media_type: Option<&str>) -> Result<(), String> {
+    let image = match oci::parse_manifest(manifest, media_type) {
+        Ok(oci::Manifest::Image(image)) => image,
+        Ok(oci::Manifest::Index(_)) => return Err("it is an index".to_owned()),
+        Err(e) => return Err(e.to_string()),
+    };
+    if image.layers().len() > MAX_SIGNATURE_LAYERS {
+        return Err(format!("more than {MAX_SIGNATURE_LAYERS} layers"));
+    }
+    if image.config().size > MAX_PAYLOAD {
+        return Err(format!("a config of {} bytes", image.config().size));
+    }
+    match image
+        .layers()
+        .iter()
+        .find(|l| l.media_type.as_str() != SIMPLESIGNING || l.size > MAX_PAYLOAD)
+    {
+        Some(l) => Err(format!(
+            "a layer {} of type {} and {} bytes",
+            l.digest,
+            l.media_type.as_str(),
+            l.size
+        )),
+        None => Ok(()),
     }
 }
 
@@ -668,15 +762,22 @@ fn nonzero(n: usize) -> NonZeroUsize {
 
 #[cfg(test)]
 mod tests {
-    use super::Signers;
+    use super::{Signers, Vouching};
+
+    fn by(principal: &str, signers: &[usize]) -> Vouching {
+        Vouching {
+            principal: principal.to_owned(),
+            signers: signers.to_vec(),
+        }
+    }
 
     #[test]
     fn each_signer_counts_once_and_each_signature_for_one_signer() {
         let mut s = Signers::default();
-        s.add(vec![0]);
-        s.add(vec![0]);
+        s.add(by("key [0]", &[0]));
+        s.add(by("key [0]", &[0]));
         assert_eq!(s.count(), 1, "the same key twice");
-        s.add(vec![1, 2]);
+        s.add(by("keyless carol", &[1, 2]));
         assert_eq!(
             s.count(),
             2,
@@ -689,8 +790,18 @@ mod tests {
         // Greedy would give the first signature signer 0 and count the second (only 0) not
         // at all; the matching moves the first to signer 1.
         let mut s = Signers::default();
-        s.add(vec![0, 1]);
-        s.add(vec![0]);
+        s.add(by("keyless alice", &[0, 1]));
+        s.add(by("keyless bob", &[0]));
         assert_eq!(s.count(), 2);
+    }
+
+    #[test]
+    fn one_principal_counts_once_however_many_signatures_it_made() {
+        // One certificate identity matching two overlapping identities, in a layer listed
+        // twice (or signed twice): without the principal, the matching would count 2.
+        let mut s = Signers::default();
+        s.add(by("keyless alice", &[0, 1]));
+        s.add(by("keyless alice", &[0, 1]));
+        assert_eq!(s.count(), 1);
     }
 }

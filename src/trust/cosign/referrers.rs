@@ -4,14 +4,13 @@
 //! artifact manifest against the index descriptor's digest, its `subject` against the image
 //! digest, the bundle layer against its descriptor's digest and size.
 
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::Bytes;
 use serde::Deserialize;
 
 use super::bundle::{self, BundleVerdict, BUNDLE_MEDIA_PREFIX, BUNDLE_MEDIA_TYPE};
-use super::{unreachable_registry, Artifact, CosignVerifier, Tally};
+use super::{unreachable_registry, Artifact, CosignVerifier, Served, Tally};
 use crate::{
-    oci::Digest,
+    oci::{self, Digest, ManifestKind},
     trust::{ContentSource, Refusal},
     upstream::UpstreamError,
 };
@@ -35,8 +34,9 @@ pub(super) struct BundleArtifact {
 pub(super) struct Referred {
     /// The bundle artifacts that counted.
     pub(super) bundles: Vec<BundleArtifact>,
-    /// The referrers tag index, when the registry lacks the referrers API.
-    pub(super) index: Option<Artifact>,
+    /// The referrers tag index, when the registry lacks the referrers API: served when it
+    /// is an OCI index and one of the bundles it lists counted.
+    pub(super) index: Option<Served>,
     /// Whether any referrer was a bundle at all.
     pub(super) any: bool,
 }
@@ -102,13 +102,23 @@ impl CosignVerifier {
             Ok(None) => return Ok(referred),
             Err(e) => return Err(unreachable_registry(&what, &e)),
         };
-        if listed.tag.is_some() {
-            referred.index = Some(Artifact::of(&listed.bytes));
-        }
+        // The tag is served as the subject's signature artifact, so it must be what it claims
+        // (an index; its children are checked on their own when asked for), not any manifest
+        // somebody tagged `sha256-<hex>`.
+        let tag_index: Option<Served> =
+            listed
+                .tag
+                .is_some()
+                .then(|| match oci::parse_manifest(&listed.bytes, None) {
+                    Ok(m) if m.kind() == ManifestKind::OciIndex => Ok(Artifact::of(&listed.bytes)),
+                    Ok(m) => Err(format!("it is a {}, not an OCI index", m.media_type())),
+                    Err(e) => Err(e.to_string()),
+                });
         let index: RawIndex = match serde_json::from_slice(&listed.bytes) {
             Ok(index) => index,
             Err(e) => {
                 tracing::debug!(what = %what, error = %e, "referrers index ignored");
+                referred.index = tag_index.map(|_| Err(format!("it does not parse: {e}")));
                 return Ok(referred);
             }
         };
@@ -161,6 +171,12 @@ impl CosignVerifier {
                 }
             }
         }
+        referred.index = tag_index.map(|served| match served {
+            Ok(_) if referred.bundles.is_empty() => {
+                Err("none of the bundles it lists counted".to_owned())
+            }
+            served => served,
+        });
         Ok(referred)
     }
 
@@ -174,15 +190,21 @@ impl CosignVerifier {
         digest: &Digest,
         wanted: &Digest,
     ) -> Result<Option<(Artifact, Bytes)>, Refusal> {
-        let manifest = match content
+        let (manifest, media_type) = match content
             .upstream
             .manifest(sig_repo, wanted.as_str(), content.max_manifest_size)
             .await
         {
-            Ok(m) if wanted.matches(&m.bytes) => m.bytes,
+            Ok(m) if wanted.matches(&m.bytes) => (m.bytes, m.media_type),
             Ok(_) | Err(UpstreamError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(unreachable_registry(wanted.as_str(), &e)),
         };
+        // It joins the signed set, so its blobs are served: an image manifest (as the
+        // proxy will parse it) whose config is small (the empty descriptor, in cosign's).
+        match oci::parse_manifest(&manifest, media_type.as_deref()) {
+            Ok(oci::Manifest::Image(image)) if image.config().size <= MAX_BUNDLE => {}
+            _ => return Ok(None),
+        }
         let Ok(raw) = serde_json::from_slice::<RawArtifact>(&manifest) else {
             return Ok(None);
         };
@@ -212,33 +234,6 @@ impl CosignVerifier {
             return Ok(None);
         };
         Ok(Some((Artifact::of(&manifest), bytes)))
-    }
-
-    /// A blob of exactly `size` bytes hashing to `digest`; `None` otherwise or when missing.
-    async fn read_blob(
-        &self,
-        content: &ContentSource,
-        sig_repo: &str,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<Option<Bytes>, Refusal> {
-        let what = format!("{sig_repo}@{digest}");
-        let blob = match content.upstream.blob(sig_repo, digest.as_str()).await {
-            Ok(blob) => blob,
-            Err(UpstreamError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(unreachable_registry(&what, &e)),
-        };
-        let mut stream = blob.stream;
-        let mut bytes = BytesMut::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| unreachable_registry(&what, &e))?;
-            if (bytes.len() + chunk.len()) as u64 > size {
-                return Ok(None);
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        let bytes = bytes.freeze();
-        Ok((bytes.len() as u64 == size && digest.matches(&bytes)).then_some(bytes))
     }
 }
 

@@ -1,0 +1,104 @@
+//! cosign's signature wire format, for registries without the referrers API: a
+//! simple-signing payload, layers annotated with the signature, and the manifest under the
+//! tag `sha256-<hex>.sig`, pushed with the distribution API.
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::oci::{push_blob, Blob, OCI_CONFIG, OCI_MANIFEST};
+use super::Registry;
+
+/// The upstream's name in rule patterns and signed payloads.
+pub const REGISTRY: &str = "registry.test";
+pub const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+
+/// A trustgate configuration body (for [`super::proxy::Proxy::start`]) with `upstream_url` as
+/// [`REGISTRY`], denying by default, with `rules` (YAML list items indented for `rules:`).
+pub fn config(upstream_url: &str, rules: &[String]) -> String {
+    format!(
+        "upstreams:\n  - {{registry: \"{REGISTRY}\", url: \"{upstream_url}\", default: true}}\n\
+         policy:\n  default: deny\n  rules:\n{}",
+        rules.concat()
+    )
+}
+
+/// A rule verifying `REGISTRY/<repos>` with cosign; `trust` is the rest of its keys
+/// (`keys`, `threshold`, `keyless`), each line indented by six spaces and ended.
+pub fn verify_rule(repos: &str, trust: &str) -> String {
+    format!(
+        "    - match: \"{REGISTRY}/{repos}\"\n      action: verify\n      \
+         verifier: cosign\n{trust}"
+    )
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The simple-signing payload `cosign sign` signs, claiming `claimed` for `REGISTRY/repo`.
+pub fn payload(repo: &str, claimed: &str) -> Vec<u8> {
+    format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"{REGISTRY}/{repo}"}},"image":{{"docker-manifest-digest":"{claimed}"}},"type":"cosign container image signature"}},"optional":null}}"#
+    )
+    .into_bytes()
+}
+
+/// One signature layer over `payload`, with the signature (and any certificate, chain and
+/// bundle) in `annotations`.
+pub fn layer(payload: &Blob, annotations: Value) -> Value {
+    serde_json::json!({
+        "mediaType": SIMPLESIGNING,
+        "size": payload.size(),
+        "digest": payload.digest,
+        "annotations": annotations,
+    })
+}
+
+/// A pushed signature artifact.
+pub struct Signature {
+    /// `sha256-<hex>.sig`.
+    pub tag: String,
+    pub manifest: Blob,
+    pub payload: Blob,
+}
+
+/// Pushes `layers` over `payload` as the signature manifest of `subject` (a digest), with the
+/// config and payload blobs, as `cosign sign` does.
+pub fn push_signature(
+    registry: &Registry,
+    repo: &str,
+    subject: &str,
+    payload: Blob,
+    layers: Vec<Value>,
+) -> Signature {
+    let config = Blob::new(
+        serde_json::json!({
+            "architecture": "", "created": "0001-01-01T00:00:00Z",
+            "history": [{"created": "0001-01-01T00:00:00Z"}], "os": "",
+            "rootfs": {"type": "layers", "diff_ids": [payload.digest]}, "config": {}
+        })
+        .to_string()
+        .into_bytes(),
+    );
+    let manifest = Blob::new(
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "size": config.size(), "digest": config.digest},
+            "layers": layers,
+        })
+        .to_string()
+        .into_bytes(),
+    );
+    for blob in [&config, &payload] {
+        push_blob(registry, repo, blob);
+    }
+    let tag = format!("sha256-{}.sig", &subject["sha256:".len()..]);
+    registry.put_manifest(repo, &tag, OCI_MANIFEST, &manifest.bytes);
+    Signature {
+        tag,
+        manifest,
+        payload,
+    }
+}
