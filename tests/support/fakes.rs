@@ -156,6 +156,7 @@ async fn forward(mut inbound: TcpStream, target: SocketAddr, link: Link) {
 // === the scripted HTTP server ===
 
 /// How [`FakeHttp`] answers one request.
+#[derive(Clone, Debug)]
 pub enum Reply {
     /// A complete response with these headers (`Content-Length` is added).
     Respond {
@@ -172,6 +173,11 @@ pub enum Reply {
     Endless { chunk: Bytes },
     /// Read the request and never answer (until `Duration` passed, then close).
     Hang(Duration),
+    /// `200` announcing `Content-Length: content_length`, then `body` (longer, shorter or
+    /// as long), then the connection closes: a body that lies about its length.
+    Declared { content_length: u64, body: Bytes },
+    /// `200` with `Content-Length` of `body`, sent one byte per `every`: a dripping peer.
+    Drip { body: Bytes, every: Duration },
     /// Close the connection without answering.
     Close,
 }
@@ -297,7 +303,21 @@ where
     log.lock().unwrap().push(path.clone());
     let now = busy.0.fetch_add(1, Ordering::SeqCst) + 1;
     busy.1.fetch_max(now, Ordering::SeqCst);
-    let result = respond(&mut stream, handler(&path), sent, client).await;
+    // What a forwarded request passes on to the real peer: content negotiation, credentials
+    // and ranges (distribution answers an OCI manifest only to a client that accepts it).
+    let forwarded: Vec<(String, String)> = line
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| {
+            matches!(
+                name.trim().to_ascii_lowercase().as_str(),
+                "accept" | "authorization" | "range"
+            )
+        })
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    let result = respond(&mut stream, handler(&path), sent, client, &forwarded).await;
     busy.0.fetch_sub(1, Ordering::SeqCst);
     result
 }
@@ -307,22 +327,37 @@ async fn respond(
     reply: Reply,
     sent: &AtomicU64,
     client: &reqwest::Client,
+    forwarded: &[(String, String)],
 ) -> io::Result<()> {
     let mut buf = [0u8; 4096];
     let reply = match reply {
-        Reply::Forward(url) => match client.get(&url).send().await {
+        Reply::Forward(url) => match forwarded
+            .iter()
+            .fold(client.get(&url), |r, (name, value)| r.header(name, value))
+            .send()
+            .await
+        {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let content_type = response
+                // The peer's own headers (digest, challenge, links, content type), less the
+                // framing ones this server writes itself.
+                let headers = response
                     .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("application/octet-stream")
-                    .to_owned();
+                    .iter()
+                    .filter(|(name, _)| {
+                        !matches!(
+                            name.as_str(),
+                            "content-length" | "transfer-encoding" | "connection" | "keep-alive"
+                        )
+                    })
+                    .filter_map(|(name, value)| {
+                        Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+                    })
+                    .collect();
                 let body = response.bytes().await.unwrap_or_default();
                 Reply::Respond {
                     status,
-                    headers: vec![("Content-Type".to_owned(), content_type)],
+                    headers,
                     body,
                 }
             }
@@ -370,6 +405,33 @@ async fn respond(
                 stream.write_all(&chunk).await?;
                 total += chunk.len() as u64;
                 sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        }
+        Reply::Declared {
+            content_length,
+            body,
+        } => {
+            let mut text = format!(
+                "HTTP/1.1 200 Fake\r\nConnection: close\r\nContent-Type: application/octet-stream\r\n\
+                 Content-Length: {content_length}\r\n\r\n"
+            )
+            .into_bytes();
+            text.extend_from_slice(&body);
+            stream.write_all(&text).await?;
+            sent.fetch_add(body.len() as u64, Ordering::Relaxed);
+        }
+        Reply::Drip { body, every } => {
+            let headers = [(
+                "Content-Type".to_owned(),
+                "application/octet-stream".to_owned(),
+            )];
+            stream
+                .write_all(&head(200, &headers, Some(body.len())))
+                .await?;
+            for byte in body.iter() {
+                tokio::time::sleep(every).await;
+                stream.write_all(&[*byte]).await?;
+                sent.fetch_add(1, Ordering::Relaxed);
             }
         }
         Reply::Hang(limit) => {

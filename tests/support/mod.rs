@@ -23,6 +23,7 @@ use tempfile::TempDir;
 pub mod cosign;
 pub mod fakes;
 pub mod http;
+pub mod mitm;
 pub mod oci;
 pub mod proxy;
 pub mod s3;
