@@ -221,6 +221,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = ServeOptions {
         header_read_timeout: limits.header_timeout,
         max_connections: limits.max_connections,
+        max_connections_per_client: limits.max_connections_per_client,
+        metrics: Some(metrics.http().clone()),
         ..ServeOptions::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

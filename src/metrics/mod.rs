@@ -14,6 +14,7 @@
 //! |---|---|
 //! | `trustgate_http_requests_total` | `kind`, `code` |
 //! | `trustgate_http_request_duration_seconds` | `kind` |
+//! | `trustgate_client_connections_refused_total` | |
 //! | `trustgate_verifications_total` | `result` |
 //! | `trustgate_decisions_total` | `action`, `result` |
 //! | `trustgate_upstream_requests_total` | `upstream`, `code` |

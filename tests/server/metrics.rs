@@ -11,9 +11,10 @@ use trustgate::policy::Action;
 use trustgate::server::RouteKind;
 
 /// Every family; names are a public interface.
-const FAMILIES: [&str; 23] = [
+const FAMILIES: [&str; 24] = [
     "trustgate_http_requests_total",
     "trustgate_http_request_duration_seconds",
+    "trustgate_client_connections_refused_total",
     "trustgate_verifications_total",
     "trustgate_decisions_total",
     "trustgate_upstream_requests_total",
@@ -41,6 +42,7 @@ const FAMILIES: [&str; 23] = [
 fn touch_everything(metrics: &Metrics) {
     let ms = Duration::from_millis(12);
     metrics.http().observe(RouteKind::Blob, StatusCode::OK, ms);
+    metrics.http().connection_refused();
     metrics.verify().verification(VerificationResult::Verified);
     metrics
         .verify()
