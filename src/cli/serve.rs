@@ -69,6 +69,9 @@ impl StoreObserver for CacheObserver {
     fn write_failed(&self) {
         self.metrics.cache().write_failed();
     }
+    fn damaged(&self) {
+        self.metrics.cache().damaged();
+    }
     fn stored(&self, bytes: u64) {
         self.metrics.cache().served(CacheSource::Upstream, bytes);
         self.update_size();

@@ -11,7 +11,7 @@ use trustgate::policy::Action;
 use trustgate::server::RouteKind;
 
 /// Every family; names are a public interface.
-const FAMILIES: [&str; 24] = [
+const FAMILIES: [&str; 25] = [
     "trustgate_http_requests_total",
     "trustgate_http_request_duration_seconds",
     "trustgate_client_connections_refused_total",
@@ -27,6 +27,7 @@ const FAMILIES: [&str; 24] = [
     "trustgate_cache_misses_total",
     "trustgate_cache_evictions_total",
     "trustgate_cache_write_failures_total",
+    "trustgate_cache_damaged_total",
     "trustgate_cache_bytes_served_total",
     "trustgate_cache_size_bytes",
     "trustgate_inflight_fetches",
@@ -60,6 +61,7 @@ fn touch_everything(metrics: &Metrics) {
     metrics.cache().miss();
     metrics.cache().evicted(2);
     metrics.cache().write_failed();
+    metrics.cache().damaged();
     metrics.cache().served(CacheSource::Cache, 10);
     metrics.cache().set_size_bytes(4096);
     std::mem::forget(metrics.cache().inflight_fetch());
