@@ -24,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use support::fakes::{FakeHttp, Reply};
-use support::http::{self, HttpResponse};
+use support::http::{self, closed_within, HttpResponse};
 use support::oci::{sha256_digest, OCI_INDEX, OCI_MANIFEST};
 use support::proxy::{metric_value, Proxy};
 use support::{NotaryCli, NotaryServer};
@@ -683,28 +683,6 @@ fn trust_data_with_thousands_of_targets_delegations_or_signatures_is_bounded() {
 }
 
 // === slow, idle and flooding clients ===
-
-/// Reads until the server closes the connection or `limit` passes; whether it closed.
-fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + limit;
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true,
-        }
-    }
-    false
-}
 
 /// `GET /v2/` answered 200, and how long it took.
 fn base_request(proxy: &Proxy) -> Duration {

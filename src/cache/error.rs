@@ -69,8 +69,9 @@ pub enum StoreError {
         /// The blob being fetched.
         digest: Digest,
     },
-    /// A manifest's media type would not be a safe `Content-Type` header value.
-    #[error("manifest {digest}: media type {media_type:?} is not a header-safe value of at most 255 bytes")]
+    /// A manifest's media type is not the one its bytes parse as, or would not be a safe
+    /// `Content-Type` header value.
+    #[error("manifest {digest}: media type {media_type:?} is not the manifest's own, or not a header-safe value of at most 255 bytes")]
     InvalidMediaType {
         /// The manifest's digest.
         digest: Digest,

@@ -1,5 +1,13 @@
 //! Manifests: small objects stored with their media type in a `.type` sidecar, verified on
 //! every read.
+//!
+//! The digest covers the bytes but not the sidecar, so the sidecar is checked against the
+//! bytes instead: it must be the media type they parse as ([`media_type_fits`]). A stored
+//! manifest whose bytes do not match the digest, or whose sidecar does not fit them, is cache
+//! damage (a disk fault, a hand edit, an attacker with write access to the directory): both
+//! files are removed, it counts as such, and the manifest reads as absent, so the caller
+//! fetches it again (by digest, verified as always). It is never served, and never reported
+//! as something the upstream sent.
 
 use std::fs;
 use std::io::{self, Write};
@@ -91,9 +99,7 @@ impl Store {
         // What this replica uploads is a manifest kind's own media type, under which the
         // bytes parse. Anything else would be stored locally and make every later read of
         // the digest fail (or name another kind) until it is evicted.
-        let Some(media_type) = object.media_type.filter(|m| {
-            crate::oci::parse_manifest(&bytes, Some(m)).is_ok_and(|parsed| parsed.media_type() == m)
-        }) else {
+        let Some(media_type) = object.media_type.filter(|m| media_type_fits(&bytes, m)) else {
             mismatch("no Content-Type that is this manifest's media type");
             return None;
         };
@@ -129,18 +135,25 @@ impl Store {
             self.inner.index().remove(digest, entry.generation);
             return Ok(None);
         };
-        let media_type = String::from_utf8(media_type)
-            .ok()
-            .filter(|m| is_header_safe(m));
-        let Some(media_type) = media_type.filter(|_| digest.matches(&bytes)) else {
-            tracing::warn!(%digest, path = %object.display(), "cache: stored manifest is corrupt; removing it");
+        let media_type = String::from_utf8(media_type).unwrap_or_default();
+        let damage = if !digest.matches(&bytes) {
+            Some("its bytes do not match the digest")
+        } else if !media_type_fits(&bytes, &media_type) {
+            Some("its media-type file does not fit its bytes")
+        } else {
+            None
+        };
+        if let Some(why) = damage {
+            tracing::warn!(%digest, path = %object.display(), why,
+                "cache: stored manifest is damaged; removing it and fetching it again");
+            self.inner.observer.damaged();
             let victim = self.inner.index().remove(digest, entry.generation);
             if let Some(victim) = victim {
                 let _commit = self.inner.commit.lock().await;
                 self.inner.remove_files(vec![victim]).await;
             }
             return Ok(None);
-        };
+        }
         self.inner.index().mark_verified(digest, entry.generation);
         Ok(Some((Bytes::from(bytes), media_type)))
     }
@@ -148,8 +161,9 @@ impl Store {
     /// Stores a manifest with its media type after checking that `bytes` hash to `digest`.
     ///
     /// Refuses ([`StoreError::DigestMismatch`]) bytes with another digest, media types that
-    /// are not header-safe, and manifests that do not fit ([`StoreError::Full`]). A manifest
-    /// already stored is only touched.
+    /// are not header-safe or not the bytes' own ([`StoreError::InvalidMediaType`]), and
+    /// manifests that do not fit ([`StoreError::Full`]). A manifest already stored is only
+    /// touched.
     ///
     /// With a shared tier, a manifest stored here for the first time is also uploaded there
     /// in the background.
@@ -184,6 +198,14 @@ impl Store {
                 actual,
             }
             .into());
+        }
+        // What is stored is what every read checks: a sidecar that does not fit would make
+        // each read drop the entry again.
+        if !media_type_fits(&bytes, media_type) {
+            return Err(StoreError::InvalidMediaType {
+                digest: digest.clone(),
+                media_type: media_type.to_owned(),
+            });
         }
         if self
             .inner
@@ -304,6 +326,20 @@ fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StoreError::io("read", path, e)),
     }
+}
+
+/// Whether `media_type` is the manifest media type `bytes` parse as, and a safe header value.
+///
+/// The bytes decide where they can: [`crate::oci::parse_manifest`] refuses a type that
+/// contradicts their own `mediaType` field and names the kind they are. Only a manifest without
+/// that field (the OCI image spec makes it optional) leaves the choice among the kinds its
+/// shape parses as to the type it was stored with, as it was the upstream's `Content-Type`'s.
+/// The proxy stores exactly [`Manifest::media_type`](crate::oci::Manifest::media_type) of
+/// what it parsed, so a stored type always fits unless something else changed the file.
+pub(super) fn media_type_fits(bytes: &[u8], media_type: &str) -> bool {
+    is_header_safe(media_type)
+        && crate::oci::parse_manifest(bytes, Some(media_type))
+            .is_ok_and(|parsed| parsed.media_type() == media_type)
 }
 
 /// Whether a media type can be sent back as a `Content-Type` value as it is.

@@ -117,6 +117,9 @@ pub trait StoreObserver: Send + Sync {
     }
     /// Writing to the store failed; the content was served but not stored.
     fn write_failed(&self) {}
+    /// An object on disk was damaged (bytes that do not match its digest, a manifest's
+    /// media-type file that does not fit its bytes) and was removed.
+    fn damaged(&self) {}
     /// A verified object of `bytes` bytes was stored.
     fn stored(&self, bytes: u64) {
         let _ = bytes;

@@ -237,6 +237,7 @@ impl ReadGuard {
         let path = self.inner.object_path(&self.digest);
         tracing::warn!(digest = %self.digest, actual = %mismatch.actual, path = %path.display(),
             "cache: stored object is corrupt; removing it");
+        self.inner.observer.damaged();
         let victim = self.inner.index().remove(&self.digest, self.generation);
         if let Some(victim) = victim {
             let _commit = self.inner.commit.lock().await;

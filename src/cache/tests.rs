@@ -35,6 +35,7 @@ struct Counts {
     evicted: AtomicU64,
     write_failed: AtomicU64,
     stored: AtomicU64,
+    damaged: AtomicU64,
 }
 
 impl StoreObserver for Counts {
@@ -52,6 +53,9 @@ impl StoreObserver for Counts {
     }
     fn stored(&self, _: u64) {
         self.stored.fetch_add(1, Ordering::SeqCst);
+    }
+    fn damaged(&self) {
+        self.damaged.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -117,6 +121,21 @@ impl Origin {
         })
         .boxed()
     }
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// An OCI image manifest (with its `mediaType` field) of exactly `len` bytes, padded with an
+/// annotation; at least 240 bytes.
+fn manifest(len: usize) -> Bytes {
+    let json = |pad: &str| {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}},"layers":[],"annotations":{{"p":"{pad}"}}}}"#
+        )
+    };
+    let base = json("").len();
+    assert!(len >= base, "a manifest is at least {base} bytes");
+    Bytes::from(json(&"p".repeat(len - base)))
 }
 
 fn data(len: usize, seed: u8) -> Bytes {
@@ -189,9 +208,9 @@ async fn open(dir: &Path, max_size: u64) -> (Store, Arc<Counts>) {
 async fn manifest_round_trip_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path(), 1 << 20).await;
-    let bytes = Bytes::from_static(br#"{"schemaVersion":2}"#);
+    let bytes = manifest(300);
     let digest = Digest::sha256_of(&bytes);
-    let media_type = "application/vnd.oci.image.manifest.v1+json";
+    let media_type = OCI_MANIFEST;
     assert_eq!(store.get_manifest(&digest).await.unwrap(), None);
     store
         .put_manifest(&digest, bytes.clone(), media_type)
@@ -253,17 +272,84 @@ async fn manifest_media_type_must_be_header_safe() {
 #[tokio::test]
 async fn corrupt_stored_manifest_is_not_served() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path(), 1 << 20).await;
-    let bytes = Bytes::from_static(b"{\"a\":1}");
+    let (store, counts) = open(dir.path(), 1 << 20).await;
+    let bytes = manifest(300);
     let digest = Digest::sha256_of(&bytes);
     store
-        .put_manifest(&digest, bytes.clone(), "application/json")
+        .put_manifest(&digest, bytes.clone(), OCI_MANIFEST)
         .await
         .unwrap();
-    std::fs::write(store.inner.object_path(&digest), b"{\"a\":2}").unwrap();
+    std::fs::write(store.inner.object_path(&digest), manifest(301)).unwrap();
     assert_eq!(store.get_manifest(&digest).await.unwrap(), None);
     assert_eq!(store.size(), 0);
     assert!(!store.inner.object_path(&digest).exists());
+    assert!(!store.inner.sidecar_path(&digest).exists());
+    assert_eq!(counts.damaged.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn attack_tampered_media_type_file_is_damage_not_a_served_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, counts) = open(dir.path(), 1 << 20).await;
+    let bytes = manifest(300);
+    let digest = Digest::sha256_of(&bytes);
+    // Another manifest kind, a kind the bytes do not parse as, a blob type, not a type.
+    for tampered in [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/json",
+        "text/html",
+        "",
+    ] {
+        store
+            .put_manifest(&digest, bytes.clone(), OCI_MANIFEST)
+            .await
+            .unwrap();
+        std::fs::write(store.inner.sidecar_path(&digest), tampered).unwrap();
+        assert_eq!(
+            store.get_manifest(&digest).await.unwrap(),
+            None,
+            "served with a media-type file saying {tampered:?}"
+        );
+        assert_eq!(store.size(), 0, "{tampered:?}");
+        assert!(!store.inner.object_path(&digest).exists(), "{tampered:?}");
+        assert!(!store.inner.sidecar_path(&digest).exists(), "{tampered:?}");
+    }
+    assert_eq!(counts.damaged.load(Ordering::SeqCst), 5);
+    // Stored again as it should be, it is served.
+    store
+        .put_manifest(&digest, bytes.clone(), OCI_MANIFEST)
+        .await
+        .unwrap();
+    let got = store.get_manifest(&digest).await.unwrap();
+    assert_eq!(got, Some((bytes.clone(), OCI_MANIFEST.to_owned())));
+    assert_eq!(counts.damaged.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn a_media_type_that_is_not_the_manifests_own_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), 1 << 20).await;
+    let bytes = manifest(300);
+    let digest = Digest::sha256_of(&bytes);
+    for wrong in [
+        "application/vnd.oci.image.index.v1+json",
+        "application/json",
+    ] {
+        let err = store.put_manifest(&digest, bytes.clone(), wrong).await;
+        assert!(
+            matches!(err, Err(StoreError::InvalidMediaType { .. })),
+            "{wrong}: {err:?}"
+        );
+    }
+    // Bytes that are no manifest at all have no media type of their own.
+    let junk = Bytes::from_static(b"{}");
+    let err = store
+        .put_manifest(&Digest::sha256_of(&junk), junk, OCI_MANIFEST)
+        .await;
+    assert!(matches!(err, Err(StoreError::InvalidMediaType { .. })));
+    assert_eq!(store.size(), 0);
+    assert_eq!(tmp_entries(dir.path()), 0);
 }
 
 // === blobs: misses, hits, and bad upstreams ===
@@ -608,10 +694,10 @@ async fn eviction_keeps_size_bounded_and_evicts_least_recently_used() {
         assert_eq!(store.blob_size(kept).await, Some(1000));
     }
     // A manifest takes part in the same LRU; `blob_size` does not touch, so c goes next.
-    let manifest = Bytes::from(vec![b'm'; 1000]);
+    let manifest = manifest(1000);
     let m = Digest::sha256_of(&manifest);
     store
-        .put_manifest(&m, manifest, "application/json")
+        .put_manifest(&m, manifest, OCI_MANIFEST)
         .await
         .unwrap();
     assert_eq!(store.blob_size(&c).await, None);
@@ -807,9 +893,9 @@ async fn unwritable_tmp_still_streams_every_caller() {
     assert_eq!(store.blob_size(&digest).await, None);
     assert!(counts.write_failed.load(Ordering::SeqCst) >= 1);
     // Manifests fail the same way, loudly.
-    let manifest = Bytes::from_static(b"{}");
+    let manifest = manifest(300);
     let m = Digest::sha256_of(&manifest);
-    let err = store.put_manifest(&m, manifest, "application/json").await;
+    let err = store.put_manifest(&m, manifest, OCI_MANIFEST).await;
     assert!(matches!(err, Err(StoreError::Io { .. })), "{err:?}");
 }
 

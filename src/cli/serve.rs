@@ -69,6 +69,9 @@ impl StoreObserver for CacheObserver {
     fn write_failed(&self) {
         self.metrics.cache().write_failed();
     }
+    fn damaged(&self) {
+        self.metrics.cache().damaged();
+    }
     fn stored(&self, bytes: u64) {
         self.metrics.cache().served(CacheSource::Upstream, bytes);
         self.update_size();
@@ -221,6 +224,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = ServeOptions {
         header_read_timeout: limits.header_timeout,
         max_connections: limits.max_connections,
+        max_connections_per_client: limits.max_connections_per_client,
+        metrics: Some(metrics.http().clone()),
         ..ServeOptions::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -10,6 +10,7 @@
 //!   upstream_timeout: 30s            # registry or notary server: request to response
 //!   upstream_read_timeout: 30s       # registry: longest pause inside a blob body
 //!   max_connections: 4096            # client connections open at once
+//!   max_connections_per_client: 256  # client connections open at once from one address
 //!   max_concurrent_requests: 1024    # client requests in progress at once
 //!   max_upstream_connections: 64     # requests in flight to one upstream registry
 //! ```
@@ -23,6 +24,11 @@
 //!   blob up to its response headers; after that, `upstream_read_timeout` bounds each pause.
 //!   It is below `request_timeout` by default so that a stalled upstream is reported as such
 //!   (504 from the proxy) before the client's own deadline cuts the request off.
+//! - `max_connections_per_client` keeps one peer from taking every slot of
+//!   `max_connections`: a peer is a source address (an IPv6 one its /64), and its connections
+//!   over the cap are closed at accept without taking a slot. Every client behind one address
+//!   (a load balancer, a sidecar on loopback) is one peer: raise the cap there, up to
+//!   `max_connections` to turn it off.
 //! - The upstream and trust limits (`upstream_timeout`, `upstream_read_timeout`,
 //!   `max_upstream_connections`, `max_trust_metadata_size`) change on a reload (SIGHUP) with
 //!   the clients they configure; the listener and proxy ones apply from the next start.
@@ -61,6 +67,10 @@ pub struct LimitsConfig {
     pub upstream_read_timeout: Duration,
     /// Most client connections open at once; more wait in the listen backlog. Default `4096`.
     pub max_connections: usize,
+    /// Most client connections open at once from one peer (source address; IPv6: its /64);
+    /// more from it are closed at accept and take no slot of `max_connections`. Default
+    /// `256`.
+    pub max_connections_per_client: usize,
     /// Most client requests in progress at once (a blob counts until its body ends); more
     /// wait for a slot within `request_timeout`. Default `1024`.
     pub max_concurrent_requests: usize,
@@ -81,6 +91,7 @@ impl Default for LimitsConfig {
             upstream_timeout: Duration::from_secs(30),
             upstream_read_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            max_connections_per_client: 256,
             max_concurrent_requests: 1024,
             max_upstream_connections: 64,
         }
@@ -101,6 +112,10 @@ impl LimitsConfig {
                 self.upstream_read_timeout.is_zero(),
             ),
             ("max_connections", self.max_connections == 0),
+            (
+                "max_connections_per_client",
+                self.max_connections_per_client == 0,
+            ),
             ("max_concurrent_requests", self.max_concurrent_requests == 0),
             (
                 "max_upstream_connections",

@@ -770,6 +770,7 @@ fn limits_default_to_safe_values() {
     // A stalled upstream is reported as such before the client's deadline.
     assert!(limits.upstream_timeout < limits.request_timeout);
     assert_eq!(limits.max_connections, 4096);
+    assert_eq!(limits.max_connections_per_client, 256);
     assert_eq!(limits.max_concurrent_requests, 1024);
     assert_eq!(limits.max_upstream_connections, 64);
 }
@@ -788,6 +789,7 @@ fn limits_are_read() {
                 "  upstream_timeout: 5s",
                 "  upstream_read_timeout: 7s",
                 "  max_connections: 10",
+                "  max_connections_per_client: 5",
                 "  max_concurrent_requests: 20",
                 "  max_upstream_connections: 3",
             ],
@@ -805,6 +807,7 @@ fn limits_are_read() {
             upstream_timeout: Duration::from_secs(5),
             upstream_read_timeout: Duration::from_secs(7),
             max_connections: 10,
+            max_connections_per_client: 5,
             max_concurrent_requests: 20,
             max_upstream_connections: 3,
         }
@@ -833,6 +836,11 @@ fn bad_limits_are_located() {
             "  max_connections: 0",
             "0",
             &["limits.max_connections", "greater than zero"],
+        ),
+        (
+            "  max_connections_per_client: 0",
+            "0",
+            &["limits.max_connections_per_client", "greater than zero"],
         ),
         (
             "  max_upstream_connections: 0",

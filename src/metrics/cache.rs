@@ -15,13 +15,15 @@ pub enum CacheSource {
     Shared,
 }
 
-/// Cache hits, misses, evictions, write failures, bytes served, size and in-flight fetches.
+/// Cache hits, misses, evictions, write failures, damage, bytes served, size and in-flight
+/// fetches.
 #[derive(Clone, Debug)]
 pub struct CacheMetrics {
     hits: IntCounter,
     misses: IntCounter,
     evictions: IntCounter,
     write_failures: IntCounter,
+    damaged: IntCounter,
     bytes_served: IntCounterVec,
     size_bytes: IntGauge,
     inflight: IntGauge,
@@ -92,6 +94,12 @@ impl CacheMetrics {
                 "trustgate_cache_write_failures_total",
                 "Content that could not be written to the cache (it was still served).",
             ),
+            damaged: super::counter(
+                registry,
+                "trustgate_cache_damaged_total",
+                "Cached objects found damaged on disk (wrong digest, or a manifest's media type \
+                 that does not fit its bytes) and removed; they are fetched again.",
+            ),
             bytes_served,
             size_bytes: super::int_gauge(
                 registry,
@@ -124,6 +132,11 @@ impl CacheMetrics {
     /// Counts a failed cache write.
     pub fn write_failed(&self) {
         self.write_failures.inc();
+    }
+
+    /// Counts a damaged object removed from the cache.
+    pub fn damaged(&self) {
+        self.damaged.inc();
     }
 
     /// Counts `bytes` sent to a client from `source`.

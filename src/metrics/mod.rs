@@ -14,6 +14,7 @@
 //! |---|---|
 //! | `trustgate_http_requests_total` | `kind`, `code` |
 //! | `trustgate_http_request_duration_seconds` | `kind` |
+//! | `trustgate_client_connections_refused_total` | |
 //! | `trustgate_verifications_total` | `result` |
 //! | `trustgate_decisions_total` | `action`, `result` |
 //! | `trustgate_upstream_requests_total` | `upstream`, `code` |
@@ -22,7 +23,7 @@
 //! | `trustgate_upstream_ratelimit_remaining` | `upstream` |
 //! | `trustgate_trust_fetch_duration_seconds` | `server` |
 //! | `trustgate_trust_expiry_seconds` | `role` |
-//! | `trustgate_cache_hits_total`, `_misses_total`, `_evictions_total`, `_write_failures_total` | |
+//! | `trustgate_cache_hits_total`, `_misses_total`, `_evictions_total`, `_write_failures_total`, `_damaged_total` | |
 //! | `trustgate_cache_bytes_served_total` | `source` |
 //! | `trustgate_cache_size_bytes`, `trustgate_inflight_fetches` | |
 //! | `trustgate_shared_store_hits_total`, `_misses_total`, `_digest_mismatches_total`, `_uploaded_bytes_total`, `_upload_failures_total` | |

@@ -3,15 +3,16 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use prometheus::{HistogramVec, IntCounterVec, Registry};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, Registry};
 
 use crate::server::RouteKind;
 
-/// Request counts and time to response headers, by route kind.
+/// Request counts and time to response headers, by route kind; connections refused.
 #[derive(Clone, Debug)]
 pub struct HttpMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
+    refused: IntCounter,
 }
 
 // === impl HttpMetrics ===
@@ -31,7 +32,18 @@ impl HttpMetrics {
                 "Time from receiving a client request to sending its response headers.",
                 &["kind"],
             ),
+            refused: super::counter(
+                registry,
+                "trustgate_client_connections_refused_total",
+                "Client connections closed at accept: their peer had \
+                 limits.max_connections_per_client open already.",
+            ),
         }
+    }
+
+    /// Counts a connection closed at accept because its peer was at its cap.
+    pub fn connection_refused(&self) {
+        self.refused.inc();
     }
 
     /// Records one answered request.

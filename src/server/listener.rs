@@ -6,12 +6,22 @@
 //! watched by one [`GracefulShutdown`]; on shutdown the listener closes (new connections are
 //! refused), idle connections close, in-flight requests finish, and whatever is left after
 //! the grace period is aborted.
+//!
+//! Two caps bound what clients hold: `max_connections` for all of them together (at the cap
+//! the listener stops accepting, so more wait in the kernel's backlog), and
+//! `max_connections_per_client` for one peer. A peer is its source address (an IPv6 peer its
+//! /64, the least a host is usually given). A connection from a peer already at its cap is
+//! closed as soon as it is accepted, before any byte is read or written (it may be TLS or h2,
+//! so no answer fits every protocol, and a peer at its cap is not owed one). It never takes a
+//! slot of `max_connections`, so one peer holding slow connections (slowloris) cannot keep the
+//! others waiting in the backlog.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -28,6 +38,10 @@ use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
 use crate::body::{Body, BoxError};
+use crate::metrics::HttpMetrics;
+
+/// Least time between two log lines about peers over their connection cap.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Connection-level limits and timeouts.
 #[derive(Clone, Debug)]
@@ -49,6 +63,13 @@ pub struct ServeOptions {
     /// Most connections served at once. At the limit the listener stops accepting, so more
     /// clients wait in the kernel's listen backlog instead of costing descriptors and memory.
     pub max_connections: usize,
+    /// Most connections one peer (source address; IPv6: its /64) may have open. More from
+    /// that peer are closed as soon as they are accepted and take no slot of
+    /// `max_connections`. Every client behind one address (a load balancer, loopback) is one
+    /// peer.
+    pub max_connections_per_client: usize,
+    /// Where connections refused at the per-peer cap are counted; `None` counts nothing.
+    pub metrics: Option<HttpMetrics>,
 }
 
 /// The socket-level identity of a request's peer, inserted into every request's extensions.
@@ -66,6 +87,8 @@ impl Default for ServeOptions {
             keep_alive_timeout: Duration::from_secs(20),
             grace_period: Duration::from_secs(30),
             max_connections: 4096,
+            max_connections_per_client: 256,
+            metrics: None,
         }
     }
 }
@@ -125,6 +148,8 @@ pub async fn serve_with<S>(
 {
     let builder = Arc::new(options.builder());
     let graceful = GracefulShutdown::new();
+    let peers = Arc::new(PeerTable::new(options.max_connections_per_client));
+    let mut refusals = RefusalLog::default();
     let mut connections = JoinSet::new();
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);
@@ -136,6 +161,16 @@ pub async fn serve_with<S>(
             // At the connection limit, accept nothing until a connection task ends.
             accepted = listener.accept(), if connections.len() < options.max_connections => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(slot) = PeerSlot::take(&peers, peer.ip()) else {
+                        // Closed before anything is read: the peer's other connections
+                        // keep their slots, and this one takes none.
+                        drop(stream);
+                        if let Some(metrics) = &options.metrics {
+                            metrics.connection_refused();
+                        }
+                        refusals.refused(peer, options.max_connections_per_client);
+                        continue;
+                    };
                     let conn = Connection {
                         builder: builder.clone(),
                         tls: tls.clone(),
@@ -145,6 +180,7 @@ pub async fn serve_with<S>(
                         watcher: graceful.watcher(),
                         deadline: Instant::now() + options.header_read_timeout,
                         peer,
+                        _slot: slot,
                     };
                     let span = tracing::debug_span!("conn", %peer);
                     connections.spawn(conn.run(stream).instrument(span));
@@ -205,6 +241,105 @@ fn log_join(joined: Result<(), tokio::task::JoinError>) {
     }
 }
 
+/// Connections open per peer. Entries go when their count reaches zero, so the table holds
+/// at most one entry per open connection, whatever addresses clients come from.
+struct PeerTable {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    limit: usize,
+}
+
+/// One connection's place in its peer's count, given back when the connection ends (its task
+/// finishes, panics or is aborted).
+struct PeerSlot {
+    table: Arc<PeerTable>,
+    peer: IpAddr,
+}
+
+/// Logs refusals at most once per [`REFUSAL_LOG_INTERVAL`], with how many went unlogged.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+// === impl PeerTable ===
+
+impl PeerTable {
+    fn new(limit: usize) -> Self {
+        Self {
+            open: Mutex::new(HashMap::new()),
+            limit: limit.max(1),
+        }
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // Only counts live under the lock, each update complete: a panic cannot leave it torn.
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The peer a source address counts as: an IPv4 address (IPv4-mapped IPv6 included) by
+/// itself, an IPv6 address by its /64, since one host is commonly given a whole /64.
+fn peer_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+    }
+}
+
+// === impl PeerSlot ===
+
+impl PeerSlot {
+    /// A slot for a connection from `ip`, or `None` when its peer is at the cap.
+    fn take(table: &Arc<PeerTable>, ip: IpAddr) -> Option<Self> {
+        let peer = peer_of(ip);
+        let mut open = table.open();
+        let count = open.entry(peer).or_insert(0);
+        if *count >= table.limit {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            table: table.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open();
+        if let Some(count) = open.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.peer);
+            }
+        }
+    }
+}
+
+// === impl RefusalLog ===
+
+impl RefusalLog {
+    fn refused(&mut self, peer: SocketAddr, limit: usize) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < REFUSAL_LOG_INTERVAL)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::warn!(peer = %peer.ip(), limit, unlogged = self.unlogged,
+            "client over limits.max_connections_per_client: closing its new connections");
+        self.last = Some(now);
+        self.unlogged = 0;
+    }
+}
+
 /// Everything one connection task needs.
 struct Connection<S> {
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -214,6 +349,8 @@ struct Connection<S> {
     /// When the first request's headers must have arrived.
     deadline: Instant,
     peer: SocketAddr,
+    /// Held for the connection's life.
+    _slot: PeerSlot,
 }
 
 // === impl Connection ===
@@ -251,6 +388,8 @@ where
             watcher,
             deadline,
             peer,
+            // Kept to the end of the connection.
+            _slot,
             ..
         } = self;
         let started = Arc::new(AtomicBool::new(false));

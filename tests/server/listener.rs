@@ -1,14 +1,16 @@
 //! The listener on real loopback sockets: protocols, TLS, graceful drain, slowloris.
 
 use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use trustgate::body;
+use trustgate::metrics::Metrics;
 use trustgate::server::{self, ServeOptions, TlsError};
 
 use crate::support::{client_h1, client_h2, hello, self_signed, Running};
@@ -261,5 +263,70 @@ async fn stalled_tls_handshake_is_closed() {
         took >= Duration::from_millis(250),
         "closed suspiciously early: {took:?}"
     );
+    server.stop(Duration::from_secs(5)).await;
+}
+
+/// A connection to `to` from the loopback address `127.0.0.<host>` (all of 127/8 is loopback),
+/// so that one test can play several peers.
+async fn connect_from(host: u8, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)), 0);
+    socket.bind(from).expect("bind a loopback source address");
+    socket.connect(to).await.expect("connect")
+}
+
+/// `GET /` on `stream`, to the end: the body, or what was read when the server closed.
+async fn get_on(mut stream: TcpStream) -> String {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut seen)).await;
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test]
+async fn attack_one_peer_over_its_connection_cap_is_closed_at_accept_and_others_are_served() {
+    let metrics = Metrics::new();
+    let options = ServeOptions {
+        max_connections: 3,
+        max_connections_per_client: 2,
+        metrics: Some(metrics.http().clone()),
+        ..ServeOptions::default()
+    };
+    let server = Running::start(options, None, hello()).await;
+
+    // Peer .2 at its cap with two idle connections; its third is closed at once, unread.
+    let held = [
+        connect_from(2, server.addr).await,
+        connect_from(2, server.addr).await,
+    ];
+    let mut third = connect_from(2, server.addr).await;
+    let (took, seen) = until_closed(&mut third, Duration::from_secs(3)).await;
+    assert!(
+        took < Duration::from_secs(1) && seen.is_empty(),
+        "a connection over the per-peer cap stayed open {took:?} (read {seen:?})"
+    );
+
+    // Peer .3 is served: the refused connection took no slot of max_connections (3).
+    assert!(get_on(connect_from(3, server.addr).await)
+        .await
+        .ends_with("hello"));
+
+    // A slot comes back when one of the peer's connections ends.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        get_on(connect_from(2, server.addr).await)
+            .await
+            .ends_with("hello"),
+        "the peer's slots were not given back when its connections closed"
+    );
+    let refused = metrics.render().lines().find_map(|l| {
+        l.strip_prefix("trustgate_client_connections_refused_total ")
+            .map(str::to_owned)
+    });
+    assert_eq!(refused.as_deref(), Some("1"));
     server.stop(Duration::from_secs(5)).await;
 }

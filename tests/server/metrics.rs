@@ -11,9 +11,10 @@ use trustgate::policy::Action;
 use trustgate::server::RouteKind;
 
 /// Every family; names are a public interface.
-const FAMILIES: [&str; 23] = [
+const FAMILIES: [&str; 25] = [
     "trustgate_http_requests_total",
     "trustgate_http_request_duration_seconds",
+    "trustgate_client_connections_refused_total",
     "trustgate_verifications_total",
     "trustgate_decisions_total",
     "trustgate_upstream_requests_total",
@@ -26,6 +27,7 @@ const FAMILIES: [&str; 23] = [
     "trustgate_cache_misses_total",
     "trustgate_cache_evictions_total",
     "trustgate_cache_write_failures_total",
+    "trustgate_cache_damaged_total",
     "trustgate_cache_bytes_served_total",
     "trustgate_cache_size_bytes",
     "trustgate_inflight_fetches",
@@ -41,6 +43,7 @@ const FAMILIES: [&str; 23] = [
 fn touch_everything(metrics: &Metrics) {
     let ms = Duration::from_millis(12);
     metrics.http().observe(RouteKind::Blob, StatusCode::OK, ms);
+    metrics.http().connection_refused();
     metrics.verify().verification(VerificationResult::Verified);
     metrics
         .verify()
@@ -58,6 +61,7 @@ fn touch_everything(metrics: &Metrics) {
     metrics.cache().miss();
     metrics.cache().evicted(2);
     metrics.cache().write_failed();
+    metrics.cache().damaged();
     metrics.cache().served(CacheSource::Cache, 10);
     metrics.cache().set_size_bytes(4096);
     std::mem::forget(metrics.cache().inflight_fetch());

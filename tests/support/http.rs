@@ -5,8 +5,8 @@
 //! server sends after the headers of a `HEAD` response (which must be none) are visible too.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
 
 /// How long connecting, and each read or write, may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -106,6 +106,54 @@ pub fn request(
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).map_err(io)?;
     parse_response(method, url, &raw)
+}
+
+/// A connection to `to` (`host:port`) from the source address `from`, which may be any of
+/// 127.0.0.0/8 on Linux: one test then plays several clients, each its own peer.
+pub fn connect_from(from: IpAddr, to: &str) -> TcpStream {
+    let to: SocketAddr = to
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut all| all.next())
+        .unwrap_or_else(|| panic!("no address for {to}"));
+    // std cannot bind a client socket before connecting; tokio's TcpSocket can.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("a runtime to connect with");
+    let stream = runtime.block_on(async {
+        let socket = match from {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }?;
+        socket.bind(SocketAddr::new(from, 0))?;
+        socket.connect(to).await?.into_std()
+    });
+    let stream = stream.unwrap_or_else(|e| panic!("connect from {from} to {to}: {e}"));
+    stream.set_nonblocking(false).expect("blocking socket");
+    stream
+}
+
+/// Reads until the server closes the connection or `limit` passes; whether it closed.
+pub fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
 }
 
 fn parse_response(method: &str, url: &str, raw: &[u8]) -> Result<HttpResponse, String> {

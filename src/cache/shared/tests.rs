@@ -384,7 +384,9 @@ async fn a_wrong_manifest_or_media_type_in_the_bucket_is_ignored() {
 async fn an_object_already_in_the_bucket_is_not_uploaded_again() {
     let bucket = Arc::new(InMemory::new());
     let (a, b) = (replica(&bucket).await, replica(&bucket).await);
-    let bytes = Bytes::from_static(br#"{"schemaVersion":2,"config":{}}"#);
+    let bytes = Bytes::from_static(
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#,
+    );
     let digest = put_manifest_uploaded(&a, &bucket, &bytes).await;
     // B got it from upstream too (as if both missed at once): its upload finds it there.
     b.store
