@@ -265,6 +265,49 @@ fn attack_index_child_asked_for_as_a_blob_is_refused() {
     );
 }
 
+#[test]
+fn attack_child_manifest_longer_than_its_descriptor_is_refused_at_its_size() {
+    let registry = Registry::start();
+    let mitm = Mitm::start(&registry.url());
+    let publisher = Publisher::new();
+    let proxy = Proxy::start(&cosign::config(&mitm.url(), &[publisher.rule("cosign/**")]));
+    let repo = "cosign/multi";
+    let index = Index::random(&[("linux", "amd64"), ("linux", "arm64")]);
+    index.push(&registry, repo, "v1");
+    publisher.sign(&registry, repo, &index.index.digest);
+    // The first child never ends; the second announces its true length and sends more.
+    let (endless, longer) = (&index.children[0], &index.children[1]);
+    mitm.on(
+        &format!("/v2/{repo}/manifests/{}", endless.manifest.digest),
+        Reply::Endless {
+            chunk: Bytes::from(endless.manifest.bytes.clone()),
+        },
+    );
+    let mut padded = longer.manifest.bytes.clone();
+    padded.extend(std::iter::repeat_n(b' ', 64 * 1024));
+    mitm.on(
+        &format!("/v2/{repo}/manifests/{}", longer.manifest.digest),
+        Reply::ok(OCI_MANIFEST, padded),
+    );
+    proxy.expect_served(&format!("/v2/{repo}/manifests/v1"), &index.index.bytes);
+    for child in [endless, longer] {
+        let started = std::time::Instant::now();
+        let r = proxy.pull(&format!("/v2/{repo}/manifests/{}", child.manifest.digest));
+        // Read up to the descriptor's size and refused there: not read to the manifest
+        // limit and reported as an upstream failure.
+        assert_eq!(r.status, 403, "{}", r.summary());
+        let message = r.error_message().unwrap_or_default();
+        assert!(
+            message.contains(&format!(
+                "more than {0} bytes, but its signature or parent says {0}",
+                child.manifest.size()
+            )),
+            "{message}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
+
 // === class 5: one broken manifest fails the others ===
 
 #[test]

@@ -266,3 +266,27 @@ fn not_member(ctx: &Ctx<'_>, target: &Digest, want: Want, other: Option<Member>)
     };
     Refusal::new(RefusalKind::Unsigned, message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Member, Want};
+    use crate::trust::ArtifactKind;
+
+    #[test]
+    fn each_member_serves_only_the_request_kind_it_is() {
+        let kind = ArtifactKind::CosignSignature;
+        for (member, want) in [
+            (Member::Manifest { size: None }, Want::Manifest),
+            (Member::Artifact { kind, size: 1 }, Want::Manifest),
+            (Member::Blob { size: 1 }, Want::Blob),
+            (Member::ArtifactBlob { kind, size: 1 }, Want::Blob),
+        ] {
+            assert!(member.is(want), "{member:?} for {want:?}");
+            let other = match want {
+                Want::Manifest => Want::Blob,
+                Want::Blob => Want::Manifest,
+            };
+            assert!(!member.is(other), "{member:?} must not serve {other:?}");
+        }
+    }
+}
