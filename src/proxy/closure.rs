@@ -1,56 +1,110 @@
-//! Content by digest, and the verified closure of a signed image.
+//! The typed verified closure: what a digest is to the signed images of a repository.
 //!
-//! A digest is served under `verify` when it is a signed manifest or is reachable from one by
-//! content address: an index's children, a manifest's config and layers. The closure is
-//! derived from trust data plus content only, so any replica, fresh or not, answers the same;
-//! what each manifest references is memoised by digest (immutable, never stale).
+//! Every by-digest request under `verify` (a manifest, a blob, referrers, the background check
+//! of `audit`) asks one question, [`Proxy::member`]: is digest D a member of the closure of the
+//! repository's signed set, and of which kind?
+//!
+//! - a *manifest member*: a signed manifest, or a child of an index that is a manifest member
+//!   (its size from the signature or the parent descriptor);
+//! - a *blob member*: the config or a layer of an image manifest that is a manifest member;
+//! - a signature artifact ([`SignatureArtifact`]): served as the artifact manifest it is, and
+//!   the blobs it admits (the signature material that counted). Nothing else an artifact lists
+//!   (a config, other layers, an index's children) is a member: the artifact itself is not
+//!   signed, and whoever can push to the repository can rewrite it.
+//!
+//! Manifest requests are answered only for manifest members (and artifact manifests), blob
+//! requests only for blob members (and admitted artifact blobs): a blob of a signed image asked
+//! for as a manifest is refused, and the other way round. The closure is derived from trust data
+//! plus content only, so any replica, fresh or not, answers the same; what each manifest
+//! references is memoised by digest (`content.rs`).
+//!
+//! Branches do not decide for each other: the walk reads every signed manifest's branch, a
+//! target found in any branch is a member, and a branch that could not be read (the upstream
+//! down, a manifest that does not match its digest) fails the request only when the target is
+//! in no branch that could be read. "Not a member" is said only when every branch was read, or
+//! the walk reached `limits.max_closure_manifests`.
 
-use std::{
-    collections::{HashSet, VecDeque},
-    sync::Arc,
+use std::collections::{HashSet, VecDeque};
+
+use super::{
+    ctx::{Ctx, Unserved},
+    Proxy, ProxyError,
 };
-
-use bytes::Bytes;
-
-use super::{handlers::Ctx, Proxy, ProxyError};
 use crate::{
-    oci::{self, Digest, Manifest},
-    trust::{Refusal, RefusalKind, SignedSet},
+    oci::Digest,
+    trust::{ArtifactKind, Refusal, RefusalKind, SignedSet, TrustQuery, Verifier},
 };
 
-/// A manifest as served: exact bytes, media type, and what it references.
-pub struct Fetched {
-    pub bytes: Bytes,
-    pub media_type: String,
-    pub manifest: Manifest,
+/// What a request asks a digest to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// `GET /v2/<name>/manifests/<digest>`, and the subject of a referrers request.
+    Manifest,
+    /// `GET /v2/<name>/blobs/<digest>`.
+    Blob,
 }
 
-/// What one manifest references by content address.
-pub struct Refs {
-    /// Child manifests (of an index), with their sizes.
-    pub manifests: Vec<(Digest, u64)>,
-    /// Config and layer blobs, with their sizes.
-    pub blobs: Vec<(Digest, u64)>,
+/// What a digest is to the signed images of a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member {
+    /// A signed manifest or a child of a signed index, with the size its signature or parent
+    /// descriptor gives it; `None` when it was checked directly (cosign) and no size is signed.
+    Manifest { size: Option<u64> },
+    /// The config or a layer of a manifest member, with its descriptor's size.
+    Blob { size: u64 },
+    /// A signature artifact's own manifest, of the size it was read and checked at.
+    Artifact { kind: ArtifactKind, size: u64 },
+    /// Signature material a signature artifact admits, with the size its descriptor gives.
+    ArtifactBlob { kind: ArtifactKind, size: u64 },
 }
 
-impl Refs {
-    fn of(manifest: &Manifest) -> Self {
-        match manifest {
-            Manifest::Index(index) => Refs {
-                manifests: index
-                    .manifests()
-                    .iter()
-                    .map(|d| (d.digest.clone(), d.size))
-                    .collect(),
-                blobs: Vec::new(),
-            },
-            Manifest::Image(image) => Refs {
-                manifests: Vec::new(),
-                blobs: std::iter::once(image.config())
-                    .chain(image.layers())
-                    .map(|d| (d.digest.clone(), d.size))
-                    .collect(),
-            },
+// === impl Member ===
+
+impl Member {
+    /// The size a signature or descriptor gives the object, when one does.
+    pub fn size(self) -> Option<u64> {
+        match self {
+            Member::Manifest { size } => size,
+            Member::Blob { size }
+            | Member::Artifact { size, .. }
+            | Member::ArtifactBlob { size, .. } => Some(size),
+        }
+    }
+
+    /// Whether it may be served for a request that wants `want`.
+    pub fn is(self, want: Want) -> bool {
+        match self {
+            Member::Manifest { .. } | Member::Artifact { .. } => want == Want::Manifest,
+            Member::Blob { .. } | Member::ArtifactBlob { .. } => want == Want::Blob,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Member::Manifest { .. } => "a manifest of a signed image".to_owned(),
+            Member::Blob { .. } => "a blob of a signed image".to_owned(),
+            Member::Artifact { kind, .. } => format!("a {}", kind.as_str()),
+            Member::ArtifactBlob { kind, .. } => format!("a blob of a {}", kind.as_str()),
+        }
+    }
+}
+
+/// The first member of the wanted kind found, and whether the target turned up as another.
+struct Search {
+    want: Want,
+    found: Option<Member>,
+    other: Option<Member>,
+}
+
+impl Search {
+    /// Records that the target is `member`; true when that answers the search.
+    fn saw(&mut self, member: Member) -> bool {
+        if member.is(self.want) {
+            self.found.get_or_insert(member);
+            true
+        } else {
+            self.other.get_or_insert(member);
+            false
         }
     }
 }
@@ -58,155 +112,181 @@ impl Refs {
 // === impl Proxy ===
 
 impl Proxy {
-    /// A manifest by digest: from the cache, else from upstream, hashed before anything else
-    /// happens to it. `expected_size` is what a signature or parent descriptor says.
-    pub(super) async fn manifest_by_digest(
+    /// What `digest` is to the signed images of the request's repository, as `want` asks
+    /// for it: the member (of that kind), or why not. The one entry point of every by-digest
+    /// request under `verify`, and of `audit`'s background check.
+    ///
+    /// A manifest the verifier vouches for directly ([`Verifier::digest_signed`], cosign) is
+    /// a manifest member without a walk; everything else is looked up in the closure of the
+    /// verifier's signed set.
+    pub(super) async fn member(
         &self,
         ctx: &Ctx<'_>,
+        verifier: &dyn Verifier,
+        query: &TrustQuery,
         digest: &Digest,
-        expected_size: Option<u64>,
-    ) -> Result<Fetched, ProxyError> {
-        let what = || format!("{}@{digest}", ctx.image);
-        let (bytes, media_type, stored) = match self.store.get_manifest(digest).await? {
-            Some((bytes, media_type)) => (bytes, media_type, true),
-            None => {
-                let fetched = ctx
-                    .upstream
-                    .manifest(ctx.repo, digest.as_str(), self.limits.max_manifest_size)
-                    .await
-                    .map_err(|e| ctx.upstream_error(e, true, &what()))?;
-                if !digest.matches(&fetched.bytes) {
-                    return Err(self.refuse(
-                        ctx,
-                        Refusal::new(
-                            RefusalKind::Mismatch,
-                            format!(
-                                "upstream {} served content for {} that does not match its digest",
-                                ctx.upstream.registry(),
-                                what()
-                            ),
-                        ),
-                    ));
-                }
-                (fetched.bytes, fetched.media_type.unwrap_or_default(), false)
-            }
-        };
-        if let Some(size) = expected_size {
-            if bytes.len() as u64 != size {
-                return Err(self.refuse(
-                    ctx,
-                    Refusal::new(
-                        RefusalKind::Mismatch,
-                        format!(
-                            "{} is {} bytes, but its signature or parent says {size}",
-                            what(),
-                            bytes.len()
-                        ),
-                    ),
-                ));
-            }
-        }
-        let content_type = (!media_type.is_empty()).then_some(media_type.as_str());
-        let manifest = oci::parse_manifest(&bytes, content_type).map_err(|source| {
-            ProxyError::BadManifest {
-                registry: ctx.upstream.registry().to_owned(),
-                what: what(),
-                source,
-            }
-        })?;
-        let media_type = manifest.media_type().to_owned();
-        // A hit is stored already, and the store verified its bytes as it read them: storing it
-        // again would only hash it a second time.
-        if !stored {
-            if let Err(e) = self
-                .store
-                .put_manifest(digest, bytes.clone(), &media_type)
+        want: Want,
+    ) -> Result<Member, Unserved> {
+        if want == Want::Manifest
+            && verifier
+                .digest_signed(query, digest)
                 .await
-            {
-                // Serving does not depend on caching (a full disk must not stop pulls).
-                tracing::warn!(digest = %digest, error = %e, "manifest not cached");
-            }
-        }
-        self.remember_refs(digest, &manifest);
-        Ok(Fetched {
-            bytes,
-            media_type,
-            manifest,
-        })
-    }
-
-    /// Memoises what `manifest` references. Content-addressed, so an entry already there is
-    /// the same: it is only promoted, without building it (and its key) again.
-    fn remember_refs(&self, digest: &Digest, manifest: &Manifest) -> Arc<Refs> {
-        self.refs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert_ref(digest.as_str(), || Arc::new(Refs::of(manifest)))
-            .clone()
-    }
-
-    async fn refs(
-        &self,
-        ctx: &Ctx<'_>,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<Arc<Refs>, ProxyError> {
-        if let Some(refs) = self
-            .refs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(digest.as_str())
+                .map_err(Unserved::Refused)?
         {
-            return Ok(refs.clone());
+            return Ok(Member::Manifest { size: None });
         }
-        let fetched = self.manifest_by_digest(ctx, digest, Some(size)).await?;
-        Ok(self.remember_refs(digest, &fetched.manifest))
+        let set = verifier
+            .signed_set(query)
+            .await
+            .map_err(Unserved::Refused)?;
+        self.member_of(ctx, &set, digest, want).await
     }
 
-    /// Finds `target` in the closure of the signed manifests of `set`; returns the size its
-    /// parent descriptor gives (or its signed size when it is itself signed).
-    pub(super) async fn find_in_closure(
+    async fn member_of(
         &self,
         ctx: &Ctx<'_>,
         set: &SignedSet,
         target: &Digest,
-    ) -> Result<Option<u64>, ProxyError> {
-        let mut queue: VecDeque<(Digest, u64)> = VecDeque::new();
-        for (digest, size) in set.manifests() {
-            let Ok(digest) = Digest::parse(digest) else {
-                continue;
-            };
-            let size = u64::try_from(size).unwrap_or(0);
-            if &digest == target {
-                return Ok(Some(size));
-            }
-            queue.push_back((digest, size));
+        want: Want,
+    ) -> Result<Member, Unserved> {
+        let mut search = Search {
+            want,
+            found: None,
+            other: None,
+        };
+        if self.roots(set, target, &mut search) {
+            return Ok(search.found.expect("saw a member"));
         }
+        let mut queue: VecDeque<(Digest, u64)> = set
+            .manifests()
+            .into_iter()
+            .filter_map(|(d, size)| {
+                Some((Digest::parse(d).ok()?, u64::try_from(size).unwrap_or(0)))
+            })
+            .collect();
         let mut seen: HashSet<Digest> = queue.iter().map(|(d, _)| d.clone()).collect();
+        // The first branch that could not be read: the answer only if no branch has it.
+        let mut failed: Option<Unserved> = None;
         let mut walked = 0;
         while let Some((digest, size)) = queue.pop_front() {
             walked += 1;
             if walked > self.limits.max_closure_manifests {
+                tracing::warn!(image = %ctx.image, limit = self.limits.max_closure_manifests,
+                    "closure walk stopped at its limit");
                 break;
             }
             let refs = match self.refs(ctx, &digest, size).await {
                 Ok(refs) => refs,
-                // A signed tag whose manifest is gone upstream has no closure; keep looking.
-                Err(ProxyError::UnknownManifest { .. }) => continue,
-                Err(e) => return Err(e),
+                // A signed manifest gone upstream has no closure: that branch is read.
+                Err(Unserved::Failed(ProxyError::UnknownManifest { .. })) => continue,
+                Err(e) => {
+                    tracing::debug!(image = %ctx.image, manifest = %digest, error = ?e,
+                        "closure branch not read");
+                    failed.get_or_insert(e);
+                    continue;
+                }
             };
-            if let Some((_, size)) = refs.blobs.iter().find(|(d, _)| d == target) {
-                return Ok(Some(*size));
+            for (blob, size) in &refs.blobs {
+                if blob == target && search.saw(Member::Blob { size: *size }) {
+                    return Ok(search.found.expect("saw a member"));
+                }
             }
             for (child, size) in &refs.manifests {
-                if child == target {
-                    return Ok(Some(*size));
+                if child == target && search.saw(Member::Manifest { size: Some(*size) }) {
+                    return Ok(search.found.expect("saw a member"));
                 }
                 if seen.insert(child.clone()) {
                     queue.push_back((child.clone(), *size));
                 }
             }
         }
-        Ok(None)
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Err(Unserved::Refused(not_member(
+            ctx,
+            target,
+            want,
+            search.other,
+        )))
+    }
+
+    /// The roots: signed manifests and signature artifacts with what they admit. True when
+    /// the target is among them as the kind wanted.
+    fn roots(&self, set: &SignedSet, target: &Digest, search: &mut Search) -> bool {
+        for (digest, size) in set.manifests() {
+            if digest == target.as_str() {
+                let size = Some(u64::try_from(size).unwrap_or(0));
+                if search.saw(Member::Manifest { size }) {
+                    return true;
+                }
+            }
+        }
+        for artifact in &set.artifacts {
+            let kind = artifact.kind;
+            if artifact.digest == target.as_str()
+                && search.saw(Member::Artifact {
+                    kind,
+                    size: artifact.size,
+                })
+            {
+                return true;
+            }
+            for (blob, size) in &artifact.admits {
+                if blob == target.as_str() && search.saw(Member::ArtifactBlob { kind, size: *size })
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+fn not_member(ctx: &Ctx<'_>, target: &Digest, want: Want, other: Option<Member>) -> Refusal {
+    let message = match (want, other) {
+        (Want::Manifest, Some(other)) => format!(
+            "{}@{target} is {}, not a manifest anything signed vouches for",
+            ctx.image,
+            other.describe()
+        ),
+        (Want::Blob, Some(other)) => format!(
+            "{}@{target} is {}, not a blob of a signed image",
+            ctx.image,
+            other.describe()
+        ),
+        (Want::Manifest, None) => format!(
+            "{}@{target} is not signed and not part of any signed image of {}",
+            ctx.image, ctx.image
+        ),
+        (Want::Blob, None) => format!(
+            "blob {target} does not belong to any signed image of {}",
+            ctx.image
+        ),
+    };
+    Refusal::new(RefusalKind::Unsigned, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Member, Want};
+    use crate::trust::ArtifactKind;
+
+    #[test]
+    fn each_member_serves_only_the_request_kind_it_is() {
+        let kind = ArtifactKind::CosignSignature;
+        for (member, want) in [
+            (Member::Manifest { size: None }, Want::Manifest),
+            (Member::Artifact { kind, size: 1 }, Want::Manifest),
+            (Member::Blob { size: 1 }, Want::Blob),
+            (Member::ArtifactBlob { kind, size: 1 }, Want::Blob),
+        ] {
+            assert!(member.is(want), "{member:?} for {want:?}");
+            let other = match want {
+                Want::Manifest => Want::Blob,
+                Want::Blob => Want::Manifest,
+            };
+            assert!(!member.is(other), "{member:?} must not serve {other:?}");
+        }
     }
 }

@@ -5,53 +5,22 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, Response, StatusCode};
 
-use super::{closure::Fetched, runtime::Runtime, Proxy, ProxyError};
+use super::{
+    closure::Want,
+    content::Fetched,
+    ctx::{Ctx, Unserved},
+    Proxy, ProxyError,
+};
 use crate::{
     body::{self, Body},
     metrics::VerificationResult,
     oci::{self, AcceptDecision, Digest, Endpoint, ReadMethod, Reference, Route, Tag},
-    policy::{Action, Decision, Rule, VerifierKind},
+    policy::{Action, Rule, VerifierKind},
     trust::{ContentSource, ReferrersOf, Refusal, RefusalKind, TrustQuery, Verifier},
-    upstream::{Upstream, UpstreamError},
+    upstream::UpstreamError,
 };
 
 const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
-
-/// One request's image, upstream and policy decision.
-pub struct Ctx<'a> {
-    pub rt: &'a Arc<Runtime>,
-    pub upstream: &'a Upstream,
-    /// Repository at the upstream (`library/` added for Docker Hub's official images).
-    pub repo: &'a str,
-    /// `registry/repository`, the GUN and the name in messages.
-    pub image: &'a str,
-    pub decision: Decision<'a>,
-}
-
-impl Ctx<'_> {
-    pub fn rule_label(&self) -> String {
-        match self.decision.rule() {
-            Some(rule) => format!("rule {:?}", rule.pattern().to_string()),
-            None => "the policy default, no rule matches".to_owned(),
-        }
-    }
-
-    /// An upstream failure, with 404 mapped to the endpoint's "unknown" error.
-    pub fn upstream_error(&self, e: UpstreamError, manifest: bool, what: &str) -> ProxyError {
-        match e {
-            UpstreamError::NotFound { .. } if manifest => ProxyError::UnknownManifest {
-                what: what.to_owned(),
-            },
-            UpstreamError::NotFound { .. } => ProxyError::UnknownBlob {
-                what: what.to_owned(),
-            },
-            source => ProxyError::Upstream {
-                registry: self.upstream.registry().to_owned(),
-                source,
-            },
-        }
-    }
-}
 
 /// Docker Hub keeps official images under `library/`; clients that address trustgate as the
 /// registry may send `nginx` for `library/nginx`.
@@ -129,39 +98,6 @@ impl Proxy {
         }
     }
 
-    /// Logs and counts a refusal once, and turns it into the 403 the client gets. A refusal
-    /// that is an upstream failure (cosign reads signatures from the image's registry) is not
-    /// a verdict: it becomes that failure's answer (`404 MANIFEST_UNKNOWN`, `502`, `504`,
-    /// `429`), as the same failure would outside verification.
-    pub(super) fn refuse(&self, ctx: &Ctx<'_>, refusal: Refusal) -> ProxyError {
-        if let Some(source) = refusal.upstream {
-            return match *source {
-                UpstreamError::NotFound { .. } => ProxyError::UnknownManifest {
-                    what: refusal.message,
-                },
-                source => {
-                    tracing::warn!(image = %ctx.image, rule = ctx.decision.pattern(),
-                        reason = %refusal.message, "signature data unavailable");
-                    ProxyError::Upstream {
-                        registry: ctx.upstream.registry().to_owned(),
-                        source,
-                    }
-                }
-            };
-        }
-        let result = VerificationResult::from(refusal.kind);
-        self.metrics.verify().verification(result);
-        self.metrics
-            .verify()
-            .decision(ctx.decision.action(), Some(result));
-        tracing::warn!(image = %ctx.image, rule = ctx.decision.pattern(), result = result.as_str(),
-            reason = %refusal.message, "refused");
-        ProxyError::Refused {
-            refusal,
-            rule: ctx.rule_label(),
-        }
-    }
-
     fn verified(&self, action: Action) {
         self.metrics
             .verify()
@@ -194,7 +130,8 @@ impl Proxy {
         }
     }
 
-    /// Under `verify`: the digest a reference stands for and its signed (or parent) size.
+    /// Under `verify`: the manifest digest a reference stands for and its signed (or parent)
+    /// size; a digest must be a manifest member of the closure ([`Proxy::member`]).
     async fn verified_digest(
         &self,
         ctx: &Ctx<'_>,
@@ -213,32 +150,11 @@ impl Proxy {
                 Ok((digest, Some(u64::try_from(signed.size).unwrap_or(0))))
             }
             Reference::Digest(digest) => {
-                // Checked directly where the verifier can (cosign); the digest is the
-                // integrity check then, there is no signed size.
-                if verifier
-                    .digest_signed(query, digest)
+                let member = self
+                    .member(ctx, verifier, query, digest, Want::Manifest)
                     .await
-                    .map_err(|r| self.refuse(ctx, r))?
-                {
-                    return Ok((digest.clone(), None));
-                }
-                let set = verifier
-                    .signed_set(query)
-                    .await
-                    .map_err(|r| self.refuse(ctx, r))?;
-                match self.find_in_closure(ctx, &set, digest).await? {
-                    Some(size) => Ok((digest.clone(), Some(size))),
-                    None => Err(self.refuse(
-                        ctx,
-                        Refusal::new(
-                            RefusalKind::Unsigned,
-                            format!(
-                                "{}@{digest} is not signed and not part of any signed image of {}",
-                                ctx.image, ctx.image
-                            ),
-                        ),
-                    )),
-                }
+                    .map_err(|e| self.unserved(ctx, e))?;
+                Ok((digest.clone(), member.size()))
             }
         }
     }
@@ -388,17 +304,15 @@ impl Proxy {
                 Ok(())
             }
             Reference::Digest(digest) => {
-                if verifier.digest_signed(&query, digest).await? {
-                    return Ok(());
-                }
-                let set = verifier.signed_set(&query).await?;
-                match self.find_in_closure(ctx, &set, digest).await {
-                    Ok(Some(_)) => Ok(()),
-                    Ok(None) => Err(Refusal::new(
-                        RefusalKind::Unsigned,
-                        format!("{}@{digest} is not part of any signed image", ctx.image),
-                    )),
-                    Err(e) => Err(Refusal::new(RefusalKind::TrustError, e.to_string())),
+                match self
+                    .member(ctx, verifier.as_ref(), &query, digest, Want::Manifest)
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(Unserved::Refused(r)) => Err(r),
+                    Err(Unserved::Failed(e)) => {
+                        Err(Refusal::new(RefusalKind::TrustError, e.to_string()))
+                    }
                 }
             }
         }
@@ -415,25 +329,11 @@ impl Proxy {
         let mut signed_size = None;
         if action == Action::Verify {
             let (verifier, query) = self.trust(ctx)?;
-            let set = verifier
-                .signed_set(&query)
+            let member = self
+                .member(ctx, verifier.as_ref(), &query, digest, Want::Blob)
                 .await
-                .map_err(|r| self.refuse(ctx, r))?;
-            match self.find_in_closure(ctx, &set, digest).await? {
-                Some(size) => signed_size = Some(size).filter(|&s| s > 0),
-                None => {
-                    return Err(self.refuse(
-                        ctx,
-                        Refusal::new(
-                            RefusalKind::Unsigned,
-                            format!(
-                                "blob {digest} does not belong to any signed image of {}",
-                                ctx.image
-                            ),
-                        ),
-                    ))
-                }
-            }
+                .map_err(|e| self.unserved(ctx, e))?;
+            signed_size = member.size().filter(|&s| s > 0);
             self.verified(action);
         } else {
             self.metrics.verify().decision(action, None);

@@ -3,13 +3,16 @@
 //! ```text
 //! request -> oci::parse -> upstream (by ?ns= or default) -> policy::decide
 //!   deny   -> 403
-//!   verify -> trust (tag -> signed digest | digest in the signed closure) -> content by digest
+//!   verify -> trust (tag -> signed digest | digest a member of the typed closure, of the
+//!             kind asked: closure.rs) -> content by digest (content.rs)
 //!   audit  -> content as upstream has it; trust checked in the background and recorded
 //!   allow  -> content as upstream has it
 //! ```
 //! Content is always fetched and cached by digest and hashed before it is served or stored.
 
 mod closure;
+mod content;
+mod ctx;
 mod error;
 mod handlers;
 mod runtime;
@@ -49,7 +52,7 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     limits: Limits,
     /// What each manifest references, by digest: content-addressed, so never stale.
-    refs: Mutex<lru::LruCache<String, Arc<closure::Refs>>>,
+    refs: Mutex<lru::LruCache<String, Arc<content::Refs>>>,
 }
 
 // === impl Proxy ===

@@ -4,7 +4,7 @@
 //! set when the first verifier signs it and every other one vouches for that digest directly
 //! ([`Verifier::digest_signed`]). Under Notary v1 plus cosign this means the Notary-signed
 //! digest must also carry cosign signatures; cosign's own signature artifacts are not served
-//! (Notary v1 does not sign them).
+//! (Notary v1 does not sign them): [`SignedSet::artifacts`] stays empty.
 
 use std::sync::Arc;
 

@@ -317,7 +317,7 @@ impl Entry {
                         .into_iter()
                         .filter_map(|t| Some((t.clone(), self.resolve(query, t).ok()?)))
                         .collect(),
-                    untagged: Vec::new(),
+                    ..SignedSet::default()
                 })
             })
             .clone()

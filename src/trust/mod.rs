@@ -72,22 +72,68 @@ pub struct SignedTag {
     pub role: String,
 }
 
-/// Every tag of a repository that passes a query, by tag.
+/// Every tag of a repository that passes a query, and the signature artifacts that counted:
+/// the roots of the typed verified closure (`proxy::closure`).
+///
+/// Signed manifests ([`SignedSet::tags`], [`SignedSet::untagged`]) are what a signature
+/// vouches for: they, their index children, configs and layers are the image closure. A
+/// signature artifact ([`SignedSet::artifacts`]) is not signed itself (a cosign `.sig`
+/// manifest, a sigstore bundle manifest): it is served as the artifact it is, and the only
+/// blobs it makes members are the ones it [admits](SignatureArtifact::admits), never what else
+/// it lists.
 #[derive(Debug, Clone, Default)]
 pub struct SignedSet {
     pub tags: BTreeMap<String, SignedTag>,
     /// Signed manifests (digest, size) no tag names: cosign signs digests, not tags.
     pub untagged: Vec<(String, i64)>,
+    /// Signature artifacts whose signatures counted for a signed manifest of the set.
+    pub artifacts: Vec<SignatureArtifact>,
+}
+
+/// What kind of signature artifact a manifest is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactKind {
+    /// A cosign `sha256-<hex>.sig` manifest of simple-signing layers.
+    CosignSignature,
+    /// A sigstore bundle artifact (a referrer whose one layer is the bundle).
+    SigstoreBundle,
+    /// The referrers tag index (`sha256-<hex>`) of a registry without the referrers API.
+    ReferrersIndex,
+}
+
+impl ArtifactKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArtifactKind::CosignSignature => "cosign signature manifest",
+            ArtifactKind::SigstoreBundle => "sigstore bundle artifact",
+            ArtifactKind::ReferrersIndex => "referrers index",
+        }
+    }
+}
+
+/// A signature artifact read and checked for a signed manifest: its own manifest, and
+/// exactly the blobs it makes members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureArtifact {
+    pub kind: ArtifactKind,
+    /// `sha256:<hex>` of the artifact's manifest.
+    pub digest: String,
+    /// Length of the manifest in bytes, as read and hashed.
+    pub size: u64,
+    /// The blobs (digest, size) it admits: the signature material that counted (the
+    /// simple-signing layers whose signature verified and whose payload names the subject,
+    /// the one bundle layer), and the OCI empty config, whose bytes its digest fixes.
+    pub admits: Vec<(String, u64)>,
 }
 
 impl SignedSet {
-    /// Whether `digest` is a signed manifest.
+    /// Whether `digest` is a signed manifest (not a signature artifact).
     pub fn contains_digest(&self, digest: &str) -> bool {
         self.tags.values().any(|t| t.digest == digest)
             || self.untagged.iter().any(|(d, _)| d == digest)
     }
 
-    /// Distinct signed manifests (digest, size).
+    /// Distinct signed manifests (digest, size), signature artifacts not among them.
     pub fn manifests(&self) -> Vec<(&str, i64)> {
         let mut out: Vec<(&str, i64)> = self
             .tags

@@ -18,10 +18,17 @@
 //!   instance found signed before (a registry with the referrers API keeps no tag for
 //!   bundles). That costs, once per [`VERDICT_TTL`], one tag list, and per subject its
 //!   signature manifest and payloads, its referrers and bundles, and the subject manifest.
-//! - The signature artifacts are served as well: a `sha256-<hex>.sig` or referrers tag of the
+//! - The signature artifacts are served as well, as the artifacts they are and never as
+//!   signed content ([`SignatureArtifact`]): a `sha256-<hex>.sig` or referrers tag of the
 //!   same repository resolves to its own manifest when its subject verifies, the bundle
-//!   manifests that counted join the signed set (so their blobs are reachable), and
-//!   [`Verifier::referrers`] lists them.
+//!   manifests that counted are listed by [`Verifier::referrers`], and each artifact admits
+//!   exactly the signature material that counted. A `.sig` manifest is itself unsigned (anyone
+//!   with push rights can rewrite it), so of what it lists only the simple-signing layers whose
+//!   signature verified and whose payload names the subject are served; its config and any
+//!   other layer are not. A bundle artifact admits its one bundle layer, and its config only
+//!   when that is the OCI empty descriptor (`application/vnd.oci.empty.v1+json`, the two bytes
+//!   `{}`): its digest fixes its bytes, so serving it delivers nothing anybody could choose,
+//!   and clients that copy a referrer (`cosign`, `oras`) fetch it.
 //!
 //! Verdicts are cached per (signature repository, digest) for [`VERDICT_TTL`] in a bounded LRU;
 //! failures to reach the registry are not cached. They are not verdicts either: such a
@@ -61,8 +68,8 @@ use self::wire::{
     subject_of_referrers_tag, SignatureLayer, SIMPLESIGNING,
 };
 use super::{
-    BoxFuture, ContentSource, Referrers, ReferrersOf, Refusal, RefusalKind, SignedSet, SignedTag,
-    TrustQuery, Verifier,
+    ArtifactKind, BoxFuture, ContentSource, Referrers, ReferrersOf, Refusal, RefusalKind,
+    SignatureArtifact, SignedSet, SignedTag, TrustQuery, Verifier,
 };
 use crate::{
     oci::{self, Digest},
@@ -89,11 +96,13 @@ const ROLE: &str = "cosign";
 /// The role name reported for a signature artifact itself.
 const SIGNATURE_ROLE: &str = "cosign-signature";
 
-/// A manifest read while checking signatures: its digest and length.
+/// A signature artifact's manifest read while checking signatures: its digest and length,
+/// and the blobs (digest, size) it admits, the signature material that counted.
 #[derive(Debug, Clone)]
 struct Artifact {
     digest: String,
     size: i64,
+    admits: Vec<(String, u64)>,
 }
 
 /// A signature artifact read for a digest: served under its tag, or withheld, and why.
@@ -273,8 +282,8 @@ impl CosignVerifier {
             Err(UpstreamError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(unreachable_registry(&tag, &e)),
         };
-        let signature = Artifact::of(&manifest);
-        let mut counted = false;
+        // The layers that counted: the only blobs the (unsigned) manifest admits.
+        let mut counted: Vec<(String, u64)> = Vec::new();
         let layers = signature_layers(&manifest)
             .map_err(|e| Refusal::new(RefusalKind::TrustError, format!("{sig_repo}:{tag}: {e}")))?;
         // cosign's verification order: the signature over the payload bytes first, then the
@@ -295,21 +304,23 @@ impl CosignVerifier {
             match payload_digest(&payload) {
                 Ok(signed) if signed == *digest => {
                     tally.signers.add(vouching);
-                    counted = true;
+                    let layer = (layer.digest.as_str().to_owned(), layer.size);
+                    if !counted.contains(&layer) {
+                        counted.push(layer);
+                    }
                 }
                 Ok(signed) => tally.other_digest = Some(signed.as_str().to_owned()),
                 Err(e) => tracing::debug!(tag = %tag, error = %e, "cosign payload ignored"),
             }
-            if tally.signers.count() >= self.threshold {
-                break;
-            }
+            // Every layer is read, not only up to the threshold: a client verifying with
+            // another of the configured keys fetches that key's layer.
         }
-        // Served (and its blobs reachable) only as what it claims to be: signatures, one of
-        // which counted. A layer anybody can add to it is content nobody signed.
+        // Served only as what it claims to be: signatures, one of which counted. A layer
+        // anybody can add to it is content nobody signed, and is never admitted.
         let served = match only_signatures(&manifest, media_type.as_deref()) {
             Err(why) => Err(format!("it holds more than cosign signatures: {why}")),
-            Ok(()) if !counted => Err("none of its signatures counted".to_owned()),
-            Ok(()) => Ok(signature),
+            Ok(()) if counted.is_empty() => Err("none of its signatures counted".to_owned()),
+            Ok(()) => Ok(Artifact::of(&manifest).admitting(counted)),
         };
         Ok(Some(served))
     }
@@ -448,25 +459,22 @@ impl CosignVerifier {
                     continue;
                 }
             }
-            // The signature artifacts of this repository are served too: the `.sig`
-            // manifest by its tag, the bundle manifests by digest (the referrers index
-            // lists them), and with them their blobs.
+            // The signature artifacts of this repository are served too, as artifacts: the
+            // `.sig` manifest, the bundle manifests (the referrers index lists them), the
+            // referrers tag index, each with exactly the blobs it admits.
             if self.signature_repository.is_none() {
-                if let Some(Ok(signature)) = &evidence.signature {
-                    set.tags.insert(
-                        signature_tag(&subject),
-                        SignedTag {
-                            digest: signature.digest.clone(),
-                            size: signature.size,
-                            role: SIGNATURE_ROLE.to_owned(),
-                        },
-                    );
-                }
-                set.untagged.extend(
-                    evidence
-                        .bundles
-                        .iter()
-                        .map(|b| (b.manifest.digest.clone(), b.manifest.size)),
+                let signature = evidence.signature.iter().flatten();
+                let index = evidence.index.iter().flatten();
+                set.artifacts.extend(
+                    signature
+                        .map(|a| a.signed(ArtifactKind::CosignSignature))
+                        .chain(
+                            evidence
+                                .bundles
+                                .iter()
+                                .map(|b| b.manifest.signed(ArtifactKind::SigstoreBundle)),
+                        )
+                        .chain(index.map(|a| a.signed(ArtifactKind::ReferrersIndex))),
                 );
             }
         }
@@ -509,10 +517,26 @@ struct Tally {
 // === impl Artifact ===
 
 impl Artifact {
+    /// The manifest `bytes`, admitting no blob.
     fn of(bytes: &[u8]) -> Self {
         Artifact {
             digest: Digest::sha256_of(bytes).as_str().to_owned(),
             size: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+            admits: Vec::new(),
+        }
+    }
+
+    fn admitting(self, admits: Vec<(String, u64)>) -> Self {
+        Artifact { admits, ..self }
+    }
+
+    /// As the signed set carries it.
+    fn signed(&self, kind: ArtifactKind) -> SignatureArtifact {
+        SignatureArtifact {
+            kind,
+            digest: self.digest.clone(),
+            size: u64::try_from(self.size).unwrap_or(0),
+            admits: self.admits.clone(),
         }
     }
 }

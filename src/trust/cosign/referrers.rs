@@ -20,6 +20,9 @@ pub const MAX_BUNDLES: usize = 16;
 /// Largest bundle read: a bundle with a certificate and one log entry is a few KiB.
 const MAX_BUNDLE: u64 = 256 * 1024;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The empty descriptor's media type and bytes (image-spec `manifest.md`).
+const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+const EMPTY_JSON: &[u8] = b"{}";
 
 /// A bundle artifact that counted for the digest.
 #[derive(Debug, Clone)]
@@ -147,7 +150,7 @@ impl CosignVerifier {
                 continue;
             };
             let Some((manifest, bytes)) = self
-                .artifact(content, sig_repo, digest, &manifest_digest)
+                .artifact(content, sig_repo, digest, &manifest_digest, descriptor.size)
                 .await?
             else {
                 continue;
@@ -180,7 +183,8 @@ impl CosignVerifier {
         Ok(referred)
     }
 
-    /// A bundle artifact's manifest and bundle: the manifest hashed against `wanted`, its
+    /// A bundle artifact's manifest and bundle: the manifest, exactly `size` bytes as its
+    /// index descriptor says (bounded by the caller), hashed against `wanted`, its
     /// `subject` the image `digest`, one bundle layer (cosign `ociremote.Bundle`) read up to
     /// [`MAX_BUNDLE`] and hashed. `None` when any of it does not hold or is not there.
     async fn artifact(
@@ -189,14 +193,19 @@ impl CosignVerifier {
         sig_repo: &str,
         digest: &Digest,
         wanted: &Digest,
+        size: u64,
     ) -> Result<Option<(Artifact, Bytes)>, Refusal> {
         let (manifest, media_type) = match content
             .upstream
-            .manifest(sig_repo, wanted.as_str(), content.max_manifest_size)
+            .manifest(sig_repo, wanted.as_str(), size)
             .await
         {
-            Ok(m) if wanted.matches(&m.bytes) => (m.bytes, m.media_type),
-            Ok(_) | Err(UpstreamError::NotFound { .. }) => return Ok(None),
+            Ok(m) if m.bytes.len() as u64 == size && wanted.matches(&m.bytes) => {
+                (m.bytes, m.media_type)
+            }
+            Ok(_) | Err(UpstreamError::NotFound { .. } | UpstreamError::TooLarge { .. }) => {
+                return Ok(None)
+            }
             Err(e) => return Err(unreachable_registry(wanted.as_str(), &e)),
         };
         // It joins the signed set, so its blobs are served: an image manifest (as the
@@ -233,7 +242,22 @@ impl CosignVerifier {
         else {
             return Ok(None);
         };
-        Ok(Some((Artifact::of(&manifest), bytes)))
+        // What it admits: the bundle layer, and the config only when it is the OCI empty
+        // descriptor (image-spec "Guidance for an Empty Descriptor"), whose bytes its
+        // digest fixes. Nothing else it could list is a member.
+        let mut admits = vec![(layer_digest.as_str().to_owned(), layer.size)];
+        if let Ok(oci::Manifest::Image(image)) =
+            oci::parse_manifest(&manifest, media_type.as_deref())
+        {
+            let config = image.config();
+            if config.media_type.as_str() == OCI_EMPTY
+                && config.size == EMPTY_JSON.len() as u64
+                && config.digest.matches(EMPTY_JSON)
+            {
+                admits.push((config.digest.as_str().to_owned(), config.size));
+            }
+        }
+        Ok(Some((Artifact::of(&manifest).admitting(admits), bytes)))
     }
 }
 
