@@ -294,17 +294,27 @@ impl Source {
                     path: path.display().to_string(),
                     detail: e.to_string(),
                 };
-                let len = match tokio::fs::metadata(&path).await {
-                    Ok(m) => m.len(),
+                use tokio::io::AsyncReadExt as _;
+                let file = match tokio::fs::File::open(&path).await {
+                    Ok(file) => file,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         return Err(FetchError::NotFound)
                     }
                     Err(e) => return Err(io(e)),
                 };
-                if len > limit {
+                if file.metadata().await.map_err(io)?.len() > limit {
                     return Err(FetchError::TooLarge { limit });
                 }
-                tokio::fs::read(&path).await.map(Bytes::from).map_err(io)
+                // The limit holds even for a file that grows after the check.
+                let mut bytes = Vec::new();
+                file.take(limit.saturating_add(1))
+                    .read_to_end(&mut bytes)
+                    .await
+                    .map_err(io)?;
+                if bytes.len() as u64 > limit {
+                    return Err(FetchError::TooLarge { limit });
+                }
+                Ok(Bytes::from(bytes))
             }
         }
     }
