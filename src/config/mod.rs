@@ -34,6 +34,12 @@
 //! - Password files are read by [`Config::build`], not kept in [`Config`]; the value is a
 //!   [`Secret`], and errors name the file, never the content.
 //! - `policy` may be omitted: the default is `deny` with no rules, which serves nothing.
+//! - An upstream's credentials go to the token service (`realm`) its challenge names only when
+//!   that realm is on the upstream's own host or matches one of its `token_realms` (URL
+//!   prefixes or `host[:port]`; default `[https://auth.docker.io/token]` for Docker Hub's
+//!   URL), and never over `http` unless the upstream is `http`; other realms are asked
+//!   anonymously. The realm is the upstream's word; the configuration decides who sees a
+//!   password.
 
 mod error;
 mod limits;
@@ -61,6 +67,7 @@ pub use self::{
     storage::{S3Config, StorageBackend, StorageConfig},
     values::{parse_byte_size, parse_duration, HttpUrl, ValueError},
 };
+pub use crate::http_client::TokenRealm;
 use crate::policy::{
     Action, CosignRequirements, DefaultAction, KeylessConfig, Pattern, Policy, PolicyError,
     RoleList, RootKeyPin, Rule, SignerList, TrustRequirements, VerifierKind,
@@ -149,6 +156,10 @@ pub struct UpstreamConfig {
     pub password_file: Option<PathBuf>,
     /// Extra CA bundle (PEM) for the registry's TLS.
     pub ca_file: Option<PathBuf>,
+    /// Token services besides the registry's own host that may receive the credentials: URL
+    /// prefixes (`https://auth.example/token`) or hosts (`auth.example`, `auth.example:8443`).
+    /// Default: `[https://auth.docker.io/token]` when `url` is Docker Hub's, else none.
+    pub token_realms: Option<Vec<TokenRealm>>,
 }
 
 /// One entry of `notary_servers`: a Notary v1 server holding trust data.
@@ -247,6 +258,9 @@ pub struct Upstream {
     pub credentials: Option<Credentials>,
     /// Extra CA bundle for its TLS.
     pub ca_file: Option<PathBuf>,
+    /// Token services besides its own host that may receive the credentials; `None`: the
+    /// default (Docker Hub's auth host for Docker Hub).
+    pub token_realms: Option<Vec<TokenRealm>>,
 }
 
 /// Registry credentials; the password never shows in `Debug`.
@@ -660,6 +674,7 @@ impl Config {
             default: upstream.default,
             credentials,
             ca_file: upstream.ca_file.clone(),
+            token_realms: upstream.token_realms.clone(),
         })
     }
 }

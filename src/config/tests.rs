@@ -347,6 +347,47 @@ fn bad_values_are_located() {
 }
 
 #[test]
+fn token_realms_are_parsed_and_located() {
+    let text = yaml(&[
+        "upstreams:",
+        "  - registry: registry.example",
+        "    url: \"https://registry.example\"",
+        "    username: alice",
+        "    password_file: secrets/pw",
+        "    token_realms: [\"https://auth.example/token\", \"sso.example:8443\"]",
+    ]);
+    let config = Config::from_yaml(&text).unwrap();
+    let realms: Vec<&str> = config.upstreams[0]
+        .token_realms
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+    assert_eq!(realms, ["https://auth.example/token", "sso.example:8443"]);
+    let default = Config::from_yaml(&yaml(&BASE)).unwrap();
+    assert_eq!(default.upstreams[0].token_realms, None);
+
+    for (entry, needle) in [
+        ("\"ftp://auth.example/\"", "http:// or https://"),
+        (
+            "\"https://u:p@auth.example/t\"",
+            "must not contain credentials",
+        ),
+        ("\"https://auth.example/t?x=1\"", "no query"),
+        ("\"auth.example/path\"", "URL prefix or a host"),
+    ] {
+        let text = yaml(&[
+            "upstreams:",
+            &format!(
+                "  - {{registry: r.example, url: \"https://r.example\", token_realms: [{entry}]}}"
+            ),
+        ]);
+        expect_err(&text, 2, entry, &["invalid token realm", needle]);
+    }
+}
+
+#[test]
 fn default_verify_suggests_a_catch_all_rule() {
     let mut lines = BASE.to_vec();
     lines[5] = "  default: verify";

@@ -370,6 +370,12 @@ impl FromStr for HttpUrl {
 
 deserialize_from_str!(HttpUrl, "an http:// or https:// URL");
 
+// An upstream's `token_realms` entry; the type lives with the HTTP clients that use it.
+deserialize_from_str!(
+    crate::http_client::TokenRealm,
+    "a token service URL prefix like `https://auth.example/token` or a host like `auth.example`"
+);
+
 impl fmt::Debug for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.0, f)

@@ -24,6 +24,8 @@ pub enum UpstreamErrorKind {
     Body,
     /// Content fetched by digest did not hash to that digest.
     Digest,
+    /// A body was larger than its limit (`limits.max_manifest_size`, a documented constant).
+    TooLarge,
     /// Anything else: a malformed response, an unexpected protocol error.
     Other,
 }
@@ -49,6 +51,7 @@ impl UpstreamErrorKind {
             Self::Redirect => "redirect",
             Self::Body => "body",
             Self::Digest => "digest",
+            Self::TooLarge => "too_large",
             Self::Other => "other",
         }
     }

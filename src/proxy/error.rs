@@ -118,6 +118,13 @@ impl ProxyError {
                     UpstreamError::Timeout { .. } => {
                         format!("upstream registry {registry} timed out")
                     }
+                    // Not an outage: the registry answered with more than trustgate reads.
+                    UpstreamError::TooLarge {
+                        what, bound, limit, ..
+                    } => format!(
+                        "upstream registry {registry} sent {what} larger than {bound} ({})",
+                        crate::upstream::fmt_bytes(*limit)
+                    ),
                     _ => format!("upstream registry {registry} is unavailable"),
                 }
             }

@@ -140,6 +140,7 @@ impl Runtime {
                 read_timeout: limits.upstream_read_timeout,
                 max_connections: limits.max_upstream_connections,
                 observer: Some(observer.clone()),
+                token_realms: u.token_realms.clone(),
             })
             .map_err(|source| BuildError::Upstream {
                 registry: u.registry.clone(),

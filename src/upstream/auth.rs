@@ -3,6 +3,12 @@
 //!
 //! The first request to a registry goes out bare; its challenge is remembered, so later
 //! requests carry a (cached) token or the credentials up front and skip the 401 round trip.
+//!
+//! The challenge's realm is the registry's word. The configured credentials go to it only if
+//! [`Upstream::withhold_credentials`] finds no reason not to (the upstream's own host or a
+//! `token_realms` entry, and no `https` to `http` step down); otherwise the token is asked
+//! for anonymously, which still pulls public images, and a warning is logged once per realm.
+//! Refusing outright would gain nothing: the realm learns nothing from an anonymous request.
 
 use http::{
     header::{ACCEPT, AUTHORIZATION},
@@ -125,15 +131,16 @@ impl Upstream {
                 "the challenge's realm is not an http(s) URL".to_owned(),
             ));
         }
-        // A registry reached over TLS must not talk us into sending its password in clear.
-        if self.inner.basic.is_some()
-            && url.scheme() == "http"
-            && self.inner.base_url.scheme() == "https"
-        {
-            return Err(auth_error(
-                "refusing to send credentials to a plain-http token service".to_owned(),
-            ));
-        }
+        let basic = match &self.inner.basic {
+            Some(basic) => match self.withhold_credentials(&url) {
+                None => Some(basic),
+                Some(why) => {
+                    self.warn_withheld(&url, why);
+                    None
+                }
+            },
+            None => None,
+        };
         {
             let mut query = url.query_pairs_mut();
             if let Some(service) = &key.service {
@@ -150,7 +157,7 @@ impl Upstream {
             .get(url.clone())
             .header(ACCEPT, "application/json")
             .timeout(self.inner.timeouts.request);
-        if let Some(basic) = &self.inner.basic {
+        if let Some(basic) = basic {
             request = request.header(AUTHORIZATION, basic.clone());
         }
         tracing::debug!(
@@ -171,10 +178,14 @@ impl Upstream {
             });
         }
         if matches!(status.as_u16(), 401 | 403) {
-            let who = if self.inner.basic.is_some() {
-                "the configured credentials"
-            } else {
-                "anonymous access"
+            let who = match (basic, &self.inner.basic) {
+                (Some(_), _) => "the configured credentials",
+                (None, Some(_)) => {
+                    "anonymous access (the configured credentials are not sent to this \
+                     realm: it is neither on the upstream's host nor in `token_realms`, or \
+                     it is plain http)"
+                }
+                (None, None) => "anonymous access",
             };
             return Err(auth_error(format!(
                 "the token service refused {who} (HTTP {})",
@@ -193,8 +204,51 @@ impl Upstream {
                 }
             )));
         }
-        let body = self.read_limited(response, TOKEN_MAX_BYTES).await?;
+        let body = self
+            .read_limited(
+                response,
+                TOKEN_MAX_BYTES,
+                "the token response",
+                "the token response limit",
+            )
+            .await?;
         token::parse_response(&body, OffsetDateTime::now_utc()).map_err(auth_error)
+    }
+}
+
+impl Upstream {
+    /// Why the configured credentials must not go to the token service at `realm`, or `None`
+    /// when they may: it is on the upstream's own host (any port) or matches a
+    /// `token_realms` entry, and it is `https` or the upstream itself is `http`. The realm
+    /// comes from the registry's challenge: a hostile registry names its own collector.
+    pub(super) fn withhold_credentials(&self, realm: &Url) -> Option<&'static str> {
+        let base = &self.inner.base_url;
+        if realm.scheme() == "http" && base.scheme() == "https" {
+            return Some("it is plain http and the upstream is https");
+        }
+        let own_host = realm.host_str().is_some() && realm.host_str() == base.host_str();
+        if own_host || self.inner.realms.iter().any(|r| r.matches(realm)) {
+            return None;
+        }
+        Some("its host is neither the upstream's nor listed in `token_realms`")
+    }
+
+    /// Logs once per realm (among the last few) that credentials were withheld from it.
+    fn warn_withheld(&self, realm: &Url, why: &'static str) {
+        let shown = redact_url(realm);
+        let first = {
+            let mut warned = self.inner.warned.lock().unwrap_or_else(|e| e.into_inner());
+            warned.put(shown.clone(), ()).is_none()
+        };
+        if first {
+            tracing::warn!(
+                registry = %self.inner.registry,
+                realm = %shown,
+                reason = why,
+                "not sending the configured credentials to the token service the registry \
+                 named; asking it anonymously"
+            );
+        }
     }
 }
 

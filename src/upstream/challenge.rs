@@ -5,6 +5,8 @@
 //! split on `,` is wrong. This is a small tokenizer instead: a comma ends a parameter, and a
 //! challenge ends where the next item is a `scheme` rather than a `name=value`.
 
+use super::token::MAX_KEY_BYTES;
+
 /// One challenge: an auth scheme (lowercased) and its parameters (names lowercased).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RawChallenge {
@@ -100,13 +102,22 @@ pub(crate) fn parse(header: &str) -> Result<Vec<RawChallenge>, ChallengeError> {
 
 /// Picks the challenge to answer from all `WWW-Authenticate` values of a response: Bearer
 /// (with a realm) over Basic, since token auth is what registries expect; `None` when nothing
-/// usable is offered. Unparseable headers are skipped: another header may still be usable.
+/// usable is offered. Unparseable headers are skipped: another header may still be usable, and
+/// so are Bearer challenges with a realm, service or scope longer than
+/// [`MAX_KEY_BYTES`](super::token::MAX_KEY_BYTES).
 pub(crate) fn select<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<Challenge> {
     let mut basic = false;
     for header in headers {
         for raw in parse(header).unwrap_or_default() {
             match raw.scheme.as_str() {
                 "bearer" => {
+                    // The parameters become a token cache key: a peer must not make it large.
+                    let long = ["realm", "service", "scope"]
+                        .iter()
+                        .any(|name| raw.param(name).is_some_and(|v| v.len() > MAX_KEY_BYTES));
+                    if long {
+                        continue;
+                    }
                     if let Some(realm) = raw.param("realm").filter(|r| !r.is_empty()) {
                         return Some(Challenge::Bearer {
                             realm: realm.to_owned(),
@@ -376,5 +387,25 @@ mod tests {
                 "headers: {headers:?}"
             );
         }
+    }
+
+    /// A peer cannot make token cache keys large: an oversized parameter drops the challenge.
+    #[test]
+    fn oversized_bearer_challenges_are_skipped() {
+        let long = "x".repeat(MAX_KEY_BYTES + 1);
+        for header in [
+            format!(r#"Bearer realm="https://t/{long}""#),
+            format!(r#"Bearer realm="https://t",service="{long}""#),
+            format!(r#"Bearer realm="https://t",scope="{long}""#),
+        ] {
+            assert_eq!(select([header.as_str()]), None);
+            let with_basic = [header.as_str(), "Basic"];
+            assert_eq!(select(with_basic), Some(Challenge::Basic));
+        }
+        let fits = format!(r#"Bearer realm="https://t",scope="{}""#, &long[1..]);
+        assert!(matches!(
+            select([fits.as_str()]),
+            Some(Challenge::Bearer { .. })
+        ));
     }
 }

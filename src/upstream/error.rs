@@ -96,13 +96,18 @@ pub enum UpstreamError {
         /// rustls' description.
         detail: String,
     },
-    /// The response is larger than the caller's limit.
-    #[error("the response from {url} is larger than the limit of {limit} bytes")]
+    /// The response is larger than the caller's limit (announced or while reading).
+    #[error("{what} from {url} is larger than {bound} ({})", fmt_bytes(*limit))]
     TooLarge {
+        /// What was read, e.g. `manifest library/alpine:3.20` or `the token response`.
+        what: String,
         /// The URL (without query).
         url: String,
         /// The limit in bytes.
         limit: u64,
+        /// What the limit is, for people: a configuration key (`limits.max_manifest_size`)
+        /// or a documented constant (`the token response limit`).
+        bound: &'static str,
     },
     /// The body broke off after the response started (connection reset, short body).
     #[error("reading the response body from {url} failed: {detail}")]
@@ -303,6 +308,16 @@ fn retry_suffix(retry_after: Option<u64>) -> String {
     }
 }
 
+/// `4 MiB`, `16 KiB`, `1000 bytes`: a limit as configured, in the unit that divides it.
+pub fn fmt_bytes(n: u64) -> String {
+    for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if n >= size && n % size == 0 {
+            return format!("{} {unit}", n / size);
+        }
+    }
+    format!("{n} bytes")
+}
+
 fn fmt_duration(d: Duration) -> impl fmt::Display {
     let ms = d.as_millis();
     if ms % 1000 == 0 {
@@ -430,5 +445,20 @@ mod tests {
             "timed out after 1500ms waiting for body data from https://cdn.example/x"
         );
         assert!(timeout.is_unavailable() && limited.is_unavailable() && !denied.is_unavailable());
+        let large = UpstreamError::TooLarge {
+            what: "manifest a:b".to_owned(),
+            url: "https://r.example/v2/a/manifests/b".to_owned(),
+            limit: 4 << 20,
+            bound: "limits.max_manifest_size",
+        };
+        assert_eq!(
+            large.to_string(),
+            "manifest a:b from https://r.example/v2/a/manifests/b is larger than \
+             limits.max_manifest_size (4 MiB)"
+        );
+        assert!(!large.is_unavailable());
+        assert_eq!(fmt_bytes(1000), "1000 bytes");
+        assert_eq!(fmt_bytes(16 << 10), "16 KiB");
+        assert_eq!(fmt_bytes((1 << 20) + 1), "1048577 bytes");
     }
 }

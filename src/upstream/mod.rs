@@ -6,14 +6,27 @@
 //!
 //! - **Auth.** On `401` the `WWW-Authenticate` challenge is answered: `Bearer` by fetching a
 //!   token from the realm (distribution `docs/spec/auth/token.md`; basic credentials when
-//!   configured, anonymous otherwise), `Basic` with the credentials. Tokens are cached per
-//!   scope until shortly before they expire, and concurrent requests share one fetch. Once a
-//!   registry has challenged, later requests send credentials up front, saving a round trip.
+//!   configured and the realm may have them, anonymous otherwise), `Basic` with the
+//!   credentials. Tokens are cached per scope until shortly before they expire (at most
+//!   [`token::MAX_SLOTS`] scopes, least recently used evicted), and concurrent requests share
+//!   one fetch. Once a registry has challenged, later requests send credentials up front,
+//!   saving a round trip.
+//! - **Whose realm.** The realm is the registry's word, and a hostile registry would name its
+//!   own host to collect the password. The configured credentials go only to a realm on the
+//!   upstream's own host (any port) or one listed in [`UpstreamConfig::token_realms`]
+//!   (default for Docker Hub: `https://auth.docker.io/token`), and never over plain `http`
+//!   unless the upstream itself is `http`. Any other realm is asked anonymously, with one
+//!   warning per realm: a public image behind an anonymous token still pulls, a private one
+//!   fails with the token service's refusal, and the credentials stay here.
 //! - **Redirects.** Blob GETs are redirected to CDNs. reqwest drops `Authorization` when a
 //!   redirect leaves the host, port or scheme (`tests/upstream_fakes.rs` proves it); this
 //!   client also refuses `https` to `http` downgrades and stops after [`MAX_REDIRECTS`].
-//! - **Limits.** Manifests and tags are read up to a byte limit; requests other than blob
-//!   bodies have a total deadline; blob bodies fail when no data arrives for `read_timeout`.
+//! - **Limits.** Every body but a blob's is read through [`http_client::read_limited`], which
+//!   holds its limit while the body streams whatever `Content-Length` says: manifests and
+//!   referrers up to the caller's `max_size` (`limits.max_manifest_size`), tag lists up to
+//!   [`TAGS_MAX_BYTES`], token responses up to [`TOKEN_MAX_BYTES`], error bodies up to 16 KiB.
+//!   Requests other than blob bodies have a total deadline; blob bodies fail when no data
+//!   arrives for `read_timeout` (their size is the caller's to bound: the descriptor's).
 //! - **Errors** are [`UpstreamError`]: one variant per failure, safe to show to users.
 //! - **Metrics.** An optional [`UpstreamObserver`] sees every response (status, time to
 //!   headers), every failure without a usable response, the rate-limit headroom and each
@@ -48,10 +61,12 @@ use http::{
 use reqwest::Url;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use self::error::UpstreamError;
+pub use self::error::{fmt_bytes, UpstreamError};
 use self::error::{from_reqwest, is_connection_reset, redact_url, Timeouts};
 use self::response::idle_timeout;
 use self::token::{Token, TokenCache};
+use crate::http_client;
+pub use crate::http_client::TokenRealm;
 use crate::metrics::UpstreamErrorKind;
 
 /// What manifest GETs accept: OCI manifest and index, Docker schema 2 manifest and list.
@@ -69,11 +84,26 @@ pub const MAX_REDIRECTS: usize = 5;
 /// Largest tag list read. Listing is a passthrough for `allow` rules; this only bounds memory.
 pub const TAGS_MAX_BYTES: u64 = 8 << 20;
 
-/// Largest token response read; JWTs are a few KiB.
-const TOKEN_MAX_BYTES: u64 = 1 << 20;
+/// Largest token response read, from a registry's or a notary server's token service; JWTs
+/// are a few KiB.
+pub const TOKEN_MAX_BYTES: u64 = 1 << 20;
 
 /// Largest error body read for its OCI error message.
 const ERROR_BODY_MAX_BYTES: u64 = 16 << 10;
+
+/// What the `max_size` of [`Upstream::manifest`] and [`Upstream::referrers`] is, in errors:
+/// the proxy passes that configuration value.
+const MANIFEST_LIMIT: &str = "limits.max_manifest_size";
+
+/// The token service Docker Hub's registry names, allowed to receive its credentials when
+/// `token_realms` is not configured.
+pub const DOCKER_HUB_REALMS: &[&str] = &["https://auth.docker.io/token"];
+
+/// How many withheld-credential warnings are remembered (one warning per realm).
+const WARNED_REALMS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(16) {
+    Some(n) => n,
+    None => std::num::NonZeroUsize::MIN,
+};
 
 /// Longest repository name or reference accepted (distribution caps names at 255).
 const MAX_ARG_LEN: usize = 512;
@@ -137,6 +167,10 @@ pub struct UpstreamConfig {
     pub max_connections: usize,
     /// Told about responses, failures and fetches, for metrics.
     pub observer: Option<Arc<dyn UpstreamObserver>>,
+    /// Token services besides the upstream's own host that may receive `username` and
+    /// `password`; `None`: the default, [`DOCKER_HUB_REALMS`] when `url` is Docker Hub's
+    /// ([`is_docker_hub`]) and nothing else otherwise.
+    pub token_realms: Option<Vec<TokenRealm>>,
 }
 
 /// A manifest as the upstream served it.
@@ -194,6 +228,10 @@ struct Inner {
     observer: Option<Arc<dyn UpstreamObserver>>,
     /// One permit per request in flight (`UpstreamConfig::max_connections`).
     slots: Arc<Semaphore>,
+    /// Token services besides the upstream's host that may have the credentials.
+    realms: Vec<TokenRealm>,
+    /// Realms already warned about (credentials withheld), bounded: the realm is the peer's.
+    warned: std::sync::Mutex<lru::LruCache<String, ()>>,
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +278,7 @@ impl UpstreamConfig {
             read_timeout: Duration::from_secs(30),
             max_connections: 64,
             observer: None,
+            token_realms: None,
         }
     }
 }
@@ -257,6 +296,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("read_timeout", &self.read_timeout)
             .field("max_connections", &self.max_connections)
             .field("observer", &self.observer.is_some())
+            .field("token_realms", &self.token_realms)
             .finish()
     }
 }
@@ -335,11 +375,20 @@ impl Upstream {
             _ => return Err(bad("username and password must be given together")),
         };
 
+        let realms = match cfg.token_realms {
+            Some(realms) => realms,
+            None if is_docker_hub(&base_url) => DOCKER_HUB_REALMS
+                .iter()
+                .filter_map(|r| r.parse().ok())
+                .collect(),
+            None => Vec::new(),
+        };
+
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("trustgate/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(cfg.connect_timeout)
             .pool_max_idle_per_host(cfg.max_connections)
-            .redirect(redirect_policy())
+            .redirect(http_client::redirect_policy(MAX_REDIRECTS))
             // The CDN has no business knowing which registry URL sent the client there.
             .referer(false);
         if let Some(pem) = &cfg.ca_pem {
@@ -373,6 +422,8 @@ impl Upstream {
                 slots: Arc::new(Semaphore::new(
                     cfg.max_connections.min(Semaphore::MAX_PERMITS),
                 )),
+                realms,
+                warned: std::sync::Mutex::new(lru::LruCache::new(WARNED_REALMS)),
             }),
         })
     }
@@ -423,7 +474,7 @@ impl Upstream {
         let media_type = header(CONTENT_TYPE.as_str());
         let digest = header("docker-content-digest");
         let bytes = self
-            .read_limited(response, max_size)
+            .read_limited(response, max_size, &get.what, MANIFEST_LIMIT)
             .await
             .inspect_err(|e| self.observe_error(e))?;
         Ok(Manifest {
@@ -510,7 +561,7 @@ impl Upstream {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let body = self
-            .read_limited(response, TAGS_MAX_BYTES)
+            .read_limited(response, TAGS_MAX_BYTES, &get.what, "the tag list limit")
             .await
             .inspect_err(|e| self.observe_error(e))?;
         Ok((body, link))
@@ -561,7 +612,7 @@ impl Upstream {
                         .and_then(|v| v.to_str().ok())
                         .is_some_and(|v| v.split(',').any(|f| f.trim() == "artifactType"));
                     let bytes = self
-                        .read_limited(response, max_size)
+                        .read_limited(response, max_size, &get.what, MANIFEST_LIMIT)
                         .await
                         .inspect_err(|e| self.observe_error(e))?;
                     Some(Referrers {
@@ -813,7 +864,7 @@ fn error_kind(error: &UpstreamError) -> Option<UpstreamErrorKind> {
         }
         E::Auth { .. } => UpstreamErrorKind::Auth,
         E::Body { .. } => UpstreamErrorKind::Body,
-        E::TooLarge { .. } => UpstreamErrorKind::Other,
+        E::TooLarge { .. } => UpstreamErrorKind::TooLarge,
         E::NotFound { .. }
         | E::Denied { .. }
         | E::RateLimited { .. }
@@ -821,6 +872,16 @@ fn error_kind(error: &UpstreamError) -> Option<UpstreamErrorKind> {
         | E::InvalidArgument { .. }
         | E::Config { .. } => return None,
     })
+}
+
+/// Whether an upstream URL is Docker Hub's API (`registry-1.docker.io`, `index.docker.io`).
+/// The URL decides, not the registry name: credentials for a mirror configured as
+/// `docker.io` must not go to Docker Hub's token service.
+pub fn is_docker_hub(url: &Url) -> bool {
+    matches!(
+        url.host_str(),
+        Some("registry-1.docker.io" | "index.docker.io")
+    )
 }
 
 /// `/`-separated path components of `[a-z0-9._-]`, none empty, `.` or `..`.
@@ -843,26 +904,6 @@ fn is_reference(reference: &str) -> bool {
         && reference
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._:+=-".contains(&b))
-}
-
-/// Follows at most [`MAX_REDIRECTS`] redirects and never from `https` to `http`: a blob's
-/// content is checked by digest anyway, but a private image's bytes should not travel in
-/// clear because a redirect said so.
-fn redirect_policy() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let downgrade = attempt
-            .previous()
-            .last()
-            .is_some_and(|prev| prev.scheme() == "https")
-            && attempt.url().scheme() == "http";
-        if attempt.previous().len() > MAX_REDIRECTS {
-            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
-        } else if downgrade {
-            attempt.error("refusing a redirect from https to http")
-        } else {
-            attempt.follow()
-        }
-    })
 }
 
 #[cfg(test)]
@@ -1093,10 +1134,12 @@ mod tests {
             ),
             (
                 UpstreamError::TooLarge {
+                    what: "manifest r:t".to_owned(),
                     url: url(),
                     limit: 1,
+                    bound: MANIFEST_LIMIT,
                 },
-                Some(UpstreamErrorKind::Other),
+                Some(UpstreamErrorKind::TooLarge),
             ),
             (
                 UpstreamError::Status {
@@ -1118,6 +1161,65 @@ mod tests {
         for (error, kind) in cases {
             assert_eq!(error_kind(&error), kind, "{error}");
         }
+    }
+
+    #[test]
+    fn credentials_go_to_the_upstreams_host_and_listed_realms_only() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let with = |base: &str, realms: Option<&[&str]>| {
+            let mut cfg = UpstreamConfig::new("r.example", base);
+            cfg.username = Some("alice".to_owned());
+            cfg.password = Some("pw".to_owned());
+            cfg.token_realms = realms.map(|r| r.iter().map(|r| r.parse().unwrap()).collect());
+            Upstream::new(cfg).unwrap()
+        };
+        // Docker Hub by default: its auth host, nothing else.
+        let hub = with("https://registry-1.docker.io", None);
+        assert_eq!(
+            hub.withhold_credentials(&url("https://auth.docker.io/token")),
+            None
+        );
+        for bad in [
+            "https://auth.docker.io.evil.example/token",
+            "https://evil.example/token",
+            "http://auth.docker.io/token",
+        ] {
+            assert!(hub.withhold_credentials(&url(bad)).is_some(), "{bad}");
+        }
+        // Own host, any port and path; never a step down to http.
+        let own = with("https://r.example:5000", None);
+        assert_eq!(
+            own.withhold_credentials(&url("https://r.example:5001/auth")),
+            None
+        );
+        assert!(own
+            .withhold_credentials(&url("https://auth.docker.io/token"))
+            .is_some());
+        assert!(own
+            .withhold_credentials(&url("http://r.example/auth"))
+            .unwrap()
+            .contains("plain http"));
+        // Listed realms; an explicit list replaces Docker Hub's default.
+        let listed = with(
+            "https://r.example",
+            Some(&["auth.example", "https://sso.example/t"]),
+        );
+        for ok in ["https://auth.example/x", "https://sso.example/t/v2"] {
+            assert_eq!(listed.withhold_credentials(&url(ok)), None, "{ok}");
+        }
+        assert!(listed
+            .withhold_credentials(&url("https://sso.example/other"))
+            .is_some());
+        let replaced = with("https://registry-1.docker.io", Some(&[]));
+        assert!(replaced
+            .withhold_credentials(&url("https://auth.docker.io/token"))
+            .is_some());
+        // A plain-http upstream may use a plain-http realm it allows.
+        let plain = with("http://127.0.0.1:5000", Some(&["localhost:5001"]));
+        assert_eq!(
+            plain.withhold_credentials(&url("http://localhost:5001/token")),
+            None
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use super::error::{self, from_reqwest, oci_detail, redact_url, Timeouts};
 use super::{Auth, BlobStream, Upstream, UpstreamError, ERROR_BODY_MAX_BYTES, RATELIMIT_UNKNOWN};
+use crate::http_client::{self, ReadError};
 
 // === impl Upstream ===
 
@@ -64,39 +65,40 @@ impl Upstream {
 
     /// The OCI error message in an error body, if one arrives promptly.
     pub(super) async fn error_detail(&self, response: reqwest::Response) -> String {
-        let read = self.read_limited(response, ERROR_BODY_MAX_BYTES);
+        let read = self.read_limited(
+            response,
+            ERROR_BODY_MAX_BYTES,
+            "an error body",
+            "the error body limit",
+        );
         match tokio::time::timeout(self.inner.timeouts.read, read).await {
             Ok(Ok(body)) => oci_detail(&body),
             _ => String::new(),
         }
     }
 
-    /// The whole body, refusing more than `limit` bytes whatever `Content-Length` claims.
+    /// The whole body, refusing more than `limit` bytes whatever `Content-Length` claims
+    /// ([`http_client::read_limited`]); `what` and `bound` name the body and the limit in
+    /// the error.
     pub(super) async fn read_limited(
         &self,
         response: reqwest::Response,
         limit: u64,
+        what: &str,
+        bound: &'static str,
     ) -> Result<Bytes, UpstreamError> {
         let url = response.url().clone();
-        let too_large = || UpstreamError::TooLarge {
-            url: redact_url(&url),
-            limit,
-        };
-        let announced = response.content_length();
-        if announced.is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let capacity = usize::try_from(announced.unwrap_or(0)).unwrap_or(0);
-        let mut body = Vec::with_capacity(capacity);
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| from_reqwest(e, &url, &self.inner.timeouts))?;
-            if (body.len() + chunk.len()) as u64 > limit {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Bytes::from(body))
+        http_client::read_limited(response, limit)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => UpstreamError::TooLarge {
+                    what: what.to_owned(),
+                    url: redact_url(&url),
+                    limit,
+                    bound,
+                },
+                ReadError::Transport(e) => from_reqwest(e, &url, &self.inner.timeouts),
+            })
     }
 
     pub(super) fn note_ratelimit(&self, response: &reqwest::Response) {

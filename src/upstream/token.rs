@@ -1,8 +1,13 @@
 //! Bearer tokens from a registry's token service (distribution `docs/spec/auth/token.md`):
 //! the response format and a per-scope cache in which concurrent requests share one fetch.
+//!
+//! The cache is keyed by (realm, service, scope), and the scope names a repository a client
+//! chose, so it is bounded: at most [`MAX_SLOTS`] keys, least recently used evicted first,
+//! and keys no longer than [`MAX_KEY_BYTES`] (longer challenges are refused in
+//! `challenge::select`), so a stream of random repository names costs a fixed amount of
+//! memory.
 
 use std::{
-    collections::HashMap,
     fmt,
     future::Future,
     sync::{Arc, Mutex},
@@ -10,6 +15,7 @@ use std::{
 };
 
 use http::HeaderValue;
+use lru::LruCache;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use super::UpstreamError;
@@ -22,9 +28,14 @@ const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Tokens are refreshed this long before they expire (at most a quarter of their lifetime), so
 /// a request never sets out with a token that expires on the way.
 const REFRESH_MARGIN: Duration = Duration::from_secs(30);
-/// Above this many scopes, the cache drops slots holding nothing valid before adding another:
-/// repositories are client-chosen, so the map must not grow without bound.
-const MAX_SLOTS: usize = 1024;
+/// Most scopes cached; the least recently used is evicted for a new one. Repositories are
+/// client-chosen, so the map must not grow without bound. An evicted slot still in use keeps
+/// working for those holding it; a later request for its scope starts a new one.
+pub(crate) const MAX_SLOTS: usize = 1024;
+
+/// Longest realm, service or scope accepted from a challenge (`challenge::select`), so a key
+/// is at most three times this: 1024 slots stay within a few MiB.
+pub(crate) const MAX_KEY_BYTES: usize = 2048;
 
 /// A ready `Authorization: Bearer ...` header value, marked sensitive. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -47,10 +58,9 @@ pub(crate) struct Fetched {
     pub lifetime: Duration,
 }
 
-/// Tokens by scope.
-#[derive(Default)]
+/// Tokens by scope, at most [`MAX_SLOTS`] of them (LRU).
 pub(crate) struct TokenCache {
-    slots: Mutex<HashMap<TokenKey, Arc<Slot>>>,
+    slots: Mutex<LruCache<TokenKey, Arc<Slot>>>,
 }
 
 /// One scope's token. The async mutex is held across the fetch, so concurrent requests for the
@@ -96,6 +106,16 @@ impl fmt::Debug for Token {
 }
 
 // === impl TokenCache ===
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache {
+            slots: Mutex::new(LruCache::new(
+                std::num::NonZeroUsize::new(MAX_SLOTS).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
+        }
+    }
+}
 
 impl TokenCache {
     /// The cached token for `key`, or a fresh one from `fetch`. `rejected` is a token the
@@ -144,20 +164,7 @@ impl TokenCache {
 
     fn slot(&self, key: &TokenKey) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = slots.get(key) {
-            return slot.clone();
-        }
-        if slots.len() >= MAX_SLOTS {
-            let now = Instant::now();
-            // Keep slots someone is using (strong count > 1) or that hold a usable token.
-            slots.retain(|_, slot| {
-                Arc::strong_count(slot) > 1
-                    || slot.state.try_lock().map_or(true, |state| {
-                        state.token.as_ref().is_some_and(|t| now < t.refresh_at)
-                    })
-            });
-        }
-        slots.entry(key.clone()).or_default().clone()
+        slots.get_or_insert(key.clone(), Arc::default).clone()
     }
 
     #[cfg(test)]
@@ -373,21 +380,38 @@ mod tests {
         assert_eq!(fetches.load(Ordering::SeqCst), 2);
     }
 
+    /// Distinct client-chosen repositories, each with a valid long-lived token: the cache
+    /// stays at its bound, and the most recent scopes stay cached.
     #[tokio::test]
-    async fn idle_slots_are_pruned() {
+    async fn scopes_are_bounded_lru() {
         let cache = TokenCache::default();
-        for i in 0..MAX_SLOTS + 10 {
-            let fetch = || async {
-                Ok(Fetched {
-                    token: token("t"),
-                    lifetime: Duration::ZERO,
-                })
-            };
+        let fetches = AtomicUsize::new(0);
+        let fetch = || async {
+            fetches.fetch_add(1, Ordering::SeqCst);
+            Ok(Fetched {
+                token: token("t"),
+                lifetime: MAX_LIFETIME,
+            })
+        };
+        for i in 0..MAX_SLOTS * 3 {
             cache
-                .get(&key(&format!("s{i}")), None, fetch)
+                .get(&key(&format!("repository:r{i}:pull")), None, fetch)
                 .await
                 .unwrap();
         }
-        assert!(cache.len() <= MAX_SLOTS, "{} slots", cache.len());
+        assert_eq!(cache.len(), MAX_SLOTS);
+        let before = fetches.load(Ordering::SeqCst);
+        let newest = key(&format!("repository:r{}:pull", MAX_SLOTS * 3 - 1));
+        cache.get(&newest, None, fetch).await.unwrap();
+        assert_eq!(
+            fetches.load(Ordering::SeqCst),
+            before,
+            "newest still cached"
+        );
+        cache
+            .get(&key("repository:r0:pull"), None, fetch)
+            .await
+            .unwrap();
+        assert_eq!(fetches.load(Ordering::SeqCst), before + 1, "oldest evicted");
     }
 }

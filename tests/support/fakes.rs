@@ -171,6 +171,13 @@ pub enum Reply {
     /// `200` without `Content-Length`, then `chunk` over and over until the client hangs up
     /// (or 1 GiB went out).
     Endless { chunk: Bytes },
+    /// `status` with `headers` and no `Content-Length`, then `chunk` over and over until the
+    /// client hangs up (or 1 GiB went out): an endless error or token body.
+    EndlessStatus {
+        status: u16,
+        headers: Vec<(String, String)>,
+        chunk: Bytes,
+    },
     /// Read the request and never answer (until `Duration` passed, then close).
     Hang(Duration),
     /// `200` announcing `Content-Length: content_length`, then `body` (longer, shorter or
@@ -202,11 +209,15 @@ impl Reply {
     }
 }
 
+/// Each request's path and its `Authorization` header (`None`: not sent), in order.
+type AuthLog = Mutex<Vec<(String, Option<String>)>>;
+
 /// A raw HTTP/1.1 server on a loopback port: one request per connection (it answers with
 /// `Connection: close`), each answered with what `handler(path)` says.
 pub struct FakeHttp {
     addr: SocketAddr,
     requests: Arc<Mutex<Vec<String>>>,
+    authorizations: Arc<AuthLog>,
     sent: Arc<AtomicU64>,
     /// Requests being answered now, and the most there ever were at once.
     busy: Arc<(AtomicUsize, AtomicUsize)>,
@@ -224,28 +235,33 @@ impl FakeHttp {
             .expect("bind fake HTTP server");
         let addr = listener.local_addr().expect("fake address");
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let authorizations = Arc::new(Mutex::new(Vec::new()));
         let sent = Arc::new(AtomicU64::new(0));
         let busy = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
         let handler = Arc::new(handler);
         let client = reqwest::Client::new();
         let (log, counter, gauge) = (requests.clone(), sent.clone(), busy.clone());
+        let auths = authorizations.clone();
         rt.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (handler, log, counter, client, gauge) = (
+                let (handler, log, counter, client, gauge, auths) = (
                     handler.clone(),
                     log.clone(),
                     counter.clone(),
                     client.clone(),
                     gauge.clone(),
+                    auths.clone(),
                 );
                 tokio::spawn(async move {
-                    let _ = answer(stream, &*handler, &log, &counter, &client, &gauge).await;
+                    let logs = (&*log, &*auths);
+                    let _ = answer(stream, &*handler, logs, &counter, &client, &gauge).await;
                 });
             }
         });
         FakeHttp {
             addr,
             requests,
+            authorizations,
             sent,
             busy,
             rt,
@@ -260,6 +276,11 @@ impl FakeHttp {
     /// The paths requested so far, in order.
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// Each request so far as its path and `Authorization` header (`None`: not sent).
+    pub fn authorizations(&self) -> Vec<(String, Option<String>)> {
+        self.authorizations.lock().unwrap().clone()
     }
 
     /// Body bytes written to clients so far (for `Endless`: before the client hung up).
@@ -280,7 +301,7 @@ impl FakeHttp {
 async fn answer<H>(
     mut stream: TcpStream,
     handler: &H,
-    log: &Mutex<Vec<String>>,
+    (log, auths): (&Mutex<Vec<String>>, &AuthLog),
     sent: &AtomicU64,
     client: &reqwest::Client,
     busy: &(AtomicUsize, AtomicUsize),
@@ -301,6 +322,13 @@ where
     let line = String::from_utf8_lossy(&head);
     let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
     log.lock().unwrap().push(path.clone());
+    let authorization = line
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("authorization"))
+        .map(|(_, value)| value.trim().to_owned());
+    auths.lock().unwrap().push((path.clone(), authorization));
     let now = busy.0.fetch_add(1, Ordering::SeqCst) + 1;
     busy.1.fetch_max(now, Ordering::SeqCst);
     // What a forwarded request passes on to the real peer: content negotiation, credentials
@@ -400,6 +428,19 @@ async fn respond(
         Reply::Endless { chunk } => {
             let headers = [("Content-Type".to_owned(), "application/json".to_owned())];
             stream.write_all(&head(200, &headers, None)).await?;
+            let mut total = 0u64;
+            while total < 1 << 30 {
+                stream.write_all(&chunk).await?;
+                total += chunk.len() as u64;
+                sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        }
+        Reply::EndlessStatus {
+            status,
+            headers,
+            chunk,
+        } => {
+            stream.write_all(&head(status, &headers, None)).await?;
             let mut total = 0u64;
             while total < 1 << 30 {
                 stream.write_all(&chunk).await?;

@@ -154,6 +154,17 @@ impl Mitm {
             .count()
     }
 
+    /// The `Authorization` header of each request so far for a path starting with `prefix`
+    /// (`None`: the request carried none).
+    pub fn authorizations(&self, prefix: &str) -> Vec<Option<String>> {
+        self.http
+            .authorizations()
+            .into_iter()
+            .filter(|(path, _)| path.starts_with(prefix))
+            .map(|(_, authorization)| authorization)
+            .collect()
+    }
+
     /// Body bytes written so far, scripted and forwarded.
     pub fn bytes_sent(&self) -> u64 {
         self.http.bytes_sent()

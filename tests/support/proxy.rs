@@ -90,6 +90,22 @@ impl Proxy {
         &self.cache_dir
     }
 
+    /// The process id of `trustgate serve`.
+    pub fn pid(&self) -> u32 {
+        self.daemon.child.id()
+    }
+
+    /// The proxy's resident set size in KiB (`VmRSS` in `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status of trustgate");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
     /// Everything the proxy logged so far.
     pub fn log(&self) -> String {
         self.daemon.log_text()

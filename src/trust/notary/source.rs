@@ -4,10 +4,10 @@
 use std::{path::PathBuf, time::Duration};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 
 use super::error::FetchError;
-use crate::http_client::{cert_failure, error_chain, CertFailure};
+use crate::http_client::{cert_failure, error_chain, read_limited, CertFailure, ReadError};
+use crate::upstream::TOKEN_MAX_BYTES;
 
 /// Which file of a GUN's trust data to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,9 @@ impl Default for HttpTimeouts {
     }
 }
 
+/// Redirects followed per request, as for registries.
+const MAX_REDIRECTS: usize = crate::upstream::MAX_REDIRECTS;
+
 /// A token service: its URL and `service` parameter.
 type Realm = (String, Option<String>);
 
@@ -110,7 +113,7 @@ impl HttpSource {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
-            .redirect(reqwest::redirect::Policy::limited(5));
+            .redirect(crate::http_client::redirect_policy(MAX_REDIRECTS));
         if let Some(pem) = ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| FetchError::Io {
                 path: "CA bundle".to_owned(),
@@ -172,20 +175,12 @@ impl HttpSource {
             404 => return Err(FetchError::NotFound),
             status => return Err(FetchError::Status { status, url }),
         }
-        if response.content_length().is_some_and(|n| n > limit) {
-            return Err(FetchError::TooLarge { limit });
-        }
-        // Read at most `limit` bytes whatever the server claims: endless-data attacks.
-        let mut body = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| classify(&url, &e, self.timeouts))?;
-            if body.len() as u64 + chunk.len() as u64 > limit {
-                return Err(FetchError::TooLarge { limit });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Bytes::from(body))
+        // At most `limit` bytes whatever the server claims: endless-data attacks (TUF
+        // 5.x "Limits" in tough; the caller's limit is per role).
+        read_limited(response, limit).await.map_err(|e| match e {
+            ReadError::TooLarge => FetchError::TooLarge { limit },
+            ReadError::Transport(e) => classify(&url, &e, self.timeouts),
+        })
     }
 }
 
@@ -231,10 +226,20 @@ impl HttpSource {
                         response.status().as_u16()
                     )));
                 }
-                let body = response
-                    .bytes()
+                let body = read_limited(response, TOKEN_MAX_BYTES)
                     .await
-                    .map_err(|e| auth_error(format!("token service {}: {e}", key.realm)))?;
+                    .map_err(|e| match e {
+                        ReadError::TooLarge => auth_error(format!(
+                            "token service {}: the token response is larger than {}",
+                            key.realm,
+                            crate::upstream::fmt_bytes(TOKEN_MAX_BYTES)
+                        )),
+                        ReadError::Transport(e) => auth_error(format!(
+                            "token service {}: {}",
+                            key.realm,
+                            error_chain(&e.without_url())
+                        )),
+                    })?;
                 token::parse_response(&body, time::OffsetDateTime::now_utc()).map_err(auth_error)
             })
             .await
@@ -289,17 +294,27 @@ impl Source {
                     path: path.display().to_string(),
                     detail: e.to_string(),
                 };
-                let len = match tokio::fs::metadata(&path).await {
-                    Ok(m) => m.len(),
+                use tokio::io::AsyncReadExt as _;
+                let file = match tokio::fs::File::open(&path).await {
+                    Ok(file) => file,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         return Err(FetchError::NotFound)
                     }
                     Err(e) => return Err(io(e)),
                 };
-                if len > limit {
+                if file.metadata().await.map_err(io)?.len() > limit {
                     return Err(FetchError::TooLarge { limit });
                 }
-                tokio::fs::read(&path).await.map(Bytes::from).map_err(io)
+                // The limit holds even for a file that grows after the check.
+                let mut bytes = Vec::new();
+                file.take(limit.saturating_add(1))
+                    .read_to_end(&mut bytes)
+                    .await
+                    .map_err(io)?;
+                if bytes.len() as u64 > limit {
+                    return Err(FetchError::TooLarge { limit });
+                }
+                Ok(Bytes::from(bytes))
             }
         }
     }
