@@ -46,6 +46,10 @@ pub type FetchObserver = Arc<dyn Fn(&str, Duration, bool) + Send + Sync>;
 /// [`CachedNotary::soonest_expiries`]).
 pub type ExpiryObserver = Arc<dyn Fn(&str, BTreeMap<TrustRole, OffsetDateTime>) + Send + Sync>;
 
+/// Called with the server name whenever a refresh refused a stored trust state that is
+/// corrupt or does not authenticate (for metrics).
+pub type StateRefusedObserver = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A query's resolution inputs: roles in order, then required signer roles.
 type SetKey = (Arc<[String]>, Arc<[String]>);
 /// A GUN and the root pins it is verified under.
@@ -87,6 +91,7 @@ pub struct CachedNotary {
     capacity: usize,
     observer: Option<FetchObserver>,
     expiry_observer: Option<ExpiryObserver>,
+    state_refused_observer: Option<StateRefusedObserver>,
 }
 
 // === impl CachedNotary ===
@@ -101,6 +106,7 @@ impl CachedNotary {
             capacity: MAX_SLOTS,
             observer: None,
             expiry_observer: None,
+            state_refused_observer: None,
         }
     }
 
@@ -123,6 +129,12 @@ impl CachedNotary {
     /// Reports the cache's soonest expiries after every successful refresh.
     pub fn with_expiry_observer(mut self, observer: ExpiryObserver) -> Self {
         self.expiry_observer = Some(observer);
+        self
+    }
+
+    /// Reports every refresh that refused a corrupt or unauthentic stored trust state.
+    pub fn with_state_refused_observer(mut self, observer: StateRefusedObserver) -> Self {
+        self.state_refused_observer = Some(observer);
         self
     }
 
@@ -199,6 +211,13 @@ impl CachedNotary {
                 Ok(entry)
             }
             Err(e) => {
+                let refused_state = matches!(
+                    e,
+                    NotaryError::StateCorrupt { .. } | NotaryError::StateUnauthentic { .. }
+                );
+                if let (true, Some(observe)) = (refused_state, &self.state_refused_observer) {
+                    observe(&self.name);
+                }
                 let e = Arc::new(e);
                 *slot.failed.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some((Instant::now(), e.clone()));
@@ -290,6 +309,13 @@ fn refusal_for(gun: &str, server: &str, e: &NotaryError) -> Refusal {
         NotaryError::StateCorrupt { .. } => {
             tracing::error!(gun, server, error = %e, "stored trust state is corrupt");
             format!("trust data for {gun} was not used: its stored trust state is corrupt")
+        }
+        NotaryError::StateUnauthentic { .. } => {
+            tracing::error!(gun, server, error = %e,
+                "stored trust state does not authenticate: refused");
+            format!(
+                "trust data for {gun} was not used: its stored trust state does not authenticate"
+            )
         }
         e if e.is_state() => {
             tracing::warn!(gun, server, error = %e, "trust state could not be loaded or saved");
