@@ -149,6 +149,23 @@ impl S3Server {
             .expect("S3 client")
     }
 
+    /// A client as trustgate builds its own (no overall timeout, a connect timeout and two
+    /// quick retries), for this bucket at `endpoint` (e.g. a man in the middle that hangs).
+    pub fn client_without_timeout_at(&self, endpoint: &str) -> AmazonS3 {
+        let options = ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout_disabled();
+        self.builder(options)
+            .with_endpoint(endpoint)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: 2,
+                retry_timeout: Duration::from_secs(5),
+            })
+            .build()
+            .expect("S3 client")
+    }
+
     fn builder(&self, options: ClientOptions) -> AmazonS3Builder {
         AmazonS3Builder::new()
             // Before `with_allow_http`, which is one of the client options this replaces.
