@@ -105,3 +105,46 @@ policy:
     );
     assert!(started.elapsed() < Duration::from_secs(120));
 }
+
+/// The bucket holding the trust state accepts connections and never answers: a refresh of a
+/// GUN this replica has no copy of is refused once the trust-state deadline passed (5 s), as
+/// for an unreachable bucket, instead of waiting for the client's request timeout and a 504.
+#[test]
+fn attack_a_trust_state_bucket_that_never_answers_is_refused_promptly() {
+    let s3 = support::s3::S3Server::start();
+    let hung = Mitm::standalone();
+    hung.on_prefix("/", support::fakes::Reply::Hang(Duration::from_secs(300)));
+    let notary = Mitm::standalone();
+    let upstream = Mitm::standalone();
+    let body = format!(
+        r#"upstreams:
+  - {{registry: "{REGISTRY}", url: "{}", default: true}}
+notary_servers:
+  - {{name: local, url: "{}", ttl: 10m}}
+policy:
+  default: deny
+  rules:
+    - {{match: "{REGISTRY}/**", action: verify, notary: local}}
+{}"#,
+        upstream.url(),
+        notary.url(),
+        s3.storage_yaml_at(&hung.url(), "hung")
+    );
+    let proxy = Proxy::start(&body);
+    let started = Instant::now();
+    let r = proxy.pull("/v2/team/app/manifests/v1");
+    let took = started.elapsed();
+    assert_eq!(r.status, 403, "{}\n{}", r.summary(), proxy.log_tail(10));
+    let message = r.error_message().unwrap_or_default();
+    assert!(
+        message.contains("trust state store is unavailable"),
+        "{message}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert!(hung.count("/") >= 1, "the bucket was asked");
+    assert_eq!(
+        notary.count("/"),
+        0,
+        "no first use without the fleet's state"
+    );
+}
