@@ -14,7 +14,7 @@ use object_store::path::Path as Key;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
 use crate::cache::{SharedOptions, SharedTier};
-use crate::config::{Config, ConfigError, StorageBackend};
+use crate::config::{Config, ConfigError, Secret, StorageBackend};
 
 /// Time to open a connection to the object store.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,6 +33,8 @@ pub struct SharedStore {
     pub store: Arc<dyn ObjectStore>,
     /// Keys of this deployment start with this (empty: the bucket's root).
     pub prefix: Key,
+    /// Authenticates the trust state kept here (`storage.s3.trust_state_key_file`).
+    pub trust_state_key: Option<Secret>,
 }
 
 /// Why the shared store could not be set up.
@@ -87,6 +89,7 @@ impl SharedStore {
         if let Some(region) = &s3.region {
             builder = builder.with_region(region);
         }
+        let trust_state_key = config.trust_state_key()?;
         if let Some((id, secret)) = config.s3_credentials()? {
             builder = builder
                 .with_access_key_id(id.expose())
@@ -99,6 +102,7 @@ impl SharedStore {
         Ok(Some(Self {
             store: Arc::new(store),
             prefix: Key::from(s3.prefix.as_str()),
+            trust_state_key,
         }))
     }
 
@@ -115,6 +119,12 @@ impl SharedStore {
                 max_queued_uploads: MAX_QUEUED_UPLOADS,
             },
         )
+    }
+
+    /// The overall deadline of one trust state read or write: the shared store's request
+    /// timeout (see `trust/notary/state.rs`).
+    pub fn trust_state_deadline(config: &Config) -> Duration {
+        request_timeout(config)
     }
 
     /// Where the trust state of notary server `name` lives: `<prefix>/trust/<name>`.

@@ -5,7 +5,10 @@
 //! - a rollback one replica saw is refused by another;
 //! - the root trusted on first use is the one stored first;
 //! - racing replicas never lose an update, and versions end at the maximum;
-//! - an unreachable store fails the update with a transport-class error, and recovers.
+//! - an unreachable store fails the update with a transport-class error, and recovers;
+//! - the bucket is an adversary too: a state planted or inflated by a writer without the trust
+//!   state key is refused, an older authentic state replayed does not roll back a replica that
+//!   saw newer, and a bucket that accepts and never answers is unavailable after the deadline.
 
 mod support;
 
@@ -19,9 +22,11 @@ use object_store::{
     path::Path as ObjectPath,
     throttle::{ThrottleConfig, ThrottledStore},
 };
-use support::s3::S3Server;
+use support::{fakes::Reply, mitm::Mitm, s3::S3Server};
 use time::OffsetDateTime;
-use trustgate::trust::notary::{GunState, Limits, NotaryClient, NotaryError, Source, StateStore};
+use trustgate::trust::notary::{
+    GunState, Limits, NotaryClient, NotaryError, Source, StateKey, StateStore,
+};
 
 const GUN: &str = "docker.io/trustgate/demo";
 
@@ -264,4 +269,186 @@ async fn an_unreachable_store_falls_back_to_the_replicas_own_copy_but_never_to_f
     let other = state_store(&s3, "trust/internal");
     let e = verify(&other, OLDER).await.unwrap_err();
     assert!(matches!(e, NotaryError::Rollback { .. }), "{e:?}");
+}
+
+// === the bucket as an adversary ===
+
+/// The key the replicas share; the bucket (and whoever writes it) does not hold it.
+fn key() -> StateKey {
+    StateKey::new(support::s3::TRUST_STATE_KEY.as_bytes()).expect("long enough")
+}
+
+/// A replica as `trustgate serve` builds it: sealed with the shared key, for notary server
+/// `internal`.
+fn sealed_store(s3: &S3Server, prefix: &str) -> StateStore {
+    state_store(s3, prefix).with_key(key(), "internal")
+}
+
+/// The bucket key of `GUN`'s state under `prefix`.
+fn object_key(prefix: &str) -> String {
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, GUN.as_bytes());
+    format!("{prefix}/{}.json", hex::encode(hash))
+}
+
+/// Writes an object as whoever can write the bucket does (no trust state key).
+async fn put(s3: &S3Server, key: &str, bytes: Vec<u8>) {
+    use object_store::ObjectStoreExt as _;
+    s3.client()
+        .put(&ObjectPath::from(key), bytes.into())
+        .await
+        .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
+}
+
+async fn get(s3: &S3Server, key: &str) -> Vec<u8> {
+    use object_store::ObjectStoreExt as _;
+    let got = s3.client().get(&ObjectPath::from(key)).await.expect("GET");
+    got.bytes().await.expect("body").to_vec()
+}
+
+fn assert_unauthentic(e: &NotaryError) {
+    assert!(
+        matches!(e, NotaryError::StateUnauthentic { .. }) && !e.is_transport() && e.is_state(),
+        "{e:?}"
+    );
+}
+
+/// A writer of the bucket without the key plants a state naming their root (the other
+/// initialisation's), or inflates the versions of the fleet's own state: refused, the GUN
+/// fails closed, and the planted object is not taken for absent (no first use over it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_a_state_planted_or_inflated_without_the_key_is_refused() {
+    let s3 = S3Server::start();
+    let prefix = "trust/internal";
+    let planted = serde_json::to_vec(&state_after(OTHER_ROOT).await).unwrap();
+    put(&s3, &object_key(prefix), planted.clone()).await;
+    let replica = sealed_store(&s3, prefix);
+    let e = verify(&replica, OTHER_ROOT).await.unwrap_err();
+    assert_unauthentic(&e);
+    assert_unauthentic(&verify(&replica, FIRST_ROOT).await.unwrap_err());
+    assert_eq!(
+        get(&s3, &object_key(prefix)).await,
+        planted,
+        "left as it was"
+    );
+
+    // The fleet's authentic state, then the same with every version raised (a denial of the
+    // GUN once the versions are higher than anything the server will sign).
+    let prefix = "trust/inflated";
+    let replica = sealed_store(&s3, prefix);
+    verify(&replica, OLDER).await.expect("verifies and seals");
+    let authentic = String::from_utf8(get(&s3, &object_key(prefix)).await).unwrap();
+    assert!(authentic.contains("hmac-sha256:"), "{authentic}");
+    let mut state: serde_json::Value = serde_json::from_str(&authentic).unwrap();
+    for version in state["versions"].as_object_mut().unwrap().values_mut() {
+        *version = serde_json::json!(1_000_000);
+    }
+    put(
+        &s3,
+        &object_key(prefix),
+        serde_json::to_vec(&state).unwrap(),
+    )
+    .await;
+    assert_unauthentic(&verify(&replica, NEWER).await.unwrap_err());
+    // Without its code at all, the same.
+    state.as_object_mut().unwrap().remove("mac");
+    put(
+        &s3,
+        &object_key(prefix),
+        serde_json::to_vec(&state).unwrap(),
+    )
+    .await;
+    assert_unauthentic(&verify(&replica, NEWER).await.unwrap_err());
+    // The authentic state back: the GUN verifies again.
+    put(&s3, &object_key(prefix), authentic.into_bytes()).await;
+    verify(&replica, NEWER).await.expect("authentic state");
+}
+
+/// The bucket replays the older authentic state of a GUN (a rollback by whoever writes the
+/// bucket): the replica that saw newer still refuses older data, from its own copy. A replica
+/// that never saw the GUN has only the bucket's word, and accepts the older versions: no root
+/// no replica trusted, and nothing older than that authentic state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_an_older_authentic_state_replayed_is_refused_by_a_replica_that_saw_newer() {
+    let s3 = S3Server::start();
+    let prefix = "trust/internal";
+    let copy = tempfile::tempdir().expect("tempdir");
+    let replica = sealed_store(&s3, prefix).with_local_copy(copy.path());
+    verify(&replica, OLDER).await.expect("older first");
+    let older_state = get(&s3, &object_key(prefix)).await;
+    verify(&replica, NEWER).await.expect("then newer");
+
+    put(&s3, &object_key(prefix), older_state.clone()).await;
+    let e = verify(&replica, OLDER).await.unwrap_err();
+    assert!(
+        matches!(&e, NotaryError::Rollback { role, .. } if role == "timestamp"),
+        "{e:?}"
+    );
+    // Deleted instead: the replica's own copy still stands.
+    put(&s3, &object_key(prefix), older_state).await;
+    std::fs::remove_file(s3.object_file(&object_key(prefix))).unwrap();
+    let e = verify(&replica, OLDER).await.unwrap_err();
+    assert!(matches!(&e, NotaryError::Rollback { .. }), "{e:?}");
+
+    let fresh_copy = tempfile::tempdir().expect("tempdir");
+    let fresh = sealed_store(&s3, "trust/replayed-fresh").with_local_copy(fresh_copy.path());
+    verify(&fresh, OLDER).await.expect("no history of its own");
+}
+
+/// A bucket that accepts connections and never answers: with the deadline, the replica is
+/// unavailable-to-the-store within it and verifies against its own copy (rollback protection
+/// intact); a replica without a copy is refused as promptly, with a transport-class error
+/// (never a first use), instead of holding the refresh until the client gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_a_bucket_that_never_answers_falls_back_within_the_deadline() {
+    let s3 = S3Server::start();
+    let prefix = "trust/internal";
+    let copy = tempfile::tempdir().expect("tempdir");
+    let replica = sealed_store(&s3, prefix).with_local_copy(copy.path());
+    verify(&replica, OLDER)
+        .await
+        .expect("verifies while the bucket answers");
+
+    // The scripted peer runs its own runtime: started and dropped outside this one's tasks.
+    let hung = tokio::task::block_in_place(Mitm::standalone);
+    hung.on_prefix("/", Reply::Hang(Duration::from_secs(120)));
+    let deadline = Duration::from_secs(2);
+    let via_hung = |copy: &std::path::Path| {
+        StateStore::object(
+            Arc::new(s3.client_without_timeout_at(&hung.url())),
+            ObjectPath::from(prefix),
+        )
+        .with_key(key(), "internal")
+        .with_local_copy(copy)
+        .with_deadline(deadline)
+    };
+    let replica = via_hung(copy.path());
+    let started = Instant::now();
+    verify(&replica, NEWER)
+        .await
+        .expect("verifies against its own copy");
+    let e = verify(&replica, OLDER).await.unwrap_err();
+    assert!(matches!(e, NotaryError::Rollback { .. }), "{e:?}");
+    assert!(
+        started.elapsed() < 2 * deadline + Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(hung.count("/") >= 2, "{:?}", hung.requests());
+
+    let fresh_copy = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let e = verify(&via_hung(fresh_copy.path()), NEWER)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, NotaryError::State { detail, .. } if detail.contains("did not answer"))
+            && e.is_transport(),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < deadline + Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    tokio::task::block_in_place(move || drop(hung));
 }

@@ -77,7 +77,7 @@ def config_files(config):
         if "ca_file" in n:
             out.append((f"notary_servers[{i}].ca_file", n["ca_file"]))
     s3 = (config.get("storage") or {}).get("s3") or {}
-    for key in ("access_key_id_file", "secret_access_key_file"):
+    for key in ("access_key_id_file", "secret_access_key_file", "trust_state_key_file"):
         if key in s3:
             out.append(("storage.s3." + key, s3[key]))
     for i, r in enumerate((config.get("policy") or {}).get("rules") or []):
@@ -193,6 +193,15 @@ def main():
                       and [i["key"] for i in secret["items"]]
                       == [s3["accessKeyIdKey"], s3["secretAccessKeyKey"]],
                       "storage.s3 keys do not come from their Secret")
+            if s3.get("trustStateKeySecret"):
+                m = mount_for(config["storage"]["s3"]["trust_state_key_file"], mounts)
+                secret = volumes[m["name"]]["secret"]
+                check(secret["secretName"] == s3["trustStateKeySecret"]
+                      and [i["key"] for i in secret["items"]] == [s3["trustStateKeyKey"]],
+                      "storage.s3 trust state key does not come from its Secret")
+            else:
+                check("trust_state_key_file" not in config["storage"]["s3"],
+                      "a trust state key file without its Secret")
         else:
             check("storage" not in config, "storage rendered for the local backend")
 
@@ -271,6 +280,8 @@ def write_config(config, text, out, cert, key):
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if what.endswith("password_file"):
             content = b"not-a-real-password\n"
+        elif what == "storage.s3.trust_state_key_file":
+            content = b"not-a-real-trust-state-key-0123456789abcdef\n"
         elif what.startswith("storage.s3."):
             content = b"not-a-real-s3-key\n"
         elif what.endswith("key_file"):

@@ -146,12 +146,22 @@ pub enum ConfigError {
         /// The key missing.
         missing: &'static str,
     },
+    /// The s3 backend without `trust_state_key_file` while a rule verifies with Notary v1.
+    #[error("{at}: storage.s3 has no `trust_state_key_file`, but rule `{pattern}` verifies with Notary v1 ({}): without a key the replicas share, whoever can write the bucket chooses first-use roots and versions; mount a secret of at least 32 bytes and name it in `trust_state_key_file`", line(*rule_line))]
+    MissingTrustStateKey {
+        /// Where (`storage.s3`).
+        at: Location,
+        /// The first rule using Notary v1.
+        pattern: String,
+        /// Its line, when known.
+        rule_line: Option<usize>,
+    },
     /// An S3 key file could not be read, or is empty. The error never quotes the content.
     #[error("{at}: cannot use storage.s3.{key} {}: {reason}", path.display())]
     S3KeyFile {
         /// Where (the key).
         at: Location,
-        /// `access_key_id_file` or `secret_access_key_file`.
+        /// `access_key_id_file`, `secret_access_key_file` or `trust_state_key_file`.
         key: &'static str,
         /// The file.
         path: PathBuf,
@@ -362,6 +372,7 @@ impl ConfigError {
             | Self::S3PlainHttp { at, .. }
             | Self::IncompleteS3Credentials { at, .. }
             | Self::S3KeyFile { at, .. }
+            | Self::MissingTrustStateKey { at, .. }
             | Self::ReadPasswordFile { at, .. }
             | Self::EmptyPasswordFile { at, .. }
             | Self::DuplicateNotaryServer { at, .. }

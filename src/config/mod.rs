@@ -60,6 +60,9 @@ use std::{
 use serde::Deserialize;
 
 use self::locate::{Seg, Source};
+
+/// The shortest `storage.s3.trust_state_key_file` content accepted, in bytes.
+pub const MIN_TRUST_STATE_KEY: usize = 32;
 pub use self::{
     error::{ConfigError, Location},
     limits::LimitsConfig,
@@ -407,13 +410,59 @@ impl Config {
         let (present, missing) = match (&s3.access_key_id_file, &s3.secret_access_key_file) {
             (Some(_), None) => ("access_key_id_file", "secret_access_key_file"),
             (None, Some(_)) => ("secret_access_key_file", "access_key_id_file"),
-            _ => return Ok(()),
+            _ => ("", ""),
         };
-        Err(ConfigError::IncompleteS3Credentials {
-            at: at_s3(present),
-            present,
-            missing,
-        })
+        if !present.is_empty() {
+            return Err(ConfigError::IncompleteS3Credentials {
+                at: at_s3(present),
+                present,
+                missing,
+            });
+        }
+        let notary_rule = self
+            .policy
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.action.verifies() && r.verifier.unwrap_or_default().uses_notary());
+        if let (None, Some((i, rule))) = (&s3.trust_state_key_file, notary_rule) {
+            return Err(ConfigError::MissingTrustStateKey {
+                at: at("s3"),
+                pattern: rule.pattern.to_string(),
+                rule_line: self.locate(&rule_key(i, "match")).line(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The key that authenticates trust state in the bucket, from `storage.s3`'s
+    /// `trust_state_key_file` when it is configured. Reads the file (one trailing newline
+    /// dropped); errors never quote it.
+    pub fn trust_state_key(&self) -> Result<Option<Secret>, ConfigError> {
+        let Some(path) = self
+            .storage
+            .s3
+            .as_ref()
+            .and_then(|s3| s3.trust_state_key_file.as_ref())
+        else {
+            return Ok(None);
+        };
+        let key = "trust_state_key_file";
+        let error = |reason: String| ConfigError::S3KeyFile {
+            at: self.locate(&[Seg::Key("storage"), Seg::Key("s3"), Seg::Key(key)]),
+            key,
+            path: path.clone(),
+            reason,
+        };
+        let secret = read_password(path)
+            .map_err(|e| error(e.to_string()))?
+            .ok_or_else(|| error("it is empty".to_owned()))?;
+        if secret.expose().len() < MIN_TRUST_STATE_KEY {
+            return Err(error(format!(
+                "it holds fewer than {MIN_TRUST_STATE_KEY} bytes (use e.g. `openssl rand -hex 32`)"
+            )));
+        }
+        Ok(Some(secret))
     }
 
     /// The S3 access key pair from `storage.s3`'s key files, when they are configured

@@ -14,12 +14,20 @@
 //!     virtual_hosted_style: false       # bucket in the host name instead of the path
 //!     access_key_id_file: /secrets/s3/access-key-id          # optional, with the next
 //!     secret_access_key_file: /secrets/s3/secret-access-key  # otherwise AWS_* environment
+//!     trust_state_key_file: /secrets/s3/trust-state-key      # required with Notary rules
 //! ```
 //!
 //! Decisions:
 //! - Credentials are never written in the file: either two files (a mounted Secret) or the
 //!   standard `AWS_*` environment (and what it points at, e.g. web identity). The key files are
 //!   read when the store is built, into [`Secret`](super::Secret)s.
+//! - `trust_state_key_file` holds a secret of at least 32 bytes (e.g. `openssl rand -hex 32`)
+//!   that every replica shares and the bucket never sees: the trust state replicas keep in the
+//!   bucket (first-use roots, rollback versions) is authenticated with it (HMAC-SHA256), so a
+//!   writer of the bucket cannot choose roots or versions (`trust/notary/state.rs`). It is
+//!   required while any rule verifies with Notary v1 (pinned rules too: inflated versions would
+//!   deny them); the start is refused without it. Changing it makes every stored trust state
+//!   unauthentic (refused) until deleted.
 //! - The storage backend applies from the next start; a reload keeps the store it has.
 
 use std::path::PathBuf;
@@ -74,4 +82,7 @@ pub struct S3Config {
     pub access_key_id_file: Option<PathBuf>,
     /// File holding the secret access key; requires `access_key_id_file`.
     pub secret_access_key_file: Option<PathBuf>,
+    /// File holding the key that authenticates trust state in the bucket; required while a
+    /// rule verifies with Notary v1.
+    pub trust_state_key_file: Option<PathBuf>,
 }

@@ -1131,3 +1131,46 @@ fn s3_key_files_are_read_as_secrets() {
     );
     assert!(!format!("{:?}", (&id, &secret, &config)).contains("wJalrXUtnFEMI"));
 }
+
+/// A Notary v1 rule (line 7) and an s3 backend: the trust state key is required, and read as a
+/// secret of at least 32 bytes.
+#[test]
+fn s3_storage_with_a_notary_rule_requires_the_trust_state_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("trust-state-key");
+    let text = |extra: &[&str]| {
+        let mut lines = vec![
+            "    - {match: \"docker.io/**\", action: verify, notary: hub}",
+            "storage:",
+            "  backend: s3",
+            "  s3:",
+            "    bucket: trustgate",
+        ];
+        lines.extend_from_slice(extra);
+        with_rules(&lines)
+    };
+    let err = expect_err(
+        &text(&[]),
+        11,
+        "bucket",
+        &["no `trust_state_key_file`", "docker.io/**", "line 7"],
+    );
+    assert!(matches!(err, ConfigError::MissingTrustStateKey { .. }));
+    // Cosign rules keep no trust state: no key needed.
+    let cosign = text(&[]).replace("notary: hub}", "verifier: cosign, keys: [a.pub]}");
+    Config::from_yaml(&cosign).unwrap_or_else(|e| panic!("{e}\n{cosign}"));
+
+    let line = format!("    trust_state_key_file: {}", key.display());
+    std::fs::write(&key, "too short\n").unwrap();
+    let config = Config::from_yaml(&text(&[&line])).unwrap();
+    let err = config.trust_state_key().unwrap_err();
+    assert!(err.to_string().contains("fewer than 32 bytes"), "{err}");
+    assert_eq!(err.line(), Some(12));
+    assert!(!err.to_string().contains("too short"), "{err}");
+
+    let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    std::fs::write(&key, format!("{secret}\n")).unwrap();
+    let config = Config::from_yaml(&text(&[&line])).unwrap();
+    assert_eq!(config.trust_state_key().unwrap().unwrap().expose(), secret);
+    assert!(!format!("{config:?}").contains(secret));
+}

@@ -23,6 +23,7 @@
 //! | `trustgate_upstream_ratelimit_remaining` | `upstream` |
 //! | `trustgate_trust_fetch_duration_seconds` | `server` |
 //! | `trustgate_trust_expiry_seconds` | `role` |
+//! | `trustgate_trust_state_refused_total` | `server` |
 //! | `trustgate_cache_hits_total`, `_misses_total`, `_evictions_total`, `_write_failures_total`, `_damaged_total` | |
 //! | `trustgate_cache_bytes_served_total` | `source` |
 //! | `trustgate_cache_size_bytes`, `trustgate_inflight_fetches` | |

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use prometheus::{GaugeVec, HistogramVec, Registry};
+use prometheus::{GaugeVec, HistogramVec, IntCounterVec, Registry};
 use time::OffsetDateTime;
 
 /// A kind of TUF role, as the `role` label. Delegations (`targets/<name>`) share one value,
@@ -38,6 +38,7 @@ const ALL_ROLES: [TrustRole; 5] = [
 pub struct TrustMetrics {
     fetch_duration: HistogramVec,
     expiry: GaugeVec,
+    state_refused: IntCounterVec,
 }
 
 /// The soonest expiry per role kind of each trust server's cached data, published as
@@ -111,7 +112,20 @@ impl TrustMetrics {
                  negative once expired.",
                 &["role"],
             ),
+            state_refused: super::counter_vec(
+                registry,
+                "trustgate_trust_state_refused_total",
+                "Refreshes that refused a stored trust state because it was corrupt or did not \
+                 authenticate (written without the trust state key), by configured server name.",
+                &["server"],
+            ),
         }
+    }
+
+    /// Counts one refresh that refused the stored trust state of a GUN of `server` (a
+    /// configured trust-server name, never a GUN).
+    pub fn state_refused(&self, server: &str) {
+        self.state_refused.with_label_values(&[server]).inc();
     }
 
     /// Records one fetch from `server` (a configured trust-server name, never a GUN).

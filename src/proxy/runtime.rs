@@ -23,7 +23,7 @@ use crate::{
         cosign::{CosignKey, CosignVerifier, KeyError, Keyless, RootsError},
         notary::{
             pin_ids_from_pem, FetchError, HttpSource, HttpTimeouts, Limits, NotaryClient, Source,
-            StateStore,
+            StateKey, StateStore,
         },
         TrustQuery, Verifier,
     },
@@ -168,8 +168,20 @@ impl Runtime {
                     }
                 })?;
             let state = match shared {
-                Some(s) => StateStore::object(s.store.clone(), s.trust_prefix(&n.name))
-                    .with_local_copy(config.cache.dir.join("trust").join(&n.name)),
+                Some(s) => {
+                    let store = StateStore::object(s.store.clone(), s.trust_prefix(&n.name))
+                        .with_local_copy(config.cache.dir.join("trust").join(&n.name))
+                        .with_deadline(SharedStore::trust_state_deadline(config));
+                    // The configuration requires the key while a rule uses Notary v1.
+                    match s
+                        .trust_state_key
+                        .as_ref()
+                        .and_then(|k| StateKey::new(k.expose().as_bytes()))
+                    {
+                        Some(key) => store.with_key(key, n.name.clone()),
+                        None => store,
+                    }
+                }
                 None => StateStore::new(config.cache.dir.join("trust").join(&n.name)),
             };
             let client = NotaryClient::new(
@@ -177,6 +189,7 @@ impl Runtime {
                 trust_limits(limits.max_trust_metadata_size),
                 Some(state),
             );
+            let refused = metrics.clone();
             let metrics = metrics.clone();
             let expiry = trust_expiry.clone();
             let verifier = CachedNotary::new(n.name.clone(), client, n.ttl)
@@ -187,6 +200,9 @@ impl Runtime {
                 ))
                 .with_expiry_observer(Arc::new(move |server: &str, soonest| {
                     expiry.update(server, soonest);
+                }))
+                .with_state_refused_observer(Arc::new(move |server: &str| {
+                    refused.trust().state_refused(server)
                 }));
             verifiers.insert(n.name.clone(), Arc::new(verifier));
         }

@@ -2,6 +2,25 @@
 //! after it by one request at a time per GUN, and served stale only within a rule's
 //! `stale_if_error` window while the trust server is unreachable (never when it answered with
 //! data that did not verify).
+//!
+//! # Bounded memory
+//!
+//! Clients choose repository names, so the slots (one per GUN and root pins: the verified
+//! data, the refresh lock, the last failure) are an LRU of at most [`MAX_SLOTS`] per notary
+//! server; each slot without data is a few hundred bytes. Evicting a slot forgets only this
+//! process's memory copy: the trusted root and the versions of every role are in the state
+//! store (a directory, or the shared bucket and this replica's own copy), which every refresh
+//! loads, so a GUN whose slot was evicted is verified again against the same root with the
+//! same rollback protection. What is lost is the `stale_if_error` window (an evicted GUN whose
+//! server is down is refused: fail closed) and the memory of tags revoked since this process
+//! started (they are then refused as unsigned instead of revoked).
+//!
+//! A slot is evicted only while no request holds it (its `Arc` is held by the map alone,
+//! checked under the map's lock, and the map is the only way to obtain a slot). So at any
+//! time at most one slot exists per key among the requests running, all of them share its
+//! refresh lock, and one refresh per GUN runs at a time, eviction or not. While more distinct
+//! GUNs are in flight than the capacity, the map holds more for as long: that is bounded by
+//! the requests in flight (`limits.max_concurrent_requests`).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -9,6 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use lru::LruCache;
 use time::OffsetDateTime;
 
 use crate::metrics::TrustRole;
@@ -25,6 +45,10 @@ pub type FetchObserver = Arc<dyn Fn(&str, Duration, bool) + Send + Sync>;
 /// expiry per role kind over all trust data this server's cache now holds (see
 /// [`CachedNotary::soonest_expiries`]).
 pub type ExpiryObserver = Arc<dyn Fn(&str, BTreeMap<TrustRole, OffsetDateTime>) + Send + Sync>;
+
+/// Called with the server name whenever a refresh refused a stored trust state that is
+/// corrupt or does not authenticate (for metrics).
+pub type StateRefusedObserver = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// A query's resolution inputs: roles in order, then required signer roles.
 type SetKey = (Arc<[String]>, Arc<[String]>);
@@ -52,14 +76,22 @@ struct Slot {
     failed: Mutex<Option<(Instant, Arc<NotaryError>)>>,
 }
 
+/// The most per-GUN slots one notary server's cache keeps (least recently used first out;
+/// see the module docs). A slot holding no data is about 600 bytes, so names that have no
+/// trust data cost at most a few MiB however many a client invents.
+pub const MAX_SLOTS: usize = 4096;
+
 /// A notary server with its cache.
 pub struct CachedNotary {
     name: String,
     client: NotaryClient,
     ttl: Duration,
-    slots: Mutex<HashMap<SlotKey, Arc<Slot>>>,
+    /// Unbounded as an `LruCache`; [`trim`] keeps it at `capacity` (see the module docs).
+    slots: Mutex<LruCache<SlotKey, Arc<Slot>>>,
+    capacity: usize,
     observer: Option<FetchObserver>,
     expiry_observer: Option<ExpiryObserver>,
+    state_refused_observer: Option<StateRefusedObserver>,
 }
 
 // === impl CachedNotary ===
@@ -70,10 +102,23 @@ impl CachedNotary {
             name: name.into(),
             client,
             ttl,
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(LruCache::unbounded()),
+            capacity: MAX_SLOTS,
             observer: None,
             expiry_observer: None,
+            state_refused_observer: None,
         }
+    }
+
+    /// Keeps at most `capacity` (at least 1) slots instead of [`MAX_SLOTS`].
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// How many GUN slots the cache holds now.
+    pub fn slots(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn with_observer(mut self, observer: FetchObserver) -> Self {
@@ -87,12 +132,18 @@ impl CachedNotary {
         self
     }
 
+    /// Reports every refresh that refused a corrupt or unauthentic stored trust state.
+    pub fn with_state_refused_observer(mut self, observer: StateRefusedObserver) -> Self {
+        self.state_refused_observer = Some(observer);
+        self
+    }
+
     /// The soonest expiry per role kind (root, timestamp, snapshot, targets, delegations)
     /// over the trust data cached for every repository.
     pub fn soonest_expiries(&self) -> BTreeMap<TrustRole, OffsetDateTime> {
         let slots: Vec<Arc<Slot>> = {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots.values().cloned().collect()
+            slots.iter().map(|(_, slot)| slot.clone()).collect()
         };
         let mut out = BTreeMap::new();
         for entry in slots.iter().filter_map(|slot| read(slot)) {
@@ -105,12 +156,18 @@ impl CachedNotary {
         &self.name
     }
 
+    /// The query's slot, created when there is none; the caller holds it for as long as it
+    /// uses it, which keeps it from being evicted (see the module docs).
     fn slot(&self, query: &TrustQuery) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots
-            .entry((query.gun.clone(), query.pins.clone()))
-            .or_default()
-            .clone()
+        let key = (query.gun.clone(), query.pins.clone());
+        if let Some(slot) = slots.get(&key) {
+            return slot.clone();
+        }
+        let slot = Arc::new(Slot::default());
+        slots.put(key, slot.clone());
+        trim(&mut slots, self.capacity);
+        slot
     }
 
     /// Trust data for the query's GUN: cached while fresh, else refreshed.
@@ -154,6 +211,13 @@ impl CachedNotary {
                 Ok(entry)
             }
             Err(e) => {
+                let refused_state = matches!(
+                    e,
+                    NotaryError::StateCorrupt { .. } | NotaryError::StateUnauthentic { .. }
+                );
+                if let (true, Some(observe)) = (refused_state, &self.state_refused_observer) {
+                    observe(&self.name);
+                }
                 let e = Arc::new(e);
                 *slot.failed.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some((Instant::now(), e.clone()));
@@ -184,6 +248,26 @@ impl CachedNotary {
             return Ok(stale);
         }
         Err(refusal_for(&query.gun, &self.name, e))
+    }
+}
+
+/// Evicts least recently used slots that no request holds until at most `capacity` remain
+/// (or none of the rest is idle). Under the map's lock, a slot whose only `Arc` is the map's
+/// cannot be obtained by anyone else meanwhile: no refresh runs on it and none can start.
+fn trim(slots: &mut LruCache<SlotKey, Arc<Slot>>, capacity: usize) {
+    let excess = slots.len().saturating_sub(capacity);
+    if excess == 0 {
+        return;
+    }
+    let idle: Vec<SlotKey> = slots
+        .iter()
+        .rev()
+        .filter(|(_, slot)| Arc::strong_count(slot) == 1)
+        .take(excess)
+        .map(|(key, _)| key.clone())
+        .collect();
+    for key in idle {
+        slots.pop(&key);
     }
 }
 
@@ -225,6 +309,13 @@ fn refusal_for(gun: &str, server: &str, e: &NotaryError) -> Refusal {
         NotaryError::StateCorrupt { .. } => {
             tracing::error!(gun, server, error = %e, "stored trust state is corrupt");
             format!("trust data for {gun} was not used: its stored trust state is corrupt")
+        }
+        NotaryError::StateUnauthentic { .. } => {
+            tracing::error!(gun, server, error = %e,
+                "stored trust state does not authenticate: refused");
+            format!(
+                "trust data for {gun} was not used: its stored trust state does not authenticate"
+            )
         }
         e if e.is_state() => {
             tracing::warn!(gun, server, error = %e, "trust state could not be loaded or saved");
@@ -412,5 +503,73 @@ mod tests {
                 (TrustRole::Delegation, datetime!(2027-01-01 0:00 UTC)),
             ])
         );
+    }
+
+    fn query(gun: &str) -> TrustQuery {
+        TrustQuery {
+            gun: gun.to_owned(),
+            roles: Arc::from(vec!["targets".to_owned()]),
+            signers: Arc::from(Vec::<String>::new()),
+            pins: Arc::from(Vec::<String>::new()),
+            stale_if_error: Duration::ZERO,
+            content: None,
+        }
+    }
+
+    fn unsigned_server(capacity: usize) -> (tempfile::TempDir, CachedNotary) {
+        let dir = tempfile::tempdir().unwrap();
+        let client = NotaryClient::new(
+            crate::trust::notary::Source::Dir(dir.path().to_owned()),
+            crate::trust::notary::Limits::default(),
+            None,
+        );
+        let cached =
+            CachedNotary::new("internal", client, Duration::from_secs(30)).with_capacity(capacity);
+        (dir, cached)
+    }
+
+    #[tokio::test]
+    async fn attack_distinct_repository_names_keep_the_slots_bounded() {
+        let (_dir, cached) = unsigned_server(64);
+        for i in 0..2_000 {
+            let q = query(&format!("docker.io/attacker/r{i}"));
+            let refused = cached.resolve_tag(&q, "latest").await.unwrap_err();
+            assert_eq!(refused.kind, RefusalKind::Unsigned, "{refused}");
+        }
+        assert_eq!(cached.slots(), 64);
+    }
+
+    #[test]
+    fn a_slot_a_request_holds_is_never_evicted() {
+        let (_dir, cached) = unsigned_server(2);
+        let held = cached.slot(&query("r/held"));
+        for i in 0..10 {
+            drop(cached.slot(&query(&format!("r/{i}"))));
+        }
+        // The held slot is the least recently used, yet still the one every request for
+        // its GUN gets: they share its refresh lock.
+        assert!(Arc::ptr_eq(&held, &cached.slot(&query("r/held"))));
+        assert_eq!(cached.slots(), 2);
+        drop(held);
+        for i in 10..20 {
+            drop(cached.slot(&query(&format!("r/{i}"))));
+        }
+        assert!(!cached
+            .slots
+            .lock()
+            .unwrap()
+            .contains(&("r/held".to_owned(), query("r/held").pins)));
+    }
+
+    #[test]
+    fn more_slots_in_use_than_the_capacity_shrink_when_released() {
+        let (_dir, cached) = unsigned_server(2);
+        let held: Vec<_> = (0..5)
+            .map(|i| cached.slot(&query(&format!("r/{i}"))))
+            .collect();
+        assert_eq!(cached.slots(), 5, "slots in use are kept");
+        drop(held);
+        drop(cached.slot(&query("r/next")));
+        assert_eq!(cached.slots(), 2);
     }
 }

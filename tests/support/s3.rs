@@ -22,6 +22,10 @@ use super::{start_with_retries, wait_ready, Daemon, Ready};
 const ACCESS_KEY: &str = "trustgate-test";
 const SECRET_KEY: &str = "trustgate-test-secret";
 
+/// The trust state key replicas of the tests share (`storage.s3.trust_state_key_file`); the
+/// bucket never sees it.
+pub const TRUST_STATE_KEY: &str = "trustgate-test-trust-state-key-0123456789abcdef";
+
 /// A running (or stopped) `s3s-fs` with one bucket.
 pub struct S3Server {
     daemon: Option<Daemon>,
@@ -41,6 +45,11 @@ impl S3Server {
         fs::write(
             dir.path().join("secret-access-key"),
             format!("{SECRET_KEY}\n"),
+        )
+        .expect("key file");
+        fs::write(
+            dir.path().join("trust-state-key"),
+            format!("{TRUST_STATE_KEY}\n"),
         )
         .expect("key file");
         let root = dir.path().join("root");
@@ -96,15 +105,22 @@ impl S3Server {
     }
 
     /// The `storage` section of a trustgate configuration using this bucket under `prefix`,
-    /// with the credentials in key files.
+    /// with the credentials and the trust state key in key files.
     pub fn storage_yaml(&self, prefix: &str) -> String {
+        self.storage_yaml_at(&self.endpoint(), prefix)
+    }
+
+    /// [`storage_yaml`](Self::storage_yaml) with another endpoint (a man in the middle in
+    /// front of this server).
+    pub fn storage_yaml_at(&self, endpoint: &str, prefix: &str) -> String {
         format!(
-            "storage:\n  backend: s3\n  s3:\n    bucket: {}\n    endpoint: \"{}\"\n    region: us-east-1\n    \
-             prefix: \"{prefix}\"\n    allow_http: true\n    access_key_id_file: {}\n    secret_access_key_file: {}\n",
+            "storage:\n  backend: s3\n  s3:\n    bucket: {}\n    endpoint: \"{endpoint}\"\n    region: us-east-1\n    \
+             prefix: \"{prefix}\"\n    allow_http: true\n    access_key_id_file: {}\n    secret_access_key_file: {}\n    \
+             trust_state_key_file: {}\n",
             Self::BUCKET,
-            self.endpoint(),
             json_path(&self.dir.path().join("access-key-id")),
             json_path(&self.dir.path().join("secret-access-key")),
+            json_path(&self.dir.path().join("trust-state-key")),
         )
     }
 
@@ -127,6 +143,23 @@ impl S3Server {
             .with_retry(RetryConfig {
                 backoff: BackoffConfig::default(),
                 max_retries: 1,
+                retry_timeout: Duration::from_secs(5),
+            })
+            .build()
+            .expect("S3 client")
+    }
+
+    /// A client as trustgate builds its own (no overall timeout, a connect timeout and two
+    /// quick retries), for this bucket at `endpoint` (e.g. a man in the middle that hangs).
+    pub fn client_without_timeout_at(&self, endpoint: &str) -> AmazonS3 {
+        let options = ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout_disabled();
+        self.builder(options)
+            .with_endpoint(endpoint)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: 2,
                 retry_timeout: Duration::from_secs(5),
             })
             .build()

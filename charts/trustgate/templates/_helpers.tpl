@@ -105,6 +105,9 @@ storage:
     access_key_id_file: /etc/trustgate/s3/access-key-id
     secret_access_key_file: /etc/trustgate/s3/secret-access-key
     {{- end }}
+    {{- if .trustStateKeySecret }}
+    trust_state_key_file: /etc/trustgate/s3-trust-state/trust-state-key
+    {{- end }}
 {{- end }}
 {{- end }}
 upstreams:

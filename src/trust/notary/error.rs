@@ -118,6 +118,11 @@ pub enum NotaryError {
     /// trust a new root on first use.
     #[error("trust state {path} is corrupt ({detail}); refusing to trust on first use again: an operator who wants this GUN to start over deletes that state")]
     StateCorrupt { path: String, detail: String },
+    /// A stored trust state that the trust state key did not seal for this GUN and server:
+    /// written by someone without the key (the bucket, or whoever can write it). Refused, never
+    /// taken for absent.
+    #[error("trust state {path} does not authenticate ({detail}): it was not written by a replica holding the trust state key; refusing it: an operator who wants this GUN to start over deletes that state")]
+    StateUnauthentic { path: String, detail: String },
     /// Other replicas saved the state of this GUN every time this one tried to.
     #[error("trust state of {gun}: changed by another writer during each of {attempts} attempts to save it")]
     StateContended { gun: String, attempts: usize },
@@ -144,6 +149,7 @@ impl NotaryError {
             self,
             NotaryError::State { .. }
                 | NotaryError::StateCorrupt { .. }
+                | NotaryError::StateUnauthentic { .. }
                 | NotaryError::StateContended { .. }
         )
     }

@@ -18,5 +18,7 @@ pub use data::{KeyInfo, Resolved, RoleData, Skipped, Target, TrustData, RELEASES
 pub use error::{fmt_time as format_time, FetchError, NotaryError};
 pub use keys::{pin_ids_from_pem, tuf_key_id, KeyError, PublicKey};
 pub use source::{HttpSource, HttpTimeouts, MetaName, Source};
-pub use state::{GunState, Revision, Saved, StateStore, MAX_STATE_SIZE};
+pub use state::{
+    GunState, Revision, Saved, StateKey, StateStore, DEFAULT_DEADLINE, MAX_STATE_SIZE, MIN_KEY_LEN,
+};
 pub use update::{Limits, NotaryClient, STATE_ATTEMPTS};

@@ -37,19 +37,52 @@
 //! the store answers again it is the authority; versions the replica recorded meanwhile are
 //! carried into it (only while both name the same root), so they are not lost either.
 //!
-//! # Threat model
+//! # Deadlines
 //!
-//! The shared state protects against a trust server (or a network path to it) that serves
-//! different replicas different things over time: once one replica has seen version N of a
-//! role, no replica accepts a lower one, and no replica pins a root other than the first one
-//! pinned. It does not protect against whoever can write the state: deleting a GUN's state
-//! makes the next replica trust the root it is served on first use again, and rewriting it can
-//! lower versions. The bucket's write credentials are therefore as sensitive as a local state
-//! directory, and rules that pin `root_keys` do not depend on first use at all. A state object
-//! that does not parse, is too large, or belongs to another GUN is refused with an error (the
-//! GUN fails closed), never treated as absent: an attacker who can corrupt an object could
-//! otherwise reset the pinned root. An operator who wants a GUN to start over (a repository
-//! re-initialised on purpose) deletes its state object or file: `<sha256 hex of the GUN>.json`.
+//! Every read and write of a state object has an overall deadline ([`DEFAULT_DEADLINE`],
+//! [`StateStore::with_deadline`]), body included. A store that accepts a connection and never
+//! answers (or answers a byte at a time) is unavailable once it passes, exactly like one that
+//! refuses the connection: the replica falls back to its own copy, and a GUN it has no copy of
+//! is refused promptly instead of holding every refresh until the client's request times out.
+//!
+//! # Authenticated shared state
+//!
+//! Whoever can write a bucket could otherwise choose every replica's first-use root (plant a
+//! state naming their own root) and deny any GUN (inflate its versions). So a store with a
+//! [`StateKey`] ([`StateStore::with_key`]; `storage.s3.trust_state_key_file`, a secret the
+//! replicas share and the bucket never holds) seals every object it writes with an
+//! HMAC-SHA256 over the notary server's name, the GUN and the state's exact serialisation,
+//! and refuses every object it reads that does not carry a matching one
+//! ([`NotaryError::StateUnauthentic`]: the GUN fails closed, it is logged and counted, never
+//! taken for absent). The configuration refuses the s3 backend without a key while a rule
+//! verifies with Notary v1 (pinned or not: inflated versions deny pinned GUNs too).
+//!
+//! What a writer of the bucket without the key can still do:
+//!
+//! - deny: corrupt, plant or delete objects, or make the bucket unavailable (a GUN whose state
+//!   does not authenticate fails closed; while the bucket is unavailable, replicas use their
+//!   own copies);
+//! - replay an older authentic object of the same GUN (a rollback by the bucket). A replica
+//!   that has its own copy carries the versions of that copy into what it loads (and keeps
+//!   its copy's root when that is a later root version), so it still refuses data older than
+//!   what it saw itself; only a replica that never saw the GUN accepts the older versions,
+//!   never a root no replica trusted;
+//! - delete a GUN's state: a replica with its own copy carries on from that copy (and stores
+//!   it again); a replica without one trusts on first use, as a new deployment does. Rules
+//!   that pin `root_keys` never depend on first use.
+//!
+//! It cannot choose a root, raise or lower versions beyond what an authentic state once held,
+//! or move a state between GUNs or notary servers (both are in the authentication code). The
+//! key authenticates; it does not encrypt (a state holds a public root and version numbers).
+//! Without a key (a state directory, or an object store in library use) states are plain
+//! JSON, and the store's write access is as sensitive as a local state directory.
+//!
+//! A state object that does not parse, is too large, or belongs to another GUN is refused with
+//! an error too (the GUN fails closed), never treated as absent: an attacker who can corrupt
+//! an object could otherwise reset the pinned root. An operator who wants a GUN to start over
+//! (a repository re-initialised on purpose) deletes its state object or file,
+//! `<sha256 hex of the GUN>.json`, and with a shared store also the replicas' own copies
+//! (`<cache.dir>/trust/<server>/`, or restarts them with an empty cache directory).
 
 use std::{
     collections::BTreeMap,
@@ -58,9 +91,10 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
+    time::Duration,
 };
 
-use aws_lc_rs::digest;
+use aws_lc_rs::{digest, hmac};
 use futures_util::StreamExt as _;
 use object_store::{
     path::Path as ObjectPath, GetOptions, ObjectStore, PutMode, PutOptions, PutPayload,
@@ -73,6 +107,52 @@ use super::{error::NotaryError, schema};
 /// The most a state file may hold. States are small (a root of at most 2 MiB, base64, and one
 /// version per role); anything larger was not written by us.
 pub const MAX_STATE_SIZE: u64 = 4 << 20;
+
+/// The overall deadline of one state object read or write (body included) unless
+/// [`StateStore::with_deadline`] says otherwise.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The shortest trust state key accepted, in bytes (a 256-bit key, e.g. 64 hex digits).
+pub const MIN_KEY_LEN: usize = 32;
+
+/// Domain separation for the authentication code of a state object (see the module docs).
+const MAC_CONTEXT: &[u8] = b"trustgate trust state v1\n";
+/// How a sealed object names its authentication code.
+const MAC_PREFIX: &str = "hmac-sha256:";
+
+/// The key replicas share to authenticate the trust state they keep in a bucket
+/// (HMAC-SHA256). Never printed.
+#[derive(Clone)]
+pub struct StateKey(hmac::Key);
+
+impl StateKey {
+    /// A key from the secret's bytes; `None` when shorter than [`MIN_KEY_LEN`].
+    pub fn new(secret: &[u8]) -> Option<Self> {
+        (secret.len() >= MIN_KEY_LEN).then(|| StateKey(hmac::Key::new(hmac::HMAC_SHA256, secret)))
+    }
+}
+
+impl std::fmt::Debug for StateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateKey(<redacted>)")
+    }
+}
+
+/// A key and what it binds besides the GUN: the notary server's name.
+#[derive(Debug, Clone)]
+struct Sealing {
+    key: StateKey,
+    scope: String,
+}
+
+/// A state as stored with a key: the state's fields and its authentication code.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    #[serde(flatten)]
+    state: GunState,
+    #[serde(default)]
+    mac: Option<String>,
+}
 
 /// The persisted state of one GUN.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +204,10 @@ enum Backend {
         prefix: ObjectPath,
         /// The replica's own copies, used while the store is unreachable.
         local: Option<PathBuf>,
+        /// Authenticates every object (see the module docs); `None`: plain objects.
+        sealing: Option<Arc<Sealing>>,
+        /// The overall deadline of each read or write.
+        deadline: Duration,
     },
 }
 
@@ -181,8 +265,32 @@ impl StateStore {
                 store,
                 prefix,
                 local: None,
+                sealing: None,
+                deadline: DEFAULT_DEADLINE,
             },
         }
+    }
+
+    /// Seals every object this store writes with `key` and refuses every object it reads
+    /// that `key` did not seal for the same GUN and `scope` (the notary server's name; see
+    /// the module docs). No effect on a directory store.
+    pub fn with_key(mut self, key: StateKey, scope: impl Into<String>) -> Self {
+        if let Backend::Object { sealing, .. } = &mut self.backend {
+            *sealing = Some(Arc::new(Sealing {
+                key,
+                scope: scope.into(),
+            }));
+        }
+        self
+    }
+
+    /// The overall deadline of each object read or write, after which the store counts as
+    /// unavailable (default [`DEFAULT_DEADLINE`]). No effect on a directory store.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        if let Backend::Object { deadline: d, .. } = &mut self.backend {
+            *d = deadline;
+        }
+        self
     }
 
     /// Keeps this replica's own copy of every state it loads or stores from the object store
@@ -223,18 +331,31 @@ impl StateStore {
                 store,
                 prefix,
                 local,
+                sealing,
+                deadline,
             } => {
                 let key = prefix.clone().join(name.as_str());
                 let location = object_location(store.as_ref(), &key);
-                match read_object(store.as_ref(), &key).await {
+                let read = tokio::time::timeout(*deadline, read_object(store.as_ref(), &key))
+                    .await
+                    .unwrap_or_else(|_| Err(ReadError::Unavailable(no_answer(*deadline))));
+                match read {
                     Ok(Some((bytes, version))) => {
-                        let mut state = parse(gun, &bytes, &location)?;
+                        let mut state = open(gun, &bytes, &location, sealing.as_deref())?;
                         if let Some(dir) = local {
-                            carry_local_versions(&mut state, &dir.join(&name)).await;
+                            carry_local_copy(&mut state, &dir.join(&name)).await;
                         }
                         return Ok((state, Revision::Object(version)));
                     }
-                    Ok(None) => return Ok((GunState::empty(gun), Revision::Absent)),
+                    Ok(None) => {
+                        // Deleted (by an operator, or by a writer of the bucket): this
+                        // replica's own copy still stands, and is stored again.
+                        let mut state = GunState::empty(gun);
+                        if let Some(dir) = local {
+                            carry_local_copy(&mut state, &dir.join(&name)).await;
+                        }
+                        return Ok((state, Revision::Absent));
+                    }
                     Err(ReadError::Unavailable(detail)) if local.is_some() => {
                         let path = local.as_deref().unwrap_or(Path::new("")).join(&name);
                         match read_file(&path).await {
@@ -263,7 +384,11 @@ impl StateStore {
     /// Stores `state` if the stored state is still `revision` (created if it was absent).
     pub async fn save(&self, state: &GunState, revision: &Revision) -> Result<Saved, NotaryError> {
         let name = Self::file_name(&state.gun);
-        let bytes = serde_json::to_vec_pretty(state).map_err(|e| NotaryError::State {
+        let sealing = match &self.backend {
+            Backend::Object { sealing, .. } => sealing.as_deref(),
+            Backend::Dir(_) => None,
+        };
+        let bytes = seal(state, sealing).map_err(|e| NotaryError::State {
             path: name.clone(),
             detail: e.to_string(),
         })?;
@@ -273,6 +398,8 @@ impl StateStore {
                 store,
                 prefix,
                 local,
+                deadline,
+                ..
             } => {
                 if let Revision::Local(copy) = revision {
                     let Some(dir) = local else {
@@ -285,7 +412,17 @@ impl StateStore {
                     return save_file(dir, &name, bytes, (**copy).clone()).await;
                 }
                 let key = prefix.clone().join(name.as_str());
-                let saved = save_object(store.as_ref(), &key, bytes.clone(), revision).await?;
+                let saved = tokio::time::timeout(
+                    *deadline,
+                    save_object(store.as_ref(), &key, bytes.clone(), revision),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(NotaryError::State {
+                        path: object_location(store.as_ref(), &key),
+                        detail: no_answer(*deadline),
+                    })
+                })?;
                 if let (Saved::Stored, Some(dir)) = (&saved, local) {
                     // Best effort: the copy only matters while the store is unreachable.
                     if let Err(e) = write_copy(dir, &name, bytes).await {
@@ -312,22 +449,105 @@ fn parse(gun: &str, bytes: &[u8], location: &str) -> Result<GunState, NotaryErro
     Ok(state)
 }
 
-/// Versions this replica recorded in its local copy (while the store was unreachable) are
-/// carried into the shared state, so that they are not lost; only when both name the same root,
-/// since a shared state that starts over (deleted by an operator to reset the GUN) must win.
-/// A copy that cannot be read is ignored: the shared state is the authority.
-async fn carry_local_versions(state: &mut GunState, path: &Path) {
+/// What this replica recorded in its own copy is carried into the state loaded from the
+/// object store, so that neither an outage nor the bucket can make it go back: with the same
+/// root, the copy's versions (those it verified while the store was unreachable, or those of
+/// a newer state the bucket no longer shows); with another root, the copy's root and versions
+/// only when the copy's root version is higher (the bucket replayed a state from before a
+/// rotation) or the loaded state has no root (it was deleted). Otherwise the shared state
+/// names a later root (rotated by another replica) and wins. The copy is this replica's own
+/// disk, trusted as a state directory is; one that cannot be read is ignored.
+async fn carry_local_copy(state: &mut GunState, path: &Path) {
     let Ok(Some(bytes)) = read_file(path).await else {
         return;
     };
     let Ok(copy) = serde_json::from_slice::<GunState>(&bytes) else {
         return;
     };
-    if copy.gun == state.gun && copy.root.is_some() && copy.root == state.root {
+    if copy.gun != state.gun || copy.root.is_none() {
+        return;
+    }
+    let later_root = copy.version("root").unwrap_or(0) > state.version("root").unwrap_or(0);
+    if copy.root != state.root && (state.root.is_none() || later_root) {
+        state.root = copy.root.clone();
+    }
+    if copy.root == state.root {
         for (role, version) in &copy.versions {
             state.advance(role, *version);
         }
     }
+}
+
+/// The bytes stored for `state`: plain JSON, or sealed with the store's key.
+fn seal(state: &GunState, sealing: Option<&Sealing>) -> serde_json::Result<Vec<u8>> {
+    let Some(sealing) = sealing else {
+        return serde_json::to_vec_pretty(state);
+    };
+    let tag = mac(sealing, &state.gun, &serde_json::to_vec(state)?);
+    serde_json::to_vec_pretty(&Sealed {
+        state: state.clone(),
+        mac: Some(format!("{MAC_PREFIX}{}", hex::encode(tag.as_ref()))),
+    })
+}
+
+/// Parses a stored object and, with a key, checks its authentication code first.
+fn open(
+    gun: &str,
+    bytes: &[u8],
+    location: &str,
+    sealing: Option<&Sealing>,
+) -> Result<GunState, NotaryError> {
+    let Some(sealing) = sealing else {
+        return parse(gun, bytes, location);
+    };
+    let unauthentic = |detail: &str| NotaryError::StateUnauthentic {
+        path: location.to_owned(),
+        detail: detail.to_owned(),
+    };
+    let sealed: Sealed =
+        serde_json::from_slice(bytes).map_err(|_| unauthentic("it is not a sealed trust state"))?;
+    let Some(code) = sealed.mac.as_deref() else {
+        return Err(unauthentic("it carries no authentication code"));
+    };
+    let code = code
+        .strip_prefix(MAC_PREFIX)
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or_else(|| unauthentic("its authentication code is malformed"))?;
+    // The state as it was sealed: the same serialisation `seal` authenticated.
+    let canonical = serde_json::to_vec(&sealed.state)
+        .map_err(|_| unauthentic("it is not a sealed trust state"))?;
+    hmac::verify(&sealing.key.0, &mac_input(sealing, gun, &canonical), &code).map_err(|_| {
+        unauthentic("its authentication code does not match this GUN, server and content")
+    })?;
+    if sealed.state.gun != gun {
+        return Err(corrupt(
+            location,
+            format!("belongs to the GUN {:?}, not {gun:?}", sealed.state.gun),
+        ));
+    }
+    Ok(sealed.state)
+}
+
+/// HMAC-SHA256 over the context, the scope, the GUN and the state (each length-prefixed, so
+/// no two different inputs are the same bytes).
+fn mac(sealing: &Sealing, gun: &str, state: &[u8]) -> hmac::Tag {
+    hmac::sign(&sealing.key.0, &mac_input(sealing, gun, state))
+}
+
+fn mac_input(sealing: &Sealing, gun: &str, state: &[u8]) -> Vec<u8> {
+    let mut input = MAC_CONTEXT.to_vec();
+    for part in [sealing.scope.as_bytes(), gun.as_bytes(), state] {
+        input.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        input.extend_from_slice(part);
+    }
+    input
+}
+
+fn no_answer(deadline: Duration) -> String {
+    format!(
+        "the object store did not answer within {}s",
+        deadline.as_secs_f64()
+    )
 }
 
 /// Replaces the local copy with what was just stored in the object store (temp file, fsync,

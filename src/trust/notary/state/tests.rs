@@ -464,3 +464,150 @@ async fn simultaneous_replicas_never_lose_an_update() {
         assert_eq!(object_store(shared).load(GUN).await.unwrap().0, newest);
     }
 }
+
+// === authenticated objects ===
+
+fn key(byte: u8) -> StateKey {
+    StateKey::new(&[byte; MIN_KEY_LEN]).unwrap()
+}
+
+fn sealed(shared: Arc<dyn ObjectStore>, key: StateKey, scope: &str) -> StateStore {
+    object_store(shared).with_key(key, scope)
+}
+
+fn object_key(gun: &str) -> ObjectPath {
+    ObjectPath::from(format!("trust/internal/{}", StateStore::file_name(gun)))
+}
+
+async fn put(shared: &Arc<dyn ObjectStore>, gun: &str, bytes: Vec<u8>) {
+    shared
+        .put_opts(
+            &object_key(gun),
+            PutPayload::from(bytes),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+}
+
+async fn get(shared: &Arc<dyn ObjectStore>, gun: &str) -> Vec<u8> {
+    let got = shared
+        .get_opts(&object_key(gun), GetOptions::default())
+        .await
+        .unwrap();
+    got.bytes().await.unwrap().to_vec()
+}
+
+#[test]
+fn a_short_key_is_refused() {
+    assert!(StateKey::new(&[1; MIN_KEY_LEN - 1]).is_none());
+    assert_eq!(format!("{:?}", key(1)), "StateKey(<redacted>)");
+}
+
+#[tokio::test]
+async fn sealed_states_round_trip() {
+    let shared: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = sealed(shared.clone(), key(1), "internal");
+    let (_, absent) = store.load(GUN).await.unwrap();
+    let s = state(&[("timestamp", 7)]);
+    assert_eq!(store.save(&s, &absent).await.unwrap(), Saved::Stored);
+    assert_eq!(store.load(GUN).await.unwrap().0, s);
+    let text = String::from_utf8(get(&shared, GUN).await).unwrap();
+    assert!(text.contains("\"mac\": \"hmac-sha256:"), "{text}");
+    // Other replicas holding the key read it too.
+    let other = sealed(shared, key(1), "internal");
+    assert_eq!(other.load(GUN).await.unwrap().0, s);
+}
+
+/// Whoever can write the bucket, without the key: a planted state (their root, inflated
+/// versions), a state sealed by another key, for another server or another GUN, or an
+/// authentic one edited, is refused: never taken for absent, never used.
+#[tokio::test]
+async fn attack_states_written_without_the_key_are_refused() {
+    let shared: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = sealed(shared.clone(), key(1), "internal");
+    let inflated = state(&[("timestamp", i64::MAX), ("targets", i64::MAX)]);
+
+    let seal_with = |key: StateKey, scope: &str, s: &GunState| {
+        super::seal(
+            s,
+            Some(&Sealing {
+                key,
+                scope: scope.to_owned(),
+            }),
+        )
+        .unwrap()
+    };
+    let mut other_gun = inflated.clone();
+    other_gun.gun = "docker.io/other/repo".to_owned();
+    let authentic = seal_with(key(1), "internal", &state(&[("timestamp", 3)]));
+    let edited = String::from_utf8(authentic.clone())
+        .unwrap()
+        .replace("\"timestamp\": 3", "\"timestamp\": 9223372036854775807")
+        .into_bytes();
+    assert_ne!(edited, authentic);
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("plain", serde_json::to_vec(&inflated).unwrap()),
+        ("garbage", b"{\"gun\": ".to_vec()),
+        ("another key", seal_with(key(2), "internal", &inflated)),
+        ("another server", seal_with(key(1), "other", &inflated)),
+        ("another GUN", seal_with(key(1), "internal", &other_gun)),
+        ("edited", edited),
+    ];
+    for (case, bytes) in cases {
+        put(&shared, GUN, bytes).await;
+        let e = store.load(GUN).await.unwrap_err();
+        assert!(
+            matches!(e, NotaryError::StateUnauthentic { .. }) && !e.is_transport() && e.is_state(),
+            "{case}: {e:?}"
+        );
+        assert!(
+            e.to_string().contains("does not authenticate"),
+            "{case}: {e}"
+        );
+    }
+    put(&shared, GUN, authentic).await;
+    assert_eq!(store.load(GUN).await.unwrap().0, state(&[("timestamp", 3)]));
+}
+
+/// The bucket replays an older authentic state, or deletes it: a replica that saw newer keeps
+/// what its own copy recorded.
+#[tokio::test]
+async fn attack_a_replayed_or_deleted_state_does_not_roll_back_a_replica_that_saw_newer() {
+    let shared: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let copy = tempfile::tempdir().unwrap();
+    let store = sealed(shared.clone(), key(1), "internal").with_local_copy(copy.path());
+    let root = |version: i64| GunState {
+        root: Some(format!("cm9vdC{version}")),
+        ..state(&[("root", version), ("timestamp", 10 * version)])
+    };
+    let (_, rev) = store.load(GUN).await.unwrap();
+    assert_eq!(store.save(&root(1), &rev).await.unwrap(), Saved::Stored);
+    let older = get(&shared, GUN).await;
+    let mut newer = root(1);
+    newer.advance("timestamp", 20);
+    let (_, rev) = store.load(GUN).await.unwrap();
+    assert_eq!(store.save(&newer, &rev).await.unwrap(), Saved::Stored);
+
+    // Same root, older versions.
+    put(&shared, GUN, older.clone()).await;
+    assert_eq!(store.load(GUN).await.unwrap().0, newer);
+
+    // A later root (rotated), then the state from before the rotation replayed.
+    let (_, rev) = store.load(GUN).await.unwrap();
+    assert_eq!(store.save(&root(2), &rev).await.unwrap(), Saved::Stored);
+    put(&shared, GUN, older).await;
+    assert_eq!(store.load(GUN).await.unwrap().0, root(2));
+
+    // Deleted: the copy stands, to be stored again.
+    object_store::ObjectStoreExt::delete(shared.as_ref(), &object_key(GUN))
+        .await
+        .unwrap();
+    let (loaded, revision) = store.load(GUN).await.unwrap();
+    assert_eq!((loaded, revision), (root(2), Revision::Absent));
+
+    // A replica that never saw the GUN has nothing to hold on to.
+    let fresh = tempfile::tempdir().unwrap();
+    let other = sealed(shared.clone(), key(1), "internal").with_local_copy(fresh.path());
+    assert_eq!(other.load(GUN).await.unwrap().0, GunState::empty(GUN));
+}
