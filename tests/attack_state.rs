@@ -82,9 +82,9 @@ policy:
     let all = names(seed, WARM + MEASURED);
     let started = Instant::now();
     pull_all(&proxy, all[..WARM].to_vec());
-    let before = proxy.rss_bytes();
+    let before = proxy.rss_kib() * 1024;
     pull_all(&proxy, all[WARM..].to_vec());
-    let after = proxy.rss_bytes();
+    let after = proxy.rss_kib() * 1024;
     let grown = after.saturating_sub(before);
     eprintln!(
         "RSS {} KiB -> {} KiB (+{} KiB) over {MEASURED} names; {:?} in all",

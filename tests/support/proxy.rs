@@ -68,23 +68,6 @@ impl Proxy {
         }
     }
 
-    /// The process ID of `trustgate serve` (to read its `/proc/<pid>/status`).
-    pub fn pid(&self) -> u32 {
-        self.daemon.child.id()
-    }
-
-    /// The resident set size of the process now, in bytes (`VmRSS` in `/proc/<pid>/status`).
-    pub fn rss_bytes(&self) -> u64 {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc/<pid>/status");
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status");
-        kib * 1024
-    }
-
     /// `127.0.0.1:<port>`, as clients name the registry.
     pub fn host_port(&self) -> String {
         format!("127.0.0.1:{}", self.port)
