@@ -308,6 +308,37 @@ fn attack_child_manifest_longer_than_its_descriptor_is_refused_at_its_size() {
     }
 }
 
+#[test]
+fn attack_dripping_signature_payload_is_cut_off_at_the_upstream_timeout() {
+    // Signature blobs are small and bounded by their descriptor, but a peer that sends one
+    // byte just inside each read timeout would hold every verification for as long as it
+    // likes: the whole read is bounded by `upstream_timeout`.
+    let registry = Registry::start();
+    let mitm = Mitm::start(&registry.url());
+    let publisher = Publisher::new();
+    let mut body = cosign::config(&mitm.url(), &[publisher.rule("cosign/**")]);
+    body.push_str("limits: {upstream_timeout: 2s, upstream_read_timeout: 2s}\n");
+    let proxy = Proxy::start(&body);
+    let repo = "cosign/drip";
+    let image = Image::random(1);
+    image.push(&registry, repo, "v1");
+    let sig = publisher.sign(&registry, repo, &image.manifest.digest);
+    mitm.on(
+        &format!("/v2/{repo}/blobs/{}", sig.payload.digest),
+        Reply::Drip {
+            body: Bytes::from(sig.payload.bytes.clone()),
+            every: Duration::from_millis(500),
+        },
+    );
+    let started = std::time::Instant::now();
+    let r = proxy.pull(&format!("/v2/{repo}/manifests/v1"));
+    let took = started.elapsed();
+    assert!(r.status >= 500, "{}", r.summary());
+    assert!(took < Duration::from_secs(8), "answered after {took:?}");
+    mitm.clear();
+    proxy.expect_served(&format!("/v2/{repo}/manifests/v1"), &image.manifest.bytes);
+}
+
 // === class 5: one broken manifest fails the others ===
 
 #[test]

@@ -94,6 +94,8 @@ const ERROR_BODY_MAX_BYTES: u64 = 16 << 10;
 /// What the `max_size` of [`Upstream::manifest`] and [`Upstream::referrers`] is, in errors:
 /// the proxy passes that configuration value.
 const MANIFEST_LIMIT: &str = "limits.max_manifest_size";
+/// The bound of a read whose size a descriptor gives.
+const DESCRIPTOR_LIMIT: &str = "the size its descriptor gives";
 
 /// The token service Docker Hub's registry names, allowed to receive its credentials when
 /// `token_realms` is not configured.
@@ -524,6 +526,33 @@ impl Upstream {
             }
         };
         Ok(Blob { length, stream })
+    }
+
+    /// A small blob whose size a descriptor gives (a signature payload, a sigstore bundle):
+    /// `GET /v2/<repo>/blobs/<digest>` read whole into memory, at most `size` bytes, the whole
+    /// exchange within `request_timeout` (a peer dripping a byte per `read_timeout` would
+    /// otherwise hold it for as long as it likes). The caller checks the digest.
+    pub async fn small_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+    ) -> Result<Bytes, UpstreamError> {
+        self.check("repository", repo, is_repo)?;
+        self.check("digest", digest, is_reference)?;
+        let _inflight = self.fetch_started();
+        let get = Get {
+            url: self.url(&format!("/v2/{repo}/blobs/{digest}"))?,
+            what: format!("blob {repo}@{digest}"),
+            repo: Some(repo),
+            accept: None,
+            whole: true,
+        };
+        let _slot = self.slot(&get.url).await?;
+        let response = self.get(&get).await?;
+        self.read_limited(response, size, &get.what, DESCRIPTOR_LIMIT)
+            .await
+            .inspect_err(|e| self.observe_error(e))
     }
 
     /// `GET /v2/<repo>/tags/list?n=&last=`, passed through: the body (at most

@@ -54,8 +54,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::Bytes;
 use lru::LruCache;
 
 pub use self::bundle::BundleFailure;
@@ -367,22 +366,18 @@ impl CosignVerifier {
         size: u64,
     ) -> Result<Option<Bytes>, Refusal> {
         let what = format!("{sig_repo}@{digest}");
-        let blob = match content.upstream.blob(sig_repo, digest.as_str()).await {
-            Ok(blob) => blob,
-            Err(UpstreamError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(unreachable_registry(&what, &e)),
-        };
-        let mut stream = blob.stream;
-        let mut bytes = BytesMut::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| unreachable_registry(&what, &e))?;
-            if (bytes.len() + chunk.len()) as u64 > size {
-                return Ok(None);
+        match content
+            .upstream
+            .small_blob(sig_repo, digest.as_str(), size)
+            .await
+        {
+            Ok(bytes) => {
+                Ok((bytes.len() as u64 == size && digest.matches(&bytes)).then_some(bytes))
             }
-            bytes.extend_from_slice(&chunk);
+            // Absent, or longer than its descriptor: not this signature.
+            Err(UpstreamError::NotFound { .. } | UpstreamError::TooLarge { .. }) => Ok(None),
+            Err(e) => Err(unreachable_registry(&what, &e)),
         }
-        let bytes = bytes.freeze();
-        Ok((bytes.len() as u64 == size && digest.matches(&bytes)).then_some(bytes))
     }
 
     /// The signed manifests of the query's repository, from its signature tags; cached.
