@@ -420,7 +420,8 @@ impl Proxy {
                 .await
                 .map_err(|r| self.refuse(ctx, r))?;
             match self.find_in_closure(ctx, &set, digest).await? {
-                Some(size) => signed_size = Some(size).filter(|&s| s > 0),
+                // Also 0: an empty blob is legitimate, and is read as exactly 0 bytes.
+                Some(size) => signed_size = Some(size),
                 None => {
                     return Err(self.refuse(
                         ctx,
@@ -452,7 +453,11 @@ impl Proxy {
                     .length
                     .ok_or_else(|| ProxyError::UnknownBlob { what: what.clone() })?,
             };
-            return Ok(blob_response(digest, Some(size), body::empty()));
+            return Ok(blob_response(
+                digest,
+                Some(signed_size.unwrap_or(size)),
+                body::empty(),
+            ));
         }
         let (upstream, repo, wanted) = (
             ctx.upstream.clone(),
@@ -470,9 +475,10 @@ impl Proxy {
                 Some(u) => ctx.upstream_error(u, false, &what),
                 None => ProxyError::Store(e),
             })?;
+        // The store holds the body to exactly the signed size; the header says it too.
         Ok(blob_response(
             digest,
-            blob.length,
+            signed_size.or(blob.length),
             body::stream(blob.stream),
         ))
     }
