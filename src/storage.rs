@@ -3,7 +3,8 @@
 //!
 //! Every request to it is bounded: no global request timeout (a large object's body may take
 //! long), but a short connect timeout, few quick retries, and the callers' own timeouts to the
-//! first byte and between chunks. Conditional puts (`If-Match`/`If-None-Match`) are enabled for
+//! first byte and between chunks, plus a deadline for a whole object's body that grows with its
+//! size (`MIN_READ_RATE`, see `cache/shared.rs`). Conditional puts (`If-Match`/`If-None-Match`) are enabled for
 //! the compare-and-swap of shared trust state.
 
 use std::sync::Arc;
