@@ -26,6 +26,11 @@
 //!   already tailing the file fail ([`StoreError::CacheUnavailable`]).
 //! * On success the file is `fsync`ed and renamed into `blobs/`; on any failure it is removed
 //!   and the flight is forgotten, so the next request fetches again.
+//! * Length and room come from what was signed or configured, never from the upstream's word:
+//!   under a signed size exactly that many bytes are read and room for them is made up front;
+//!   otherwise the body is bounded by `max_blob_size` and the reservation grows with the bytes
+//!   that arrived (a lying `Content-Length` evicts nothing), and a blob that outgrows the room
+//!   is served uncached.
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
