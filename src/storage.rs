@@ -3,7 +3,8 @@
 //!
 //! Every request to it is bounded: no global request timeout (a large object's body may take
 //! long), but a short connect timeout, few quick retries, and the callers' own timeouts to the
-//! first byte and between chunks. Conditional puts (`If-Match`/`If-None-Match`) are enabled for
+//! first byte and between chunks, plus a deadline for a whole object's body that grows with its
+//! size (`MIN_READ_RATE`, see `cache/shared.rs`). Conditional puts (`If-Match`/`If-None-Match`) are enabled for
 //! the compare-and-swap of shared trust state.
 
 use std::sync::Arc;
@@ -22,6 +23,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// upstream, so a slow bucket must not hold a pull up for long: `limits.upstream_timeout`
 /// when that is shorter.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The slowest average rate a bucket body may arrive at, after `REQUEST_TIMEOUT`, before the
+/// read is given up and the upstream asked: 1 MiB/s, well below any bucket a replica would
+/// share (tens of MiB/s and up), yet a 100-byte object dripped one byte every 2 s is given up
+/// after the request timeout instead of holding a pull for minutes.
+const MIN_READ_RATE: u64 = 1 << 20;
 /// Uploads running at once, and accepted (running or waiting) at once.
 const MAX_UPLOADS: usize = 4;
 const MAX_QUEUED_UPLOADS: usize = 256;
@@ -114,6 +120,7 @@ impl SharedStore {
             SharedOptions {
                 request_timeout: request_timeout(config),
                 read_timeout: config.limits.upstream_read_timeout,
+                min_read_rate: MIN_READ_RATE,
                 max_manifest_size: config.limits.max_manifest_size,
                 max_uploads: MAX_UPLOADS,
                 max_queued_uploads: MAX_QUEUED_UPLOADS,

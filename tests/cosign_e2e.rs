@@ -4,68 +4,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use support::cosign::{self, Signature, SIGNATURE_ANNOTATION};
+use support::cosign::{self, Key, Signature, SIGNATURE_ANNOTATION};
 use support::fakes::{Forwarder, Link};
 use support::http::{self, HttpResponse};
 use support::oci::{self, Blob, Image};
 use support::proxy::Proxy;
-use support::{run_bounded, Registry};
-
-/// An ECDSA P-256 key pair as files: `openssl ecparam` private key, `openssl pkey` public key
-/// (the PEM `PUBLIC KEY` cosign writes to `cosign.pub`).
-struct Key {
-    private: PathBuf,
-    public: PathBuf,
-}
-
-impl Key {
-    fn generate(dir: &Path, name: &str) -> Key {
-        let private = dir.join(format!("{name}.key"));
-        let public = dir.join(format!("{name}.pub"));
-        run(Command::new("openssl")
-            .args([
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-            ])
-            .arg(&private));
-        run(Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&private)
-            .arg("-out")
-            .arg(&public));
-        Key { private, public }
-    }
-
-    /// `openssl dgst -sha256 -sign`: ECDSA over SHA-256, ASN.1 DER, as cosign signs.
-    fn sign(&self, payload: &[u8]) -> Vec<u8> {
-        let dir = tempfile::tempdir().unwrap();
-        let (input, output) = (dir.path().join("payload"), dir.path().join("sig"));
-        std::fs::write(&input, payload).unwrap();
-        run(Command::new("openssl")
-            .args(["dgst", "-sha256", "-sign"])
-            .arg(&self.private)
-            .arg("-out")
-            .arg(&output)
-            .arg(&input));
-        std::fs::read(output).unwrap()
-    }
-}
-
-fn run(cmd: &mut Command) {
-    let out = run_bounded(cmd, b"", "openssl");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use support::Registry;
 
 /// One test's peers: a registry (behind a forwarder that can take it down), three keys, and
 /// the proxy with cosign rules. Fields drop in order: the proxy first.

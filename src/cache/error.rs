@@ -37,15 +37,38 @@ pub enum StoreError {
     /// The bytes did not hash to the digest they were requested by; nothing was stored.
     #[error(transparent)]
     DigestMismatch(#[from] DigestMismatch),
-    /// Upstream announced one length and sent another; nothing was stored.
-    #[error("{digest}: upstream announced {expected} bytes but sent {}{actual}", if *.actual > *.expected { "at least " } else { "" })]
+    /// The body was not as long as expected (the signed descriptor's size, else what upstream
+    /// announced); nothing was stored.
+    #[error("{digest}: expected {expected} bytes but the source sent {}{actual}", if *.actual > *.expected { "at least " } else { "" })]
     LengthMismatch {
         /// The blob being fetched.
         digest: Digest,
-        /// The length upstream announced.
+        /// The length expected.
         expected: u64,
         /// The length received (when longer: received before the stream was cut).
         actual: u64,
+    },
+    /// Upstream announced a `Content-Length` other than the size the signed descriptor gives;
+    /// refused before a byte of the body was read.
+    #[error(
+        "{digest}: upstream announced {announced} bytes but the signed descriptor says {expected}"
+    )]
+    WrongLength {
+        /// The blob being fetched.
+        digest: Digest,
+        /// The descriptor's size.
+        expected: u64,
+        /// The `Content-Length` upstream sent.
+        announced: u64,
+    },
+    /// The body is (or is announced as) longer than `limits.max_blob_size`, with no signed size
+    /// to go by; nothing was stored.
+    #[error("{digest}: longer than the {limit}-byte limit for blobs without a signed size")]
+    TooLarge {
+        /// The blob being fetched.
+        digest: Digest,
+        /// `limits.max_blob_size`.
+        limit: u64,
     },
     /// An object on disk did not hash to its name (found on its first read after
     /// [`Store::open`](super::Store::open)); it has been removed.
@@ -117,7 +140,11 @@ impl StoreError {
     pub fn is_upstream(&self) -> bool {
         matches!(
             self,
-            Self::Upstream { .. } | Self::DigestMismatch(_) | Self::LengthMismatch { .. }
+            Self::Upstream { .. }
+                | Self::DigestMismatch(_)
+                | Self::LengthMismatch { .. }
+                | Self::WrongLength { .. }
+                | Self::TooLarge { .. }
         )
     }
 }

@@ -10,7 +10,7 @@ use futures_util::stream::{BoxStream, StreamExt};
 
 use super::flight::{TempFile, WRITE_BATCH_BYTES, WRITE_BATCH_CHUNKS};
 use super::shared::SharedError;
-use super::verify::Checked;
+use super::verify::{Checked, Expect};
 use super::StoreError;
 use crate::oci::Digest;
 
@@ -25,7 +25,8 @@ pub(super) enum FillError {
 }
 
 /// Downloads `body` into a new temp file at `path`: the verified, synced file, or why not.
-/// The caller removes `path` on failure.
+/// `body` must be exactly `size` bytes; the caller checked `size` against the signed size or
+/// the limit before calling. The caller removes `path` on failure.
 pub(super) async fn download(
     digest: &Digest,
     mut body: BoxStream<'static, Result<Bytes, SharedError>>,
@@ -36,7 +37,7 @@ pub(super) async fn download(
     let file = TempFile::create(path.clone())
         .await
         .map_err(|e| local("create temp file", e))?;
-    let mut check = Checked::new(digest, Some(size));
+    let mut check = Checked::new(digest, Expect::Exact(size), None).map_err(FillError::Mismatch)?;
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batched = 0;
     loop {

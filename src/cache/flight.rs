@@ -26,6 +26,11 @@
 //!   already tailing the file fail ([`StoreError::CacheUnavailable`]).
 //! * On success the file is `fsync`ed and renamed into `blobs/`; on any failure it is removed
 //!   and the flight is forgotten, so the next request fetches again.
+//! * Length and room come from what was signed or configured, never from the upstream's word:
+//!   under a signed size exactly that many bytes are read and room for them is made up front;
+//!   otherwise the body is bounded by `max_blob_size` and the reservation grows with the bytes
+//!   that arrived (a lying `Content-Length` evicts nothing), and a blob that outgrows the room
+//!   is served uncached.
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
@@ -42,7 +47,7 @@ use super::fill::{self, FillError};
 use super::index::Kind;
 use super::shared::{SharedTier, Upload};
 use super::tail::Reader;
-use super::verify::{passthrough, Checked};
+use super::verify::{passthrough, Checked, Expect};
 use super::{BlobBody, BlobSource, Inner, Store, StoreError};
 use crate::oci::Digest;
 
@@ -129,13 +134,14 @@ async fn blocking_io<T: Send + 'static>(
 struct Leader {
     inner: Arc<Inner>,
     digest: Digest,
-    /// The size a verified descriptor gives, when the caller knows it.
-    size: Option<u64>,
+    /// How long the blob may be: a verified descriptor's size, or the configured limit.
+    expect: Expect,
     id: u64,
     state: watch::Sender<FlightState>,
     /// The temp file to remove unless it was renamed into place.
     tmp: Option<PathBuf>,
-    /// Space reserved in the index, to give back unless it became a stored object.
+    /// Space reserved in the index, to give back unless it became a stored object. For a
+    /// signed size it is reserved up front; otherwise it grows with the bytes that arrived.
     reserved: Option<u64>,
 }
 
@@ -193,10 +199,20 @@ impl Store {
         self.blob_of_size(digest, None, fetch).await
     }
 
-    /// [`Store::blob`] for a blob whose size a verified descriptor gives: a shared-tier object
-    /// of any other size is not what the key promises, and is ignored before a byte of it is
-    /// read or room is made for it (a bucket writer could otherwise make every replica clear
-    /// its local tier for a huge object under a popular digest).
+    /// [`Store::blob`] for a blob whose size a verified descriptor may give.
+    ///
+    /// With `Some(size)`, exactly `size` bytes are read: an upstream `Content-Length` of any
+    /// other value fails the fetch before a byte is read, a longer body fails at its first
+    /// extra byte (which is neither written nor forwarded), a shorter one at its end. Room in
+    /// the store is made for `size` up front, and [`BlobBody::length`] is `size`. A shared-tier
+    /// object of any other size is not what the key promises, and is ignored before a byte of
+    /// it is read or room is made for it.
+    ///
+    /// With `None`, no descriptor vouches for a size: the body is bounded by the store's
+    /// `max_blob_size` (a longer one fails), an announced length must hold but reserves
+    /// nothing, and room is made only as bytes arrive (from the upstream) or once they verified
+    /// (from the shared tier), so a lying length or a junk object evicts nothing. If the cache
+    /// runs out of room mid-way, the blob is served uncached.
     pub async fn blob_of_size<F, Fut, E>(
         &self,
         digest: &Digest,
@@ -210,6 +226,10 @@ impl Store {
             + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
+        let expect = match size {
+            Some(size) => Expect::Exact(size),
+            None => Expect::AtMost(self.inner.max_blob_size),
+        };
         loop {
             if let Some(blob) = self.open_blob(digest).await? {
                 self.inner.observer.hit(blob.len());
@@ -223,11 +243,11 @@ impl Store {
                 Role::Stored => continue,
                 Role::Lead { id, state } => {
                     self.inner.observer.miss();
-                    return self.lead(digest, size, id, state, fetch).await;
+                    return self.lead(digest, expect, id, state, fetch).await;
                 }
                 Role::Join(state) => {
                     self.inner.observer.miss();
-                    return join(digest, state, fetch).await;
+                    return join(digest, expect, state, fetch).await;
                 }
             }
         }
@@ -236,7 +256,7 @@ impl Store {
     async fn lead<F, Fut, E>(
         &self,
         digest: &Digest,
-        size: Option<u64>,
+        expect: Expect,
         id: u64,
         state: watch::Sender<FlightState>,
         fetch: F,
@@ -253,7 +273,7 @@ impl Store {
         let leader = Leader {
             inner: self.inner.clone(),
             digest: digest.clone(),
-            size,
+            expect,
             id,
             state,
             tmp: None,
@@ -271,6 +291,7 @@ impl Store {
 
 async fn join<F, Fut, E>(
     digest: &Digest,
+    expect: Expect,
     mut rx: watch::Receiver<FlightState>,
     fetch: F,
 ) -> Result<BlobBody, StoreError>
@@ -285,11 +306,12 @@ where
     if !cached {
         // There is no file to tail; fetch on our own rather than fail. This only happens when
         // the store cannot cache, where every request going upstream is the honest fallback.
-        let (length, upstream) = fetch().await.map_err(|e| StoreError::upstream(digest, e))?;
+        let (announced, upstream) = fetch().await.map_err(|e| StoreError::upstream(digest, e))?;
+        let check = Checked::new(digest, expect, announced)?;
         return Ok(BlobBody {
-            length,
+            length: check.expected_len(),
             source: BlobSource::Fetched,
-            stream: passthrough(digest.clone(), length, upstream),
+            stream: passthrough(digest.clone(), check, upstream),
         });
     }
     Ok(BlobBody {
@@ -299,7 +321,7 @@ where
     })
 }
 
-/// Waits until `fetch` returned: the announced length and whether a temp file is being
+/// Waits until `fetch` returned: the expected length and whether a temp file is being
 /// written, or the fetch's error.
 async fn wait_headers(
     digest: &Digest,
@@ -366,11 +388,18 @@ impl Leader {
                 return;
             }
         }
-        let (length, mut upstream) = match fetch().await {
+        let (announced, mut upstream) = match fetch().await {
             Ok(fetched) => fetched,
             Err(e) => return self.fail(StoreError::upstream(&self.digest, e)),
         };
-        let mut cache = self.start_cache(length).await;
+        let mut check = match Checked::new(&self.digest, self.expect, announced) {
+            Ok(check) => check,
+            Err(e) => return self.fail(e),
+        };
+        // What clients are told: the descriptor's size, else the length upstream announced
+        // (which the check then holds the body to).
+        let length = check.expected_len();
+        let mut cache = self.start_cache().await;
         self.state.send_modify(|s| {
             s.headers = Some(length);
             s.file = cache.as_ref().map(|c| c.file.clone());
@@ -381,7 +410,6 @@ impl Leader {
             self.unlist();
         }
         let mut first = Some(first);
-        let mut check = Checked::new(&self.digest, length);
         let ended = loop {
             let chunk = match upstream.next().await {
                 None => break Ok(()),
@@ -392,6 +420,11 @@ impl Leader {
             };
             if let Err(e) = check.update(&chunk) {
                 break Err(e);
+            }
+            if cache.is_some() && !self.grow_reservation(check.len()).await {
+                if let Some(full) = cache.take() {
+                    self.stop_caching(full).await;
+                }
             }
             let written = match &cache {
                 Some(cache) => cache.tx.send(chunk.clone()).await.is_ok(),
@@ -436,7 +469,14 @@ impl Leader {
     /// Tries the shared tier: the whole object into a temp file, hashed, synced and renamed
     /// into `blobs/`, and only then published to readers (as a finished flight they read from
     /// the file). `false`, with nothing published, when the object is absent, unreachable,
-    /// does not fit, or is not what its key promises: the caller fetches upstream instead.
+    /// too slow, does not fit, or is not what its key promises: the caller fetches upstream
+    /// instead.
+    ///
+    /// The bucket's word on the object's size decides nothing by itself: under a signed size
+    /// an object of another size is ignored unread, and room is made for the signed size;
+    /// otherwise the object must be within `max_blob_size` and the store, is downloaded
+    /// unreserved, and room is made (evicting) only once it verified. The whole download has
+    /// a deadline ([`SharedTier::read_deadline`]), after which the upstream is asked.
     async fn fill_from_shared(&mut self, shared: &SharedTier) -> bool {
         let observer = self.inner.observer.clone();
         let object = match shared.open(&self.digest).await {
@@ -451,14 +491,19 @@ impl Leader {
             }
         };
         let size = object.size;
-        if self.size.is_some_and(|expected| expected != size) {
+        if self.expect.exact().is_some_and(|expected| expected != size) {
             tracing::warn!(digest = %self.digest, key = %shared.key(&self.digest), size,
-                expected = self.size, "shared store: object has the wrong size; ignored, fetching upstream");
+                expected = self.expect.exact(), "shared store: object has the wrong size; ignored, fetching upstream");
             observer.shared_mismatch();
             shared.needs_repair(&self.digest);
             return false;
         }
-        {
+        if size > self.expect.limit() || size > self.inner.max_size {
+            tracing::debug!(digest = %self.digest, size, limit = self.expect.limit(),
+                "shared store: object larger than the blob limit or the cache; fetching upstream");
+            return false;
+        }
+        if self.expect.exact().is_some() {
             let _commit = self.inner.commit.lock().await;
             let Some(victims) = self.inner.index().reserve(size) else {
                 tracing::debug!(digest = %self.digest, size,
@@ -470,7 +515,13 @@ impl Leader {
         }
         let path = self.inner.temp_path(&self.digest);
         self.tmp = Some(path.clone());
-        let file = match fill::download(&self.digest, object.body, size, path).await {
+        let deadline = shared.read_deadline(size);
+        let download = fill::download(&self.digest, object.body, size, path);
+        let downloaded = match tokio::time::timeout(deadline, download).await {
+            Ok(downloaded) => downloaded,
+            Err(_) => Err(FillError::Shared(shared.timed_out(&self.digest, deadline))),
+        };
+        let file = match downloaded {
             Ok(file) => file,
             Err(e) => {
                 match e {
@@ -496,7 +547,8 @@ impl Leader {
                 return false;
             }
         };
-        // Even if it cannot be renamed into place, the verified file serves this flight.
+        // Without a signed size, room is made here, for bytes that verified; if there is none,
+        // the verified file still serves this flight.
         self.install(&file.path, size).await;
         observer.shared_hit(size);
         self.state.send_modify(|s| {
@@ -514,10 +566,12 @@ impl Leader {
     }
 
     /// Reserves room and creates the temp file; `None` to serve without caching.
-    async fn start_cache(&mut self, length: Option<u64>) -> Option<Cache> {
-        if let Some(length) = length {
-            // With a known length, room is made up front so that concurrent fetches cannot
-            // together overfill the disk. Otherwise it is made at commit.
+    async fn start_cache(&mut self) -> Option<Cache> {
+        if let Some(length) = self.expect.exact() {
+            // With a signed size, room is made up front so that concurrent fetches cannot
+            // together overfill the disk. Otherwise it grows with the bytes that arrive (see
+            // `grow_reservation`): an announced length is the upstream's word, and room made
+            // for it would evict verified content for bytes that may never come.
             let _commit = self.inner.commit.lock().await;
             let victims = self.inner.index().reserve(length);
             let Some(victims) = victims else {
@@ -547,6 +601,44 @@ impl Leader {
             self.inner.write_limit(),
         ));
         Some(Cache { file, tx, writer })
+    }
+
+    /// Makes the reservation cover the `total` bytes that arrived so far: free room first,
+    /// else by evicting. `false` if that is impossible (the blob outgrew the store, or what
+    /// would have to go is being read). A no-op under a signed size, reserved in full.
+    async fn grow_reservation(&mut self, total: u64) -> bool {
+        let have = self.reserved.unwrap_or(0);
+        if total <= have {
+            return true;
+        }
+        if total > self.inner.max_size {
+            return false;
+        }
+        let more = total - have;
+        if self.inner.index().reserve_free(more) {
+            self.reserved = Some(total);
+            return true;
+        }
+        let _commit = self.inner.commit.lock().await;
+        let Some(victims) = self.inner.index().reserve(more) else {
+            return false;
+        };
+        self.reserved = Some(total);
+        self.inner.evict(victims).await;
+        true
+    }
+
+    /// The cache has no room for more of this blob: keep serving, stop caching.
+    async fn stop_caching(&mut self, cache: Cache) {
+        let Cache { file, tx, writer } = cache;
+        drop(tx);
+        let _ = writer.await;
+        tracing::debug!(digest = %self.digest, path = %file.path.display(),
+            "cache: blob outgrew the room in the cache; serving uncached");
+        self.state.send_modify(|s| s.cache_failed = true);
+        self.unlist();
+        self.remove_tmp();
+        self.release_reservation();
     }
 
     /// The writer failed: keep serving, stop caching.

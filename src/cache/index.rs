@@ -196,6 +196,19 @@ impl Index {
         Some(victims)
     }
 
+    /// Reserves `size` bytes if they fit without evicting anything; `false` otherwise.
+    pub fn reserve_free(&mut self, size: u64) -> bool {
+        let fits = self
+            .stored
+            .saturating_add(self.reserved)
+            .saturating_add(size)
+            <= self.max_size;
+        if fits {
+            self.reserved += size;
+        }
+        fits
+    }
+
     pub fn unreserve(&mut self, size: u64) {
         self.reserved = self.reserved.saturating_sub(size);
     }

@@ -82,7 +82,8 @@ pub struct Store {
 
 /// A blob ready to be sent: its length when known, where it came from, and its bytes.
 pub struct BlobBody {
-    /// Length in bytes: always known for cache hits; for fetches, what upstream announced.
+    /// Length in bytes: always known for cache hits; for fetches, the signed descriptor's
+    /// size, else what upstream announced (the body is held to it).
     pub length: Option<u64>,
     /// Whether this was a hit, a fetch, or a join of another caller's fetch.
     pub source: BlobSource,
@@ -155,6 +156,8 @@ impl StoreObserver for NoopObserver {}
 struct Inner {
     root: PathBuf,
     max_size: u64,
+    /// The longest blob fetched without a signed size (`limits.max_blob_size`).
+    max_blob_size: u64,
     index: Mutex<Index>,
     /// Fetches in progress, by digest (see `flight.rs`).
     flights: Mutex<std::collections::HashMap<Digest, Flight>>,
@@ -174,6 +177,8 @@ struct Inner {
 
 impl Store {
     /// Opens the store under `dir` (creating it), bounded by `max_size` bytes of objects.
+    /// Blobs without a signed size are not bounded in length here, only in what is stored
+    /// ([`open_tiered`](Self::open_tiered) takes a bound).
     ///
     /// Removes leftover temp files of crashed writes, rebuilds the index by scanning
     /// `blobs/` (LRU order seeded from each file's latest access or modification time), and
@@ -190,15 +195,17 @@ impl Store {
         max_size: u64,
         observer: Arc<dyn StoreObserver>,
     ) -> Result<Self, StoreError> {
-        Self::open_tiered(dir, max_size, observer, None).await
+        Self::open_tiered(dir, max_size, u64::MAX, observer, None).await
     }
 
     /// [`open_with_observer`](Self::open_with_observer), with `shared` as the tier behind
     /// this one: misses are looked up there before upstream, and what is fetched upstream
-    /// is uploaded there (see `shared.rs`).
+    /// is uploaded there (see `shared.rs`). A blob fetched without a signed size fails once
+    /// it is longer than `max_blob_size` (see [`Store::blob_of_size`]).
     pub async fn open_tiered(
         dir: PathBuf,
         max_size: u64,
+        max_blob_size: u64,
         observer: Arc<dyn StoreObserver>,
         shared: Option<SharedTier>,
     ) -> Result<Self, StoreError> {
@@ -221,6 +228,7 @@ impl Store {
         let inner = Arc::new(Inner {
             root: dir,
             max_size,
+            max_blob_size,
             index: Mutex::new(index),
             flights: Mutex::default(),
             commit: tokio::sync::Mutex::new(()),

@@ -29,7 +29,11 @@
 //! expiration rules, not by trustgate.
 //!
 //! # Faults
-//! Every operation is bounded in time. An unreachable or failing bucket is a miss for reads
+//! Every operation is bounded in time. A read has two bounds: `request_timeout` to the first
+//! byte, then a deadline for the whole body of `request_timeout` plus the object's size at
+//! `min_read_rate` ([`SharedTier::read_deadline`]); a bucket that drips slower than that is
+//! given up on and the upstream asked, so it cannot hold a pull (and the requests that joined
+//! it) for longer than a slow honest download would take. An unreachable or failing bucket is a miss for reads
 //! and a skipped upload for writes: counted, logged once per change of state, never an error
 //! to a client.
 
@@ -94,6 +98,9 @@ pub struct SharedOptions {
     /// The longest pause inside a body being read, and the longest one part of an upload may
     /// take.
     pub read_timeout: Duration,
+    /// The slowest a body being read may arrive on average, in bytes per second, before the
+    /// read is given up (see [`SharedTier::read_deadline`]).
+    pub min_read_rate: u64,
     /// The largest manifest read from the bucket.
     pub max_manifest_size: u64,
     /// Uploads running at once.
@@ -195,6 +202,24 @@ impl SharedTier {
     /// The limit on manifests read from the bucket.
     pub(super) fn max_manifest_size(&self) -> u64 {
         self.inner.options.max_manifest_size
+    }
+
+    /// The deadline for reading a whole body of `size` bytes, after its first byte:
+    /// `request_timeout` plus `size` at `min_read_rate`.
+    pub(super) fn read_deadline(&self, size: u64) -> Duration {
+        let options = &self.inner.options;
+        let secs = size / options.min_read_rate.max(1);
+        options.request_timeout + Duration::from_secs(secs)
+    }
+
+    /// The error for a read of `digest` that missed its [`read_deadline`](Self::read_deadline)
+    /// (also marks the bucket as failing).
+    pub(super) fn timed_out(&self, digest: &Digest, deadline: Duration) -> SharedError {
+        self.failed(SharedError::timeout(
+            SharedOp::Get,
+            &self.key(digest),
+            deadline,
+        ))
     }
 
     /// Opens `digest`'s object: `None` if there is none. The body is bounded by the read

@@ -1085,3 +1085,181 @@ async fn measure_throughput() {
          (waiting for the whole download instead would give a first byte at ~{done:?})"
     );
 }
+
+// === sizes: from what was signed or configured, never from the upstream ===
+
+/// Serves `digest` as a blob whose verified descriptor gives `size`.
+async fn get_signed(
+    store: &Store,
+    digest: &Digest,
+    size: u64,
+    origin: &Origin,
+) -> (Option<BlobSource>, Vec<u8>, Option<StoreError>) {
+    serve(store.blob_of_size(digest, Some(size), origin.fetch()).await).await
+}
+
+/// Fills a store of `max_size` with blobs of `each` bytes until `room` bytes are left.
+async fn nearly_full(store: &Store, each: usize, room: u64) -> Vec<Digest> {
+    let mut stored = Vec::new();
+    let mut seed = 100;
+    while store.size() + each as u64 + room <= store.max_size() {
+        stored.push(put_blob(store, &data(each, seed)).await);
+        seed += 1;
+    }
+    stored
+}
+
+#[tokio::test]
+async fn signed_size_bounds_an_overlong_body_and_its_announced_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), 1 << 20).await;
+    let body = data(10_000, 50);
+    let digest = Digest::sha256_of(&body);
+    let mut longer = body.to_vec();
+    longer.extend_from_slice(&data(100_000, 51));
+
+    // Announced as the signed size, but longer: cut at the first extra byte, never delivered
+    // past the signed size, nothing stored.
+    let mut origin = Origin::new(longer.clone());
+    origin.length = None;
+    let (_, bytes, error) = get_signed(&store, &digest, 10_000, &origin).await;
+    assert!(bytes.len() <= 10_000, "{} bytes delivered", bytes.len());
+    assert!(
+        matches!(
+            error,
+            Some(StoreError::LengthMismatch {
+                expected: 10_000,
+                ..
+            })
+        ),
+        "{error:?}"
+    );
+    // Announced otherwise: refused before a byte is read.
+    for announced in [10_001, 9_999, 15 << 20] {
+        let mut origin = Origin::new(body.clone());
+        origin.length = Some(announced);
+        let (_, bytes, error) = get_signed(&store, &digest, 10_000, &origin).await;
+        assert!(bytes.is_empty());
+        assert!(
+            matches!(error, Some(StoreError::WrongLength { .. })),
+            "{error:?}"
+        );
+    }
+    settle(&store).await;
+    assert_eq!(store.size(), 0);
+    assert_eq!(tmp_entries(dir.path()), 0);
+
+    // The honest body, without a length: served with the signed one.
+    let mut origin = Origin::new(body.clone());
+    origin.length = None;
+    let fetched = store
+        .blob_of_size(&digest, Some(10_000), origin.fetch())
+        .await
+        .unwrap();
+    assert_eq!(fetched.length, Some(10_000));
+    let (bytes, error) = drain(fetched.stream).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(bytes, body);
+}
+
+#[tokio::test]
+async fn signed_empty_blob_is_read_as_zero_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), 1 << 20).await;
+    let digest = Digest::sha256_of(b"");
+    let mut endless = Origin::new(data(4096, 52));
+    endless.length = None;
+    let (_, bytes, error) = get_signed(&store, &digest, 0, &endless).await;
+    assert!(bytes.is_empty());
+    assert!(
+        matches!(error, Some(StoreError::LengthMismatch { expected: 0, .. })),
+        "{error:?}"
+    );
+    let (_, bytes, error) = get_signed(&store, &digest, 0, &Origin::new(Bytes::new())).await;
+    assert!(error.is_none() && bytes.is_empty(), "{error:?}");
+    settle(&store).await;
+    assert_eq!(store.blob_size(&digest).await, Some(0));
+}
+
+#[tokio::test]
+async fn announced_length_evicts_nothing_before_bytes_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, counts) = open(dir.path(), 1 << 20).await;
+    let stored = nearly_full(&store, 100_000, 50_000).await;
+    let body = data(20_000, 53);
+    let digest = Digest::sha256_of(&body);
+    let mut lying = Origin::new(body.clone());
+    lying.length = Some(900_000);
+    let (_, _, error) = get(&store, &digest, &lying).await;
+    assert!(
+        matches!(error, Some(StoreError::LengthMismatch { .. })),
+        "{error:?}"
+    );
+    settle(&store).await;
+    assert_eq!(counts.evicted.load(Ordering::SeqCst), 0);
+    for digest in &stored {
+        assert!(store.blob_size(digest).await.is_some());
+    }
+    // The same under a signed size: the lie is refused before anything is reserved.
+    let (_, _, error) = get_signed(&store, &digest, 20_000, &lying).await;
+    assert!(
+        matches!(error, Some(StoreError::WrongLength { .. })),
+        "{error:?}"
+    );
+    settle(&store).await;
+    assert_eq!(counts.evicted.load(Ordering::SeqCst), 0);
+    assert_eq!(tmp_entries(dir.path()), 0);
+}
+
+#[tokio::test]
+async fn unsigned_body_over_max_blob_size_fails_and_one_over_the_store_is_not_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = Arc::new(Counts::default());
+    let store = Store::open_tiered(dir.path().to_owned(), 100_000, 50_000, counts.clone(), None)
+        .await
+        .unwrap();
+    let body = data(60_000, 54);
+    let digest = Digest::sha256_of(&body);
+    // Announced over the limit: refused before the body.
+    let (_, bytes, error) = get(&store, &digest, &Origin::new(body.clone())).await;
+    assert!(bytes.is_empty());
+    assert!(
+        matches!(error, Some(StoreError::TooLarge { limit: 50_000, .. })),
+        "{error:?}"
+    );
+    // Not announced: cut at the limit.
+    let mut unannounced = Origin::new(body.clone());
+    unannounced.length = None;
+    let (_, bytes, error) = get(&store, &digest, &unannounced).await;
+    assert!(bytes.len() <= 50_000);
+    assert!(
+        matches!(error, Some(StoreError::TooLarge { .. })),
+        "{error:?}"
+    );
+    settle(&store).await;
+    assert_eq!(store.size(), 0);
+    assert_eq!(tmp_entries(dir.path()), 0);
+
+    // Within the limit but outgrowing the room, with everything else being read: served
+    // uncached, the temp file given up as soon as it would not fit.
+    // (A signed size is not bounded by the limit.)
+    let filler = data(60_000, 55);
+    let small = Digest::sha256_of(&filler);
+    let (_, _, error) = get_signed(&store, &small, 60_000, &Origin::new(filler)).await;
+    assert!(error.is_none(), "{error:?}");
+    settle(&store).await;
+    let reading = store.open_blob(&small).await.unwrap().unwrap();
+    let body = data(45_000, 56);
+    let digest = Digest::sha256_of(&body);
+    let mut unannounced = Origin::new(body.clone());
+    unannounced.length = None;
+    let (_, bytes, error) = get(&store, &digest, &unannounced).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(bytes, body);
+    settle(&store).await;
+    assert_eq!(store.blob_size(&digest).await, None);
+    assert_eq!(store.blob_size(&small).await, Some(60_000));
+    assert_eq!(tmp_entries(dir.path()), 0);
+    assert_eq!(counts.write_failed.load(Ordering::SeqCst), 0);
+    drop(reading);
+}

@@ -14,11 +14,23 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use super::{BlobStream, StoreError};
 use crate::oci::{Digest, DigestVerifier};
 
+/// How long a fetched blob may be: the bound comes from what was signed or configured, never
+/// from the source (an upstream's `Content-Length`, a bucket's object size) alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Expect {
+    /// Exactly this many bytes: the size a verified descriptor gives.
+    Exact(u64),
+    /// At most this many (`limits.max_blob_size`); a length the source announces must also
+    /// hold exactly, but never reserves room by itself.
+    AtMost(u64),
+}
+
 /// Hash and length check for one fetched stream. Each byte is hashed exactly once, here.
 #[derive(Debug)]
 pub(super) struct Checked {
     verifier: DigestVerifier,
     expected_len: Option<u64>,
+    limit: u64,
     len: u64,
 }
 
@@ -28,25 +40,88 @@ pub(super) struct Holdback {
     held: Option<Bytes>,
 }
 
-// === impl Checked ===
+// === impl Expect ===
 
-impl Checked {
-    pub fn new(digest: &Digest, expected_len: Option<u64>) -> Self {
-        Self {
-            verifier: DigestVerifier::new(digest.clone()),
-            expected_len,
-            len: 0,
+impl Expect {
+    /// The size a descriptor gives, if any.
+    pub fn exact(self) -> Option<u64> {
+        match self {
+            Expect::Exact(size) => Some(size),
+            Expect::AtMost(_) => None,
         }
     }
 
-    /// Feeds the next chunk; fails as soon as the stream is longer than announced, so a
-    /// hostile upstream cannot make us write past the length it promised.
+    /// The most bytes a stream may have.
+    pub fn limit(self) -> u64 {
+        match self {
+            Expect::Exact(size) | Expect::AtMost(size) => size,
+        }
+    }
+}
+
+// === impl Checked ===
+
+impl Checked {
+    /// The check for a stream whose source announced `announced` bytes. Fails before a byte
+    /// is read when the announcement contradicts the descriptor, or exceeds the limit: the
+    /// descriptor, not the source, says how long a signed blob is (OCI image-spec,
+    /// descriptor.md, `size`: "so that a client will have an expected size for the content
+    /// before processing. If the length of the retrieved content does not match the specified
+    /// length, the content SHOULD NOT be trusted").
+    pub fn new(
+        digest: &Digest,
+        expect: Expect,
+        announced: Option<u64>,
+    ) -> Result<Self, StoreError> {
+        let expected_len = match (expect, announced) {
+            (Expect::Exact(size), Some(announced)) if announced != size => {
+                return Err(StoreError::WrongLength {
+                    digest: digest.clone(),
+                    expected: size,
+                    announced,
+                })
+            }
+            (Expect::Exact(size), _) => Some(size),
+            (Expect::AtMost(limit), Some(announced)) if announced > limit => {
+                return Err(StoreError::TooLarge {
+                    digest: digest.clone(),
+                    limit,
+                })
+            }
+            (Expect::AtMost(_), announced) => announced,
+        };
+        Ok(Self {
+            verifier: DigestVerifier::new(digest.clone()),
+            expected_len,
+            limit: expect.limit(),
+            len: 0,
+        })
+    }
+
+    /// The length the stream must have, when one is known before it ends.
+    pub fn expected_len(&self) -> Option<u64> {
+        self.expected_len
+    }
+
+    /// Bytes fed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Feeds the next chunk; fails as soon as the stream is longer than expected or than the
+    /// limit, so a hostile source cannot make us write or forward past either.
     pub fn update(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
         self.len += chunk.len() as u64;
         if let Some(expected) = self.expected_len {
             if self.len > expected {
                 return Err(self.length_mismatch(expected));
             }
+        }
+        if self.len > self.limit {
+            return Err(StoreError::TooLarge {
+                digest: self.verifier.expected().clone(),
+                limit: self.limit,
+            });
         }
         self.verifier.update(chunk);
         Ok(())
@@ -89,10 +164,11 @@ impl Holdback {
 }
 
 /// A stream straight from upstream to one caller, verified but not cached: for callers that
-/// joined a fetch that could not cache (see `Store::blob`).
+/// joined a fetch that could not cache (see `Store::blob`). `check` was made from what
+/// upstream announced.
 pub(super) fn passthrough<E>(
     digest: Digest,
-    length: Option<u64>,
+    check: Checked,
     upstream: BoxStream<'static, Result<Bytes, E>>,
 ) -> BlobStream
 where
@@ -105,7 +181,7 @@ where
         holdback: Holdback,
     }
     let state = State {
-        check: Some(Checked::new(&digest, length)),
+        check: Some(check),
         digest,
         upstream,
         holdback: Holdback::default(),

@@ -174,6 +174,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open_tiered(
         config.cache.dir.clone(),
         config.cache.max_size,
+        config.limits.max_blob_size,
         Arc::new(CacheObserver {
             metrics: (*metrics).clone(),
             store: Arc::downgrade(&store_slot),

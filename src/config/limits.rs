@@ -5,6 +5,7 @@
 //! limits:
 //!   max_manifest_size: 4MiB          # a manifest read from an upstream
 //!   max_trust_metadata_size: 16MiB   # one trust metadata file (root 2MiB, timestamp 1MiB)
+//!   max_blob_size: 16GiB             # a blob no signed descriptor gives the size of
 //!   header_timeout: 10s              # client: connect to complete request headers
 //!   request_timeout: 60s             # client: request to response headers
 //!   upstream_timeout: 30s            # registry or notary server: request to response
@@ -20,6 +21,13 @@
 //!   so a body longer than the limit is cut off while it streams, whatever its
 //!   `Content-Length` says. The timestamp and root keep notary's own smaller caps (1 MiB and
 //!   2 MiB) unless `max_trust_metadata_size` is smaller still.
+//! - A blob under `verify` is read to exactly the size its signed descriptor gives, however
+//!   long the upstream's body or whatever its `Content-Length`. Under `audit` and `allow` no
+//!   descriptor vouches for a size, so `max_blob_size` bounds the body instead (from a registry
+//!   and from the shared bucket alike): a longer one fails mid-way and nothing is stored. The
+//!   default, 16 GiB, is above the largest layers seen in practice (model and CUDA images
+//!   reach a few GiB) and still stops an endless body. The cache's room is a second, separate
+//!   bound: it is made only for bytes that arrived, never for an announced length.
 //! - `upstream_timeout` covers a manifest, tag list or trust file including its body, and a
 //!   blob up to its response headers; after that, `upstream_read_timeout` bounds each pause.
 //!   It is below `request_timeout` by default so that a stalled upstream is reported as such
@@ -49,6 +57,10 @@ pub struct LimitsConfig {
     /// Largest trust metadata file accepted from a notary server; default `16MiB`.
     #[serde(deserialize_with = "values::byte_size")]
     pub max_trust_metadata_size: u64,
+    /// Largest blob accepted without a signed size (under `audit` and `allow`, from an
+    /// upstream or the shared bucket); default `16GiB`.
+    #[serde(deserialize_with = "values::byte_size")]
+    pub max_blob_size: u64,
     /// How long a client may take from connecting to complete request headers (TLS
     /// handshake included), and between requests on a kept-alive connection; default `10s`.
     #[serde(deserialize_with = "values::duration")]
@@ -86,6 +98,7 @@ impl Default for LimitsConfig {
         Self {
             max_manifest_size: 4 << 20,
             max_trust_metadata_size: 16 << 20,
+            max_blob_size: 16 << 30,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             upstream_timeout: Duration::from_secs(30),
@@ -104,6 +117,7 @@ impl LimitsConfig {
         [
             ("max_manifest_size", self.max_manifest_size == 0),
             ("max_trust_metadata_size", self.max_trust_metadata_size == 0),
+            ("max_blob_size", self.max_blob_size == 0),
             ("header_timeout", self.header_timeout.is_zero()),
             ("request_timeout", self.request_timeout.is_zero()),
             ("upstream_timeout", self.upstream_timeout.is_zero()),

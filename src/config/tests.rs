@@ -825,6 +825,7 @@ fn limits_are_read() {
                 "limits:",
                 "  max_manifest_size: 1MiB",
                 "  max_trust_metadata_size: 2MB",
+                "  max_blob_size: 1GiB",
                 "  header_timeout: 500ms",
                 "  request_timeout: 2m",
                 "  upstream_timeout: 5s",
@@ -843,6 +844,7 @@ fn limits_are_read() {
         LimitsConfig {
             max_manifest_size: 1 << 20,
             max_trust_metadata_size: 2_000_000,
+            max_blob_size: 1 << 30,
             header_timeout: Duration::from_millis(500),
             request_timeout: Duration::from_secs(120),
             upstream_timeout: Duration::from_secs(5),
@@ -858,11 +860,17 @@ fn limits_are_read() {
     let limits = Config::from_yaml(&partial).unwrap().limits;
     assert_eq!(limits.upstream_timeout, Duration::from_secs(1));
     assert_eq!(limits.max_manifest_size, 4 << 20);
+    assert_eq!(limits.max_blob_size, 16 << 30);
 }
 
 #[test]
 fn bad_limits_are_located() {
     for (line, at_text, needles) in [
+        (
+            "  max_blob_size: 0",
+            "0",
+            &["limits.max_blob_size", "greater than zero"][..],
+        ),
         (
             "  max_manifest_size: 0",
             "0",

@@ -333,7 +333,8 @@ impl Proxy {
                 .member(ctx, verifier.as_ref(), &query, digest, Want::Blob)
                 .await
                 .map_err(|e| self.unserved(ctx, e))?;
-            signed_size = member.size().filter(|&s| s > 0);
+            // Also 0: an empty blob is legitimate, and is read as exactly 0 bytes.
+            signed_size = member.size();
             self.verified(action);
         } else {
             self.metrics.verify().decision(action, None);
@@ -352,7 +353,11 @@ impl Proxy {
                     .length
                     .ok_or_else(|| ProxyError::UnknownBlob { what: what.clone() })?,
             };
-            return Ok(blob_response(digest, Some(size), body::empty()));
+            return Ok(blob_response(
+                digest,
+                Some(signed_size.unwrap_or(size)),
+                body::empty(),
+            ));
         }
         let (upstream, repo, wanted) = (
             ctx.upstream.clone(),
@@ -370,9 +375,10 @@ impl Proxy {
                 Some(u) => ctx.upstream_error(u, false, &what),
                 None => ProxyError::Store(e),
             })?;
+        // The store holds the body to exactly the signed size; the header says it too.
         Ok(blob_response(
             digest,
-            blob.length,
+            signed_size.or(blob.length),
             body::stream(blob.stream),
         ))
     }

@@ -2,11 +2,14 @@
 //! simple-signing payload, layers annotated with the signature, and the manifest under the
 //! tag `sha256-<hex>.sig`, pushed with the distribution API.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
 use base64::Engine as _;
 use serde_json::Value;
 
 use super::oci::{push_blob, Blob, OCI_CONFIG, OCI_MANIFEST};
-use super::Registry;
+use super::{run_bounded, Registry};
 
 /// The upstream's name in rule patterns and signed payloads.
 pub const REGISTRY: &str = "registry.test";
@@ -101,4 +104,69 @@ pub fn push_signature(
         manifest,
         payload,
     }
+}
+
+/// An ECDSA P-256 key pair as files: `openssl ecparam` private key, `openssl pkey` public key
+/// (the PEM `PUBLIC KEY` cosign writes to `cosign.pub`).
+pub struct Key {
+    pub private: PathBuf,
+    pub public: PathBuf,
+}
+
+impl Key {
+    pub fn generate(dir: &Path, name: &str) -> Key {
+        let private = dir.join(format!("{name}.key"));
+        let public = dir.join(format!("{name}.pub"));
+        run(Command::new("openssl")
+            .args([
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+            ])
+            .arg(&private));
+        run(Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(&public));
+        Key { private, public }
+    }
+
+    /// `openssl dgst -sha256 -sign`: ECDSA over SHA-256, ASN.1 DER, as cosign signs.
+    pub fn sign(&self, payload: &[u8]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, output) = (dir.path().join("payload"), dir.path().join("sig"));
+        std::fs::write(&input, payload).unwrap();
+        run(Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&self.private)
+            .arg("-out")
+            .arg(&output)
+            .arg(&input));
+        std::fs::read(output).unwrap()
+    }
+
+    /// Signs `subject` (a manifest digest) of `repo` as `cosign sign` would, and pushes the
+    /// signature artifact.
+    pub fn sign_image(&self, registry: &Registry, repo: &str, subject: &str) -> Signature {
+        let payload = Blob::new(payload(repo, subject));
+        let sig = self.sign(&payload.bytes);
+        let layers = vec![layer(
+            &payload,
+            serde_json::json!({SIGNATURE_ANNOTATION: b64(&sig)}),
+        )];
+        push_signature(registry, repo, subject, payload, layers)
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = run_bounded(cmd, b"", "openssl");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -27,16 +27,21 @@ impl Proxy {
     /// Starts the proxy with `body`: the configuration without `server` and `cache`, which
     /// this adds (free loopback ports, a cache directory in the proxy's tempdir).
     pub fn start(body: &str) -> Proxy {
-        Proxy::launch(body, None)
+        Proxy::launch(body, None, "1GiB")
+    }
+
+    /// Like [`Proxy::start`], with `cache.max_size` set to `max_size` (e.g. `16MiB`).
+    pub fn start_with_cache_size(body: &str, max_size: &str) -> Proxy {
+        Proxy::launch(body, None, max_size)
     }
 
     /// Like [`Proxy::start`], with the cache in `cache_dir`: a second instance, or a restart,
     /// sharing a content store.
     pub fn start_with_cache(body: &str, cache_dir: &Path) -> Proxy {
-        Proxy::launch(body, Some(cache_dir))
+        Proxy::launch(body, Some(cache_dir), "1GiB")
     }
 
-    fn launch(body: &str, cache_dir: Option<&Path>) -> Proxy {
+    fn launch(body: &str, cache_dir: Option<&Path>, max_size: &str) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir for trustgate");
         let config = dir.path().join("trustgate.yaml");
         let cache_dir = cache_dir
@@ -47,7 +52,7 @@ impl Proxy {
             listen_port = free_port();
             let yaml = format!(
                 "server:\n  listen: \"127.0.0.1:{listen_port}\"\n  admin_listen: \"127.0.0.1:{admin_port}\"\n\
-                 cache:\n  dir: {}\n  max_size: 1GiB\n{body}",
+                 cache:\n  dir: {}\n  max_size: {max_size}\n{body}",
                 serde_json::json!(cache_dir.to_str().expect("UTF-8 tempdir")),
             );
             fs::write(&config, yaml).expect("write trustgate config");

@@ -3,10 +3,15 @@
 //! the same port and data to play an outage. Install it with
 //! `cargo install s3s-fs --version 0.14.1 --features binary --locked` (`scripts/test` does).
 
+use std::collections::HashMap;
 use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
@@ -121,6 +126,15 @@ impl S3Server {
             json_path(&self.dir.path().join("access-key-id")),
             json_path(&self.dir.path().join("secret-access-key")),
             json_path(&self.dir.path().join("trust-state-key")),
+        )
+    }
+
+    /// Like [`storage_yaml`](Self::storage_yaml), with `endpoint` in place of this server's
+    /// (a scripted bucket such as [`DripBucket`] or a `Mitm`), and this server's credentials.
+    pub fn storage_yaml_at(&self, prefix: &str, endpoint: &str) -> String {
+        self.storage_yaml(prefix).replace(
+            &format!("\"{}\"", self.endpoint()),
+            &format!("\"{endpoint}\""),
         )
     }
 
@@ -264,4 +278,100 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
         .build()
         .expect("runtime")
         .block_on(future)
+}
+
+/// A bucket endpoint of its own for what `s3s-fs` cannot play: a `GET` of an object it holds is
+/// answered at once with S3's headers (`Content-Length`, `ETag`, `Last-Modified`, which
+/// object_store requires), then the body one byte per `every`; every other request gets an
+/// empty `404`. It checks no signature. Stops (and cuts every drip) on drop.
+pub struct DripBucket {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    gets: Arc<AtomicUsize>,
+}
+
+impl DripBucket {
+    /// Serves `objects` (`key` under [`S3Server::BUCKET`], path style, to bytes).
+    pub fn start(objects: Vec<(String, Vec<u8>)>, every: Duration) -> DripBucket {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind drip bucket");
+        let port = listener.local_addr().expect("local addr").port();
+        let objects: Arc<HashMap<String, Vec<u8>>> = Arc::new(
+            objects
+                .into_iter()
+                .map(|(key, bytes)| (format!("/{}/{key}", S3Server::BUCKET), bytes))
+                .collect(),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let gets = Arc::new(AtomicUsize::new(0));
+        let (stop_, gets_) = (stop.clone(), gets.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop_.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let (objects, stop, gets) = (objects.clone(), stop_.clone(), gets_.clone());
+                thread::spawn(move || drip(stream, &objects, every, &stop, &gets));
+            }
+        });
+        DripBucket { port, stop, gets }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `GET`s of held objects so far.
+    pub fn gets(&self) -> usize {
+        self.gets.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for DripBucket {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn drip(
+    mut stream: TcpStream,
+    objects: &HashMap<String, Vec<u8>>,
+    every: Duration,
+    stop: &AtomicBool,
+    gets: &AtomicUsize,
+) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&head).into_owned();
+    let mut words = line.split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or("/"));
+    let path = target.split('?').next().unwrap_or(target);
+    let Some(body) = objects.get(path).filter(|_| method == "GET") else {
+        let _ = stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return;
+    };
+    gets.fetch_add(1, Ordering::SeqCst);
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\
+         ETag: \"drip\"\r\nLast-Modified: Thu, 01 Jan 1970 00:00:00 GMT\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if stream.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    for byte in body {
+        thread::sleep(every);
+        if stop.load(Ordering::SeqCst) || stream.write_all(&[*byte]).is_err() {
+            return;
+        }
+    }
 }

@@ -65,6 +65,7 @@ fn options() -> SharedOptions {
     SharedOptions {
         request_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(5),
+        min_read_rate: 1 << 20,
         max_manifest_size: 1 << 20,
         max_uploads: 2,
         max_queued_uploads: 16,
@@ -87,6 +88,7 @@ async fn replica(bucket: &Arc<InMemory>) -> Replica {
     let counts = Arc::new(Counts::default());
     let store = Store::open_tiered(
         dir.path().to_owned(),
+        1 << 30,
         1 << 30,
         counts.clone(),
         Some(tier.clone()),
@@ -260,6 +262,7 @@ async fn an_object_of_another_size_than_the_signed_one_is_not_even_read() {
     let counts = Arc::new(Counts::default());
     let store = Store::open_tiered(
         dir.path().to_owned(),
+        5 << 20,
         5 << 20,
         counts.clone(),
         Some(tier.clone()),
