@@ -289,30 +289,59 @@ impl TmpWatch {
 // === the upstream under `verify` ===
 
 #[test]
-fn attack_signed_layer_with_endless_body_yields_at_most_its_size_then_an_error() {
+fn attack_signed_layer_with_endless_body_yields_exactly_its_signed_bytes() {
     let env = Env::start("1GiB", "");
     let image = env.signed_image(256 * 1024);
     let layer = &image.layers[0];
-    // The genuine bytes, then again and again: only the length is wrong.
+    // The genuine bytes, then again and again: only the length is wrong. The blob is read to
+    // its signed size and no further; those bytes verify, so exactly they are served.
     env.mitm.on(
         &path(SIGNED, layer),
         Reply::Endless {
             chunk: layer.bytes.clone().into(),
         },
     );
-
     let watch = TmpWatch::start(env.tmp());
     let got = env.get(&path(SIGNED, layer));
     let largest_tmp = watch.finish();
-
     assert_eq!(got.status, 200);
     assert_eq!(
         got.content_length,
         Some(layer.size()),
         "Content-Length is the signed size"
     );
+    assert!(got.complete, "received {} bytes", got.body.len());
+    assert_eq!(got.body, layer.bytes, "exactly the signed bytes");
     assert!(
-        got.body.len() as u64 <= layer.size() && !got.complete,
+        largest_tmp <= layer.size(),
+        "a temp file grew to {largest_tmp} bytes"
+    );
+    assert!(
+        env.mitm.bytes_sent() < 64 * MIB,
+        "the upstream body was read on: {} bytes",
+        env.mitm.bytes_sent()
+    );
+}
+
+#[test]
+fn attack_signed_layer_with_endless_junk_yields_less_than_its_size_then_an_error() {
+    let env = Env::start("1GiB", "");
+    let image = env.signed_image(256 * 1024);
+    let layer = &image.layers[0];
+    // Other bytes, endlessly: the signed size of them fails the digest.
+    env.mitm.on(
+        &path(SIGNED, layer),
+        Reply::Endless {
+            chunk: vec![0x5a; 64 * 1024].into(),
+        },
+    );
+    let watch = TmpWatch::start(env.tmp());
+    let got = env.get(&path(SIGNED, layer));
+    let largest_tmp = watch.finish();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.content_length, Some(layer.size()));
+    assert!(
+        (got.body.len() as u64) < layer.size() && !got.complete,
         "received {} bytes of a {}-byte layer, complete: {}",
         got.body.len(),
         layer.size(),
@@ -328,7 +357,6 @@ fn attack_signed_layer_with_endless_body_yields_at_most_its_size_then_an_error()
         "the upstream body was read on: {} bytes",
         env.mitm.bytes_sent()
     );
-
     env.mitm.clear();
     env.proxy.expect_served(&path(SIGNED, layer), &layer.bytes);
 }
@@ -534,7 +562,7 @@ fn attack_bucket_that_drips_an_object_falls_back_to_upstream() {
         vec![(key(&blob), blob.bytes.clone())],
         Duration::from_secs(2),
     );
-    let extra = s3.storage_yaml_at(PREFIX, &drip.endpoint()) + "limits: {upstream_timeout: 2s}\n";
+    let extra = s3.storage_yaml_at(&drip.endpoint(), PREFIX) + "limits: {upstream_timeout: 2s}\n";
     let env = Env::start("1GiB", &extra);
     push_blob(&env.registry, OPEN, &blob);
 
@@ -551,7 +579,7 @@ fn attack_bucket_that_never_answers_falls_back_to_upstream() {
     let s3 = S3Server::start();
     let silent = Mitm::standalone();
     silent.on_prefix("/", Reply::Hang(Duration::from_secs(120)));
-    let extra = s3.storage_yaml_at(PREFIX, &silent.url()) + "limits: {upstream_timeout: 2s}\n";
+    let extra = s3.storage_yaml_at(&silent.url(), PREFIX) + "limits: {upstream_timeout: 2s}\n";
     let env = Env::start("1GiB", &extra);
     let blob = env.open_blob(2048);
 

@@ -40,6 +40,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -410,13 +411,36 @@ impl Leader {
             self.unlist();
         }
         let mut first = Some(first);
+        // Whether the source sent bytes past the object's length.
+        let mut excess = false;
         let ended = loop {
+            if check.remaining() == Some(0) {
+                // The length the descriptor (or the announcement) gives is all there is: the
+                // object ends here whatever the source does next, and nothing after it is
+                // read. A source that goes on (an endless body) is faulty; the bytes served
+                // are still exactly the ones the digest check below covers.
+                excess |=
+                    matches!(upstream.next().now_or_never(), Some(Some(Ok(c))) if !c.is_empty());
+                if excess {
+                    tracing::warn!(digest = %self.digest, length = check.len(),
+                        "upstream sent more than the blob's length; the rest was not read");
+                }
+                break Ok(());
+            }
             let chunk = match upstream.next().await {
                 None => break Ok(()),
                 Some(Err(e)) => break Err(StoreError::upstream(&self.digest, e)),
                 // An empty chunk would let a reader release everything before it.
                 Some(Ok(chunk)) if chunk.is_empty() => continue,
                 Some(Ok(chunk)) => chunk,
+            };
+            // Never past the length: a chunk reaching beyond it is cut there.
+            let chunk = match check.remaining() {
+                Some(left) if chunk.len() as u64 > left => {
+                    excess = true;
+                    chunk.slice(..usize::try_from(left).unwrap_or(usize::MAX))
+                }
+                _ => chunk,
             };
             if let Err(e) = check.update(&chunk) {
                 break Err(e);

@@ -108,6 +108,12 @@ impl Checked {
         self.len
     }
 
+    /// Bytes still to come when the length is known: the stream is read no further than that.
+    pub fn remaining(&self) -> Option<u64> {
+        self.expected_len
+            .map(|expected| expected.saturating_sub(self.len))
+    }
+
     /// Feeds the next chunk; fails as soon as the stream is longer than expected or than the
     /// limit, so a hostile source cannot make us write or forward past either.
     pub fn update(&mut self, chunk: &[u8]) -> Result<(), StoreError> {

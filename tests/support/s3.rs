@@ -129,15 +129,6 @@ impl S3Server {
         )
     }
 
-    /// Like [`storage_yaml`](Self::storage_yaml), with `endpoint` in place of this server's
-    /// (a scripted bucket such as [`DripBucket`] or a `Mitm`), and this server's credentials.
-    pub fn storage_yaml_at(&self, prefix: &str, endpoint: &str) -> String {
-        self.storage_yaml(prefix).replace(
-            &format!("\"{}\"", self.endpoint()),
-            &format!("\"{endpoint}\""),
-        )
-    }
-
     /// A client for the bucket, for tests that look at or tamper with it directly.
     pub fn client(&self) -> Arc<AmazonS3> {
         Arc::new(
