@@ -575,6 +575,31 @@ fn attack_bucket_that_drips_an_object_falls_back_to_upstream() {
 }
 
 #[test]
+fn attack_bucket_that_drips_a_manifest_falls_back_to_upstream() {
+    // Manifests from the bucket have the same whole-body deadline as blobs.
+    let s3 = S3Server::start();
+    let image = Image::random(1);
+    let drip = DripBucket::start(
+        vec![(key(&image.manifest), image.manifest.bytes.clone())],
+        Duration::from_secs(2),
+    );
+    let extra = s3.storage_yaml_at(&drip.endpoint(), PREFIX) + "limits: {upstream_timeout: 2s}\n";
+    let env = Env::start("1GiB", &extra);
+    image.push(&env.registry, OPEN, "v1");
+    let started = Instant::now();
+    env.proxy.expect_served(
+        &format!("/v2/{OPEN}/manifests/{}", image.manifest.digest),
+        &image.manifest.bytes,
+    );
+    let elapsed = started.elapsed();
+    assert!(drip.gets() >= 1, "the bucket was asked");
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "the dripping bucket held the manifest for {elapsed:?}"
+    );
+}
+
+#[test]
 fn attack_bucket_that_never_answers_falls_back_to_upstream() {
     let s3 = S3Server::start();
     let silent = Mitm::standalone();

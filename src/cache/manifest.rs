@@ -77,21 +77,39 @@ impl Store {
             mismatch("larger than limits.max_manifest_size");
             return None;
         }
-        let mut bytes = Vec::with_capacity(object.size as usize);
+        // The whole body within the read deadline, as for blobs: a bucket that drips must not
+        // hold the request (the caller goes upstream instead).
+        let deadline = shared.read_deadline(object.size);
         let mut body = object.body;
-        while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(chunk) if (bytes.len() + chunk.len()) as u64 > object.size => {
-                    mismatch("longer than its announced size");
-                    return None;
-                }
-                Ok(chunk) => bytes.extend_from_slice(&chunk),
-                Err(e) => {
-                    observer.shared_error(e.op());
-                    return None;
+        let read = tokio::time::timeout(deadline, async {
+            let mut bytes = Vec::with_capacity(object.size as usize);
+            while let Some(chunk) = body.next().await {
+                match chunk {
+                    Ok(chunk) if (bytes.len() + chunk.len()) as u64 > object.size => {
+                        return Err(None);
+                    }
+                    Ok(chunk) => bytes.extend_from_slice(&chunk),
+                    Err(e) => return Err(Some(e)),
                 }
             }
-        }
+            Ok(bytes)
+        })
+        .await;
+        let bytes = match read {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(None)) => {
+                mismatch("longer than its announced size");
+                return None;
+            }
+            Ok(Err(Some(e))) => {
+                observer.shared_error(e.op());
+                return None;
+            }
+            Err(_) => {
+                observer.shared_error(shared.timed_out(digest, deadline).op());
+                return None;
+            }
+        };
         if !digest.matches(&bytes) {
             mismatch("bytes do not match the digest");
             return None;
