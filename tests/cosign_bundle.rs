@@ -56,6 +56,17 @@ struct Make<'a> {
     rekor_v2: bool,
 }
 
+/// A bundle artifact's descriptor as cosign 3.1.1 writes it into the referrers tag index on
+/// distribution 2.8: the artifactType is its config's media type, not the bundle's.
+fn cosign3_descriptor(manifest: &Blob) -> serde_json::Value {
+    serde_json::json!({
+        "mediaType": OCI_MANIFEST,
+        "size": manifest.size(),
+        "digest": manifest.digest,
+        "artifactType": EMPTY
+    })
+}
+
 struct Env {
     proxy: Proxy,
     registry: Registry,
@@ -205,6 +216,19 @@ impl Env {
     /// Attaches a bundle to `image` as cosign does on a registry without the referrers API;
     /// returns the artifact manifest and the bundle blob.
     fn attach(&self, repo: &str, image: &Image, how: &Make<'_>) -> (Blob, Blob) {
+        self.attach_listed(repo, image, how, false)
+    }
+
+    /// [`Env::attach`], the referrers tag index listing the artifact as cosign 3.1.1 lists
+    /// it when `as_cosign3`: under its config's media type (the empty descriptor's), with no
+    /// annotations.
+    fn attach_listed(
+        &self,
+        repo: &str,
+        image: &Image,
+        how: &Make<'_>,
+        as_cosign3: bool,
+    ) -> (Blob, Blob) {
         let bundle = Blob::new(self.bundle(image, how));
         let empty = Blob::new(b"{}".to_vec());
         for blob in [&empty, &bundle] {
@@ -236,14 +260,18 @@ impl Env {
         } else {
             vec![]
         };
-        manifests.push(serde_json::json!({
-            "mediaType": OCI_MANIFEST,
-            "digest": manifest.digest,
-            "size": manifest.size(),
-            "artifactType": BUNDLE,
-            "annotations": {"dev.sigstore.bundle.content": "dsse-envelope",
-                            "dev.sigstore.bundle.predicateType": SIGN_PREDICATE}
-        }));
+        manifests.push(if as_cosign3 {
+            cosign3_descriptor(&manifest)
+        } else {
+            serde_json::json!({
+                "mediaType": OCI_MANIFEST,
+                "digest": manifest.digest,
+                "size": manifest.size(),
+                "artifactType": BUNDLE,
+                "annotations": {"dev.sigstore.bundle.content": "dsse-envelope",
+                                "dev.sigstore.bundle.predicateType": SIGN_PREDICATE}
+            })
+        });
         let index = serde_json::json!({
             "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests
         })
@@ -422,4 +450,75 @@ fn image_without_any_signature_is_refused() {
         image.manifest.hex()
     ));
     assert_eq!(r.status, 403, "{}", r.summary());
+}
+
+#[test]
+fn attack_bundle_listed_under_the_empty_artifact_type_still_counts() {
+    // cosign 3.1.1's referrers tag index lists the bundle under `application/vnd.oci.empty.v1+json`
+    // (tests/cosign_real.rs sees it do so); cosign verifies it, and so must the proxy.
+    let env = Env::start();
+    let repo = "keyed/app";
+    let image = env.push_image(repo, "v1");
+    let attached = env.attach_listed(repo, &image, &env.keyed(), true);
+    env.proxy.expect_image_served(repo, "v1", &image);
+    env.expect_attached_served(repo, &attached);
+}
+
+#[test]
+fn attack_bundle_on_the_second_referrers_page_counts_and_a_foreign_next_page_is_not_fetched() {
+    // A registry with the referrers API (distribution 2.8 has none: the pages are scripted
+    // in front of the real registry) that pages its list: the bundle is on page two, whose
+    // `Link` names another host. The first page lists an artifact that is no bundle.
+    let env = Env::start();
+    let repo = "keyed/app";
+    let image = env.push_image(repo, "v1");
+    let (artifact, bundle) = env.attach_listed(repo, &image, &env.keyed(), true);
+    let upstream = support::mitm::Mitm::start(&env.registry.url());
+    let elsewhere = support::mitm::Mitm::standalone();
+    let api = format!("/v2/{repo}/referrers/{}", image.manifest.digest);
+    let page = |manifests: serde_json::Value, next: &str| support::fakes::Reply::Respond {
+        status: 200,
+        headers: vec![
+            ("Content-Type".to_owned(), OCI_INDEX.to_owned()),
+            ("Link".to_owned(), format!("<{next}>; rel=\"next\"")),
+        ],
+        body: serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                     "manifests": manifests})
+        .to_string()
+        .into(),
+    };
+    let not_a_bundle = serde_json::json!([{"mediaType": OCI_MANIFEST, "size": image.manifest.size(),
+        "digest": image.manifest.digest, "artifactType": "application/spdx+json"}]);
+    upstream.on(&api, page(not_a_bundle, &format!("{api}?last=1")));
+    upstream.on(
+        &format!("{api}?last=1"),
+        page(
+            serde_json::json!([cosign3_descriptor(&artifact)]),
+            &format!("{}{api}?last=2", elsewhere.url()),
+        ),
+    );
+    // Only the API can have listed it.
+    upstream.on(
+        &format!("/v2/{repo}/manifests/sha256-{}", image.manifest.hex()),
+        support::fakes::Reply::Respond {
+            status: 404,
+            headers: vec![],
+            body: "".into(),
+        },
+    );
+    let body = cosign::config(
+        &upstream.url(),
+        &[cosign::verify_rule(
+            "keyed/**",
+            &format!("      keys: [{}]\n", env.trust.release_key),
+        )],
+    );
+    let proxy = Proxy::start(&body);
+    proxy.expect_image_served(repo, "v1", &image);
+    proxy.expect_served(
+        &format!("/v2/{repo}/blobs/{}", bundle.digest),
+        &bundle.bytes,
+    );
+    assert_eq!(upstream.count(&format!("{api}?last=1")), 1);
+    assert_eq!(elsewhere.requests(), Vec::<String>::new());
 }

@@ -25,7 +25,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use trustgate::upstream::{Blob, Upstream, UpstreamConfig, UpstreamError};
+use trustgate::upstream::{Blob, Upstream, UpstreamConfig, UpstreamError, REFERRERS_MAX_PAGES};
 
 const MANIFEST: &[u8] =
     br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#;
@@ -658,6 +658,107 @@ async fn referrers_use_the_api_then_the_tag_fallback() {
     });
     upstream(&oversized.url())
         .referrers("library/demo", subject, None, 1024)
+        .await
+        .unwrap_err();
+}
+
+/// The referrers API's pages (`Link: <...>; rel="next"`): each next page on the upstream's
+/// own origin and path is read, one on another host never is, and a registry that pages
+/// forever is read for [`REFERRERS_MAX_PAGES`] pages only.
+#[tokio::test]
+async fn attack_referrers_pages_stay_on_the_upstream_and_are_bounded() {
+    const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+    let subject = MANIFEST_DIGEST;
+    let page = |n: usize| {
+        format!(r#"{{"schemaVersion":2,"mediaType":"{INDEX_TYPE}","manifests":[{{"page":{n}}}]}}"#)
+    };
+    let elsewhere = serve(bind("127.0.0.1").await, |_| {
+        oci_error(404, "NAME_UNKNOWN", "nothing here")
+    });
+    let foreign = format!(
+        "{}/v2/library/demo/referrers/{subject}?last=3",
+        elsewhere.url()
+    );
+    // Page one links relatively to page two, which links to another host.
+    let paged = serve(bind("127.0.0.1").await, move |seen| {
+        let (n, link) = if seen.path.ends_with("?last=1") {
+            (2, format!("<{foreign}>; rel=\"next\""))
+        } else {
+            (
+                1,
+                format!("</v2/library/demo/referrers/{subject}?last=1>; rel=\"next\""),
+            )
+        };
+        respond(
+            200,
+            &[("content-type", INDEX_TYPE), ("link", &link)],
+            page(n),
+        )
+    });
+    let got = upstream(&paged.url())
+        .referrers("library/demo", subject, None, LIMIT)
+        .await
+        .unwrap()
+        .expect("referrers");
+    assert_eq!(got.bytes, page(1).as_bytes());
+    assert_eq!(got.more, [Bytes::from(page(2))]);
+    assert_eq!(paged.count("/v2/library/demo/referrers/"), 2);
+    assert_eq!(
+        elsewhere.seen().len(),
+        0,
+        "a next page on another host was fetched"
+    );
+
+    // Pages without end: read up to the bound, then no further.
+    let endless = serve(bind("127.0.0.1").await, move |seen| {
+        let n = seen
+            .path
+            .rsplit('=')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0usize);
+        let link = format!(
+            "</v2/library/demo/referrers/{subject}?last={}>; rel=\"next\"",
+            n + 1
+        );
+        respond(
+            200,
+            &[("content-type", INDEX_TYPE), ("link", &link)],
+            page(n),
+        )
+    });
+    let got = upstream(&endless.url())
+        .referrers("library/demo", subject, None, LIMIT)
+        .await
+        .unwrap()
+        .expect("referrers");
+    assert_eq!(got.more.len() + 1, REFERRERS_MAX_PAGES);
+    assert_eq!(
+        endless.count("/v2/library/demo/referrers/"),
+        REFERRERS_MAX_PAGES
+    );
+
+    // All pages together stay within the size asked for.
+    let small = serve(bind("127.0.0.1").await, move |seen| {
+        let n = seen
+            .path
+            .rsplit('=')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0usize);
+        let link = format!(
+            "</v2/library/demo/referrers/{subject}?last={}>; rel=\"next\"",
+            n + 1
+        );
+        respond(
+            200,
+            &[("content-type", INDEX_TYPE), ("link", &link)],
+            page(n),
+        )
+    });
+    let limit = 2 * page(0).len() as u64;
+    upstream(&small.url())
+        .referrers("library/demo", subject, None, limit)
         .await
         .unwrap_err();
 }

@@ -91,6 +91,10 @@ pub const TOKEN_MAX_BYTES: u64 = 1 << 20;
 /// Largest error body read for its OCI error message.
 const ERROR_BODY_MAX_BYTES: u64 = 16 << 10;
 
+/// Pages of the referrers API followed per listing (distribution-spec 1.1: a registry may
+/// page the list with `Link: <...>; rel="next"`); what lies beyond is not read.
+pub const REFERRERS_MAX_PAGES: usize = 16;
+
 /// What the `max_size` of [`Upstream::manifest`] and [`Upstream::referrers`] is, in errors:
 /// the proxy passes that configuration value.
 const MANIFEST_LIMIT: &str = "limits.max_manifest_size";
@@ -189,10 +193,14 @@ pub struct Manifest {
 /// A referrers list as the upstream served it ([`Upstream::referrers`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Referrers {
-    /// The image index, exact bytes, unchecked.
+    /// The image index, exact bytes, unchecked: the referrers tag index, or the API's first
+    /// page.
     pub bytes: Bytes,
-    /// Whether the registry applied the `artifactType` filter (`OCI-Filters-Applied`); the
-    /// tag fallback never is filtered.
+    /// The API's further pages, in order, exact bytes, unchecked (at most
+    /// [`REFERRERS_MAX_PAGES`] pages in all); empty for the tag fallback.
+    pub more: Vec<Bytes>,
+    /// Whether the registry applied the `artifactType` filter (`OCI-Filters-Applied`) to
+    /// every page; the tag fallback never is filtered.
     pub filtered: bool,
     /// The referrers tag the index was read from, when the registry lacks the API; its
     /// digest is the SHA-256 of `bytes`.
@@ -596,12 +604,14 @@ impl Upstream {
         Ok((body, link))
     }
 
-    /// The referrers of the manifest `digest` in `repo`, as an OCI image index: `GET
-    /// /v2/<repo>/referrers/<digest>?artifactType=` (distribution-spec 1.1, end-12), and when
-    /// the registry does not have that API (`404`), the referrers tag schema fallback: the
-    /// index tagged `<alg>-<hex>` ("Unavailable Referrers API"). `Ok(None)` when neither
-    /// exists: no referrers. Reads at most `max_size` bytes. The index is not checked: the
-    /// caller verifies each descriptor it follows (the artifact's digest and `subject`).
+    /// The referrers of the manifest `digest` in `repo`, as OCI image indexes: `GET
+    /// /v2/<repo>/referrers/<digest>?artifactType=` (distribution-spec 1.1, end-12) and each
+    /// next page its `Link` header names (relative, or on the upstream's own origin, the same
+    /// path; at most [`REFERRERS_MAX_PAGES`]), and when the registry does not have that API
+    /// (`404`), the referrers tag schema fallback: the index tagged `<alg>-<hex>`
+    /// ("Unavailable Referrers API"). `Ok(None)` when neither exists: no referrers. Reads at
+    /// most `max_size` bytes in all pages together. The indexes are not checked: the caller
+    /// verifies each descriptor it follows (the artifact's digest and `subject`).
     pub async fn referrers(
         &self,
         repo: &str,
@@ -623,39 +633,60 @@ impl Upstream {
             url.query_pairs_mut()
                 .append_pair("artifactType", artifact_type);
         }
-        let get = Get {
-            url,
-            what: format!("referrers of {repo}@{digest}"),
-            repo: Some(repo),
-            accept: Some(INDEX_ACCEPT),
-            whole: true,
-        };
-        let api = {
+        let what = format!("referrers of {repo}@{digest}");
+        let mut api: Option<Referrers> = None;
+        let mut next = Some(url.clone());
+        let mut budget = max_size;
+        let mut pages = 0;
+        while let Some(page_url) = next.take() {
+            if pages == REFERRERS_MAX_PAGES {
+                tracing::debug!(what = %what, pages, "further referrers pages not read");
+                break;
+            }
+            pages += 1;
+            let get = Get {
+                url: page_url,
+                what: what.clone(),
+                repo: Some(repo),
+                accept: Some(INDEX_ACCEPT),
+                whole: true,
+            };
             let _inflight = self.fetch_started();
             let _slot = self.slot(&get.url).await?;
-            match self.get(&get).await {
-                Ok(response) => {
-                    let filtered = response
-                        .headers()
-                        .get("oci-filters-applied")
-                        .and_then(|v| v.to_str().ok())
-                        .is_some_and(|v| v.split(',').any(|f| f.trim() == "artifactType"));
-                    let bytes = self
-                        .read_limited(response, max_size, &get.what, MANIFEST_LIMIT)
-                        .await
-                        .inspect_err(|e| self.observe_error(e))?;
-                    Some(Referrers {
+            let response = match self.get(&get).await {
+                Ok(response) => response,
+                // The spec's signal that the registry lacks the API (distribution 2.8
+                // answers so); a registry that has it never answers 404.
+                Err(UpstreamError::NotFound { .. }) if api.is_none() => break,
+                Err(e) => return Err(e),
+            };
+            let filtered = response
+                .headers()
+                .get("oci-filters-applied")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|f| f.trim() == "artifactType"));
+            next =
+                next_page(response.url(), response.headers(), &url).filter(|n| self.same_origin(n));
+            let bytes = self
+                .read_limited(response, budget, &get.what, MANIFEST_LIMIT)
+                .await
+                .inspect_err(|e| self.observe_error(e))?;
+            budget -= bytes.len() as u64;
+            match &mut api {
+                None => {
+                    api = Some(Referrers {
                         bytes,
+                        more: Vec::new(),
                         filtered,
                         tag: None,
                     })
                 }
-                // The spec's signal that the registry lacks the API (distribution 2.8
-                // answers so); a registry that has it never answers 404.
-                Err(UpstreamError::NotFound { .. }) => None,
-                Err(e) => return Err(e),
+                Some(api) => {
+                    api.more.push(bytes);
+                    api.filtered &= filtered;
+                }
             }
-        };
+        }
         if api.is_some() {
             return Ok(api);
         }
@@ -669,6 +700,7 @@ impl Upstream {
         match self.manifest(repo, &tag, max_size).await {
             Ok(m) => Ok(Some(Referrers {
                 bytes: m.bytes,
+                more: Vec::new(),
                 filtered: false,
                 tag: Some(tag),
             })),
@@ -933,6 +965,28 @@ fn is_reference(reference: &str) -> bool {
         && reference
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._:+=-".contains(&b))
+}
+
+/// The next page a listing's `Link` header names (RFC 8288, `rel="next"`), resolved against
+/// the URL that answered; `None` unless it is the listing's own path (`first`): a next page
+/// is the same list from another cursor, never another resource. The caller checks the
+/// origin.
+fn next_page(answered: &Url, headers: &reqwest::header::HeaderMap, first: &Url) -> Option<Url> {
+    let next = headers
+        .get_all(LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|link| {
+            let (target, params) = link.trim().strip_prefix('<')?.split_once('>')?;
+            params
+                .split(';')
+                .filter_map(|p| p.trim().strip_prefix("rel="))
+                .any(|rel| rel.trim_matches('"').split(' ').any(|r| r == "next"))
+                .then_some(target)
+        })?;
+    let url = answered.join(next).ok()?;
+    (url.path() == first.path() && url != *answered).then_some(url)
 }
 
 #[cfg(test)]

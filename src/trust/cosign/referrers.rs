@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::bundle::{self, BundleVerdict, BUNDLE_MEDIA_PREFIX, BUNDLE_MEDIA_TYPE};
+use super::bundle::{self, BundleVerdict, BUNDLE_MEDIA_PREFIX};
 use super::{unreachable_registry, Artifact, CosignVerifier, Served, Tally};
 use crate::{
     oci::{self, Digest, ManifestKind},
@@ -15,11 +15,11 @@ use crate::{
     upstream::UpstreamError,
 };
 
-/// Referrer descriptors followed per digest (signatures and attestations share the type).
+/// Referrer descriptors followed per digest, over every page and whatever their listed
+/// artifactType (signatures and attestations share the type).
 pub const MAX_BUNDLES: usize = 16;
 /// Largest bundle read: a bundle with a certificate and one log entry is a few KiB.
 const MAX_BUNDLE: u64 = 256 * 1024;
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// The empty descriptor's media type and bytes (image-spec `manifest.md`).
 const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 const EMPTY_JSON: &[u8] = b"{}";
@@ -66,8 +66,6 @@ struct RawDescriptor {
 #[serde(rename_all = "camelCase")]
 struct RawArtifact {
     #[serde(default)]
-    artifact_type: Option<String>,
-    #[serde(default)]
     layers: Vec<RawDescriptor>,
     subject: Option<RawSubject>,
 }
@@ -93,12 +91,9 @@ impl CosignVerifier {
         let what = format!("{sig_repo}@{digest} referrers");
         let listed = match content
             .upstream
-            .referrers(
-                sig_repo,
-                digest.as_str(),
-                Some(BUNDLE_MEDIA_TYPE),
-                content.max_manifest_size,
-            )
+            // Unfiltered: the artifactType a registry or a referrers tag index lists is not
+            // necessarily the bundle's (cosign's fallback index lists its config's type).
+            .referrers(sig_repo, digest.as_str(), None, content.max_manifest_size)
             .await
         {
             Ok(Some(listed)) => listed,
@@ -125,26 +120,14 @@ impl CosignVerifier {
                 return Ok(referred);
             }
         };
-        // Bundle referrers only (cosign `GetBundles` skips other artifacts), signatures
-        // before attestations when the (unauthenticated) annotation says which is which.
-        let mut candidates: Vec<(RawDescriptor, serde_json::Value)> = index
-            .manifests
-            .into_iter()
-            .filter_map(|v| Some((serde_json::from_value::<RawDescriptor>(v.clone()).ok()?, v)))
-            .filter(|(d, _)| {
-                d.media_type == OCI_MANIFEST
-                    && d.artifact_type
-                        .as_deref()
-                        .is_some_and(|t| t.starts_with(BUNDLE_MEDIA_PREFIX))
-                    && d.size <= content.max_manifest_size
-            })
-            .filter(|(d, _)| {
-                d.annotations
-                    .get(bundle::PREDICATE_ANNOTATION)
-                    .is_none_or(|p| p == bundle::SIGN_PREDICATE)
-            })
-            .collect();
-        candidates.truncate(MAX_BUNDLES);
+        let mut listed_manifests = index.manifests;
+        for page in &listed.more {
+            match serde_json::from_slice::<RawIndex>(page) {
+                Ok(page) => listed_manifests.extend(page.manifests),
+                Err(e) => tracing::debug!(what = %what, error = %e, "referrers page ignored"),
+            }
+        }
+        let candidates = candidates(listed_manifests, content.max_manifest_size);
         for (descriptor, raw) in candidates {
             let Ok(manifest_digest) = Digest::parse(&descriptor.digest) else {
                 continue;
@@ -219,12 +202,9 @@ impl CosignVerifier {
         };
         // distribution-spec: a referrer names its subject; a bundle listed for another
         // digest (a stale or forged index entry) is not this digest's.
-        if raw.subject.as_ref().map(|s| s.digest.as_str()) != Some(digest.as_str())
-            || !raw
-                .artifact_type
-                .as_deref()
-                .is_some_and(|t| t.starts_with(BUNDLE_MEDIA_PREFIX))
-        {
+        // What makes it a bundle artifact is its one layer, not the artifactType it or its
+        // index descriptor gives (cosign `ociremote.Bundle` reads the layer whatever they say).
+        if raw.subject.as_ref().map(|s| s.digest.as_str()) != Some(digest.as_str()) {
             return Ok(None);
         }
         let [layer] = raw.layers.as_slice() else {
@@ -259,6 +239,42 @@ impl CosignVerifier {
         }
         Ok(Some((Artifact::of(&manifest).admitting(admits), bytes)))
     }
+}
+
+/// The descriptors worth following among those listed, at most [`MAX_BUNDLES`], best first.
+/// Every manifest listed is a candidate, as cosign tries each (`GetBundles`): what it lists
+/// about them (`artifactType`, the predicate-type annotation) is unauthenticated, so it only
+/// orders them, bundle-typed signatures first and attestations last, so that a padded list
+/// cannot push a signature past the bound. Listed twice counts once; a descriptor larger
+/// than `max_manifest_size` or without a digest is no manifest the proxy would read.
+fn candidates(
+    listed: Vec<serde_json::Value>,
+    max_manifest_size: u64,
+) -> Vec<(RawDescriptor, serde_json::Value)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut candidates: Vec<(u8, RawDescriptor, serde_json::Value)> = listed
+        .into_iter()
+        .filter_map(|v| Some((serde_json::from_value::<RawDescriptor>(v.clone()).ok()?, v)))
+        .filter(|(d, _)| d.size <= max_manifest_size && seen.insert(d.digest.clone()))
+        .map(|(d, v)| {
+            let bundle_typed = d
+                .artifact_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with(BUNDLE_MEDIA_PREFIX));
+            let attestation = d
+                .annotations
+                .get(bundle::PREDICATE_ANNOTATION)
+                .is_some_and(|p| p != bundle::SIGN_PREDICATE);
+            (u8::from(attestation) * 2 + u8::from(!bundle_typed), d, v)
+        })
+        .collect();
+    // Stable: the registry's order within a rank.
+    candidates.sort_by_key(|(rank, _, _)| *rank);
+    candidates
+        .into_iter()
+        .take(MAX_BUNDLES)
+        .map(|(_, d, v)| (d, v))
+        .collect()
 }
 
 /// The referrers index served for a digest: the bundle artifacts that counted, as the
