@@ -6,11 +6,14 @@
 //! [`cached::CachedNotary`]); cosign ([`cosign::CosignVerifier`], key-based and keyless, `.sig`
 //! tags and sigstore bundles found through OCI referrers) sits
 //! beside it, and [`all::AllOf`] requires both. Notation may follow behind the same trait.
+//! [`tlog`] holds the transparency-log proofs (Merkle inclusion, signed checkpoints, Rekor
+//! signed entry timestamps) a verifier trusting a log checks.
 
 pub mod all;
 pub mod cached;
 pub mod cosign;
 pub mod notary;
+pub mod tlog;
 
 use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 

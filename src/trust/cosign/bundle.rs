@@ -15,10 +15,11 @@
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::keyless::{pem_certificates, Keyless, KeylessFailure, KeylessSigner, RekorPayload};
+use super::keyless::{pem_certificates, Keyless, KeylessFailure, KeylessSigner};
 use super::keys::CosignKey;
 use super::Vouching;
 use crate::oci::Digest;
+use crate::trust::tlog::{self, RekorPayload};
 
 /// The artifact type (and layer media type) of a v0.3 bundle.
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
@@ -71,6 +72,8 @@ pub enum BundleFailure {
         "Rekor entry kind {kind} {version} is not supported for a DSSE envelope (dsse 0.0.1 is)"
     )]
     EntryKind { kind: String, version: String },
+    #[error("the Rekor entry's inclusion proof does not verify: {0}")]
+    Inclusion(String),
     #[error(transparent)]
     Keyless(#[from] KeylessFailure),
     #[error("the signed statement is not a cosign image signature: {0}")]
@@ -164,6 +167,30 @@ struct RawTlogEntry {
     inclusion_promise: Option<RawPromise>,
     #[serde(default, alias = "canonicalized_body")]
     canonicalized_body: String,
+    #[serde(default, alias = "inclusion_proof")]
+    inclusion_proof: Option<RawInclusionProof>,
+}
+
+/// `dev.sigstore.rekor.v1.InclusionProof`: an audit path for the entry's body in the tree
+/// of `treeSize` leaves whose root is `rootHash`, and the log's checkpoint for that tree.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawInclusionProof {
+    #[serde(alias = "log_index", deserialize_with = "int64")]
+    log_index: i64,
+    #[serde(alias = "root_hash")]
+    root_hash: String,
+    #[serde(alias = "tree_size", deserialize_with = "int64")]
+    tree_size: i64,
+    #[serde(default)]
+    hashes: Vec<String>,
+    #[serde(default)]
+    checkpoint: Option<RawCheckpoint>,
+}
+
+#[derive(Deserialize)]
+struct RawCheckpoint {
+    envelope: String,
 }
 
 #[derive(Deserialize)]
@@ -392,6 +419,18 @@ fn keyless_signers(
             failure = e.into();
             continue;
         }
+        // sigstore-go `tlog.VerifyInclusion`: a proof the entry carries must hold, under the
+        // key that signed the SET. Entries without one count on their SET alone.
+        if let Some(proof) = &entry.inclusion_proof {
+            let key = keyless.rekor_key(&payload.log_id).map(|k| k.log_key());
+            if let Err(e) = key
+                .ok_or_else(|| "no trusted key for the log".to_owned())
+                .and_then(|key| verify_inclusion_proof(proof, &body, key))
+            {
+                failure = BundleFailure::Inclusion(e);
+                continue;
+            }
+        }
         // sigstore-go `VerifyTlogEntry`, Rekor v1: the (now authenticated) entry is about
         // this envelope: its payload hash, its signature and its certificate.
         if let Err(e) = dsse_entry_matches(&body, &bundle.payload, &bundle.signature, leaf) {
@@ -407,6 +446,48 @@ fn keyless_signers(
         )?);
     }
     Err(failure)
+}
+
+/// A Rekor v1 inclusion proof (sigstore-go `tlog.VerifyInclusion`, Rekor
+/// `verify.VerifyInclusion` and `VerifyCheckpointSignature`): the leaf is the canonicalized
+/// entry body, the audit path leads from it to the proof's root hash (RFC 9162 section
+/// 2.1.3.2), and the checkpoint, signed by the log's key, commits to that same root hash and
+/// tree size.
+fn verify_inclusion_proof(
+    proof: &RawInclusionProof,
+    body: &[u8],
+    key: &tlog::LogKey,
+) -> Result<(), String> {
+    let (Ok(index), Ok(size)) = (
+        u64::try_from(proof.log_index),
+        u64::try_from(proof.tree_size),
+    ) else {
+        return Err("a negative log index or tree size".to_owned());
+    };
+    if proof.hashes.len() > tlog::MAX_PATH {
+        return Err(tlog::ProofError::PathTooLong(proof.hashes.len()).to_string());
+    }
+    let path = proof
+        .hashes
+        .iter()
+        .map(|h| b64(h).ok_or_else(|| "an audit path hash is not base64".to_owned()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let root = b64(&proof.root_hash).ok_or_else(|| "the root hash is not base64".to_owned())?;
+    let checkpoint = proof
+        .checkpoint
+        .as_ref()
+        .ok_or_else(|| "the proof has no checkpoint".to_owned())?;
+    tlog::verify_inclusion_in_checkpoint(
+        index,
+        size,
+        body,
+        &path,
+        &root,
+        checkpoint.envelope.as_bytes(),
+        key,
+    )
+    .map(drop)
+    .map_err(|e| e.to_string())
 }
 
 /// Whether a `dsse` v0.0.1 entry body logged `payload` (by its SHA-256) signed with

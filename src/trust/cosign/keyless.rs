@@ -24,6 +24,7 @@ use x509_parser::{
 
 use super::keys::CosignKey;
 use crate::policy::{Identity, Matcher};
+use crate::trust::tlog::{self, RekorPayload};
 
 /// Fulcio's OIDC issuer extension (DER UTF8String), and the legacy one (raw bytes).
 const OID_ISSUER_V2: &str = "1.3.6.1.4.1.57264.1.8";
@@ -130,19 +131,6 @@ struct RawBundle {
     set: String,
     #[serde(rename = "Payload")]
     payload: RekorPayload,
-}
-
-/// What a Rekor v1 signed entry timestamp signs: the entry body (base64), when and where it
-/// was logged, and the log's ID (hex SHA-256 of its public key).
-#[derive(Deserialize)]
-pub(super) struct RekorPayload {
-    pub(super) body: String,
-    #[serde(rename = "integratedTime")]
-    pub(super) integrated_time: i64,
-    #[serde(rename = "logIndex")]
-    pub(super) log_index: i64,
-    #[serde(rename = "logID")]
-    pub(super) log_id: String,
 }
 
 /// A `hashedrekord` v0.0.1 entry body, the fields cosign compares.
@@ -289,9 +277,9 @@ impl Keyless {
     }
 
     /// cosign `VerifySET`: the log key is the one whose ID (SHA-256 of its DER public key)
-    /// the entry names; the SET is its ECDSA signature over the RFC 8785 canonical JSON of
-    /// the entry payload. The same for a legacy bundle annotation and a sigstore bundle's
-    /// `inclusionPromise` (sigstore-go `tlog.VerifySET` builds the same payload).
+    /// the entry names; the SET is checked by [`tlog::verify_set`]. The same for a legacy
+    /// bundle annotation and a sigstore bundle's `inclusionPromise` (sigstore-go
+    /// `tlog.VerifySET` builds the same payload).
     pub(super) fn verify_set(
         &self,
         payload: &RekorPayload,
@@ -302,10 +290,17 @@ impl Keyless {
             .iter()
             .find(|k| k.log_id().eq_ignore_ascii_case(&payload.log_id))
             .ok_or_else(|| KeylessFailure::UnknownLog(payload.log_id.clone()))?;
-        if !log.verifies(canonical_payload(payload).as_bytes(), set) {
+        if !tlog::verify_set(log.log_key(), payload, set) {
             return Err(KeylessFailure::BadSet);
         }
         Ok(())
+    }
+
+    /// The trusted Rekor log key with this (hex) ID.
+    pub(super) fn rekor_key(&self, log_id: &str) -> Option<&CosignKey> {
+        self.rekor
+            .iter()
+            .find(|k| k.log_id().eq_ignore_ascii_case(log_id))
     }
 
     /// Whether a Rekor log key with this (hex) ID is trusted.
@@ -446,20 +441,6 @@ impl CompiledMatcher {
     }
 }
 
-/// The bundle payload as RFC 8785 (JCS) canonical JSON, which cosign's `VerifySET` hashes:
-/// keys sorted (`body`, `integratedTime`, `logID`, `logIndex`), no whitespace, integers as
-/// themselves; serde_json's string escaping agrees with JCS.
-fn canonical_payload(p: &RekorPayload) -> String {
-    let s = |v: &str| serde_json::to_string(v).unwrap_or_default();
-    format!(
-        r#"{{"body":{},"integratedTime":{},"logID":{},"logIndex":{}}}"#,
-        s(&p.body),
-        p.integrated_time,
-        s(&p.log_id),
-        p.log_index
-    )
-}
-
 fn b64(s: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(s.trim())
@@ -566,20 +547,6 @@ fn rfc3339(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn canonical_payload_sorts_keys_as_jcs_does() {
-        let p = RekorPayload {
-            body: "eyJh/+=".to_owned(),
-            integrated_time: 1_669_361_833,
-            log_index: 7,
-            log_id: "c0d2".to_owned(),
-        };
-        assert_eq!(
-            canonical_payload(&p),
-            r#"{"body":"eyJh/+=","integratedTime":1669361833,"logID":"c0d2","logIndex":7}"#
-        );
-    }
 
     #[test]
     fn der_utf8_strings_decode_and_other_tags_do_not() {

@@ -2,6 +2,8 @@
 //! scheme cosign's key-based signing uses (ECDSA over SHA-256, ASN.1 DER signatures).
 
 use aws_lc_rs::{digest, signature};
+
+use crate::trust::tlog::LogKey;
 use x509_parser::{
     oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY, prelude::FromDer, x509::SubjectPublicKeyInfo,
 };
@@ -16,6 +18,8 @@ pub struct CosignKey {
     point: Vec<u8>,
     /// `sha256:<hex>` of the SPKI DER, to name the key in logs without printing it.
     id: String,
+    /// The same key as a transparency log's (a Rekor key checks checkpoints too).
+    log_key: LogKey,
 }
 
 /// Why a PEM file is not a usable cosign key.
@@ -58,9 +62,11 @@ impl CosignKey {
             "sha256:{}",
             hex::encode(digest::digest(&digest::SHA256, &pem.contents))
         );
+        let log_key = LogKey::from_spki_der(&pem.contents).map_err(|_| KeyError::Unsupported)?;
         Ok(CosignKey {
             point: spki.subject_public_key.data.to_vec(),
             id,
+            log_key,
         })
     }
 
@@ -74,6 +80,11 @@ impl CosignKey {
     /// The key's name in messages: the SHA-256 of its SubjectPublicKeyInfo.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The key as a transparency log's key (for a Rekor key: its SETs and checkpoints).
+    pub fn log_key(&self) -> &LogKey {
+        &self.log_key
     }
 
     /// The hex SHA-256 of the SubjectPublicKeyInfo: for a Rekor key, the log ID its bundles
