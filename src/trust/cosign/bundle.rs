@@ -361,7 +361,8 @@ fn parse(bytes: &[u8]) -> Result<Bundle, BundleFailure> {
 
 /// The keyless path for a bundle: a Rekor v1 entry whose signed entry timestamp verifies
 /// under a configured log key (sigstore-go `verify.VerifyTlogEntry` + `tlog.VerifySET`),
-/// which logged this envelope's payload, signature and certificate; then the signer checks
+/// which logged this envelope's payload, signature and certificate, and whose inclusion
+/// proof and checkpoint, when it carries them, verify ([`tlog`]); then the signer checks
 /// at the entry's integrated time, as for a `.sig` layer ([`Keyless::verify_signer`]).
 fn keyless_signers(
     bundle: &Bundle,

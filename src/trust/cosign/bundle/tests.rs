@@ -155,3 +155,121 @@ fn int64_fields_read_as_protojson_strings_or_numbers() {
         assert_eq!((entry.log_index, entry.integrated_time), (42, 42));
     }
 }
+
+// === The real public-good kubewarden cosign v3 bundle ===
+
+const KUBEWARDEN_DIGEST: &str =
+    "sha256:c811d58de79c92f03214e63aa339484e488d694ae8a6283b5f3f17a9faf50172";
+
+/// The bundle (as JSON, to tamper with) and the public-good keyless trust for its signer,
+/// or `None` (with a message) when the conformance data is absent.
+fn kubewarden() -> Option<(serde_json::Value, Keyless)> {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/sigstore");
+    let read = |p: &str| std::fs::read(dir.join(p)).ok();
+    let (Some(bundle), Some(root)) = (
+        read("cosign-v3-image-kubewarden/bundle_v03.json"),
+        read("public-good/targets/trusted_root.json"),
+    ) else {
+        eprintln!(
+            "skipped: the sigstore conformance data is not at {}",
+            dir.display()
+        );
+        return None;
+    };
+    // The trusted root's Fulcio chains (PEM) and Rekor v1 key (DER SPKI, as PEM).
+    let root: serde_json::Value = serde_json::from_slice(&root).unwrap();
+    let pem =
+        |label: &str, b64: &str| format!("-----BEGIN {label}-----\n{b64}\n-----END {label}-----\n");
+    let roots: String = root["certificateAuthorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|ca| ca["certChain"]["certificates"].as_array().unwrap().iter())
+        .map(|c| pem("CERTIFICATE", c["rawBytes"].as_str().unwrap()))
+        .collect();
+    let rekor = root["tlogs"][0]["publicKey"]["rawBytes"].as_str().unwrap();
+    let rekor = pem("PUBLIC KEY", rekor);
+    let identity = crate::policy::Identity {
+        issuer: crate::policy::Matcher::Exact(
+            "https://token.actions.githubusercontent.com".to_owned(),
+        ),
+        subject: crate::policy::Matcher::Exact(
+            "https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0"
+                .to_owned(),
+        ),
+    };
+    let rekor = CosignKey::from_pem(rekor.as_bytes()).unwrap();
+    let keyless = Keyless::new(roots.as_bytes(), vec![rekor], &[identity]).unwrap();
+    Some((serde_json::from_slice(&bundle).unwrap(), keyless))
+}
+
+fn verify_json(bundle: &serde_json::Value, keyless: &Keyless) -> BundleVerdict {
+    let digest = Digest::parse(KUBEWARDEN_DIGEST).unwrap();
+    verify(
+        &serde_json::to_vec(bundle).unwrap(),
+        &digest,
+        &[],
+        Some(keyless),
+    )
+}
+
+fn inclusion_refused(verdict: &BundleVerdict) -> bool {
+    matches!(verdict, BundleVerdict::Failed(BundleFailure::Inclusion(_)))
+}
+
+#[test]
+fn the_kubewarden_bundle_verifies_with_its_inclusion_proof_and_checkpoint() {
+    let Some((bundle, keyless)) = kubewarden() else {
+        return;
+    };
+    let verdict = verify_json(&bundle, &keyless);
+    assert!(matches!(verdict, BundleVerdict::Vouches(_)), "{verdict:?}");
+    // Without a proof the entry counts on its SET alone, as before.
+    let mut bare = bundle.clone();
+    let entry = &mut bare["verificationMaterial"]["tlogEntries"][0];
+    entry.as_object_mut().unwrap().remove("inclusionProof");
+    let verdict = verify_json(&bare, &keyless);
+    assert!(matches!(verdict, BundleVerdict::Vouches(_)), "{verdict:?}");
+}
+
+#[test]
+fn attack_kubewarden_bundle_with_a_tampered_inclusion_proof_is_refused() {
+    let Some((bundle, keyless)) = kubewarden() else {
+        return;
+    };
+    let tamper = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut b = bundle.clone();
+        f(&mut b["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]);
+        verify_json(&b, &keyless)
+    };
+    let other_hash = serde_json::json!(encode(&[0x5a; 32]));
+    let verdict = tamper(&|p| p["hashes"][3] = other_hash.clone());
+    assert!(inclusion_refused(&verdict), "{verdict:?}");
+    let verdict = tamper(&|p| p["rootHash"] = other_hash.clone());
+    assert!(inclusion_refused(&verdict), "{verdict:?}");
+    let verdict = tamper(&|p| {
+        let size: u64 = p["treeSize"].as_str().unwrap().parse().unwrap();
+        p["treeSize"] = serde_json::json!((size + 1).to_string());
+    });
+    assert!(inclusion_refused(&verdict), "{verdict:?}");
+    let verdict = tamper(&|p| {
+        let note = p["checkpoint"]["envelope"].as_str().unwrap();
+        // The signature's last base64 character changed.
+        let mut note = note.trim_end().to_owned();
+        let last = note.pop().unwrap();
+        note.push(if last == 'A' { 'B' } else { 'A' });
+        note.push('\n');
+        p["checkpoint"]["envelope"] = serde_json::json!(note);
+    });
+    assert!(inclusion_refused(&verdict), "{verdict:?}");
+    let verdict = tamper(&|p| {
+        p.as_object_mut().unwrap().remove("checkpoint");
+    });
+    assert!(inclusion_refused(&verdict), "{verdict:?}");
+    let message = match tamper(&|p| p["hashes"][0] = other_hash.clone()) {
+        BundleVerdict::Failed(e) => e.to_string(),
+        other => panic!("{other:?}"),
+    };
+    assert!(message.contains("inclusion proof"), "{message}");
+}
