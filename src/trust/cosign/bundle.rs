@@ -381,7 +381,8 @@ fn keyless_signers(
         }
         let (kind, version) = (&entry.kind_version.kind, &entry.kind_version.version);
         // Rekor v2 entries (`hashedrekord`/`dsse` 0.0.2) have no SET: only a checkpoint and
-        // an inclusion proof, which this offline verifier does not check.
+        // an inclusion proof, which is not enough for this verifier yet (no SET to give the
+        // log time).
         let Some(promise) = &entry.inclusion_promise else {
             failure = BundleFailure::RekorV2 {
                 kind: kind.clone(),
