@@ -1,25 +1,17 @@
 //! cosign public keys: PEM `PUBLIC KEY` (SubjectPublicKeyInfo) holding an ECDSA P-256 key, the
 //! scheme cosign's key-based signing uses (ECDSA over SHA-256, ASN.1 DER signatures).
 
-use aws_lc_rs::{digest, signature};
+use aws_lc_rs::digest;
 
-use crate::trust::tlog::LogKey;
-use x509_parser::{
-    oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY, prelude::FromDer, x509::SubjectPublicKeyInfo,
-};
+use crate::trust::tlog::{self, LogKey};
 
-/// OID of the P-256 curve (prime256v1), the parameter of an EC public key.
-const OID_P256: &str = "1.2.840.10045.3.1.7";
-
-/// One trusted cosign key.
+/// One trusted cosign key: an ECDSA P-256 key, the same kind a transparency log signs with
+/// (a Rekor key checks SETs and checkpoints through it too).
 #[derive(Clone, PartialEq, Eq)]
 pub struct CosignKey {
-    /// Uncompressed SEC1 point.
-    point: Vec<u8>,
     /// `sha256:<hex>` of the SPKI DER, to name the key in logs without printing it.
     id: String,
-    /// The same key as a transparency log's (a Rekor key checks checkpoints too).
-    log_key: LogKey,
+    key: LogKey,
 }
 
 /// Why a PEM file is not a usable cosign key.
@@ -44,37 +36,20 @@ impl CosignKey {
         if pem.label != "PUBLIC KEY" {
             return Err(KeyError::Label(pem.label));
         }
-        let (rest, spki) =
-            SubjectPublicKeyInfo::from_der(&pem.contents).map_err(|_| KeyError::BadSpki)?;
-        if !rest.is_empty() {
-            return Err(KeyError::BadSpki);
-        }
-        let alg = &spki.algorithm;
-        let curve = alg
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok())
-            .map(|oid| oid.to_id_string());
-        if alg.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY || curve.as_deref() != Some(OID_P256) {
-            return Err(KeyError::Unsupported);
-        }
+        let key = LogKey::from_spki_der(&pem.contents).map_err(|e| match e {
+            tlog::KeyError::BadSpki => KeyError::BadSpki,
+            tlog::KeyError::Unsupported => KeyError::Unsupported,
+        })?;
         let id = format!(
             "sha256:{}",
             hex::encode(digest::digest(&digest::SHA256, &pem.contents))
         );
-        let log_key = LogKey::from_spki_der(&pem.contents).map_err(|_| KeyError::Unsupported)?;
-        Ok(CosignKey {
-            point: spki.subject_public_key.data.to_vec(),
-            id,
-            log_key,
-        })
+        Ok(CosignKey { id, key })
     }
 
     /// Whether `sig` (ASN.1 DER) is this key's ECDSA P-256 SHA-256 signature over `payload`.
     pub fn verifies(&self, payload: &[u8], sig: &[u8]) -> bool {
-        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &self.point)
-            .verify(payload, sig)
-            .is_ok()
+        self.key.verifies(payload, sig)
     }
 
     /// The key's name in messages: the SHA-256 of its SubjectPublicKeyInfo.
@@ -84,7 +59,7 @@ impl CosignKey {
 
     /// The key as a transparency log's key (for a Rekor key: its SETs and checkpoints).
     pub fn log_key(&self) -> &LogKey {
-        &self.log_key
+        &self.key
     }
 
     /// The hex SHA-256 of the SubjectPublicKeyInfo: for a Rekor key, the log ID its bundles
