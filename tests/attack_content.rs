@@ -196,10 +196,17 @@ fn get_raw(proxy: &Proxy, path: &str) -> Got {
             Ok(n) => raw.extend_from_slice(&buf[..n]),
         }
     }
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("GET {path}: no response head\n{}", proxy.log_tail(20)));
+    // A response that fails at once can be reset before its head is read: a failed
+    // transfer like any other (status 0, nothing complete).
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        eprintln!("GET {path}: no response head\n{}", proxy.log_tail(20));
+        return Got {
+            status: 0,
+            content_length: None,
+            body: Vec::new(),
+            complete: false,
+        };
+    };
     let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
     let status = head
         .split_whitespace()
