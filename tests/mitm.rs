@@ -36,9 +36,11 @@ fn forwards_what_is_not_scripted_and_lies_where_it_is() {
             body: Bytes::from_static(b"abc"),
         },
     );
-    let r = proxy.request("GET", &path, &[("Accept", ACCEPT_ALL)], b"");
-    // Headers go out before the body is checked; the short body then fails the download.
-    assert!(r.body.len() < 5, "{}", r.summary());
+    // The short body fails the download: cut off after the head, or before it.
+    let url = format!("{}{path}", proxy.url());
+    if let Ok(r) = support::http::request("GET", &url, &[("Accept", ACCEPT_ALL)], b"") {
+        assert!(r.body.len() < 5, "{}", r.summary());
+    }
     assert!(mitm.count(&path) >= 1);
     assert!(mitm.count(&format!("/v2/open/demo/blobs/sha256:{}", layer.hex())) >= 1);
 }
