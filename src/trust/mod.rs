@@ -13,7 +13,10 @@ pub mod all;
 pub mod cached;
 pub mod cosign;
 pub mod notary;
+pub mod sct;
+pub mod timestamp;
 pub mod tlog;
+pub mod x509;
 
 use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 

@@ -8,39 +8,29 @@
 //! embedded SCTs (cosign's `VerifyEmbeddedSCT`, which needs CT log keys), Rekor inclusion
 //! proofs (legacy bundles carry none), RFC 3161 timestamps.
 
-use std::time::Duration;
-
-use aws_lc_rs::{digest, signature};
+use aws_lc_rs::digest;
 use base64::Engine as _;
-use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use serde::Deserialize;
 use time::OffsetDateTime;
-use x509_parser::{
-    extensions::GeneralName,
-    oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY,
-    pem::Pem,
-    prelude::{FromDer, X509Certificate},
-};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::keys::CosignKey;
 use crate::policy::{Identity, Matcher};
 use crate::trust::tlog::{self, RekorPayload};
+use crate::trust::x509::{self, Pool};
+
+pub use crate::trust::x509::pem_certificates;
+/// Why the Fulcio roots file is not usable.
+pub type RootsError = x509::PoolError;
 
 /// Fulcio's OIDC issuer extension (DER UTF8String), and the legacy one (raw bytes).
 const OID_ISSUER_V2: &str = "1.3.6.1.4.1.57264.1.8";
 const OID_ISSUER_V1: &str = "1.3.6.1.4.1.57264.1.1";
-/// id-kp-codeSigning, as DER OID content bytes (1.3.6.1.5.5.7.3.3).
-const EKU_CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
-const OID_P256: &str = "1.2.840.10045.3.1.7";
-const OID_P384: &str = "1.3.132.0.34";
-/// Certificates read from one chain annotation, at most.
-const MAX_CHAIN: usize = 8;
 
 /// One rule's keyless trust: Fulcio roots, Rekor log keys and signer identities.
 pub struct Keyless {
-    anchors: Vec<TrustAnchor<'static>>,
-    /// Non-root certificates of the trusted file, usable as intermediates.
-    intermediates: Vec<CertificateDer<'static>>,
+    /// The trusted Fulcio roots, and the intermediates a leaf may chain through.
+    fulcio: Pool,
     rekor: Vec<CosignKey>,
     identities: Vec<CompiledIdentity>,
 }
@@ -78,17 +68,6 @@ pub struct KeylessSigner {
     /// Who it is: the certificate's OIDC issuer and its subject names, which alone decide
     /// the identities it matches. A threshold counts each principal once.
     pub principal: String,
-}
-
-/// Why the Fulcio roots file is not usable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RootsError {
-    #[error("no PEM CERTIFICATE in the file")]
-    Empty,
-    #[error("certificate {0} does not parse: {1}")]
-    Parse(usize, String),
-    #[error("no self-signed (root) certificate in the file")]
-    NoRoot,
 }
 
 /// Why a keyless signature does not count, in words for the refusal.
@@ -181,28 +160,7 @@ impl Keyless {
         rekor: Vec<CosignKey>,
         identities: &[Identity],
     ) -> Result<Self, RootsError> {
-        let mut anchors = Vec::new();
-        let mut intermediates = Vec::new();
-        for (i, der) in pem_certificates(roots_pem).into_iter().enumerate() {
-            let (_, cert) = X509Certificate::from_der(&der)
-                .map_err(|e| RootsError::Parse(i + 1, e.to_string()))?;
-            let self_signed = cert.subject().as_raw() == cert.issuer().as_raw();
-            let der = CertificateDer::from(der);
-            if self_signed {
-                let anchor = webpki::anchor_from_trusted_cert(&der)
-                    .map_err(|e| RootsError::Parse(i + 1, format!("{e:?}")))?
-                    .to_owned();
-                anchors.push(anchor);
-            } else {
-                intermediates.push(der);
-            }
-        }
-        if anchors.is_empty() && intermediates.is_empty() {
-            return Err(RootsError::Empty);
-        }
-        if anchors.is_empty() {
-            return Err(RootsError::NoRoot);
-        }
+        let fulcio = Pool::from_pem(roots_pem)?;
         let identities = identities
             .iter()
             .map(|id| CompiledIdentity {
@@ -211,8 +169,7 @@ impl Keyless {
             })
             .collect();
         Ok(Keyless {
-            anchors,
-            intermediates,
+            fulcio,
             rekor,
             identities,
         })
@@ -344,23 +301,21 @@ impl Keyless {
         // Fulcio root, every certificate valid at the integrated time, code signing allowed
         // along the path (an EKU, where present, must include it), and required on the leaf.
         self.check_chain(leaf_der, chain, at)?;
-        let code_signing =
-            matches!(leaf.extended_key_usage(), Ok(Some(eku)) if eku.value.code_signing);
-        if !code_signing {
+        if !x509::is_code_signing(&leaf) {
             return Err(KeylessFailure::Untrusted(
                 "the certificate is not for code signing".to_owned(),
             ));
         }
 
         // cosign `verifyInternal`: the signature over the signed bytes, with the leaf's key.
-        if !leaf_verifies(&leaf, message, signature) {
+        if !x509::ecdsa_sha256_verifies(&leaf, message, signature) {
             return Err(KeylessFailure::BadSignature);
         }
 
         // cosign `CheckCertificatePolicy`: an identity matches when its issuer matches the
         // Fulcio issuer extension and its subject one of the SANs.
         let issuer = oidc_issuer(&leaf).unwrap_or_default();
-        let sans = subject_names(&leaf);
+        let sans = x509::subject_names(&leaf);
         let matched: Vec<usize> = self
             .identities
             .iter()
@@ -391,31 +346,15 @@ impl Keyless {
         chain: &[Vec<u8>],
         at: i64,
     ) -> Result<(), KeylessFailure> {
-        let leaf = CertificateDer::from(leaf_der);
-        let end_entity = webpki::EndEntityCert::try_from(&leaf)
-            .map_err(|e| KeylessFailure::Certificate(format!("{e:?}")))?;
         // The chain annotation only offers candidate intermediates; trust comes from the
         // anchors alone.
-        let mut intermediates = self.intermediates.clone();
-        intermediates.extend(
-            chain
-                .iter()
-                .take(MAX_CHAIN)
-                .map(|der| CertificateDer::from(der.clone())),
-        );
-        let time = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(at).unwrap_or(0)));
-        end_entity
-            .verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &self.anchors,
-                &intermediates,
-                time,
-                webpki::KeyUsage::required_if_present(EKU_CODE_SIGNING),
-                None,
-                None,
-            )
-            .map(|_| ())
-            .map_err(|e| KeylessFailure::Untrusted(format!("{e:?}")))
+        self.fulcio
+            .verify(leaf_der, chain, at, x509::EKU_CODE_SIGNING)
+            .map(drop)
+            .map_err(|e| match e {
+                x509::ChainError::Certificate(e) => KeylessFailure::Certificate(e),
+                x509::ChainError::Untrusted(e) => KeylessFailure::Untrusted(e),
+            })
     }
 }
 
@@ -447,91 +386,18 @@ fn b64(s: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-pub(super) fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
-    Pem::iter_from_buffer(pem)
-        .map_while(Result::ok)
-        .filter(|p| p.label == "CERTIFICATE")
-        .map(|p| p.contents)
-        .collect()
-}
-
 fn first_pem_certificate(pem: &[u8]) -> Option<Vec<u8>> {
     pem_certificates(pem).into_iter().next()
 }
 
-/// ECDSA over SHA-256 with the leaf's key, as cosign loads it (`LoadVerifier(pub, SHA256)`).
-fn leaf_verifies(leaf: &X509Certificate<'_>, payload: &[u8], sig: &[u8]) -> bool {
-    let spki = leaf.public_key();
-    if spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
-        return false;
-    }
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|oid| oid.to_id_string());
-    let alg: &dyn signature::VerificationAlgorithm = match curve.as_deref() {
-        Some(OID_P256) => &signature::ECDSA_P256_SHA256_ASN1,
-        Some(OID_P384) => &signature::ECDSA_P384_SHA256_ASN1,
-        _ => return false,
-    };
-    signature::UnparsedPublicKey::new(alg, &spki.subject_public_key.data)
-        .verify(payload, sig)
-        .is_ok()
-}
-
 /// The OIDC issuer Fulcio recorded: the v2 extension (a DER UTF8String), else the legacy one
 /// (raw bytes), as cosign's `CertExtensions.GetIssuer` reads them.
-fn oidc_issuer(cert: &X509Certificate<'_>) -> Option<String> {
-    let ext = |oid: &str| {
-        cert.extensions()
-            .iter()
-            .find(|e| e.oid.to_id_string() == oid)
-            .map(|e| e.value)
-    };
-    if let Some(value) = ext(OID_ISSUER_V2) {
-        return der_utf8_string(value).map(str::to_owned);
+pub fn oidc_issuer(cert: &X509Certificate<'_>) -> Option<String> {
+    if let Some(value) = x509::extension(cert, OID_ISSUER_V2) {
+        return x509::der_utf8_string(value).map(str::to_owned);
     }
-    ext(OID_ISSUER_V1).and_then(|v| std::str::from_utf8(v).ok().map(str::to_owned))
-}
-
-/// The content of a DER UTF8String (tag 12), if `der` is exactly one.
-fn der_utf8_string(der: &[u8]) -> Option<&str> {
-    let (&tag, rest) = der.split_first()?;
-    if tag != 0x0c {
-        return None;
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = match first {
-        n if n < 0x80 => (usize::from(n), rest),
-        0x81 => (usize::from(*rest.first()?), &rest[1..]),
-        0x82 => (
-            usize::from(*rest.first()?) << 8 | usize::from(*rest.get(1)?),
-            rest.get(2..)?,
-        ),
-        _ => return None,
-    };
-    (rest.len() == len)
-        .then(|| std::str::from_utf8(rest).ok())
-        .flatten()
-}
-
-/// Email, URI and DNS subject alternative names, as cosign's `GetSubjectAlternateNames`.
-fn subject_names(cert: &X509Certificate<'_>) -> Vec<String> {
-    let Ok(Some(san)) = cert.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            GeneralName::RFC822Name(s) | GeneralName::URI(s) | GeneralName::DNSName(s) => {
-                Some((*s).to_owned())
-            }
-            _ => None,
-        })
-        .collect()
+    x509::extension(cert, OID_ISSUER_V1)
+        .and_then(|v| std::str::from_utf8(v).ok().map(str::to_owned))
 }
 
 fn rfc3339(secs: i64) -> String {
@@ -542,20 +408,4 @@ fn rfc3339(secs: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| secs.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn der_utf8_strings_decode_and_other_tags_do_not() {
-        assert_eq!(der_utf8_string(b"\x0c\x03abc"), Some("abc"));
-        assert_eq!(der_utf8_string(b"\x16\x03abc"), None);
-        assert_eq!(der_utf8_string(b"\x0c\x04abc"), None);
-        let long = "x".repeat(200);
-        let mut der = vec![0x0c, 0x81, 200];
-        der.extend_from_slice(long.as_bytes());
-        assert_eq!(der_utf8_string(&der), Some(long.as_str()));
-    }
 }

@@ -1,0 +1,305 @@
+//! X.509 for the verifiers that trust certificate authorities (cosign keyless, sigstore
+//! bundles, RFC 3161 timestamp authorities, Notation): PEM certificate lists, a pool of
+//! trusted roots and intermediates, path building at a given time for a given extended key
+//! usage, signatures under a certificate's key, and the fields identity policies read.
+//!
+//! Path building and signature checks are rustls-webpki's (the verifier rustls uses), so a
+//! chain is judged the way a TLS chain is: every certificate valid at the time asked, an
+//! EKU, where present along the path, including the one asked for, basic constraints and
+//! name constraints enforced.
+
+use std::time::Duration;
+
+use aws_lc_rs::signature;
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use x509_parser::{
+    extensions::GeneralName,
+    oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY,
+    pem::Pem,
+    prelude::{FromDer, X509Certificate},
+};
+
+/// id-kp-codeSigning (1.3.6.1.5.5.7.3.3), as DER OID content bytes.
+pub const EKU_CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
+/// id-kp-timeStamping (1.3.6.1.5.5.7.3.8), as DER OID content bytes.
+pub const EKU_TIME_STAMPING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08];
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+/// Certificates a signer may offer as candidate intermediates, at most.
+pub const MAX_OFFERED: usize = 8;
+
+/// Trusted roots (anchors) and the intermediates a leaf may chain through.
+#[derive(Clone, Default)]
+pub struct Pool {
+    anchors: Vec<TrustAnchor<'static>>,
+    /// The DER of each anchor, in the same order (for its SubjectPublicKeyInfo).
+    anchor_ders: Vec<Vec<u8>>,
+    intermediates: Vec<CertificateDer<'static>>,
+}
+
+/// Why certificates do not make a pool.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("no PEM CERTIFICATE in the file")]
+    Empty,
+    #[error("certificate {0} does not parse: {1}")]
+    Parse(usize, String),
+    #[error("no self-signed (root) certificate in the file")]
+    NoRoot,
+}
+
+/// Why a certificate does not chain to the pool.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("the certificate does not parse: {0}")]
+    Certificate(String),
+    #[error("{0}")]
+    Untrusted(String),
+}
+
+/// A path that verified: what a caller needs of it beyond "it holds".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedChain {
+    /// The DER SubjectPublicKeyInfo of the leaf's issuer (an intermediate, or the anchor):
+    /// what an SCT's `issuer_key_hash` is computed over (RFC 6962 section 3.2).
+    pub issuer_spki: Vec<u8>,
+    /// The DER of the intermediates on the path, the leaf's issuer first.
+    pub intermediates: Vec<Vec<u8>>,
+}
+
+// === impl Pool ===
+
+impl Pool {
+    /// A pool from DER certificates: self-signed ones become anchors, the others
+    /// intermediates (as cosign reads `SIGSTORE_ROOT_FILE`).
+    pub fn from_ders(certs: Vec<Vec<u8>>) -> Result<Self, PoolError> {
+        let mut pool = Pool::default();
+        for (i, der) in certs.into_iter().enumerate() {
+            let (_, cert) = X509Certificate::from_der(&der)
+                .map_err(|e| PoolError::Parse(i + 1, e.to_string()))?;
+            if cert.subject().as_raw() == cert.issuer().as_raw() {
+                pool.add_anchor(der)
+                    .map_err(|e| PoolError::Parse(i + 1, e))?;
+            } else {
+                pool.intermediates.push(CertificateDer::from(der));
+            }
+        }
+        if pool.anchors.is_empty() && pool.intermediates.is_empty() {
+            return Err(PoolError::Empty);
+        }
+        if pool.anchors.is_empty() {
+            return Err(PoolError::NoRoot);
+        }
+        Ok(pool)
+    }
+
+    /// A pool from PEM certificates, as [`Pool::from_ders`].
+    pub fn from_pem(pem: &[u8]) -> Result<Self, PoolError> {
+        Self::from_ders(pem_certificates(pem))
+    }
+
+    /// A pool from one authority's chain as a sigstore trusted root lists it, leaf (or
+    /// first intermediate) first, root last: the last certificate is the anchor, whatever
+    /// it says of itself, the others intermediates (sigstore-go `root.ParseCertificateAuthority`).
+    pub fn from_chain(chain: &[Vec<u8>]) -> Result<Self, PoolError> {
+        let (root, rest) = chain.split_last().ok_or(PoolError::Empty)?;
+        let mut pool = Pool::default();
+        pool.add_anchor(root.clone())
+            .map_err(|e| PoolError::Parse(chain.len(), e))?;
+        for (i, der) in rest.iter().enumerate() {
+            X509Certificate::from_der(der).map_err(|e| PoolError::Parse(i + 1, e.to_string()))?;
+            pool.intermediates.push(CertificateDer::from(der.clone()));
+        }
+        Ok(pool)
+    }
+
+    fn add_anchor(&mut self, der: Vec<u8>) -> Result<(), String> {
+        let cert = CertificateDer::from(der.as_slice());
+        let anchor = webpki::anchor_from_trusted_cert(&cert)
+            .map_err(|e| format!("{e:?}"))?
+            .to_owned();
+        self.anchors.push(anchor);
+        self.anchor_ders.push(der);
+        Ok(())
+    }
+
+    /// Whether the pool has no anchor.
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
+    }
+
+    /// Builds a path from `leaf` to an anchor at `at` (Unix seconds), through the pool's
+    /// intermediates and those the signer `offered` (candidates only: trust comes from the
+    /// anchors alone), every certificate valid at `at`, the EKU `eku` (DER OID content)
+    /// allowed along the path wherever an EKU is present.
+    pub fn verify(
+        &self,
+        leaf: &[u8],
+        offered: &[Vec<u8>],
+        at: i64,
+        eku: &'static [u8],
+    ) -> Result<VerifiedChain, ChainError> {
+        let leaf = CertificateDer::from(leaf);
+        let end_entity = webpki::EndEntityCert::try_from(&leaf)
+            .map_err(|e| ChainError::Certificate(format!("{e:?}")))?;
+        let mut intermediates = self.intermediates.clone();
+        intermediates.extend(
+            offered
+                .iter()
+                .take(MAX_OFFERED)
+                .map(|der| CertificateDer::from(der.clone())),
+        );
+        let time = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(at).unwrap_or(0)));
+        let path = end_entity
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &self.anchors,
+                &intermediates,
+                time,
+                webpki::KeyUsage::required_if_present(eku),
+                None,
+                None,
+            )
+            .map_err(|e| ChainError::Untrusted(format!("{e:?}")))?;
+        let intermediates: Vec<Vec<u8>> = path
+            .intermediate_certificates()
+            .map(|c| c.der().to_vec())
+            .collect();
+        let issuer_spki = match intermediates.first() {
+            Some(der) => spki_of(der)?,
+            None => {
+                let anchor = path.anchor();
+                let index = self
+                    .anchors
+                    .iter()
+                    .position(|a| {
+                        a.subject == anchor.subject
+                            && a.subject_public_key_info == anchor.subject_public_key_info
+                    })
+                    .ok_or_else(|| {
+                        ChainError::Untrusted("the anchor is not in the pool".to_owned())
+                    })?;
+                spki_of(&self.anchor_ders[index])?
+            }
+        };
+        Ok(VerifiedChain {
+            issuer_spki,
+            intermediates,
+        })
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("anchors", &self.anchors.len())
+            .field("intermediates", &self.intermediates.len())
+            .finish()
+    }
+}
+
+/// The DER SubjectPublicKeyInfo of a certificate.
+pub fn spki_of(der: &[u8]) -> Result<Vec<u8>, ChainError> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| ChainError::Certificate(e.to_string()))?;
+    Ok(cert.public_key().raw.to_vec())
+}
+
+/// The DER bodies of the `CERTIFICATE` blocks of a PEM text, in order.
+pub fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
+    Pem::iter_from_buffer(pem)
+        .map_while(Result::ok)
+        .filter(|p| p.label == "CERTIFICATE")
+        .map(|p| p.contents)
+        .collect()
+}
+
+/// Whether the certificate allows code signing (its EKU lists it).
+pub fn is_code_signing(cert: &X509Certificate<'_>) -> bool {
+    matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.code_signing)
+}
+
+/// ECDSA over SHA-256 with the certificate's key, as cosign loads it
+/// (`LoadVerifier(pub, SHA256)`): P-256 or P-384.
+pub fn ecdsa_sha256_verifies(cert: &X509Certificate<'_>, message: &[u8], sig: &[u8]) -> bool {
+    let spki = cert.public_key();
+    if spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
+        return false;
+    }
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|oid| oid.to_id_string());
+    let alg: &dyn signature::VerificationAlgorithm = match curve.as_deref() {
+        Some(OID_P256) => &signature::ECDSA_P256_SHA256_ASN1,
+        Some(OID_P384) => &signature::ECDSA_P384_SHA256_ASN1,
+        _ => return false,
+    };
+    signature::UnparsedPublicKey::new(alg, &spki.subject_public_key.data)
+        .verify(message, sig)
+        .is_ok()
+}
+
+/// The value of the extension `oid` (dotted), if the certificate has it.
+pub fn extension<'a>(cert: &'a X509Certificate<'_>, oid: &str) -> Option<&'a [u8]> {
+    cert.extensions()
+        .iter()
+        .find(|e| e.oid.to_id_string() == oid)
+        .map(|e| e.value)
+}
+
+/// The content of a DER UTF8String (tag 12), if `der` is exactly one.
+pub fn der_utf8_string(der: &[u8]) -> Option<&str> {
+    let (&tag, rest) = der.split_first()?;
+    if tag != 0x0c {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        n if n < 0x80 => (usize::from(n), rest),
+        0x81 => (usize::from(*rest.first()?), &rest[1..]),
+        0x82 => (
+            usize::from(*rest.first()?) << 8 | usize::from(*rest.get(1)?),
+            rest.get(2..)?,
+        ),
+        _ => return None,
+    };
+    (rest.len() == len)
+        .then(|| std::str::from_utf8(rest).ok())
+        .flatten()
+}
+
+/// Email, URI and DNS subject alternative names, as cosign's `GetSubjectAlternateNames`.
+pub fn subject_names(cert: &X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::RFC822Name(s) | GeneralName::URI(s) | GeneralName::DNSName(s) => {
+                Some((*s).to_owned())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_utf8_strings_decode_and_other_tags_do_not() {
+        assert_eq!(der_utf8_string(b"\x0c\x03abc"), Some("abc"));
+        assert_eq!(der_utf8_string(b"\x16\x03abc"), None);
+        assert_eq!(der_utf8_string(b"\x0c\x04abc"), None);
+        let long = "x".repeat(200);
+        let mut der = vec![0x0c, 0x81, 200];
+        der.extend_from_slice(long.as_bytes());
+        assert_eq!(der_utf8_string(&der), Some(long.as_str()));
+    }
+}
