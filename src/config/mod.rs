@@ -72,8 +72,8 @@ pub use self::{
 };
 pub use crate::http_client::TokenRealm;
 use crate::policy::{
-    Action, CosignRequirements, DefaultAction, KeylessConfig, Pattern, Policy, PolicyError,
-    RoleList, RootKeyPin, Rule, SignerList, TrustRequirements, VerifierKind,
+    Action, CosignRequirements, DefaultAction, KeylessConfig, KeylessError, Pattern, Policy,
+    PolicyError, RoleList, RootKeyPin, Rule, SignerList, TrustRequirements, VerifierKind,
 };
 
 /// The whole configuration, as plain data. See the module documentation for the format.
@@ -655,6 +655,13 @@ impl Config {
             })?),
             None => None,
         };
+        if keys.is_empty() && keyless.as_ref().is_some_and(|k| k.identities.is_empty()) {
+            return Err(ConfigError::BadKeyless {
+                at: self.locate(&rule_key(i, "keyless")),
+                pattern,
+                reason: KeylessError::NoIdentities,
+            });
+        }
         if keys.is_empty() && keyless.is_none() {
             let field = if rule.keys.is_some() {
                 "keys"

@@ -36,6 +36,7 @@ use self::de::deserialize_from_str;
 pub use self::{
     keyless::{
         Identity, IdentityConfig, KeylessConfig, KeylessError, KeylessRequirements, Matcher,
+        TrustSource, TufConfig,
     },
     names::{NameError, RoleList, RoleName, RootKeyPin, SignerList, SignerName},
     pattern::{Pattern, PatternError, Specificity},

@@ -15,7 +15,7 @@ use http::StatusCode;
 use crate::{
     config::{Config, ConfigError},
     metrics::{Metrics, TrustExpiry, UpstreamErrorKind},
-    policy::{CosignRequirements, Policy, RootKeyPin, Rule},
+    policy::{CosignRequirements, Policy, RootKeyPin, Rule, TrustSource},
     storage::SharedStore,
     trust::{
         all::AllOf,
@@ -66,6 +66,8 @@ pub enum BuildError {
         #[source]
         source: KeyError,
     },
+    #[error("rule {rule:?}: keyless trust root: {reason}")]
+    TrustRoot { rule: String, reason: String },
     #[error("rule {rule:?}: keyless fulcio_roots {path}: {reason}")]
     FulcioRoots {
         rule: String,
@@ -332,18 +334,29 @@ fn resolve_pins(rule: &Rule, pins: &[RootKeyPin]) -> Result<Arc<[String]>, Build
 fn cosign_verifier(rule: &Rule, c: &CosignRequirements) -> Result<CosignVerifier, BuildError> {
     let keys = cosign_keys(rule, &c.keys)?;
     let keyless = match &c.keyless {
-        Some(k) => {
-            let rekor = cosign_keys(rule, &k.rekor_keys)?;
-            let roots = read(&k.fulcio_roots)?;
-            let keyless = Keyless::new(&roots, rekor, &k.identities).map_err(|reason| {
-                BuildError::FulcioRoots {
+        Some(k) => match &k.source {
+            TrustSource::Pem {
+                fulcio_roots,
+                rekor_keys,
+            } => {
+                let rekor = cosign_keys(rule, rekor_keys)?;
+                let roots = read(fulcio_roots)?;
+                let keyless = Keyless::new(&roots, rekor, &k.identities).map_err(|reason| {
+                    BuildError::FulcioRoots {
+                        rule: rule.pattern().to_string(),
+                        path: fulcio_roots.clone(),
+                        reason,
+                    }
+                })?;
+                Some(keyless)
+            }
+            TrustSource::TrustedRoot(_) | TrustSource::Tuf { .. } => {
+                return Err(BuildError::TrustRoot {
                     rule: rule.pattern().to_string(),
-                    path: k.fulcio_roots.clone(),
-                    reason,
-                }
-            })?;
-            Some(keyless)
-        }
+                    reason: "trusted roots are not wired yet".to_owned(),
+                })
+            }
+        },
         None => None,
     };
     let distinct = keys.len() + keyless.as_ref().map_or(0, Keyless::identities);
