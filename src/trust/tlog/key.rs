@@ -193,7 +193,7 @@ impl LogKey {
 
 /// The bit length of a big-endian unsigned integer (DER INTEGER bytes, perhaps with a
 /// leading zero byte).
-fn bit_length(be: &[u8]) -> usize {
+pub(super) fn bit_length(be: &[u8]) -> usize {
     match be.iter().position(|&b| b != 0) {
         None => 0,
         Some(i) => (be.len() - i - 1) * 8 + (8 - be[i].leading_zeros() as usize),

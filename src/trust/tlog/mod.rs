@@ -84,4 +84,8 @@ fn same_tree(signed: Checkpoint, size: u64, root: &[u8]) -> Result<Checkpoint, T
 }
 
 #[cfg(test)]
+mod conformance;
+#[cfg(test)]
+mod key_tests;
+#[cfg(test)]
 mod tests;
