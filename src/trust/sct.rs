@@ -449,7 +449,7 @@ fn precert_tbs(leaf: &[u8]) -> Result<Precert<'_>, SctError> {
     // The certificate must be one x509-parser accepts; the walk below then only looks for
     // the extension.
     match x509_parser::parse_x509_certificate(leaf) {
-        Ok((rest, _)) if rest.is_empty() => {}
+        Ok((&[], _)) => {}
         _ => return Err(SctError::BadCertificate("x509-parser does not accept it")),
     }
     let cert = read_only(leaf, TAG_SEQUENCE, "the certificate is not one SEQUENCE")?;
