@@ -12,9 +12,12 @@ mod merkle;
 mod note;
 mod set;
 
-pub use key::{KeyError, LogKey};
+pub use key::{Algorithm, KeyError, LogKey};
 pub use merkle::{leaf_hash, node_hash, verify_inclusion, ProofError, HASH_LEN, MAX_PATH};
-pub use note::{verify_checkpoint, Checkpoint, NoteError, MAX_NOTE_SIZE, MAX_SIGNATURES};
+pub use note::{
+    verify_checkpoint, verify_checkpoint_for_origin, Checkpoint, NoteError, MAX_NOTE_SIZE,
+    MAX_SIGNATURES,
+};
 pub use set::{canonical_payload, verify_set, RekorPayload};
 
 /// Why a logged entry's proof does not hold.
@@ -47,6 +50,30 @@ pub fn verify_inclusion_in_checkpoint(
 ) -> Result<Checkpoint, TlogError> {
     verify_inclusion(index, size, leaf, path, root)?;
     let signed = verify_checkpoint(checkpoint, key)?;
+    same_tree(signed, size, root)
+}
+
+/// [`verify_inclusion_in_checkpoint`] for a log whose checkpoint origin is known (a Rekor v2
+/// log: the host of its `baseUrl`), checked by [`verify_checkpoint_for_origin`] as
+/// sigstore-go does (`pkg/verify/tlog.go`, rekor-tiles `pkg/verify: VerifyLogEntry`).
+#[allow(clippy::too_many_arguments)]
+pub fn verify_inclusion_in_checkpoint_for_origin(
+    index: u64,
+    size: u64,
+    leaf: &[u8],
+    path: &[impl AsRef<[u8]>],
+    root: &[u8],
+    checkpoint: &[u8],
+    key: &LogKey,
+    origin: &str,
+) -> Result<Checkpoint, TlogError> {
+    verify_inclusion(index, size, leaf, path, root)?;
+    let signed = verify_checkpoint_for_origin(checkpoint, key, origin)?;
+    same_tree(signed, size, root)
+}
+
+/// The signed checkpoint must be of the very tree the proof was checked against.
+fn same_tree(signed: Checkpoint, size: u64, root: &[u8]) -> Result<Checkpoint, TlogError> {
     if signed.size != size || signed.root_hash.as_slice() != root {
         return Err(TlogError::CheckpointMismatch {
             checkpoint: signed.size,
@@ -56,5 +83,9 @@ pub fn verify_inclusion_in_checkpoint(
     Ok(signed)
 }
 
+#[cfg(test)]
+mod conformance;
+#[cfg(test)]
+mod key_tests;
 #[cfg(test)]
 mod tests;

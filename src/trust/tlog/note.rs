@@ -39,11 +39,13 @@ pub enum NoteError {
     NoTrustedSignature,
     #[error("the signature with the log's key hint does not verify")]
     BadSignature,
+    #[error("the checkpoint's origin {found:?} is not the log's origin {expected:?}")]
+    OriginMismatch { expected: String, found: String },
 }
 
-/// A signature line's key hint and signature (its key name is checked, then unused: the key
-/// is found by its ID).
-struct SignatureLine {
+/// A signature line: its key name, key ID and signature.
+struct SignatureLine<'a> {
+    name: &'a str,
     hint: [u8; 4],
     signature: Vec<u8>,
 }
@@ -52,17 +54,39 @@ struct SignatureLine {
 ///
 /// signed-note.md: the text is everything up to and including the newline before the last
 /// blank line; the signature lines follow it, each `— <name> <base64(key ID || signature)>`;
-/// a verifier ignores lines of keys it does not know, and needs one by a key it trusts. The
-/// key is matched by its key ID (sigstore-go and Rekor's `SignedNote.Verify`), and its
-/// signature is ECDSA P-256 over SHA-256 of the text. The body is then parsed as
-/// tlog-checkpoint.md says.
+/// a verifier ignores lines of keys it does not know, and needs one by a key it trusts. A
+/// line is the log's when its key ID is the one `key` has under the line's name
+/// ([`LogKey::note_key_id`]: for Ed25519 the name enters the ID, for ECDSA it does not);
+/// its signature is then checked in the key's scheme over the text (sigstore-go, Rekor's
+/// `SignedNote.Verify`, rekor-tiles `pkg/note`). The body is then parsed as
+/// tlog-checkpoint.md says. This does not pin the origin: a Rekor v1 log's origin carries a
+/// tree ID that the trusted root does not give. Prefer [`verify_checkpoint_for_origin`]
+/// where the origin is known.
 pub fn verify_checkpoint(note: &[u8], key: &LogKey) -> Result<Checkpoint, NoteError> {
+    verify(note, key, None)
+}
+
+/// Verifies a signed checkpoint under `key` whose log's origin is `origin`, as sigstore-go
+/// verifies a Rekor v2 entry (`pkg/verify/tlog.go`: the origin is the host of the log's
+/// `baseUrl`; rekor-tiles `pkg/note: NewNoteVerifier(origin, ...)`, and transparency-dev
+/// `formats/log: ParseCheckpoint(cp, origin, verifier)`): the log's signature line must be
+/// named `origin`, and so must the checkpoint's first line.
+pub fn verify_checkpoint_for_origin(
+    note: &[u8],
+    key: &LogKey,
+    origin: &str,
+) -> Result<Checkpoint, NoteError> {
+    verify(note, key, Some(origin))
+}
+
+fn verify(note: &[u8], key: &LogKey, origin: Option<&str>) -> Result<Checkpoint, NoteError> {
     let (text, signatures) = split(note)?;
-    let hint = key.key_hint();
     let mut failure = NoteError::NoTrustedSignature;
     let mut verified = false;
     for line in signatures {
-        if line.hint != hint {
+        // golang.org/x/mod/sumdb/note: a verifier is known by its name and key ID together;
+        // any other line is an unknown key's, skipped.
+        if origin.is_some_and(|o| o != line.name) || line.hint != key.note_key_id(line.name) {
             continue;
         }
         if key.verifies(text.as_bytes(), &line.signature) {
@@ -74,11 +98,20 @@ pub fn verify_checkpoint(note: &[u8], key: &LogKey) -> Result<Checkpoint, NoteEr
     if !verified {
         return Err(failure);
     }
-    parse_checkpoint(text)
+    let checkpoint = parse_checkpoint(text)?;
+    if let Some(expected) = origin {
+        if checkpoint.origin != expected {
+            return Err(NoteError::OriginMismatch {
+                expected: expected.to_owned(),
+                found: checkpoint.origin,
+            });
+        }
+    }
+    Ok(checkpoint)
 }
 
 /// Splits a note into its text and signature lines, within the bounds.
-fn split(note: &[u8]) -> Result<(&str, Vec<SignatureLine>), NoteError> {
+fn split(note: &[u8]) -> Result<(&str, Vec<SignatureLine<'_>>), NoteError> {
     if note.len() > MAX_NOTE_SIZE {
         return Err(NoteError::TooLarge(note.len()));
     }
@@ -122,6 +155,7 @@ fn split(note: &[u8]) -> Result<(&str, Vec<SignatureLine>), NoteError> {
             let mut hint = [0u8; 4];
             hint.copy_from_slice(&bytes[..4]);
             Ok(SignatureLine {
+                name,
                 hint,
                 signature: bytes[4..].to_vec(),
             })
