@@ -28,13 +28,16 @@ fn json(path: &Path) -> Value {
 /// Base64 as protobuf JSON reads it (Go's decoder skips line breaks, which one case's
 /// `signedTimestamp` has, from `base64` wrapping at 76 columns).
 fn b64(v: &Value) -> Vec<u8> {
+    try_b64(v).expect("a base64 string")
+}
+
+fn try_b64(v: &Value) -> Option<Vec<u8>> {
     let s: String = v
-        .as_str()
-        .expect("a base64 string")
+        .as_str()?
         .chars()
         .filter(|c| !matches!(c, '\r' | '\n'))
         .collect();
-    STANDARD.decode(s).expect("base64")
+    STANDARD.decode(s).ok()
 }
 
 /// The tokens of a sigstore bundle and the bytes they timestamp: the message signature,
@@ -346,6 +349,81 @@ fn garbage_and_truncated_tokens_are_malformed_without_panics() {
         verify(&trailing, &sig, &authorities),
         Err(TimestampError::Malformed { .. })
     ));
+}
+
+#[test]
+fn huge_sets_and_deep_nesting_are_refused_before_decoding() {
+    // A SET OF 1000 distinct INTEGERs in reverse order, wrapped as a ContentInfo's content.
+    let mut set = Vec::new();
+    for i in (0..1000u16).rev() {
+        set.extend_from_slice(&[0x02, 0x02, (i >> 8) as u8, i as u8]);
+    }
+    let mut der = vec![0x31, 0x82, (set.len() >> 8) as u8, set.len() as u8];
+    der.extend_from_slice(&set);
+    let mut token = vec![0x30, 0x82];
+    let len = der.len() + 11;
+    token.extend_from_slice(&[(len >> 8) as u8, len as u8]);
+    token.extend_from_slice(&[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02,
+    ]);
+    token.extend_from_slice(&der);
+    let r = verify(&token, b"x", &[]);
+    assert!(
+        matches!(&r, Err(TimestampError::Malformed { reason, .. }) if reason.contains("SET of 1000")),
+        "{r:?}"
+    );
+    let mut deep = Vec::new();
+    for _ in 0..40 {
+        let mut outer = vec![0x30, deep.len() as u8];
+        outer.extend_from_slice(&deep);
+        deep = outer;
+    }
+    let r = verify(&deep, b"x", &[]);
+    assert!(
+        matches!(&r, Err(TimestampError::Malformed { reason, .. }) if reason.contains("deeper")),
+        "{r:?}"
+    );
+}
+
+/// Every bundle-verify case with a timestamp: cases whose names do not end in `_fail`
+/// verify; the `_fail` ones are listed with their verdict (most fail for reasons outside
+/// the timestamp).
+#[test]
+fn every_valid_sigstore_case_with_a_timestamp_verifies() {
+    let Some(dir) = conformance() else { return };
+    let cases = dir.join("sigstore/bundle-verify");
+    let mut names: Vec<String> = std::fs::read_dir(&cases)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut verified = 0;
+    for name in names {
+        let Ok(text) = std::fs::read(cases.join(&name).join("bundle.sigstore.json")) else {
+            continue;
+        };
+        if serde_json::from_slice::<Value>(&text).is_err() {
+            continue;
+        }
+        let b: Value = serde_json::from_slice(&text).unwrap();
+        let ts = &b["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"];
+        let sig = try_b64(&b["messageSignature"]["signature"])
+            .or_else(|| try_b64(&b["dsseEnvelope"]["signatures"][0]["sig"]));
+        if ts.as_array().map_or(0, Vec::len) != 1 {
+            continue;
+        }
+        if sig.is_none() {
+            eprintln!("{name}: its signature is not base64, nothing to timestamp");
+            continue;
+        }
+        let verdict = run(&dir, &name);
+        if !name.ends_with("_fail") {
+            verdict.unwrap_or_else(|e| panic!("{name}: {e}"));
+            verified += 1;
+        }
+    }
+    eprintln!("{verified} valid cases verified");
+    assert!(verified >= 8, "{verified}");
 }
 
 #[test]

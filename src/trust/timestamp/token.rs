@@ -19,6 +19,11 @@ pub const MAX_SIGNERS: usize = 4;
 pub const MAX_CERTIFICATES: usize = 8;
 /// Optional TSTInfo fields after genTime (accuracy, ordering, nonce, tsa, extensions).
 const MAX_TST_TRAILING: usize = 5;
+/// Elements of any one SET in the token, at most (the `der` crate sorts a SET OF as it
+/// decodes it, in quadratic time: this keeps that bounded whatever the token's shape).
+const MAX_SET_ELEMENTS: usize = 64;
+/// Nesting of constructed values, at most (certificates nest about ten deep).
+const MAX_DEPTH: usize = 32;
 /// Fractional-second digits of a genTime, at most (nanoseconds).
 const MAX_FRACTION_DIGITS: usize = 9;
 
@@ -67,6 +72,7 @@ pub fn parse(token: &[u8]) -> Result<Token, TimestampError> {
             reason: e.to_string(),
         }
     };
+    check_shape(token, 0)?;
     let token = unwrap_response(token)?;
     let info = ContentInfo::from_der(token).map_err(malformed("ContentInfo"))?;
     if info.content_type != ID_SIGNED_DATA {
@@ -101,6 +107,37 @@ pub fn parse(token: &[u8]) -> Result<Token, TimestampError> {
         signers,
         certificates,
     })
+}
+
+/// Walks the DER tree once, linearly, before anything decodes it: no SET holds more than
+/// [`MAX_SET_ELEMENTS`] elements and nothing nests deeper than [`MAX_DEPTH`].
+fn check_shape(der: &[u8], depth: usize) -> Result<usize, TimestampError> {
+    let malformed = |e: der::Error| TimestampError::Malformed {
+        what: "DER structure",
+        reason: e.to_string(),
+    };
+    let mut r = SliceReader::new(der).map_err(malformed)?;
+    let mut count = 0;
+    while !r.is_finished() {
+        let any: der::AnyRef<'_> = r.decode().map_err(malformed)?;
+        count += 1;
+        if any.tag().is_constructed() {
+            if depth >= MAX_DEPTH {
+                return Err(TimestampError::Malformed {
+                    what: "DER structure",
+                    reason: format!("nested deeper than {MAX_DEPTH}"),
+                });
+            }
+            let children = check_shape(any.value(), depth + 1)?;
+            if any.tag() == Tag::Set && children > MAX_SET_ELEMENTS {
+                return Err(TimestampError::Malformed {
+                    what: "DER structure",
+                    reason: format!("a SET of {children} elements, more than {MAX_SET_ELEMENTS}"),
+                });
+            }
+        }
+    }
+    Ok(count)
 }
 
 /// RFC 3161 section 2.4.2: `TimeStampResp ::= SEQUENCE { status PKIStatusInfo,
