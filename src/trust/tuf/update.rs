@@ -37,10 +37,13 @@ fn check_freeze(role: Role, expires: OffsetDateTime, now: OffsetDateTime) -> Res
     Ok(())
 }
 
-/// The keys (type, scheme, material) and threshold that sign for `role`: what 5.3.11 compares.
-fn signers(root: &Parsed<RootBody>, role: Role) -> Option<(u64, Vec<(String, String, String)>)> {
+/// A key as 5.3.11 compares it: type, scheme, public material.
+type KeyFacts = (String, String, String);
+
+/// The keys and threshold that sign for `role`: what 5.3.11 compares.
+fn signers(root: &Parsed<RootBody>, role: Role) -> Option<(u64, Vec<KeyFacts>)> {
     let keys = root.body.roles.get(role.as_str())?;
-    let mut listed: Vec<(String, String, String)> = keys
+    let mut listed: Vec<KeyFacts> = keys
         .keyids
         .iter()
         .filter_map(|id| root.body.keys.get(id))
@@ -258,6 +261,17 @@ impl TufClient {
         }
         // 5.3.10: the freeze check, on the final root only.
         check_freeze(Role::Root, root.expires, now)?;
+        // The operator's root, when nothing newer came, is persisted too: the cached
+        // timestamp, snapshot and targets were verified under it, and offline reads must use
+        // it even if the operator's file is later replaced by an older one.
+        let on_disk = self
+            .cache
+            .read(ROOT_FILE, self.limits.max_root_size)
+            .ok()
+            .flatten();
+        if on_disk.as_deref() != Some(root.raw.as_slice()) {
+            self.cache.write(ROOT_FILE, &root.raw)?;
+        }
         // 5.3.12: consistent snapshots are read from `root.body.consistent_snapshot` below.
         Ok(root)
     }
