@@ -3,6 +3,9 @@
 //! directory, synced, then renamed over the old one), so a crash leaves the old file or the
 //! new one, never half of either. Nothing read here is trusted: the client re-verifies every
 //! file it loads.
+//!
+//! The files are small (the largest bound is 8 MiB, sigstore's are a few KiB) and are written
+//! once per update, so plain blocking `std::fs` is used, also from the async update.
 
 use std::{
     fs,

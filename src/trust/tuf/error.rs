@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use super::fetch::FetchError;
+use crate::trust::notary::format_time;
 
 /// A top-level TUF role, as errors name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +65,10 @@ pub enum TufError {
         max: usize,
     },
     #[error(
-        "{role} metadata expired at {expires} (it is now {now}): the repository or mirror may \
-         be serving frozen metadata, or the cache is too old to use offline"
+        "{role} metadata expired at {} (it is now {}): the repository or mirror may be serving \
+         frozen metadata, or the cache is too old to use offline",
+        format_time(expires),
+        format_time(now)
     )]
     Expired {
         role: Role,

@@ -478,6 +478,24 @@ async fn a_mirror_older_than_the_cache_is_a_rollback() {
         matches!(&err, TufError::Rollback { what, offered: 14, trusted: 15 } if what.starts_with("targets.json")),
         "{err}"
     );
+    // The timestamp lists snapshot 165, the trusted snapshot is 166.
+    let mut trusted = snapshot();
+    trusted.version += 1;
+    let err = tuf
+        .update_snapshot(&mirror, &root, &timestamp(), Some(trusted), NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TufError::Rollback {
+                offered: 165,
+                trusted: 166,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // 5.5.5: a targets metadata file the trusted snapshot listed has vanished.
     let mut trusted = snapshot();
     trusted.version -= 1;
@@ -666,5 +684,45 @@ async fn http_fetch_bounds_endless_bodies_and_silent_peers() {
     assert!(
         matches!(err, TufError::Fetch(FetchError::TooLarge { limit, .. }) if limit == 512 << 10),
         "{err}"
+    );
+}
+
+/// 5.3.11: root 5 changed the timestamp and snapshot keys, so an update from root 4 drops
+/// the cached timestamp and snapshot (and fetches them again) even though they verify under
+/// root 15. Root 12 only renamed the same key (a new key ID): not a rotation.
+#[tokio::test]
+async fn a_timestamp_key_rotation_drops_the_cached_timestamp_and_snapshot() {
+    let Some(repo) = repo() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let mirror = Mirror::new(&repo);
+    client(root(&repo, 15), cache.path())
+        .refresh(&mirror, TARGET, NOW)
+        .await
+        .unwrap();
+    mirror.requests();
+
+    std::fs::write(cache.path().join("root.json"), root(&repo, 11)).unwrap();
+    client(root(&repo, 11), cache.path())
+        .refresh(&mirror, TARGET, NOW)
+        .await
+        .unwrap();
+    let requests = mirror.requests();
+    assert!(requests.contains(&"12.root.json".to_owned()));
+    assert!(
+        !requests.contains(&"165.snapshot.json".to_owned()),
+        "{requests:?}"
+    );
+
+    std::fs::write(cache.path().join("root.json"), root(&repo, 4)).unwrap();
+    let got = client(root(&repo, 4), cache.path())
+        .refresh(&mirror, TARGET, NOW)
+        .await
+        .unwrap();
+    assert_eq!(got, read(&repo, "targets/trusted_root.json"));
+    let requests = mirror.requests();
+    assert!(requests.contains(&"5.root.json".to_owned()));
+    assert!(
+        requests.contains(&"165.snapshot.json".to_owned()),
+        "{requests:?}"
     );
 }

@@ -335,10 +335,22 @@ impl TufClient {
         now: OffsetDateTime,
     ) -> Result<Parsed<SnapshotBody>, TufError> {
         let listed = listing(&timestamp.body.meta, SNAPSHOT_FILE, Role::Timestamp)?;
-        if let Some(cached) = &trusted {
-            if is_listed(cached, SNAPSHOT_FILE, listed) {
+        let trusted = match trusted {
+            Some(cached) if is_listed(&cached, SNAPSHOT_FILE, listed) => {
                 check_freeze(Role::Snapshot, cached.expires, now)?;
-                return Ok(trusted.expect("checked above"));
+                return Ok(cached);
+            }
+            other => other,
+        };
+        // Not in 5.5 as such, but implied by 5.4.3.2: the timestamp never lists a snapshot
+        // older than the one trusted (after a snapshot key rotation, 5.3.11 dropped it).
+        if let Some(old) = &trusted {
+            if listed.version < old.version {
+                return Err(TufError::Rollback {
+                    what: format!("{SNAPSHOT_FILE} (as {TIMESTAMP_FILE} lists it)"),
+                    offered: listed.version,
+                    trusted: old.version,
+                });
             }
         }
         // 5.5.1: `V.snapshot.json` under consistent snapshots, up to the listed length or Y.
