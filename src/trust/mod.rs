@@ -16,6 +16,7 @@ pub mod notary;
 pub mod sct;
 pub mod timestamp;
 pub mod tlog;
+pub mod tuf;
 pub mod x509;
 
 use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
