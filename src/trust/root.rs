@@ -68,8 +68,8 @@ pub struct Tlog {
     pub checkpoint_key_id: Option<Vec<u8>>,
     /// `publicKey.keyDetails`, e.g. `PKIX_ECDSA_P256_SHA_256`, `PKIX_ED25519`.
     pub key_details: String,
-    /// The key, or why this verifier cannot use it (a key type it does not support yet: the
-    /// log is kept so an entry naming it is refused with that reason, not as unknown).
+    /// The key, or why this verifier cannot use it (a key type it does not support yet, a
+    /// PKCS#1 key: the log is kept so an entry naming it is refused with that reason).
     pub key: Result<LogKey, KeyError>,
     pub valid_from: OffsetDateTime,
     /// Inclusive.
@@ -94,7 +94,7 @@ pub struct TrustedRoot {
     pub tlogs: Vec<Tlog>,
     pub certificate_authorities: Vec<CertificateAuthority>,
     pub ctlogs: Vec<CtLog>,
-    /// CT logs listed with a key this verifier cannot use yet (their SCTs cannot count).
+    /// CT logs listed with a key this verifier cannot read (their SCTs cannot count).
     pub ctlogs_unsupported: usize,
     pub timestamp_authorities: Vec<Authority>,
     /// The `uri` of each timestamp authority, in the same order.
@@ -225,10 +225,9 @@ impl TrustedRoot {
                     valid_from: Some(log.valid_from),
                     valid_until: log.valid_until,
                 }),
-                Err(KeyError::Unsupported) => ctlogs_unsupported += 1,
-                Err(e) => {
-                    return Err(invalid("CT log", i, format!("its public key: {e}")));
-                }
+                // A key this verifier cannot read (PKCS#1 RSA, a type not supported yet)
+                // leaves the log out: its SCTs cannot count, the others still do.
+                Err(_) => ctlogs_unsupported += 1,
             }
         }
 
@@ -334,14 +333,9 @@ fn parse_log(index: usize, what: &'static str, log: WireLog) -> Result<ParsedLog
 }
 
 fn parse_tlog(index: usize, log: WireLog) -> Result<Tlog, RootError> {
+    // A key that does not parse is kept as its error: an entry of that log is refused with
+    // the reason, the other logs still count.
     let log = parse_log(index, "transparency log", log)?;
-    if let Err(KeyError::BadSpki) = log.key {
-        return Err(invalid(
-            "transparency log",
-            index,
-            "its public key is not a DER SubjectPublicKeyInfo".to_owned(),
-        ));
-    }
     Ok(Tlog {
         origin: origin_of(&log.base_url),
         base_url: log.base_url,

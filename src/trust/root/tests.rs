@@ -86,12 +86,15 @@ fn hostile_roots_are_refused_without_panics() {
         TrustedRoot::from_json(many.as_bytes()),
         Err(RootError::TooMany(_))
     ));
-    // A key that is not a SubjectPublicKeyInfo is a broken root, not an unsupported key.
+    // A key that is not a SubjectPublicKeyInfo leaves the log unusable, not the root.
     let one = format!(
         r#"{{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":[{log}]}}"#
     );
+    let root = TrustedRoot::from_json(one.as_bytes()).unwrap();
+    assert_eq!(root.tlogs[0].key, Err(KeyError::BadSpki));
+    let no_key = one.replace(r#""publicKey":{"rawBytes":"AAAA","#, r#""publicKey":{"#);
     assert!(matches!(
-        TrustedRoot::from_json(one.as_bytes()),
+        TrustedRoot::from_json(no_key.as_bytes()),
         Err(RootError::Invalid { .. })
     ));
     let dup = r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":[],"tlogs":[]}"#;
