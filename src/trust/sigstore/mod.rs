@@ -159,3 +159,6 @@ pub enum SigstoreError {
     #[error("the DSSE statement does not name the artifact: {0}")]
     Subject(String),
 }
+
+#[cfg(test)]
+mod tests;
