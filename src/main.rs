@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use trustgate::cli::{check::ConfigCommand, trust::TrustCommand, Cli, Command};
+use trustgate::cli::{
+    check::ConfigCommand, sigstore::SigstoreCommand, trust::TrustCommand, Cli, Command,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -16,6 +18,9 @@ async fn main() -> ExitCode {
             trustgate::cli::check::validate(config).map(|()| true)
         }
         Command::Trust(TrustCommand::Inspect(args)) => trustgate::cli::trust::inspect(args).await,
+        Command::Sigstore(SigstoreCommand::VerifyBundle(args)) => {
+            trustgate::cli::sigstore::verify_bundle(args)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod serve;
+pub mod sigstore;
 pub mod trust;
 
 use clap::{Parser, Subcommand};
@@ -27,4 +28,7 @@ pub enum Command {
     /// Inspect and verify trust data.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// Sigstore tools: verify a bundle as sigstore clients do.
+    #[command(subcommand)]
+    Sigstore(sigstore::SigstoreCommand),
 }

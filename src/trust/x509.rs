@@ -242,6 +242,111 @@ pub fn ecdsa_sha256_verifies(cert: &X509Certificate<'_>, message: &[u8], sig: &[
         .is_ok()
 }
 
+/// The signature schemes a DER SubjectPublicKeyInfo's key is checked with, most likely
+/// first: ECDSA P-256 with SHA-256, P-384 with SHA-384 (then SHA-256, as cosign loads P-384
+/// keys), Ed25519, RSA PKCS#1 v1.5 and PSS with SHA-256 (sigstore-go
+/// `signature.LoadDefaultVerifier` and protobuf-specs `PublicKeyDetails` defaults).
+fn schemes_of(
+    spki_der: &[u8],
+) -> Option<(Vec<u8>, Vec<&'static dyn signature::VerificationAlgorithm>)> {
+    use x509_parser::x509::SubjectPublicKeyInfo;
+    let (rest, spki) = SubjectPublicKeyInfo::from_der(spki_der).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let alg = spki.algorithm.algorithm.to_id_string();
+    let key = spki.subject_public_key.data.to_vec();
+    let schemes: Vec<&'static dyn signature::VerificationAlgorithm> = match alg.as_str() {
+        "1.2.840.10045.2.1" => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|oid| oid.to_id_string());
+            match curve.as_deref() {
+                Some(OID_P256) => vec![&signature::ECDSA_P256_SHA256_ASN1],
+                Some(OID_P384) => vec![
+                    &signature::ECDSA_P384_SHA384_ASN1,
+                    &signature::ECDSA_P384_SHA256_ASN1,
+                ],
+                _ => return None,
+            }
+        }
+        "1.3.101.112" => vec![&signature::ED25519],
+        "1.2.840.113549.1.1.1" => vec![
+            &signature::RSA_PKCS1_2048_8192_SHA256,
+            &signature::RSA_PSS_2048_8192_SHA256,
+        ],
+        _ => return None,
+    };
+    Some((key, schemes))
+}
+
+/// Whether the key of a DER SubjectPublicKeyInfo is one a signature can be checked with
+/// ([`spki_verifies`]).
+pub fn spki_supported(spki_der: &[u8]) -> bool {
+    schemes_of(spki_der).is_some()
+}
+
+/// Whether `sig` is a signature over `message` by the key of a DER SubjectPublicKeyInfo,
+/// under the scheme its key type implies (see [`schemes_of`]).
+pub fn spki_verifies(spki_der: &[u8], message: &[u8], sig: &[u8]) -> bool {
+    let Some((key, schemes)) = schemes_of(spki_der) else {
+        return false;
+    };
+    schemes.into_iter().any(|alg| {
+        signature::UnparsedPublicKey::new(alg, &key)
+            .verify(message, sig)
+            .is_ok()
+    })
+}
+
+/// Whether `sig` is an ECDSA signature (ASN.1 DER) by the P-256 or P-384 key of a DER
+/// SubjectPublicKeyInfo over a message whose SHA-256 is `sha256` (the message itself
+/// unknown): sigstore-go `VerifySignatureWithDigest` for a bundle verified against an
+/// artifact digest. Only ECDSA signs a prehashed message; other keys return `false`.
+pub fn ecdsa_verifies_prehashed(spki_der: &[u8], sha256: &[u8], sig: &[u8]) -> bool {
+    use x509_parser::x509::SubjectPublicKeyInfo;
+    let Ok((_, spki)) = SubjectPublicKeyInfo::from_der(spki_der) else {
+        return false;
+    };
+    if spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
+        return false;
+    }
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|oid| oid.to_id_string());
+    let alg: &'static signature::EcdsaVerificationAlgorithm = match curve.as_deref() {
+        Some(OID_P256) => &signature::ECDSA_P256_SHA256_ASN1,
+        Some(OID_P384) => &signature::ECDSA_P384_SHA256_ASN1,
+        _ => return false,
+    };
+    let Ok(digest) =
+        aws_lc_rs::digest::Digest::import_less_safe(sha256, &aws_lc_rs::digest::SHA256)
+    else {
+        return false;
+    };
+    signature::UnparsedPublicKey::new(alg, &spki.subject_public_key.data)
+        .verify_digest(&digest, sig)
+        .is_ok()
+}
+
+/// The OIDC issuer Fulcio recorded in a certificate: the v2 extension
+/// (1.3.6.1.4.1.57264.1.8, a DER UTF8String), else the legacy one (1.3.6.1.4.1.57264.1.1,
+/// raw bytes), as sigstore-go `certificate.ParseExtensions` and cosign read them. (cosign's
+/// keyless verifier has the same reader, private to its module.)
+pub fn fulcio_issuer(cert: &X509Certificate<'_>) -> Option<String> {
+    if let Some(value) = extension(cert, "1.3.6.1.4.1.57264.1.8") {
+        return der_utf8_string(value).map(str::to_owned);
+    }
+    extension(cert, "1.3.6.1.4.1.57264.1.1")
+        .and_then(|v| std::str::from_utf8(v).ok().map(str::to_owned))
+}
+
 /// The value of the extension `oid` (dotted), if the certificate has it.
 pub fn extension<'a>(cert: &'a X509Certificate<'_>, oid: &str) -> Option<&'a [u8]> {
     cert.extensions()
