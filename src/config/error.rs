@@ -275,8 +275,8 @@ pub enum ConfigError {
         at: Location,
         /// The rule's pattern.
         pattern: String,
-        /// What is wrong.
-        reason: crate::policy::AttestationError,
+        /// What is wrong (boxed: its variants carry the condition's path and regex).
+        reason: Box<crate::policy::AttestationError>,
     },
     /// A rule whose verifier includes cosign but that lists no keys.
     #[error("{at}: rule `{pattern}` verifies with cosign but lists no keys; add `keys: [<PEM public key file>]` or `keyless: {{...}}`")]

@@ -701,7 +701,7 @@ impl Config {
             ConfigError::BadAttestations {
                 at: self.locate(&rule_key(i, field)),
                 pattern: pattern.clone(),
-                reason,
+                reason: Box::new(reason),
             }
         })?;
         Ok(CosignRequirements {
