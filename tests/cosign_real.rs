@@ -19,6 +19,21 @@ use support::{run_bounded, Registry};
 
 /// The statement predicate type of `cosign attest --type slsaprovenance`.
 const SLSA_PROVENANCE: &str = "https://slsa.dev/provenance/v0.2";
+/// The statement predicate type of `cosign attest --type slsaprovenance1`.
+const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+/// The attestation requirement of the `att/**` and `both/**` rules.
+const PROVENANCE_RULE: &str = "      attestations:\n\
+    \x20       - predicate_type: https://slsa.dev/provenance/v1\n\
+    \x20         conditions:\n\
+    \x20           - {path: buildDefinition.externalParameters.workflow.repository, equals: \"https://github.com/org/app\"}\n\
+    \x20           - {path: runDetails.builder.id, regex: \"^https://github.com/actions/runner/\"}\n";
+/// The same requirement as a CUE policy, for `cosign verify-attestation --policy`.
+const PROVENANCE_CUE: &str = r#"predicateType: "https://slsa.dev/provenance/v1"
+predicate: {
+  buildDefinition: externalParameters: workflow: repository: "https://github.com/org/app"
+  runDetails: builder: id: =~"^https://github.com/actions/runner/"
+}
+"#;
 /// What cosign 3.1.1 lists a bundle as in the referrers tag index: its config's media type.
 const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -37,7 +52,9 @@ fn cosign_bin() -> Option<PathBuf> {
 }
 
 /// One test's peers: the registry, three cosign key pairs, and the proxy with a one-key
-/// rule (`real/**`) and a two-key threshold rule (`two/**`). Fields drop in order.
+/// rule (`real/**`), a two-key threshold rule (`two/**`), a rule that takes a provenance
+/// attestation of key `a` instead of a signature (`att/**`) and one that requires both a
+/// signature and that attestation (`both/**`). Fields drop in order.
 struct Env {
     proxy: Proxy,
     registry: Registry,
@@ -75,6 +92,17 @@ impl Env {
                     public("a"),
                     public("b")
                 ),
+            ),
+            cosign::verify_rule(
+                "att/**",
+                &format!(
+                    "      keys: [{}]\n      signatures: none\n{PROVENANCE_RULE}",
+                    public("a")
+                ),
+            ),
+            cosign::verify_rule(
+                "both/**",
+                &format!("      keys: [{}]\n{PROVENANCE_RULE}", public("a")),
             ),
         ];
         let proxy = Proxy::start(&cosign::config(&registry.url(), &rules));
@@ -137,6 +165,61 @@ impl Env {
         ]);
         let out = self.cosign(&args);
         eprintln!("cosign {verb} --key {key} {reference}: {}", out.status);
+        out.status.success()
+    }
+
+    /// `cosign attest --type slsaprovenance1` by `key` with `predicate` (JSON), offline.
+    fn attest_provenance(&self, key: &str, repo: &str, image: &Image, predicate: &Value) {
+        let pred = self
+            .keys
+            .path()
+            .join(format!("pred-{}.json", image.manifest.hex()));
+        std::fs::write(&pred, predicate.to_string()).unwrap();
+        let pred = pred.to_str().unwrap();
+        self.sign(
+            "attest",
+            key,
+            repo,
+            image,
+            &["--type", "slsaprovenance1", "--predicate", pred],
+        );
+    }
+
+    /// `cosign verify-attestation --key <key> --type slsaprovenance1` at `registry`
+    /// (`host:port`), with the CUE policy of [`PROVENANCE_CUE`] when `policy`: the reference
+    /// answer for the attestation rules.
+    fn provenance_verifies(
+        &self,
+        key: &str,
+        registry: &str,
+        repo: &str,
+        image: &Image,
+        policy: bool,
+    ) -> bool {
+        let key = format!("{key}.pub");
+        let reference = format!("{registry}/{repo}@{}", image.manifest.digest);
+        let cue = self.keys.path().join("provenance.cue");
+        std::fs::write(&cue, PROVENANCE_CUE).unwrap();
+        let mut args = vec![
+            "verify-attestation",
+            "--key",
+            &key,
+            "--type",
+            "slsaprovenance1",
+            "--insecure-ignore-tlog",
+            "--allow-insecure-registry",
+            "--allow-http-registry",
+        ];
+        if policy {
+            args.extend(["--policy", cue.to_str().unwrap()]);
+        }
+        args.push(&reference);
+        let out = self.cosign(&args);
+        eprintln!(
+            "cosign verify-attestation --key {key} (policy: {policy}) {reference}: {}\n{}",
+            out.status,
+            stderr(&out)
+        );
         out.status.success()
     }
 
@@ -315,5 +398,160 @@ fn attack_attestation_passed_off_as_a_signature_is_refused() {
             "0 of the 1 distinct trusted cosign signers",
             SLSA_PROVENANCE,
         ],
+    );
+}
+
+/// A SLSA v1 provenance predicate from `repository`'s GitHub workflow.
+fn provenance(repository: &str) -> Value {
+    serde_json::json!({
+        "buildDefinition": {
+            "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+            "externalParameters": {
+                "workflow": {"repository": repository, "path": ".github/workflows/release.yml",
+                             "ref": "refs/heads/main"}
+            }
+        },
+        "runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}}
+    })
+}
+
+#[test]
+fn cosign3_attestation_alone_is_served_under_signatures_none_and_is_no_signature() {
+    let Some(env) = Env::start() else { return };
+    let registry = env.registry.host_port();
+    let image = env.registry.push_random("att/app", "v1", 1);
+    env.attest_provenance(
+        "a",
+        "att/app",
+        &image,
+        &provenance("https://github.com/org/app"),
+    );
+    assert!(env.provenance_verifies("a", &registry, "att/app", &image, true));
+    env.proxy.expect_image_served("att/app", "v1", &image);
+    // The attestation bundle counted, so it is served: cosign verifies it through the proxy.
+    let proxy = env.proxy.host_port();
+    assert!(
+        env.provenance_verifies("a", &proxy, "att/app", &image, true),
+        "cosign verify-attestation through the proxy"
+    );
+
+    // The same attestation under a rule that requires a signature: not one.
+    image.push(&env.registry, "real/app", "v1");
+    env.attest_provenance(
+        "a",
+        "real/app",
+        &image,
+        &provenance("https://github.com/org/app"),
+    );
+    assert!(env.provenance_verifies("a", &registry, "real/app", &image, true));
+    env.proxy.expect_refused(
+        "real/app",
+        "v1",
+        &image,
+        &[
+            "0 of the 1 distinct trusted cosign signers",
+            "an attestation (\"https://slsa.dev/provenance/v1\") is not a signature",
+        ],
+    );
+}
+
+#[test]
+fn cosign3_rule_requiring_signature_and_attestation_needs_both() {
+    let Some(env) = Env::start() else { return };
+    let registry = env.registry.host_port();
+    let both = env.registry.push_random("both/app", "both", 1);
+    env.sign("sign", "a", "both/app", &both, &[]);
+    env.attest_provenance(
+        "a",
+        "both/app",
+        &both,
+        &provenance("https://github.com/org/app"),
+    );
+    let signed = env.registry.push_random("both/app", "signed", 1);
+    env.sign("sign", "a", "both/app", &signed, &[]);
+    let attested = env.registry.push_random("both/app", "attested", 1);
+    env.attest_provenance(
+        "a",
+        "both/app",
+        &attested,
+        &provenance("https://github.com/org/app"),
+    );
+
+    assert!(env.cosign_verifies("verify", "a", "both/app", &both));
+    assert!(env.provenance_verifies("a", &registry, "both/app", &both, true));
+    assert!(env.cosign_verifies("verify", "a", "both/app", &signed));
+    assert!(!env.provenance_verifies("a", &registry, "both/app", &signed, false));
+    assert!(env.provenance_verifies("a", &registry, "both/app", &attested, true));
+
+    env.proxy.expect_image_served("both/app", "both", &both);
+    env.proxy.expect_refused(
+        "both/app",
+        "signed",
+        &signed,
+        &[&format!(
+            "attestation 0 requires a {SLSA_PROVENANCE_V1} attestation by a trusted signer, and there is none"
+        )],
+    );
+    env.proxy.expect_refused(
+        "both/app",
+        "attested",
+        &attested,
+        &["0 of the 1 distinct trusted cosign signers"],
+    );
+    // Both bundles of the accepted image are its referrers through the proxy.
+    let r = env
+        .proxy
+        .pull(&format!("/v2/both/app/referrers/{}", both.manifest.digest));
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let listed = r.json()["manifests"].as_array().map_or(0, Vec::len);
+    assert_eq!(listed, 2, "{}", r.summary());
+}
+
+#[test]
+fn attack_attestation_whose_field_does_not_match_is_refused_naming_the_condition() {
+    let Some(env) = Env::start() else { return };
+    let registry = env.registry.host_port();
+    let image = env.registry.push_random("att/app", "v1", 1);
+    env.attest_provenance(
+        "a",
+        "att/app",
+        &image,
+        &provenance("https://github.com/evil/app"),
+    );
+    // Signed by the right key, but the policy's field test fails.
+    assert!(env.provenance_verifies("a", &registry, "att/app", &image, false));
+    assert!(!env.provenance_verifies("a", &registry, "att/app", &image, true));
+    env.proxy.expect_refused(
+        "att/app",
+        "v1",
+        &image,
+        &[
+            &format!("attestation 0 ({SLSA_PROVENANCE_V1}) is not met"),
+            "condition 0 (`buildDefinition.externalParameters.workflow.repository` equals \"https://github.com/org/app\")",
+            "the predicate has \"https://github.com/evil/app\"",
+        ],
+    );
+}
+
+#[test]
+fn attack_attestation_by_another_key_is_refused() {
+    let Some(env) = Env::start() else { return };
+    let registry = env.registry.host_port();
+    let image = env.registry.push_random("att/app", "v1", 1);
+    env.attest_provenance(
+        "wrong",
+        "att/app",
+        &image,
+        &provenance("https://github.com/org/app"),
+    );
+    assert!(env.provenance_verifies("wrong", &registry, "att/app", &image, true));
+    assert!(!env.provenance_verifies("a", &registry, "att/app", &image, true));
+    env.proxy.expect_refused(
+        "att/app",
+        "v1",
+        &image,
+        &[&format!(
+            "attestation 0 requires a {SLSA_PROVENANCE_V1} attestation by a trusted signer, and there is none"
+        )],
     );
 }

@@ -147,7 +147,11 @@ pub fn verify_bundle(args: VerifyBundleArgs) -> anyhow::Result<bool> {
             let signer = match &verified.signer {
                 Signer::Key { id } => format!("key {id}"),
                 Signer::Certificate { issuer, sans } => {
-                    format!("{} (issuer {issuer})", sans.join(", "))
+                    format!(
+                        "{} (issuer {})",
+                        sans.join(", "),
+                        issuer.as_deref().unwrap_or("none")
+                    )
                 }
             };
             eprintln!(

@@ -268,6 +268,16 @@ pub enum ConfigError {
         /// What is wrong.
         reason: crate::policy::KeylessError,
     },
+    /// A rule's cosign `attestations` (or `signatures`) that cannot be used.
+    #[error("{at}: rule `{pattern}`: {reason}")]
+    BadAttestations {
+        /// Where (`attestations`, `signatures` or `threshold`).
+        at: Location,
+        /// The rule's pattern.
+        pattern: String,
+        /// What is wrong (boxed: its variants carry the condition's path and regex).
+        reason: Box<crate::policy::AttestationError>,
+    },
     /// A rule whose verifier includes cosign but that lists no keys.
     #[error("{at}: rule `{pattern}` verifies with cosign but lists no keys; add `keys: [<PEM public key file>]` or `keyless: {{...}}`")]
     MissingCosignKeys {
@@ -383,6 +393,7 @@ impl ConfigError {
             | Self::FieldNotForVerifier { at, .. }
             | Self::MissingCosignKeys { at, .. }
             | Self::BadKeyless { at, .. }
+            | Self::BadAttestations { at, .. }
             | Self::BadThreshold { at, .. }
             | Self::AmbiguousRules { at, .. } => Some(at),
         }

@@ -72,8 +72,9 @@ pub use self::{
 };
 pub use crate::http_client::TokenRealm;
 use crate::policy::{
-    Action, CosignRequirements, DefaultAction, KeylessConfig, KeylessError, Pattern, Policy,
-    PolicyError, RoleList, RootKeyPin, Rule, SignerList, TrustRequirements, VerifierKind,
+    Action, AttestationConfig, AttestationError, CosignRequirements, DefaultAction, KeylessConfig,
+    KeylessError, Pattern, Policy, PolicyError, RoleList, RootKeyPin, Rule, Signatures, SignerList,
+    TrustRequirements, VerifierKind,
 };
 
 /// The whole configuration, as plain data. See the module documentation for the format.
@@ -237,6 +238,11 @@ pub struct RuleConfig {
     /// default the image's own repository.
     #[serde(default, deserialize_with = "values::optional_repository")]
     pub signature_repository: Option<String>,
+    /// cosign: `required` (default) or `none`, when `attestations` alone suffice.
+    pub signatures: Option<Signatures>,
+    /// cosign: in-toto attestations (predicate type, field conditions) the digest must
+    /// carry, each signed by one of the rule's signers; default none.
+    pub attestations: Option<Vec<AttestationConfig>>,
 }
 
 /// The runtime objects built from a [`Config`].
@@ -687,11 +693,31 @@ impl Config {
                 identities,
             });
         }
+        let signatures = rule.signatures.unwrap_or_default();
+        let attestations = AttestationConfig::build_all(
+            rule.attestations.as_deref().unwrap_or_default(),
+            signatures,
+            rule.threshold.is_some(),
+        )
+        .map_err(|reason| {
+            let field = match reason {
+                AttestationError::NothingRequired => "signatures",
+                AttestationError::ThresholdWithoutSignatures => "threshold",
+                _ => "attestations",
+            };
+            ConfigError::BadAttestations {
+                at: self.locate(&rule_key(i, field)),
+                pattern: pattern.clone(),
+                reason: Box::new(reason),
+            }
+        })?;
         Ok(CosignRequirements {
             keys,
             keyless,
             threshold,
             signature_repository: rule.signature_repository.clone(),
+            signatures,
+            attestations,
         })
     }
 
@@ -803,13 +829,15 @@ impl RuleConfig {
             ("keyless", self.keyless.is_some()),
             ("threshold", self.threshold.is_some()),
             ("signature_repository", self.signature_repository.is_some()),
+            ("signatures", self.signatures.is_some()),
+            ("attestations", self.attestations.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, present)| present.then_some(key))
     }
 
     /// The verifier-specific fields, whether present, and the verifier they belong to.
-    fn verifier_keys(&self) -> [(&'static str, bool, &'static str); 9] {
+    fn verifier_keys(&self) -> [(&'static str, bool, &'static str); 11] {
         [
             ("notary", self.notary.is_some(), "notary"),
             ("roles", self.roles.is_some(), "notary"),
@@ -824,6 +852,8 @@ impl RuleConfig {
                 self.signature_repository.is_some(),
                 "cosign",
             ),
+            ("signatures", self.signatures.is_some(), "cosign"),
+            ("attestations", self.attestations.is_some(), "cosign"),
         ]
     }
 }

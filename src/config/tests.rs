@@ -1010,6 +1010,104 @@ fn cosign_rule_errors_name_the_line() {
     );
 }
 
+#[test]
+fn cosign_rules_take_attestation_requirements() {
+    let text = with_rules(&[
+        "    - match: \"docker.io/org/**\"",
+        "      action: verify",
+        "      verifier: cosign",
+        "      keys: [a.pub]",
+        "      signatures: none",
+        "      attestations:",
+        "        - predicate_type: https://slsa.dev/provenance/v1",
+        "          conditions:",
+        "            - {path: buildDefinition.externalParameters.workflow.repository, equals: \"https://github.com/org/app\"}",
+        "            - {path: runDetails.builder.id, regex: \"^https://github.com/actions/runner/\"}",
+        "    - {match: \"docker.io/both/**\", action: verify, verifier: cosign, keys: [a.pub], attestations: [{predicate_type: \"https://spdx.dev/Document\"}]}",
+    ]);
+    let policy = Config::from_yaml(&text).unwrap().policy().unwrap();
+    let cosign = |repo| {
+        policy
+            .decide("docker.io", repo)
+            .rule()
+            .unwrap()
+            .trust()
+            .unwrap()
+            .cosign
+            .clone()
+            .unwrap()
+    };
+    let org = cosign("org/app");
+    assert_eq!(org.signatures, Signatures::None);
+    assert_eq!(org.attestations.len(), 1);
+    assert_eq!(
+        org.attestations[0].predicate_type,
+        "https://slsa.dev/provenance/v1"
+    );
+    assert_eq!(org.attestations[0].conditions.len(), 2);
+    assert_eq!(
+        org.attestations[0].conditions[0].path.as_str(),
+        "buildDefinition.externalParameters.workflow.repository"
+    );
+    let both = cosign("both/app");
+    assert_eq!(both.signatures, Signatures::Required);
+    assert_eq!(both.attestations[0].conditions, vec![]);
+}
+
+#[test]
+fn attestation_errors_name_the_line() {
+    let rule = |line: &str| with_rules(&[line]);
+    let cosign = "    - {match: \"**\", action: verify, verifier: cosign, keys: [a.pub], ";
+    expect_err(
+        &rule(&format!("{cosign}signatures: none}}")),
+        7,
+        "none}",
+        &["`signatures: none` needs `attestations`"],
+    );
+    expect_err(
+        &rule(&format!("{cosign}threshold: 1, signatures: none, attestations: [{{predicate_type: \"https://p/v1\"}}]}}")),
+        7,
+        "1,",
+        &["`threshold` counts signatures"],
+    );
+    expect_err(
+        &rule(&format!("{cosign}attestations: [{{predicate_type: \"https://p/v1\", conditions: [{{path: a, regex: \"(x\"}}]}}]}}")),
+        7,
+        "[{predicate_type",
+        &["condition 0 (`a`): regex \"(x\" is not valid"],
+    );
+    expect_err(
+        &rule(&format!("{cosign}attestations: [{{predicate_type: \"https://p/v1\", conditions: [{{path: a}}]}}]}}")),
+        7,
+        "[{predicate_type",
+        &["give exactly one of `equals` and `regex`"],
+    );
+    expect_err(
+        &rule(&format!("{cosign}attestations: [{{predicate_type: \"https://p/v1\", conditions: [{{path: \"\", equals: x}}]}}]}}")),
+        7,
+        "\"\"",
+        &["field path is empty"],
+    );
+    expect_err(
+        &rule(&format!("{cosign}signatures: maybe}}")),
+        7,
+        "maybe",
+        &["unknown variant `maybe`"],
+    );
+    expect_err(
+        &rule("    - {match: \"**\", action: verify, notary: hub, signatures: none}"),
+        7,
+        "none}",
+        &["`signatures` belongs to the cosign verifier"],
+    );
+    expect_err(
+        &rule("    - {match: \"**\", action: allow, attestations: []}"),
+        7,
+        "[]}",
+        &["would have no effect"],
+    );
+}
+
 // === storage ===
 
 /// The base configuration (no rules) followed by `storage` lines from line 7 on.

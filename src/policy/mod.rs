@@ -21,6 +21,7 @@
 //! assert_eq!((other.action(), other.pattern()), (Action::Deny, "default"));
 //! ```
 
+mod attestation;
 pub(crate) mod de;
 mod keyless;
 mod names;
@@ -34,6 +35,11 @@ use serde::Deserialize;
 
 use self::de::deserialize_from_str;
 pub use self::{
+    attestation::{
+        AttestationConfig, AttestationError, AttestationRequirement, Condition, ConditionConfig,
+        FieldPath, FieldRegex, FieldTest, PathError, Segment, Signatures, MAX_ATTESTATIONS,
+        MAX_CONDITIONS, MAX_PATH_SEGMENTS,
+    },
     keyless::{
         Identity, IdentityConfig, KeylessConfig, KeylessError, KeylessRequirements, Matcher,
         TrustSource, TufConfig,
@@ -98,6 +104,10 @@ pub struct CosignRequirements {
     /// Repository on the same upstream that holds the `sha256-<hex>.sig` tags; default the
     /// image's own repository.
     pub signature_repository: Option<String>,
+    /// Whether signatures are required (`threshold` of them) or only the attestations.
+    pub signatures: Signatures,
+    /// In-toto attestations the digest must carry, each by one of the signers above.
+    pub attestations: Vec<AttestationRequirement>,
 }
 
 /// What a `verify` or `audit` rule requires of an image's trust data.

@@ -367,12 +367,10 @@ fn cosign_verifier(rule: &Rule, c: &CosignRequirements) -> Result<CosignVerifier
             distinct,
         });
     }
-    Ok(CosignVerifier::new(
-        keys,
-        keyless,
-        c.threshold,
-        c.signature_repository.clone(),
-    ))
+    Ok(
+        CosignVerifier::new(keys, keyless, c.threshold, c.signature_repository.clone())
+            .with_attestations(c.signatures, c.attestations.clone()),
+    )
 }
 
 /// PEM public key files, read and parsed, duplicates dropped.

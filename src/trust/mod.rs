@@ -10,6 +10,7 @@
 //! signed entry timestamps) a verifier trusting a log checks.
 
 pub mod all;
+pub mod attestation;
 pub mod cached;
 pub mod cosign;
 pub mod notary;

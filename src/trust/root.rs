@@ -439,6 +439,15 @@ fn rfc3339(s: &str) -> Option<OffsetDateTime> {
 /// Protobuf JSON bytes: standard base64, padded or not (protojson also accepts URL-safe).
 pub(crate) fn b64(s: &str) -> Option<Vec<u8>> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    // Go's decoder, which protojson uses, skips line breaks (`base64` wraps at 76 columns,
+    // and bundles assembled with it carry them).
+    let unwrapped;
+    let s = if s.contains(['\r', '\n']) {
+        unwrapped = s.replace(['\r', '\n'], "");
+        unwrapped.as_str()
+    } else {
+        s
+    };
     STANDARD
         .decode(s)
         .or_else(|_| STANDARD_NO_PAD.decode(s))

@@ -19,6 +19,7 @@ use super::keyless::{pem_certificates, Keyless, KeylessFailure, KeylessSigner};
 use super::keys::CosignKey;
 use super::Vouching;
 use crate::oci::Digest;
+use crate::trust::attestation::{Predicate, MAX_STATEMENT};
 use crate::trust::tlog::{self, RekorPayload};
 
 /// The artifact type (and layer media type) of a v0.3 bundle.
@@ -76,7 +77,7 @@ pub enum BundleFailure {
     Inclusion(String),
     #[error(transparent)]
     Keyless(#[from] KeylessFailure),
-    #[error("the signed statement is not a cosign image signature: {0}")]
+    #[error("the signed statement is not an in-toto statement this verifier reads: {0}")]
     Statement(String),
 }
 
@@ -85,6 +86,9 @@ pub enum BundleFailure {
 pub enum BundleVerdict {
     /// Who signed it and the signers (keys first, then keyless identities) it counts for.
     Vouches(Vouching),
+    /// An attestation (another predicate type) for the digest, by these signers: never a
+    /// signature, a candidate for the rule's attestation requirements.
+    Attests(Vouching, Predicate),
     /// Its signature verified, but its statement is about other digests.
     OtherSubject(String),
     /// It does not count.
@@ -253,6 +257,15 @@ struct RawStatement {
     #[serde(default)]
     subject: Vec<RawSubject>,
     predicate_type: String,
+    #[serde(default)]
+    predicate: serde_json::Value,
+}
+
+/// An authenticated statement, as far as the verifier reads it.
+struct Statement {
+    /// `sha256:<hex>` subjects.
+    subjects: Vec<String>,
+    predicate: Predicate,
 }
 
 #[derive(Deserialize)]
@@ -305,13 +318,15 @@ pub fn verify(
     // The statement is authenticated now; cosign `IntotoSubjectClaimVerifier` and
     // sigstore-go `WithArtifactDigest`: one of its subjects is the image digest. The
     // predicate type tells a signature from an attestation (SBOM, provenance), which
-    // `cosign verify` does not, but which a rule about signatures must.
-    match statement_subjects(&bundle.payload) {
+    // `cosign verify` does not, but which a rule about signatures must: an attestation is
+    // only ever weighed against the rule's attestation requirements (`trust::attestation`).
+    match statement(&bundle.payload) {
         Err(e) => BundleVerdict::Failed(e),
-        Ok(subjects) if subjects.iter().any(|s| s == digest.as_str()) => {
-            BundleVerdict::Vouches(signers)
+        Ok(s) if !s.subjects.iter().any(|d| d == digest.as_str()) => {
+            BundleVerdict::OtherSubject(s.subjects.join(", "))
         }
-        Ok(subjects) => BundleVerdict::OtherSubject(subjects.join(", ")),
+        Ok(s) if s.predicate.predicate_type == SIGN_PREDICATE => BundleVerdict::Vouches(signers),
+        Ok(s) => BundleVerdict::Attests(signers, s.predicate),
     }
 }
 
@@ -542,8 +557,15 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The `sha256:<hex>` subjects of a cosign image-signature statement.
-fn statement_subjects(payload: &[u8]) -> Result<Vec<String>, BundleFailure> {
+/// The subjects, predicate type and predicate of an in-toto statement (`in-toto/attestation:
+/// spec/v1/statement.md`), at most [`MAX_STATEMENT`] bytes of it.
+fn statement(payload: &[u8]) -> Result<Statement, BundleFailure> {
+    if payload.len() > MAX_STATEMENT {
+        return Err(BundleFailure::Statement(format!(
+            "{} bytes, more than the {MAX_STATEMENT} read",
+            payload.len()
+        )));
+    }
     let statement: RawStatement =
         serde_json::from_slice(payload).map_err(|e| BundleFailure::Statement(e.to_string()))?;
     if !STATEMENT_TYPES.contains(&statement.kind.as_str()) {
@@ -552,18 +574,18 @@ fn statement_subjects(payload: &[u8]) -> Result<Vec<String>, BundleFailure> {
             statement.kind
         )));
     }
-    if statement.predicate_type != SIGN_PREDICATE {
-        return Err(BundleFailure::Statement(format!(
-            "predicate type {:?}, not {SIGN_PREDICATE:?}",
-            statement.predicate_type
-        )));
-    }
-    Ok(statement
-        .subject
-        .iter()
-        .filter_map(|s| s.digest.get("sha256"))
-        .map(|hex| format!("sha256:{}", hex.to_ascii_lowercase()))
-        .collect())
+    Ok(Statement {
+        subjects: statement
+            .subject
+            .iter()
+            .filter_map(|s| s.digest.get("sha256"))
+            .map(|hex| format!("sha256:{}", hex.to_ascii_lowercase()))
+            .collect(),
+        predicate: Predicate {
+            predicate_type: statement.predicate_type,
+            predicate: statement.predicate,
+        },
+    })
 }
 
 fn b64(s: &str) -> Option<Vec<u8>> {

@@ -72,6 +72,8 @@ use super::{
 };
 use crate::{
     oci::{self, Digest},
+    policy::{AttestationRequirement, Signatures},
+    trust::attestation::Checklist,
     upstream::UpstreamError,
 };
 
@@ -130,6 +132,10 @@ pub struct CosignVerifier {
     keyless: Option<Keyless>,
     threshold: usize,
     signature_repository: Option<String>,
+    /// Whether `threshold` signatures are required (else the attestations alone decide).
+    signatures: Signatures,
+    /// Attestations the digest must carry besides, each by one of the signers.
+    attestations: Arc<[AttestationRequirement]>,
     verdicts: Mutex<LruCache<(String, String), (Instant, Verdict)>>,
     sets: Mutex<LruCache<SetKey, (Instant, Arc<SignedSet>)>>,
 }
@@ -150,9 +156,37 @@ impl CosignVerifier {
             keyless,
             threshold: threshold.max(1),
             signature_repository,
+            signatures: Signatures::Required,
+            attestations: Arc::new([]),
             verdicts: Mutex::new(LruCache::new(nonzero(VERDICTS))),
             sets: Mutex::new(LruCache::new(nonzero(SETS))),
         }
+    }
+
+    /// Requires `attestations` as well (each met by one attestation bundle for the digest
+    /// signed by one of the signers), and signatures only when `signatures` says so.
+    /// `signatures: none` without attestations would require nothing, and keeps
+    /// requiring signatures.
+    pub fn with_attestations(
+        self,
+        signatures: Signatures,
+        attestations: Vec<AttestationRequirement>,
+    ) -> Self {
+        let signatures = if attestations.is_empty() {
+            Signatures::Required
+        } else {
+            signatures
+        };
+        CosignVerifier {
+            signatures,
+            attestations: attestations.into(),
+            ..self
+        }
+    }
+
+    /// Whether what `tally` counted meets the rule's signature requirement.
+    fn signatures_met(&self, tally: &Tally) -> bool {
+        !self.signatures.required() || tally.signers.count() >= self.threshold
     }
 
     fn content<'q>(&self, query: &'q TrustQuery) -> Result<&'q ContentSource, Refusal> {
@@ -210,9 +244,19 @@ impl CosignVerifier {
     ) -> Verdict {
         let sig_repo = self.signature_repo(content);
         let what = format!("{}@{digest}", query.gun);
-        let mut tally = Tally::default();
-        let signature = self.signature_tag(content, digest, &mut tally).await?;
-        let satisfied = tally.signers.count() >= self.threshold;
+        let mut tally = Tally {
+            attestations: Checklist::new(self.attestations.len()),
+            ..Tally::default()
+        };
+        // Under `signatures: none` the `.sig` tag cannot decide anything, and is not read.
+        let signature = if self.signatures.required() {
+            self.signature_tag(content, digest, &mut tally).await?
+        } else {
+            None
+        };
+        // Attestations live among the referrers only, so without requirements for them the
+        // `.sig` manifest may suffice alone.
+        let satisfied = self.signatures_met(&tally) && self.attestations.is_empty();
         // Bundles are read even when the `.sig` manifest sufficed, so the referrers served
         // for the digest are complete; a registry failing then costs only that list.
         let referred = match self.referred(content, sig_repo, digest, &mut tally).await {
@@ -223,7 +267,8 @@ impl CosignVerifier {
             }
             Err(r) => return Err(r),
         };
-        if tally.signers.count() >= self.threshold {
+        let missing = tally.attestations.missing(&self.attestations);
+        if self.signatures_met(&tally) && missing.is_none() {
             return Ok(Arc::new(Evidence {
                 signature,
                 bundles: referred.bundles,
@@ -232,6 +277,28 @@ impl CosignVerifier {
         }
         let valid = tally.signers.count();
         let tag = signature_tag(digest);
+        if self.signatures_met(&tally) {
+            // Signed enough (or no signature needed): an attestation requirement is unmet.
+            let refusal = match missing {
+                Some(missing) => format!("{what}: {missing}"),
+                None => format!("{what}: the cosign attestations required are not met"),
+            };
+            let kind = if referred.any {
+                RefusalKind::UntrustedSigner
+            } else {
+                RefusalKind::Unsigned
+            };
+            return Err(Refusal::new(
+                kind,
+                format!(
+                    "{refusal}{}",
+                    tally
+                        .bundle_failure
+                        .map(|e| format!("; a sigstore bundle did not count: {e}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
         Err(match tally.other_digest {
             _ if signature.is_none() && !referred.any => Refusal::new(
                 RefusalKind::Unsigned,
@@ -247,7 +314,7 @@ impl CosignVerifier {
             _ => Refusal::new(
                 RefusalKind::UntrustedSigner,
                 format!(
-                    "{what}: {valid} of the {} distinct trusted cosign signers required signed it{}{}",
+                    "{what}: {valid} of the {} distinct trusted cosign signers required signed it{}{}{}",
                     self.threshold,
                     tally
                         .keyless_failure
@@ -256,6 +323,12 @@ impl CosignVerifier {
                     tally
                         .bundle_failure
                         .map(|e| format!("; a sigstore bundle did not count: {e}"))
+                        .unwrap_or_default(),
+                    tally
+                        .attestation_seen
+                        .map(|t| format!(
+                            "; an attestation ({t:?}) is not a signature"
+                        ))
                         .unwrap_or_default()
                 ),
             ),
@@ -507,6 +580,11 @@ struct Tally {
     other_digest: Option<String>,
     keyless_failure: Option<KeylessFailure>,
     bundle_failure: Option<BundleFailure>,
+    /// The attestation requirements, met or not; tallied apart from the signers.
+    attestations: Checklist,
+    /// The predicate type of an attestation by a trusted signer, when one was seen: named
+    /// when signatures fall short, since it is none.
+    attestation_seen: Option<String>,
 }
 
 // === impl Artifact ===

@@ -139,22 +139,37 @@ impl CosignVerifier {
                 continue;
             };
             referred.any = true;
-            match bundle::verify(&bytes, digest, &self.keys, self.keyless.as_ref()) {
+            let counted = match bundle::verify(&bytes, digest, &self.keys, self.keyless.as_ref()) {
                 BundleVerdict::Vouches(signers) => {
                     tally.signers.add(signers);
-                    // Served as listed, with the size of what was read and checked.
-                    let mut descriptor = raw;
-                    descriptor["size"] = serde_json::json!(manifest.size);
-                    referred.bundles.push(BundleArtifact {
-                        manifest,
-                        descriptor,
-                    });
+                    true
                 }
-                BundleVerdict::OtherSubject(other) => tally.other_digest = Some(other),
+                // By one of the rule's signers, about this digest: weighed against the
+                // attestation requirements only, and served when it met one.
+                BundleVerdict::Attests(_, predicate) => {
+                    tally
+                        .attestation_seen
+                        .get_or_insert_with(|| predicate.predicate_type.clone());
+                    tally.attestations.offer(&self.attestations, &predicate)
+                }
+                BundleVerdict::OtherSubject(other) => {
+                    tally.other_digest = Some(other);
+                    false
+                }
                 BundleVerdict::Failed(e) => {
                     tracing::debug!(artifact = %manifest_digest, error = %e, "sigstore bundle ignored");
                     tally.bundle_failure.get_or_insert(e);
+                    false
                 }
+            };
+            if counted {
+                // Served as listed, with the size of what was read and checked.
+                let mut descriptor = raw;
+                descriptor["size"] = serde_json::json!(manifest.size);
+                referred.bundles.push(BundleArtifact {
+                    manifest,
+                    descriptor,
+                });
             }
         }
         referred.index = tag_index.map(|served| match served {

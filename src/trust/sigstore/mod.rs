@@ -32,6 +32,10 @@ pub enum Policy<'a> {
     /// A Fulcio certificate whose SAN is exactly `identity` and whose OIDC issuer extension
     /// is exactly `issuer` (sigstore-go `WithCertificateIdentity` with exact values).
     Identity { identity: &'a str, issuer: &'a str },
+    /// A certificate of a trusted certificate authority, whoever it names: the caller checks
+    /// [`Signer::Certificate`] against its own identities (the proxy matches several, some
+    /// by regex, and counts each once).
+    AnyCertificate,
     /// A key the verifier holds (DER SubjectPublicKeyInfo): the bundle must name a key, not
     /// carry a certificate (sigstore-go `WithKey`).
     Key { spki_der: &'a [u8] },
@@ -69,8 +73,12 @@ impl Default for Requirements {
 pub enum Signer {
     /// The key the policy named: `sha256:<hex>` of its SubjectPublicKeyInfo.
     Key { id: String },
-    /// A Fulcio certificate: its OIDC issuer and subject alternative names.
-    Certificate { issuer: String, sans: Vec<String> },
+    /// A Fulcio certificate: its OIDC issuer extension (absent in some long-lived
+    /// certificates, such as GitHub's release attester) and subject alternative names.
+    Certificate {
+        issuer: Option<String>,
+        sans: Vec<String>,
+    },
 }
 
 /// Where a signing time came from.

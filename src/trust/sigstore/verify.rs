@@ -5,11 +5,6 @@
 //! `VerifySignedCertificateTimestamp`), the identity (`CertificateIdentity.Verify`), and
 //! the signature over the artifact (`VerifySignatureWithArtifacts` /
 //! `VerifySignatureWithArtifactDigests`).
-//!
-//! Checks that depend on a capability this build does not have yet (an RFC 3161 or SCT
-//! verifier, a log key type) do not stop the workflow: their error is kept and returned at
-//! the end, or where the evidence they would have given is missing, so a refusal names the
-//! first real failure when there is one.
 
 use aws_lc_rs::digest;
 use base64::Engine as _;
@@ -44,16 +39,16 @@ pub fn verify(
     req: &Requirements,
     now: OffsetDateTime,
 ) -> Result<Verified, SigstoreError> {
-    // Errors of capabilities this build lacks, returned last (see the module docs).
-    let mut pending: Option<SigstoreError> = None;
-
     // 1. The signing material must be what the policy trusts (sigstore-go `WithKey` vs
     //    `WithCertificateIdentity`: keyless material under a key rule fails, and vice versa).
     let (leaf, offered, spki) = match (policy, &bundle.material) {
         (Policy::Key { spki_der }, Material::PublicKey { .. }) => {
             (None, &[][..], spki_der.to_vec())
         }
-        (Policy::Identity { .. }, Material::Certificate { leaf, offered }) => {
+        (
+            Policy::Identity { .. } | Policy::AnyCertificate,
+            Material::Certificate { leaf, offered },
+        ) => {
             let (_, cert) = X509Certificate::from_der(leaf)
                 .map_err(|e| SigstoreError::Certificate(format!("it does not parse: {e}")))?;
             (
@@ -68,7 +63,7 @@ pub fn verify(
                 found: "a certificate",
             })
         }
-        (Policy::Identity { .. }, Material::PublicKey { .. }) => {
+        (Policy::Identity { .. } | Policy::AnyCertificate, Material::PublicKey { .. }) => {
             return Err(SigstoreError::MaterialMismatch {
                 expected: "a certificate identity",
                 found: "a public key",
@@ -116,16 +111,12 @@ pub fn verify(
         };
         let generation = entry::check(e, &expected)
             .map_err(|reason| SigstoreError::EntryMismatch { index, reason })?;
-        let key = match &log.key {
-            Ok(key) => key,
-            Err(err) => {
-                pending.get_or_insert(tlog_err(format!(
-                    "the log {} has a {} key: {err}; its entries are not supported yet",
-                    log.base_url, log.key_details
-                )));
-                continue;
-            }
-        };
+        let key = log.key.as_ref().map_err(|err| {
+            tlog_err(format!(
+                "the log {} has a {} key this verifier cannot use: {err}",
+                log.base_url, log.key_details
+            ))
+        })?;
         match generation {
             Generation::V1 => {
                 // Rekor v1: the SET is the log's signed promise of inclusion at the
@@ -249,13 +240,6 @@ pub fn verify(
                     timestamp_authorities.push(uri);
                 }
             }
-            Err(err @ timestamp::TimestampError::Unsupported) => {
-                pending.get_or_insert(SigstoreError::Timestamp {
-                    index,
-                    reason: err.to_string(),
-                });
-            }
-            #[allow(unreachable_patterns)]
             Err(err) => {
                 return Err(SigstoreError::Timestamp {
                     index,
@@ -272,13 +256,13 @@ pub fn verify(
             .filter(|t| matches!(t.source, TimeSource::Timestamp(_)))
             .any(|t| in_window(t.time, log.valid_from, log.valid_until));
         if !stamped {
-            return Err(pending.take().unwrap_or(SigstoreError::Tlog {
+            return Err(SigstoreError::Tlog {
                 index,
                 reason: format!(
                     "a Rekor v2 entry needs an RFC 3161 timestamp within the validity of {}",
                     log.base_url
                 ),
-            }));
+            });
         }
     }
 
@@ -298,9 +282,7 @@ pub fn verify(
         ("observer timestamps", times.len(), req.observer_timestamps),
     ] {
         if got < needed {
-            return Err(pending
-                .take()
-                .unwrap_or(SigstoreError::Threshold { what, got, needed }));
+            return Err(SigstoreError::Threshold { what, got, needed });
         }
     }
 
@@ -308,7 +290,7 @@ pub fn verify(
     //    valid then (expired now is fine), chaining to a CA whose window contains it.
     let mut chain = None;
     let signer = match (leaf, policy) {
-        (Some(leaf), Policy::Identity { identity, issuer }) => {
+        (Some(leaf), Policy::Identity { .. } | Policy::AnyCertificate) => {
             for t in &times {
                 let at = t.time.unix_timestamp();
                 let mut last = format!(
@@ -343,23 +325,26 @@ pub fn verify(
             }
             let (_, cert) = X509Certificate::from_der(leaf)
                 .map_err(|e| SigstoreError::Certificate(format!("it does not parse: {e}")))?;
-            // 6. The identity (sigstore-go `CertificateIdentity.Verify`, exact values).
+            // 6. The identity (sigstore-go `CertificateIdentity.Verify`, exact values), unless
+            //    the caller matches it itself.
             let sans = x509::subject_names(&cert);
-            if !sans.iter().any(|s| s == identity) {
-                return Err(SigstoreError::Identity {
-                    expected: identity.to_owned(),
-                    found: sans,
-                });
-            }
             let found = x509::fulcio_issuer(&cert);
-            if found.as_deref() != Some(issuer) {
-                return Err(SigstoreError::Issuer {
-                    expected: issuer.to_owned(),
-                    found,
-                });
+            if let Policy::Identity { identity, issuer } = policy {
+                if !sans.iter().any(|s| s == identity) {
+                    return Err(SigstoreError::Identity {
+                        expected: identity.to_owned(),
+                        found: sans,
+                    });
+                }
+                if found.as_deref() != Some(issuer) {
+                    return Err(SigstoreError::Issuer {
+                        expected: issuer.to_owned(),
+                        found,
+                    });
+                }
             }
             Signer::Certificate {
-                issuer: issuer.to_owned(),
+                issuer: found,
                 sans,
             }
         }
@@ -384,10 +369,6 @@ pub fn verify(
                         needed: req.scts,
                     })
                 }
-                Err(err @ sct::SctError::Unsupported) => {
-                    pending.get_or_insert(SigstoreError::Sct(err.to_string()));
-                }
-                #[allow(unreachable_patterns)]
                 Err(err) => return Err(SigstoreError::Sct(err.to_string())),
             }
         }
@@ -397,9 +378,6 @@ pub fn verify(
         ));
     }
 
-    if let Some(err) = pending {
-        return Err(err);
-    }
     Ok(Verified {
         signer,
         times,

@@ -96,8 +96,39 @@ fn a_statement_about_another_digest_or_predicate_does_not_count() {
         &statement(HEX, "https://slsa.dev/provenance/v1"),
         INTOTO_PAYLOAD_TYPE,
     );
+    // Verified, and an attestation: a candidate for attestation requirements, never a
+    // signature.
+    match verify(&slsa, &digest(), std::slice::from_ref(&key), None) {
+        BundleVerdict::Attests(v, predicate) => {
+            assert_eq!(v.signers, vec![0]);
+            assert_eq!(predicate.predicate_type, "https://slsa.dev/provenance/v1");
+            assert_eq!(predicate.predicate, serde_json::json!({}));
+        }
+        v => panic!("{v:?}"),
+    }
+    let elsewhere = keyed(
+        &pair,
+        &statement(&other, "https://slsa.dev/provenance/v1"),
+        INTOTO_PAYLOAD_TYPE,
+    );
+    assert_eq!(
+        verify(&elsewhere, &digest(), std::slice::from_ref(&key), None),
+        BundleVerdict::OtherSubject(format!("sha256:{other}"))
+    );
+    let padded = serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"digest": {"sha256": HEX}}],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {"pad": "x".repeat(MAX_STATEMENT)}
+    })
+    .to_string();
     assert!(matches!(
-        verify(&slsa, &digest(), &[key], None),
+        verify(
+            &keyed(&pair, padded.as_bytes(), INTOTO_PAYLOAD_TYPE),
+            &digest(),
+            &[key],
+            None
+        ),
         BundleVerdict::Failed(BundleFailure::Statement(_))
     ));
 }
