@@ -37,6 +37,9 @@ predicate: {
 /// What cosign 3.1.1 lists a bundle as in the referrers tag index: its config's media type.
 const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// The images are signed offline (`--tlog-upload=false`): no log entry, no timestamp, so
+/// the rules accept the key alone, as `cosign verify --insecure-ignore-tlog` does.
+const OFFLINE: &str = "      require_tlog: false\n";
 
 /// The unpacked cosign binary, when `scripts/test` installed it.
 fn cosign_bin() -> Option<PathBuf> {
@@ -84,11 +87,14 @@ impl Env {
             serde_json::json!(keys.path().join(format!("{name}.pub")).to_str().unwrap()).to_string()
         };
         let rules = [
-            cosign::verify_rule("real/**", &format!("      keys: [{}]\n", public("a"))),
+            cosign::verify_rule(
+                "real/**",
+                &format!("      keys: [{}]\n{OFFLINE}", public("a")),
+            ),
             cosign::verify_rule(
                 "two/**",
                 &format!(
-                    "      keys: [{}, {}]\n      threshold: 2\n",
+                    "      keys: [{}, {}]\n      threshold: 2\n{OFFLINE}",
                     public("a"),
                     public("b")
                 ),
@@ -96,13 +102,13 @@ impl Env {
             cosign::verify_rule(
                 "att/**",
                 &format!(
-                    "      keys: [{}]\n      signatures: none\n{PROVENANCE_RULE}",
+                    "      keys: [{}]\n      signatures: none\n{OFFLINE}{PROVENANCE_RULE}",
                     public("a")
                 ),
             ),
             cosign::verify_rule(
                 "both/**",
-                &format!("      keys: [{}]\n{PROVENANCE_RULE}", public("a")),
+                &format!("      keys: [{}]\n{OFFLINE}{PROVENANCE_RULE}", public("a")),
             ),
         ];
         let proxy = Proxy::start(&cosign::config(&registry.url(), &rules));

@@ -243,6 +243,9 @@ pub struct RuleConfig {
     /// cosign: in-toto attestations (predicate type, field conditions) the digest must
     /// carry, each signed by one of the rule's signers; default none.
     pub attestations: Option<Vec<AttestationConfig>>,
+    /// cosign: whether a sigstore bundle needs a transparency-log entry (keyless) or a log
+    /// entry or an RFC 3161 timestamp (key-signed); default true, as `cosign verify`.
+    pub require_tlog: Option<bool>,
 }
 
 /// The runtime objects built from a [`Config`].
@@ -716,6 +719,7 @@ impl Config {
             keyless,
             threshold,
             signature_repository: rule.signature_repository.clone(),
+            require_tlog: rule.require_tlog.unwrap_or(true),
             signatures,
             attestations,
         })
@@ -831,13 +835,14 @@ impl RuleConfig {
             ("signature_repository", self.signature_repository.is_some()),
             ("signatures", self.signatures.is_some()),
             ("attestations", self.attestations.is_some()),
+            ("require_tlog", self.require_tlog.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, present)| present.then_some(key))
     }
 
     /// The verifier-specific fields, whether present, and the verifier they belong to.
-    fn verifier_keys(&self) -> [(&'static str, bool, &'static str); 11] {
+    fn verifier_keys(&self) -> [(&'static str, bool, &'static str); 12] {
         [
             ("notary", self.notary.is_some(), "notary"),
             ("roles", self.roles.is_some(), "notary"),
@@ -854,6 +859,7 @@ impl RuleConfig {
             ),
             ("signatures", self.signatures.is_some(), "cosign"),
             ("attestations", self.attestations.is_some(), "cosign"),
+            ("require_tlog", self.require_tlog.is_some(), "cosign"),
         ]
     }
 }

@@ -108,6 +108,9 @@ pub struct CosignRequirements {
     pub signatures: Signatures,
     /// In-toto attestations the digest must carry, each by one of the signers above.
     pub attestations: Vec<AttestationRequirement>,
+    /// Whether a sigstore bundle needs a transparency-log entry (keyless), or a log entry
+    /// or an RFC 3161 timestamp (key-signed).
+    pub require_tlog: bool,
 }
 
 /// What a `verify` or `audit` rule requires of an image's trust data.

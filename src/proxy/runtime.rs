@@ -25,6 +25,8 @@ use crate::{
             pin_ids_from_pem, FetchError, HttpSource, HttpTimeouts, Limits, NotaryClient, Source,
             StateKey, StateStore,
         },
+        root::TrustedRoot,
+        tuf::{HttpFetch, TufClient},
         TrustQuery, Verifier,
     },
     upstream::{Upstream, UpstreamConfig, UpstreamError, UpstreamObserver},
@@ -350,11 +352,21 @@ fn cosign_verifier(rule: &Rule, c: &CosignRequirements) -> Result<CosignVerifier
                 })?;
                 Some(keyless)
             }
-            TrustSource::TrustedRoot(_) | TrustSource::Tuf { .. } => {
-                return Err(BuildError::TrustRoot {
-                    rule: rule.pattern().to_string(),
-                    reason: "trusted roots are not wired yet".to_owned(),
-                })
+            TrustSource::TrustedRoot(path) => {
+                let root =
+                    TrustedRoot::from_json(&read(path)?).map_err(|e| BuildError::TrustRoot {
+                        rule: rule.pattern().to_string(),
+                        reason: format!("{}: {e}", path.display()),
+                    })?;
+                Some(Keyless::with_root(root, &k.identities))
+            }
+            TrustSource::Tuf { url, root, cache } => {
+                let root =
+                    tuf_trusted_root(url, root, cache).map_err(|reason| BuildError::TrustRoot {
+                        rule: rule.pattern().to_string(),
+                        reason,
+                    })?;
+                Some(Keyless::with_root(root, &k.identities))
             }
         },
         None => None,
@@ -369,8 +381,58 @@ fn cosign_verifier(rule: &Rule, c: &CosignRequirements) -> Result<CosignVerifier
     }
     Ok(
         CosignVerifier::new(keys, keyless, c.threshold, c.signature_repository.clone())
-            .with_attestations(c.signatures, c.attestations.clone()),
+            .with_attestations(c.signatures, c.attestations.clone())
+            .with_require_tlog(c.require_tlog),
     )
+}
+
+/// How long fetching the trusted root through TUF may take at startup.
+const TUF_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The sigstore trusted root from a TUF repository (TUF 1.0 client workflow,
+/// [`crate::trust::tuf`]): refreshed now, else, when the repository cannot be reached or
+/// fails to verify, the verified cache while its metadata has not expired.
+fn tuf_trusted_root(url: &str, root: &Path, cache: &Path) -> Result<TrustedRoot, String> {
+    const TARGET: &str = "trusted_root.json";
+    let initial = std::fs::read(root).map_err(|e| format!("tuf root {}: {e}", root.display()))?;
+    let client = TufClient::new(url, initial, cache.to_path_buf()).map_err(|e| e.to_string())?;
+    let now = time::OffsetDateTime::now_utc();
+    // The runtime is built before (or outside) the server's reactor: the refresh gets a
+    // small one of its own on a separate thread.
+    let refreshed = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let fetch = HttpFetch::new(TUF_TIMEOUT).map_err(|e| e.to_string())?;
+                rt.block_on(async {
+                    tokio::time::timeout(TUF_TIMEOUT, client.refresh(&fetch, TARGET, now))
+                        .await
+                        .map_err(|_| format!("no answer within {}s", TUF_TIMEOUT.as_secs()))?
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the TUF refresh panicked".to_owned()))
+    });
+    let bytes = match refreshed {
+        Ok(bytes) => bytes,
+        Err(online) => match client.cached(TARGET, now) {
+            Ok(bytes) => {
+                tracing::warn!(%url, error = %online, "TUF refresh failed; using the verified cache");
+                bytes
+            }
+            Err(offline) => {
+                return Err(format!(
+                    "TUF repository {url}: {online}; and no usable cache in {}: {offline}",
+                    cache.display()
+                ))
+            }
+        },
+    };
+    TrustedRoot::from_json(&bytes).map_err(|e| format!("{TARGET} from {url}: {e}"))
 }
 
 /// PEM public key files, read and parsed, duplicates dropped.

@@ -274,6 +274,19 @@ impl TrustedRoot {
 
     /// The transparency log a bundle entry names by `log_id` (sigstore-go looks logs up by
     /// the hex of the log ID; equality of the bytes is the same).
+    /// A root that trusts nothing.
+    pub fn empty() -> Self {
+        TrustedRoot {
+            media_type: String::new(),
+            tlogs: Vec::new(),
+            certificate_authorities: Vec::new(),
+            ctlogs: Vec::new(),
+            ctlogs_unsupported: 0,
+            timestamp_authorities: Vec::new(),
+            timestamp_authority_uris: Vec::new(),
+        }
+    }
+
     pub fn tlog(&self, log_id: &[u8]) -> Option<&Tlog> {
         self.tlogs.iter().find(|t| t.log_id == log_id)
     }

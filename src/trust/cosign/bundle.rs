@@ -12,22 +12,23 @@
 //! holds anything else (`pkg/cosign/verify.go: verifyImageAttestationsSigstoreBundle`, "bundle
 //! does not contain a DSSE envelope").
 
-use base64::Engine as _;
 use serde::Deserialize;
+use time::OffsetDateTime;
 
-use super::keyless::{pem_certificates, Keyless, KeylessFailure, KeylessSigner};
+use super::keyless::{Keyless, KeylessFailure};
 use super::keys::CosignKey;
 use super::Vouching;
-use crate::oci::Digest;
+use crate::oci::{Digest, DigestAlgorithm};
 use crate::trust::attestation::{Predicate, MAX_STATEMENT};
-use crate::trust::tlog::{self, RekorPayload};
+use crate::trust::root::TrustedRoot;
+use crate::trust::sigstore::{
+    self,
+    bundle::{Content, Material, Version},
+    Artifact, Bundle, Policy, Requirements, Signer, SigstoreError,
+};
 
-/// The artifact type (and layer media type) of a v0.3 bundle.
-pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 /// Every bundle media type starts so (cosign `ociremote.Bundle` checks the prefix).
 pub const BUNDLE_MEDIA_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
-/// The other spelling of v0.3 the protobuf-specs allow.
-const BUNDLE_MEDIA_TYPE_ALT: &str = "application/vnd.dev.sigstore.bundle+json;version=0.3";
 /// The referrer descriptor annotation cosign writes with the statement's predicate type
 /// (`pkg/oci/remote/write.go: BundlePredicateType`); a hint, never trusted.
 pub const PREDICATE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
@@ -40,41 +41,27 @@ const STATEMENT_TYPES: [&str; 2] = [
     "https://in-toto.io/Statement/v1",
     "https://in-toto.io/Statement/v0.1",
 ];
-/// Transparency log entries looked at in one bundle (sigstore-go caps them too).
-const MAX_TLOG_ENTRIES: usize = 8;
 
 /// Why a bundle does not count.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BundleFailure {
-    #[error("the bundle does not parse: {0}")]
-    Parse(String),
-    #[error("bundle media type {0:?} is not supported (v0.3 is, as cosign requires)")]
-    Version(String),
+    #[error("bundle media type {0} is not supported for images (v0.3 is, as cosign requires)")]
+    Version(&'static str),
     #[error("the bundle holds a message signature; cosign signs images as DSSE envelopes only")]
     MessageSignature,
-    #[error("the bundle holds no DSSE envelope")]
-    NoEnvelope,
     #[error("the envelope's payload type is {0:?}, not {INTOTO_PAYLOAD_TYPE:?}")]
     PayloadType(String),
-    #[error("the envelope has {0} signatures; exactly one is verified")]
-    Signatures(usize),
     #[error(
         "the envelope's signature verifies under no trusted key, and the bundle has no certificate"
     )]
     NoSigner,
-    #[error("there is no Rekor entry with a signed entry timestamp from a trusted log")]
-    NoEntry,
     #[error(
-        "the Rekor entry is {kind} {version}: Rekor v2 entries (checkpoint and inclusion proof, \
-         no signed entry timestamp) are not supported"
+        "the key-signed bundle has no verified transparency-log entry or RFC 3161 timestamp \
+         (cosign verify requires one; `require_tlog: false` accepts the key alone)"
     )]
-    RekorV2 { kind: String, version: String },
-    #[error(
-        "Rekor entry kind {kind} {version} is not supported for a DSSE envelope (dsse 0.0.1 is)"
-    )]
-    EntryKind { kind: String, version: String },
-    #[error("the Rekor entry's inclusion proof does not verify: {0}")]
-    Inclusion(String),
+    NoLogEntry,
+    #[error(transparent)]
+    Sigstore(#[from] SigstoreError),
     #[error(transparent)]
     Keyless(#[from] KeylessFailure),
     #[error("the signed statement is not an in-toto statement this verifier reads: {0}")]
@@ -95,158 +82,17 @@ pub enum BundleVerdict {
     Failed(BundleFailure),
 }
 
-/// A parsed bundle: what the checks need, decoded.
-struct Bundle {
-    payload_type: String,
-    payload: Vec<u8>,
-    signature: Vec<u8>,
-    /// The leaf first, then candidate intermediates; empty for a public-key bundle.
-    certificates: Vec<Vec<u8>>,
-    tlog: Vec<RawTlogEntry>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawBundle {
-    media_type: String,
-    #[serde(alias = "verification_material")]
-    verification_material: RawMaterial,
-    #[serde(default, alias = "dsse_envelope")]
-    dsse_envelope: Option<RawEnvelope>,
-    #[serde(default, alias = "message_signature")]
-    message_signature: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawMaterial {
-    #[serde(default, alias = "x509_certificate_chain")]
-    x509_certificate_chain: Option<RawChain>,
-    #[serde(default)]
-    certificate: Option<RawCertificate>,
-    #[serde(default, alias = "tlog_entries")]
-    tlog_entries: Vec<RawTlogEntry>,
-}
-
-#[derive(Deserialize)]
-struct RawChain {
-    #[serde(default)]
-    certificates: Vec<RawCertificate>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawCertificate {
-    #[serde(alias = "raw_bytes")]
-    raw_bytes: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawEnvelope {
-    payload: String,
-    #[serde(alias = "payload_type")]
-    payload_type: String,
-    #[serde(default)]
-    signatures: Vec<RawDsseSignature>,
-}
-
-#[derive(Deserialize)]
-struct RawDsseSignature {
-    sig: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawTlogEntry {
-    #[serde(alias = "log_index", deserialize_with = "int64")]
-    log_index: i64,
-    #[serde(alias = "log_id")]
-    log_id: RawLogId,
-    #[serde(alias = "kind_version")]
-    kind_version: RawKindVersion,
-    #[serde(default, alias = "integrated_time", deserialize_with = "int64")]
-    integrated_time: i64,
-    #[serde(default, alias = "inclusion_promise")]
-    inclusion_promise: Option<RawPromise>,
-    #[serde(default, alias = "canonicalized_body")]
-    canonicalized_body: String,
-    #[serde(default, alias = "inclusion_proof")]
-    inclusion_proof: Option<RawInclusionProof>,
-}
-
-/// `dev.sigstore.rekor.v1.InclusionProof`: an audit path for the entry's body in the tree
-/// of `treeSize` leaves whose root is `rootHash`, and the log's checkpoint for that tree.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawInclusionProof {
-    #[serde(alias = "log_index", deserialize_with = "int64")]
-    log_index: i64,
-    #[serde(alias = "root_hash")]
-    root_hash: String,
-    #[serde(alias = "tree_size", deserialize_with = "int64")]
-    tree_size: i64,
-    #[serde(default)]
-    hashes: Vec<String>,
-    #[serde(default)]
-    checkpoint: Option<RawCheckpoint>,
-}
-
-#[derive(Deserialize)]
-struct RawCheckpoint {
-    envelope: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawLogId {
-    #[serde(alias = "key_id")]
-    key_id: String,
-}
-
-#[derive(Deserialize)]
-struct RawKindVersion {
-    kind: String,
-    version: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawPromise {
-    #[serde(alias = "signed_entry_timestamp")]
-    signed_entry_timestamp: String,
-}
-
-/// A `dsse` v0.0.1 Rekor entry body, the fields compared (`sigstore/rekor:
-/// pkg/types/dsse/v0.0.1/dsse_v0_0_1_schema.json`).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawDsseBody {
-    kind: String,
-    api_version: String,
-    spec: RawDsseSpec,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawDsseSpec {
-    payload_hash: RawHash,
-    #[serde(default)]
-    signatures: Vec<RawDsseEntrySignature>,
-}
-
-#[derive(Deserialize)]
-struct RawHash {
-    algorithm: String,
-    value: String,
-}
-
-#[derive(Deserialize)]
-struct RawDsseEntrySignature {
-    /// base64 signature.
-    signature: String,
-    /// base64 of the PEM certificate or public key.
-    verifier: String,
+/// What a rule asks of a bundle beyond its signer.
+#[derive(Debug, Clone, Copy)]
+pub struct Checks<'a> {
+    /// The sigstore trust: logs, certificate authorities, CT logs, timestamp authorities
+    /// (the keyless block's; an empty one for a rule with keys alone).
+    pub root: &'a TrustedRoot,
+    /// Whether a signature needs a transparency-log entry (keyless) or a log entry or a
+    /// timestamp (keys), as `cosign verify` does without `--insecure-ignore-tlog`.
+    pub require_tlog: bool,
+    /// The time a log's integrated time may not be later than.
+    pub now: OffsetDateTime,
 }
 
 #[derive(Deserialize)]
@@ -274,275 +120,136 @@ struct RawSubject {
     digest: std::collections::BTreeMap<String, String>,
 }
 
-/// protojson writes int64 as a string; accept a number too.
-fn int64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Int {
-        Number(i64),
-        Text(String),
-    }
-    match Int::deserialize(d)? {
-        Int::Number(n) => Ok(n),
-        Int::Text(s) => s.parse().map_err(serde::de::Error::custom),
-    }
-}
-
-/// Checks one bundle for `digest` under the rule's keys and keyless trust, in cosign's (and
-/// sigstore-go `verify.Verify`'s) order: the envelope's signature over its PAE first (by a
-/// configured key, else through the Fulcio certificate and a Rekor entry that logged it),
-/// then the claims of the now authenticated statement.
+/// Checks one bundle for `digest` under the rule's keys and keyless trust. The bundle is
+/// verified as sigstore clients verify it ([`sigstore::verify`]: log entries, timestamps,
+/// certificate, SCTs, signature over the DSSE PAE, statement subject); what is cosign's
+/// here is which bundles count for an image (cosign `ociremote.Bundle`: v0.3 and a DSSE
+/// envelope of an in-toto statement, `verifyImageAttestationsSigstoreBundle`), which signer
+/// it counts for, and the predicate type, which tells a signature from an attestation.
 pub fn verify(
     bytes: &[u8],
     digest: &Digest,
     keys: &[CosignKey],
     keyless: Option<&Keyless>,
+    checks: &Checks<'_>,
 ) -> BundleVerdict {
-    let bundle = match parse(bytes) {
-        Ok(b) => b,
-        Err(e) => return BundleVerdict::Failed(e),
-    };
-    // DSSE v1.0 protocol: the signature is over PAE(payloadType, payload), never the
-    // payload alone, so the type is authenticated too.
-    let pae = pae(&bundle.payload_type, &bundle.payload);
-    let signers = match Vouching::by_keys(keys, &pae, &bundle.signature) {
-        Some(by_key) => by_key,
-        None => match (keyless, bundle.certificates.first()) {
-            (Some(keyless), Some(_)) => match keyless_signers(&bundle, &pae, keyless) {
-                Ok(signer) => Vouching::keyless(keys.len(), signer),
-                Err(e) => return BundleVerdict::Failed(e),
-            },
-            _ => return BundleVerdict::Failed(BundleFailure::NoSigner),
-        },
-    };
-    // The statement is authenticated now; cosign `IntotoSubjectClaimVerifier` and
-    // sigstore-go `WithArtifactDigest`: one of its subjects is the image digest. The
-    // predicate type tells a signature from an attestation (SBOM, provenance), which
-    // `cosign verify` does not, but which a rule about signatures must: an attestation is
-    // only ever weighed against the rule's attestation requirements (`trust::attestation`).
-    match statement(&bundle.payload) {
+    match verify_inner(bytes, digest, keys, keyless, checks) {
+        Ok(verdict) => verdict,
         Err(e) => BundleVerdict::Failed(e),
-        Ok(s) if !s.subjects.iter().any(|d| d == digest.as_str()) => {
-            BundleVerdict::OtherSubject(s.subjects.join(", "))
-        }
-        Ok(s) if s.predicate.predicate_type == SIGN_PREDICATE => BundleVerdict::Vouches(signers),
-        Ok(s) => BundleVerdict::Attests(signers, s.predicate),
     }
 }
 
-fn parse(bytes: &[u8]) -> Result<Bundle, BundleFailure> {
-    let raw: RawBundle =
-        serde_json::from_slice(bytes).map_err(|e| BundleFailure::Parse(e.to_string()))?;
-    // cosign `ociremote.Bundle`: `MinVersion("v0.3")`; 0.1 and 0.2 bundles carry a chain
-    // and an inclusion promise only, which cosign image bundles never were.
-    if raw.media_type != BUNDLE_MEDIA_TYPE && raw.media_type != BUNDLE_MEDIA_TYPE_ALT {
-        return Err(BundleFailure::Version(raw.media_type));
+fn verify_inner(
+    bytes: &[u8],
+    digest: &Digest,
+    keys: &[CosignKey],
+    keyless: Option<&Keyless>,
+    checks: &Checks<'_>,
+) -> Result<BundleVerdict, BundleFailure> {
+    let bundle = Bundle::from_json(bytes)?;
+    // cosign `ociremote.Bundle`: `MinVersion("v0.3")`.
+    match bundle.version {
+        Version::V03 => {}
+        Version::V01 => return Err(BundleFailure::Version("v0.1")),
+        Version::V02 => return Err(BundleFailure::Version("v0.2")),
     }
-    let envelope = match (raw.dsse_envelope, raw.message_signature) {
-        (Some(envelope), _) => envelope,
-        (None, Some(_)) => return Err(BundleFailure::MessageSignature),
-        (None, None) => return Err(BundleFailure::NoEnvelope),
+    let Content::Dsse(envelope) = &bundle.content else {
+        return Err(BundleFailure::MessageSignature);
     };
     if envelope.payload_type != INTOTO_PAYLOAD_TYPE {
-        return Err(BundleFailure::PayloadType(envelope.payload_type));
+        return Err(BundleFailure::PayloadType(envelope.payload_type.clone()));
     }
-    // sigstore-go verifies exactly one envelope signature against the bundle's material.
-    let [signature] = envelope.signatures.as_slice() else {
-        return Err(BundleFailure::Signatures(envelope.signatures.len()));
+    let subject: [u8; 32] = match hex::decode(digest.hex())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+    {
+        Some(s) if digest.algorithm() == DigestAlgorithm::Sha256 => s,
+        _ => return Ok(BundleVerdict::OtherSubject(digest.to_string())),
     };
-    let bad = |what: &str| BundleFailure::Parse(format!("{what} is not base64"));
-    let material = raw.verification_material;
-    // `certificate` (v0.3) is the leaf alone; `x509CertificateChain` (older writers) the
-    // leaf first, then intermediates the signer offers, which never add trust.
-    let certificates = match (material.certificate, material.x509_certificate_chain) {
-        (Some(c), _) => vec![b64(&c.raw_bytes).ok_or_else(|| bad("certificate.rawBytes"))?],
-        (None, Some(chain)) => chain
-            .certificates
-            .iter()
-            .map(|c| b64(&c.raw_bytes).ok_or_else(|| bad("a chain certificate")))
-            .collect::<Result<_, _>>()?,
-        (None, None) => Vec::new(),
+    let artifact = Artifact::Sha256(subject);
+    let has_certificate = matches!(bundle.material, Material::Certificate { .. });
+    // DSSE v1.0 protocol: the signature is over PAE(payloadType, payload).
+    let pae = pae(&envelope.payload_type, &envelope.payload);
+    let signature = bundle.signature().unwrap_or_default();
+    let by_key = if has_certificate {
+        None
+    } else {
+        Vouching::by_keys(keys, &pae, signature)
     };
-    let mut tlog = material.tlog_entries;
-    tlog.truncate(MAX_TLOG_ENTRIES);
-    Ok(Bundle {
-        payload_type: envelope.payload_type,
-        payload: b64(&envelope.payload).ok_or_else(|| bad("the envelope payload"))?,
-        signature: b64(&signature.sig).ok_or_else(|| bad("the envelope signature"))?,
-        certificates,
-        tlog,
-    })
+    let (signers, verified) = match (by_key, keyless, has_certificate) {
+        (Some(by_key), _, _) => {
+            let key = &keys[by_key.signers[0]];
+            let req = Requirements {
+                tlog_entries: 0,
+                observer_timestamps: usize::from(checks.require_tlog),
+                signed_timestamps: 0,
+                scts: 0,
+            };
+            let policy = Policy::Key {
+                spki_der: key.spki_der(),
+            };
+            let verified =
+                match sigstore::verify(&bundle, checks.root, artifact, policy, &req, checks.now) {
+                    Ok(v) => v,
+                    Err(SigstoreError::Subject(_)) => return Ok(other_subject(&envelope.payload)),
+                    Err(SigstoreError::Threshold { .. }) => return Err(BundleFailure::NoLogEntry),
+                    Err(e) => return Err(e.into()),
+                };
+            (by_key, verified)
+        }
+        (None, Some(keyless), true) => {
+            let req = Requirements {
+                tlog_entries: usize::from(checks.require_tlog),
+                observer_timestamps: 1,
+                signed_timestamps: 0,
+                // cosign `VerifyEmbeddedSCT`: required unless `--insecure-ignore-sct`; a
+                // trust root without CT logs (the PEM form) cannot check them.
+                scts: usize::from(!checks.root.ctlogs.is_empty()),
+            };
+            let verified = match sigstore::verify(
+                &bundle,
+                checks.root,
+                artifact,
+                Policy::AnyCertificate,
+                &req,
+                checks.now,
+            ) {
+                Ok(v) => v,
+                Err(SigstoreError::Subject(_)) => return Ok(other_subject(&envelope.payload)),
+                Err(e) => return Err(e.into()),
+            };
+            let Signer::Certificate { issuer, sans } = &verified.signer else {
+                return Err(BundleFailure::NoSigner);
+            };
+            let signer = keyless.match_identities(issuer.as_deref(), sans.clone())?;
+            (Vouching::keyless(keys.len(), signer), verified)
+        }
+        _ => return Err(BundleFailure::NoSigner),
+    };
+    // The statement is authenticated now and names the image digest (sigstore-go
+    // `WithArtifactDigest`, checked by `sigstore::verify`). The predicate type tells a
+    // signature from an attestation (SBOM, provenance), which `cosign verify` does not, but
+    // which a rule about signatures must: an attestation is only ever weighed against the
+    // rule's attestation requirements (`trust::attestation`).
+    let payload = verified.statement.map(|s| s.payload).unwrap_or_default();
+    let statement = statement(&payload)?;
+    if !statement.subjects.iter().any(|d| d == digest.as_str()) {
+        return Ok(BundleVerdict::OtherSubject(statement.subjects.join(", ")));
+    }
+    if statement.predicate.predicate_type == SIGN_PREDICATE {
+        Ok(BundleVerdict::Vouches(signers))
+    } else {
+        Ok(BundleVerdict::Attests(signers, statement.predicate))
+    }
 }
 
-/// The keyless path for a bundle: a Rekor v1 entry whose signed entry timestamp verifies
-/// under a configured log key (sigstore-go `verify.VerifyTlogEntry` + `tlog.VerifySET`),
-/// which logged this envelope's payload, signature and certificate, and whose inclusion
-/// proof and checkpoint, when it carries them, verify ([`tlog`]); then the signer checks
-/// at the entry's integrated time, as for a `.sig` layer ([`Keyless::verify_signer`]).
-fn keyless_signers(
-    bundle: &Bundle,
-    pae: &[u8],
-    keyless: &Keyless,
-) -> Result<KeylessSigner, BundleFailure> {
-    let leaf = &bundle.certificates[0];
-    let mut failure = BundleFailure::NoEntry;
-    for entry in &bundle.tlog {
-        let Some(log_id) = b64(&entry.log_id.key_id).map(hex::encode) else {
-            continue;
-        };
-        // Skip entries of logs the rule does not trust (sigstore-go does the same).
-        if !keyless.trusts_log(&log_id) {
-            continue;
-        }
-        let (kind, version) = (&entry.kind_version.kind, &entry.kind_version.version);
-        // Rekor v2 entries (`hashedrekord`/`dsse` 0.0.2) have no SET: only a checkpoint and
-        // an inclusion proof, which is not enough for this verifier yet (no SET to give the
-        // log time).
-        let Some(promise) = &entry.inclusion_promise else {
-            failure = BundleFailure::RekorV2 {
-                kind: kind.clone(),
-                version: version.clone(),
-            };
-            continue;
-        };
-        if version != "0.0.1" {
-            failure = BundleFailure::RekorV2 {
-                kind: kind.clone(),
-                version: version.clone(),
-            };
-            continue;
-        }
-        if kind != "dsse" {
-            failure = BundleFailure::EntryKind {
-                kind: kind.clone(),
-                version: version.clone(),
-            };
-            continue;
-        }
-        let Some(body) = b64(&entry.canonicalized_body) else {
-            failure = BundleFailure::Parse("canonicalizedBody is not base64".to_owned());
-            continue;
-        };
-        let set = b64(&promise.signed_entry_timestamp).unwrap_or_default();
-        // The SET signs the same payload as a legacy bundle's: the body as Rekor returned
-        // it (base64), integratedTime, logIndex and the hex log ID.
-        let payload = RekorPayload {
-            body: base64::engine::general_purpose::STANDARD.encode(&body),
-            integrated_time: entry.integrated_time,
-            log_index: entry.log_index,
-            log_id,
-        };
-        if let Err(e) = keyless.verify_set(&payload, &set) {
-            failure = e.into();
-            continue;
-        }
-        // sigstore-go `tlog.VerifyInclusion`: a proof the entry carries must hold, under the
-        // key that signed the SET. Entries without one count on their SET alone.
-        if let Some(proof) = &entry.inclusion_proof {
-            let key = keyless.rekor_key(&payload.log_id).map(|k| k.log_key());
-            if let Err(e) = key
-                .ok_or_else(|| "no trusted key for the log".to_owned())
-                .and_then(|key| verify_inclusion_proof(proof, &body, key))
-            {
-                failure = BundleFailure::Inclusion(e);
-                continue;
-            }
-        }
-        // sigstore-go `VerifyTlogEntry`, Rekor v1: the (now authenticated) entry is about
-        // this envelope: its payload hash, its signature and its certificate.
-        if let Err(e) = dsse_entry_matches(&body, &bundle.payload, &bundle.signature, leaf) {
-            failure = e.into();
-            continue;
-        }
-        return Ok(keyless.verify_signer(
-            leaf,
-            &bundle.certificates[1..],
-            entry.integrated_time,
-            pae,
-            &bundle.signature,
-        )?);
+/// The verdict for a statement whose signature verified but whose subjects are other
+/// digests: which ones, for the refusal.
+fn other_subject(payload: &[u8]) -> BundleVerdict {
+    match statement(payload) {
+        Ok(s) => BundleVerdict::OtherSubject(s.subjects.join(", ")),
+        Err(e) => BundleVerdict::Failed(e),
     }
-    Err(failure)
-}
-
-/// A Rekor v1 inclusion proof (sigstore-go `tlog.VerifyInclusion`, Rekor
-/// `verify.VerifyInclusion` and `VerifyCheckpointSignature`): the leaf is the canonicalized
-/// entry body, the audit path leads from it to the proof's root hash (RFC 9162 section
-/// 2.1.3.2), and the checkpoint, signed by the log's key, commits to that same root hash and
-/// tree size.
-fn verify_inclusion_proof(
-    proof: &RawInclusionProof,
-    body: &[u8],
-    key: &tlog::LogKey,
-) -> Result<(), String> {
-    let (Ok(index), Ok(size)) = (
-        u64::try_from(proof.log_index),
-        u64::try_from(proof.tree_size),
-    ) else {
-        return Err("a negative log index or tree size".to_owned());
-    };
-    if proof.hashes.len() > tlog::MAX_PATH {
-        return Err(tlog::ProofError::PathTooLong(proof.hashes.len()).to_string());
-    }
-    let path = proof
-        .hashes
-        .iter()
-        .map(|h| b64(h).ok_or_else(|| "an audit path hash is not base64".to_owned()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let root = b64(&proof.root_hash).ok_or_else(|| "the root hash is not base64".to_owned())?;
-    let checkpoint = proof
-        .checkpoint
-        .as_ref()
-        .ok_or_else(|| "the proof has no checkpoint".to_owned())?;
-    tlog::verify_inclusion_in_checkpoint(
-        index,
-        size,
-        body,
-        &path,
-        &root,
-        checkpoint.envelope.as_bytes(),
-        key,
-    )
-    .map(drop)
-    .map_err(|e| e.to_string())
-}
-
-/// Whether a `dsse` v0.0.1 entry body logged `payload` (by its SHA-256) signed with
-/// `signature` by the certificate `leaf` (DER).
-fn dsse_entry_matches(
-    body: &[u8],
-    payload: &[u8],
-    signature: &[u8],
-    leaf: &[u8],
-) -> Result<(), KeylessFailure> {
-    let body: RawDsseBody = serde_json::from_slice(body)
-        .map_err(|e| KeylessFailure::Bundle(format!("the dsse entry does not parse: {e}")))?;
-    if body.kind != "dsse" || body.api_version != "0.0.1" {
-        return Err(KeylessFailure::Bundle(format!(
-            "the entry body is {} {}, not dsse 0.0.1",
-            body.kind, body.api_version
-        )));
-    }
-    let hash = &body.spec.payload_hash;
-    let payload_hash = hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        payload,
-    ));
-    if hash.algorithm != "sha256" || !hash.value.eq_ignore_ascii_case(&payload_hash) {
-        return Err(KeylessFailure::EntryMismatch("payload"));
-    }
-    let logged = body
-        .spec
-        .signatures
-        .iter()
-        .find(|s| b64(&s.signature).as_deref() == Some(signature))
-        .ok_or(KeylessFailure::EntryMismatch("signature"))?;
-    let logged_cert =
-        b64(&logged.verifier).and_then(|pem| pem_certificates(&pem).into_iter().next());
-    if logged_cert.as_deref() != Some(leaf) {
-        return Err(KeylessFailure::EntryMismatch("certificate"));
-    }
-    Ok(())
 }
 
 /// DSSE v1 pre-authentication encoding: `"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`.
@@ -586,12 +293,6 @@ fn statement(payload: &[u8]) -> Result<Statement, BundleFailure> {
             predicate: statement.predicate,
         },
     })
-}
-
-fn b64(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .ok()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::keys::CosignKey;
 use crate::policy::{Identity, Matcher};
+use crate::trust::root::{in_window, CertificateAuthority, Tlog, TrustedRoot};
 use crate::trust::tlog::{self, RekorPayload};
 use crate::trust::x509::{self, Pool};
 
@@ -27,11 +28,10 @@ pub type RootsError = x509::PoolError;
 const OID_ISSUER_V2: &str = "1.3.6.1.4.1.57264.1.8";
 const OID_ISSUER_V1: &str = "1.3.6.1.4.1.57264.1.1";
 
-/// One rule's keyless trust: Fulcio roots, Rekor log keys and signer identities.
+/// One rule's keyless trust: a sigstore trusted root (Fulcio authorities, Rekor logs, CT
+/// logs, timestamp authorities, each with its window) and the signer identities.
 pub struct Keyless {
-    /// The trusted Fulcio roots, and the intermediates a leaf may chain through.
-    fulcio: Pool,
-    rekor: Vec<CosignKey>,
+    root: TrustedRoot,
     identities: Vec<CompiledIdentity>,
 }
 
@@ -155,12 +155,47 @@ struct RawContent {
 impl Keyless {
     /// `roots_pem` holds the trusted Fulcio certificates: self-signed ones become trust
     /// anchors, the others intermediates (as cosign's `SIGSTORE_ROOT_FILE` is read).
+    ///
+    /// The PEM form has no validity windows, CT logs or timestamp authorities: it is read
+    /// as a trusted root whose authority and logs are valid at all times.
     pub fn new(
         roots_pem: &[u8],
         rekor: Vec<CosignKey>,
         identities: &[Identity],
     ) -> Result<Self, RootsError> {
-        let fulcio = Pool::from_pem(roots_pem)?;
+        let pool = Pool::from_pem(roots_pem)?;
+        let root = TrustedRoot {
+            media_type: "PEM Fulcio roots and Rekor keys".to_owned(),
+            tlogs: rekor
+                .iter()
+                .enumerate()
+                .map(|(i, key)| Tlog {
+                    base_url: format!("rekor key {} ({})", i + 1, key.id()),
+                    origin: String::new(),
+                    log_id: key.log_key().log_id().to_vec(),
+                    checkpoint_key_id: None,
+                    key_details: "PKIX_ECDSA_P256_SHA_256".to_owned(),
+                    key: Ok(key.log_key().clone()),
+                    valid_from: OffsetDateTime::UNIX_EPOCH,
+                    valid_until: None,
+                })
+                .collect(),
+            certificate_authorities: vec![CertificateAuthority {
+                uri: "fulcio_roots".to_owned(),
+                pool,
+                valid_from: OffsetDateTime::UNIX_EPOCH,
+                valid_until: None,
+            }],
+            ctlogs: Vec::new(),
+            ctlogs_unsupported: 0,
+            timestamp_authorities: Vec::new(),
+            timestamp_authority_uris: Vec::new(),
+        };
+        Ok(Self::with_root(root, identities))
+    }
+
+    /// Keyless trust from a sigstore trusted root.
+    pub fn with_root(root: TrustedRoot, identities: &[Identity]) -> Self {
         let identities = identities
             .iter()
             .map(|id| CompiledIdentity {
@@ -168,11 +203,12 @@ impl Keyless {
                 subject: CompiledMatcher::new(&id.subject),
             })
             .collect();
-        Ok(Keyless {
-            fulcio,
-            rekor,
-            identities,
-        })
+        Keyless { root, identities }
+    }
+
+    /// The trusted root.
+    pub fn root(&self) -> &TrustedRoot {
+        &self.root
     }
 
     /// How many identities there are (each counts once towards a threshold).
@@ -233,45 +269,72 @@ impl Keyless {
         )
     }
 
-    /// cosign `VerifySET`: the log key is the one whose ID (SHA-256 of its DER public key)
-    /// the entry names; the SET is checked by [`tlog::verify_set`]. The same for a legacy
-    /// bundle annotation and a sigstore bundle's `inclusionPromise` (sigstore-go
-    /// `tlog.VerifySET` builds the same payload).
-    pub(super) fn verify_set(
-        &self,
-        payload: &RekorPayload,
-        set: &[u8],
-    ) -> Result<(), KeylessFailure> {
-        let log = self
-            .rekor
-            .iter()
-            .find(|k| k.log_id().eq_ignore_ascii_case(&payload.log_id))
+    /// cosign `VerifySET`: the log key is the one whose ID the entry names; the SET is
+    /// checked by [`tlog::verify_set`], and the log must have been trusted (its window in
+    /// the trusted root) at the integrated time.
+    fn verify_set(&self, payload: &RekorPayload, set: &[u8]) -> Result<(), KeylessFailure> {
+        let log = hex::decode(&payload.log_id)
+            .ok()
+            .and_then(|id| self.root.tlog(&id))
             .ok_or_else(|| KeylessFailure::UnknownLog(payload.log_id.clone()))?;
-        if !tlog::verify_set(log.log_key(), payload, set) {
+        let key = log
+            .key
+            .as_ref()
+            .map_err(|_| KeylessFailure::UnknownLog(payload.log_id.clone()))?;
+        if !tlog::verify_set(key, payload, set) {
             return Err(KeylessFailure::BadSet);
+        }
+        let at = OffsetDateTime::from_unix_timestamp(payload.integrated_time).map_err(|_| {
+            KeylessFailure::Bundle("the integrated time is out of range".to_owned())
+        })?;
+        if !in_window(at, log.valid_from, log.valid_until) {
+            return Err(KeylessFailure::Bundle(format!(
+                "the entry's integrated time {} is outside the window of {} in the trusted root",
+                rfc3339(payload.integrated_time),
+                log.base_url
+            )));
         }
         Ok(())
     }
 
-    /// The trusted Rekor log key with this (hex) ID.
-    pub(super) fn rekor_key(&self, log_id: &str) -> Option<&CosignKey> {
-        self.rekor
+    /// cosign `CheckCertificatePolicy`: an identity matches when its issuer matches the
+    /// Fulcio issuer extension and its subject one of the SANs. Returns the identities the
+    /// certificate matches (never empty) and who it is.
+    pub(super) fn match_identities(
+        &self,
+        issuer: Option<&str>,
+        sans: Vec<String>,
+    ) -> Result<KeylessSigner, KeylessFailure> {
+        let issuer = issuer.unwrap_or_default().to_owned();
+        let matched: Vec<usize> = self
+            .identities
             .iter()
-            .find(|k| k.log_id().eq_ignore_ascii_case(log_id))
-    }
-
-    /// Whether a Rekor log key with this (hex) ID is trusted.
-    pub(super) fn trusts_log(&self, log_id: &str) -> bool {
-        self.rekor
-            .iter()
-            .any(|k| k.log_id().eq_ignore_ascii_case(log_id))
+            .enumerate()
+            .filter(|(_, id)| {
+                id.issuer.matches(&issuer) && sans.iter().any(|san| id.subject.matches(san))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if matched.is_empty() {
+            return Err(KeylessFailure::NoIdentity {
+                subjects: sans.join(", "),
+                issuer,
+            });
+        }
+        let mut names = sans;
+        names.sort_unstable();
+        names.dedup();
+        Ok(KeylessSigner {
+            identities: matched,
+            principal: serde_json::json!([issuer, names]).to_string(),
+        })
     }
 
     /// The checks on the signer once the log entry is known to be about this signature:
     /// the certificate's validity at the log's (authenticated) time `at`, its chain, the
     /// signature over `message` with its key, and the identities it matches (never empty).
     /// `chain` holds DER candidate intermediates offered by the signer (untrusted).
-    pub(super) fn verify_signer(
+    fn verify_signer(
         &self,
         leaf_der: &[u8],
         chain: &[Vec<u8>],
@@ -312,49 +375,37 @@ impl Keyless {
             return Err(KeylessFailure::BadSignature);
         }
 
-        // cosign `CheckCertificatePolicy`: an identity matches when its issuer matches the
-        // Fulcio issuer extension and its subject one of the SANs.
-        let issuer = oidc_issuer(&leaf).unwrap_or_default();
-        let sans = x509::subject_names(&leaf);
-        let matched: Vec<usize> = self
-            .identities
-            .iter()
-            .enumerate()
-            .filter(|(_, id)| {
-                id.issuer.matches(&issuer) && sans.iter().any(|san| id.subject.matches(san))
-            })
-            .map(|(i, _)| i)
-            .collect();
-        if matched.is_empty() {
-            return Err(KeylessFailure::NoIdentity {
-                subjects: sans.join(", "),
-                issuer,
-            });
-        }
-        let mut names = sans;
-        names.sort_unstable();
-        names.dedup();
-        Ok(KeylessSigner {
-            identities: matched,
-            principal: serde_json::json!([issuer, names]).to_string(),
-        })
+        self.match_identities(oidc_issuer(&leaf).as_deref(), x509::subject_names(&leaf))
     }
 
+    /// A path to a certificate authority of the trusted root whose window contains `at`.
     fn check_chain(
         &self,
         leaf_der: &[u8],
         chain: &[Vec<u8>],
         at: i64,
     ) -> Result<(), KeylessFailure> {
-        // The chain annotation only offers candidate intermediates; trust comes from the
-        // anchors alone.
-        self.fulcio
-            .verify(leaf_der, chain, at, x509::EKU_CODE_SIGNING)
-            .map(drop)
-            .map_err(|e| match e {
-                x509::ChainError::Certificate(e) => KeylessFailure::Certificate(e),
-                x509::ChainError::Untrusted(e) => KeylessFailure::Untrusted(e),
-            })
+        let when = OffsetDateTime::from_unix_timestamp(at)
+            .map_err(|_| KeylessFailure::Untrusted("the time is out of range".to_owned()))?;
+        let mut last = KeylessFailure::Untrusted(format!(
+            "no certificate authority of the trusted root was valid at {}",
+            rfc3339(at)
+        ));
+        for ca in &self.root.certificate_authorities {
+            if !in_window(when, ca.valid_from, ca.valid_until) {
+                continue;
+            }
+            // The chain annotation only offers candidate intermediates; trust comes from
+            // the authority alone.
+            match ca.pool.verify(leaf_der, chain, at, x509::EKU_CODE_SIGNING) {
+                Ok(_) => return Ok(()),
+                Err(x509::ChainError::Certificate(e)) => {
+                    return Err(KeylessFailure::Certificate(e))
+                }
+                Err(x509::ChainError::Untrusted(e)) => last = KeylessFailure::Untrusted(e),
+            }
+        }
+        Err(last)
     }
 }
 

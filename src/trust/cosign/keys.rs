@@ -12,6 +12,8 @@ pub struct CosignKey {
     /// `sha256:<hex>` of the SPKI DER, to name the key in logs without printing it.
     id: String,
     key: LogKey,
+    /// The DER SubjectPublicKeyInfo.
+    spki: Vec<u8>,
 }
 
 /// Why a PEM file is not a usable cosign key.
@@ -44,7 +46,11 @@ impl CosignKey {
             "sha256:{}",
             hex::encode(digest::digest(&digest::SHA256, &pem.contents))
         );
-        Ok(CosignKey { id, key })
+        Ok(CosignKey {
+            id,
+            key,
+            spki: pem.contents,
+        })
     }
 
     /// Whether `sig` (ASN.1 DER) is this key's ECDSA P-256 SHA-256 signature over `payload`.
@@ -55,6 +61,11 @@ impl CosignKey {
     /// The key's name in messages: the SHA-256 of its SubjectPublicKeyInfo.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The DER SubjectPublicKeyInfo.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki
     }
 
     /// The key as a transparency log's key (for a Rekor key: its SETs and checkpoints).

@@ -73,7 +73,7 @@ use super::{
 use crate::{
     oci::{self, Digest},
     policy::{AttestationRequirement, Signatures},
-    trust::attestation::Checklist,
+    trust::{attestation::Checklist, root::TrustedRoot},
     upstream::UpstreamError,
 };
 
@@ -136,6 +136,11 @@ pub struct CosignVerifier {
     signatures: Signatures,
     /// Attestations the digest must carry besides, each by one of the signers.
     attestations: Arc<[AttestationRequirement]>,
+    /// Whether a bundle needs a transparency-log entry (keyless) or a log entry or an RFC
+    /// 3161 timestamp (key-signed), as `cosign verify` without `--insecure-ignore-tlog`.
+    require_tlog: bool,
+    /// The trust a rule without `keyless` checks key-signed bundles under: none.
+    no_root: TrustedRoot,
     verdicts: Mutex<LruCache<(String, String), (Instant, Verdict)>>,
     sets: Mutex<LruCache<SetKey, (Instant, Arc<SignedSet>)>>,
 }
@@ -158,8 +163,27 @@ impl CosignVerifier {
             signature_repository,
             signatures: Signatures::Required,
             attestations: Arc::new([]),
+            require_tlog: true,
+            no_root: TrustedRoot::empty(),
             verdicts: Mutex::new(LruCache::new(nonzero(VERDICTS))),
             sets: Mutex::new(LruCache::new(nonzero(SETS))),
+        }
+    }
+
+    /// Whether bundles need a log entry (or, key-signed, a timestamp); default true.
+    pub fn with_require_tlog(self, require_tlog: bool) -> Self {
+        CosignVerifier {
+            require_tlog,
+            ..self
+        }
+    }
+
+    /// What a bundle is checked under, beyond its signer.
+    fn bundle_checks(&self) -> bundle::Checks<'_> {
+        bundle::Checks {
+            root: self.keyless.as_ref().map_or(&self.no_root, Keyless::root),
+            require_tlog: self.require_tlog,
+            now: time::OffsetDateTime::now_utc(),
         }
     }
 

@@ -139,7 +139,13 @@ impl CosignVerifier {
                 continue;
             };
             referred.any = true;
-            let counted = match bundle::verify(&bytes, digest, &self.keys, self.keyless.as_ref()) {
+            let counted = match bundle::verify(
+                &bytes,
+                digest,
+                &self.keys,
+                self.keyless.as_ref(),
+                &self.bundle_checks(),
+            ) {
                 BundleVerdict::Vouches(signers) => {
                     tally.signers.add(signers);
                     true
