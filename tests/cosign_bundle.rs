@@ -71,6 +71,8 @@ struct Env {
     proxy: Proxy,
     registry: Registry,
     trust: Trust,
+    /// The trusted_root.json files of the `rooted`, `lapsed` and `unlogged` rules.
+    _roots: tempfile::TempDir,
 }
 
 impl Env {
@@ -80,10 +82,38 @@ impl Env {
         // file, as from Sigstore's trusted root.
         let trust = Trust::new(true);
         let identity = format!(r#"{{issuer: "{ISSUER}", subject: "{SUBJECT}"}}"#);
+        // The same Sigstore as a trusted_root.json: with open windows; with a CA whose
+        // window closed before the signing (2 h ago); with a log trusted only from 10
+        // minutes ago (after the entry was integrated).
+        let roots = tempfile::tempdir().unwrap();
+        let now = OffsetDateTime::now_utc();
+        let month = now - time::Duration::days(30);
+        let rooted = |name: &str, ca, log| {
+            let path = roots.path().join(name);
+            std::fs::write(&path, trust.trusted_root_json(ca, log)).unwrap();
+            format!(
+                "      keyless:\n        trusted_root: {}\n        identities:\n          - {identity}\n",
+                serde_json::json!(path.to_str().unwrap())
+            )
+        };
+        let open = rooted("open.json", (month, None), (month, None));
+        let lapsed = rooted(
+            "lapsed.json",
+            (month, Some(now - time::Duration::hours(2))),
+            (month, None),
+        );
+        let unlogged = rooted(
+            "unlogged.json",
+            (month, None),
+            (now - time::Duration::minutes(10), None),
+        );
         let body = cosign::config(
             &registry.url(),
             &[
                 cosign::verify_rule("keyless/**", &trust.keyless_yaml(&identity)),
+                cosign::verify_rule("rooted/**", &open),
+                cosign::verify_rule("lapsed/**", &lapsed),
+                cosign::verify_rule("unlogged/**", &unlogged),
                 cosign::verify_rule(
                     "keyed/**",
                     &format!(
@@ -97,6 +127,7 @@ impl Env {
             proxy: Proxy::start(&body),
             registry,
             trust,
+            _roots: roots,
         }
     }
 
@@ -379,6 +410,26 @@ fn keyless_bundle_serves_the_image_and_its_referrers() {
 }
 
 #[test]
+fn keyless_bundle_verifies_under_a_trusted_root_json_and_its_windows() {
+    let env = Env::start();
+    let image = env.push_image("rooted/app", "v1");
+    env.attach("rooted/app", &image, &env.keyless());
+    env.proxy.expect_image_served("rooted/app", "v1", &image);
+    // A certificate authority counts only within its window in the trusted root.
+    env.expect_bundle_refused(
+        "lapsed/app",
+        &env.keyless(),
+        "no certificate authority of the trusted root was valid",
+    );
+    // So does a log.
+    env.expect_bundle_refused(
+        "unlogged/app",
+        &env.keyless(),
+        "outside the validity of https://rekor.test",
+    );
+}
+
+#[test]
 fn key_based_bundle_serves_the_image() {
     let env = Env::start();
     let repo = "keyed/app";
@@ -547,4 +598,42 @@ fn attack_bundle_on_the_second_referrers_page_counts_and_a_foreign_next_page_is_
     );
     assert_eq!(upstream.count(&format!("{api}?last=1")), 1);
     assert_eq!(elsewhere.requests(), Vec::<String>::new());
+}
+
+#[test]
+fn tuf_rule_without_a_reachable_repository_or_a_cache_refuses_to_start_and_says_why() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/conformance/sigstore/public-good/metadata/root_history/1.root.json");
+    if !root.is_file() {
+        eprintln!("skipped: no sigstore TUF root at {}", root.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let initial = dir.path().join("sigstore-root.json");
+    std::fs::copy(&root, &initial).unwrap();
+    // A port nothing listens on: the repository cannot be reached, and there is no cache.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let keyless = format!(
+        "      keyless:\n        tuf: {{url: \"{url}\", root: {}}}\n        identities:\n          - \
+         {{issuer: \"{ISSUER}\", subject: \"{SUBJECT}\"}}\n",
+        serde_json::json!(initial.to_str().unwrap())
+    );
+    let config = dir.path().join("trustgate.yaml");
+    let registry = "http://127.0.0.1:9";
+    let body = format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n{}",
+        cosign::config(registry, &[cosign::verify_rule("tuf/**", &keyless)])
+    );
+    std::fs::write(&config, body).unwrap();
+    let out = support::trustgate(["serve", "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started without a trust root: {stderr}"
+    );
+    for phrase in ["TUF repository", &url, "no usable cache"] {
+        assert!(stderr.contains(phrase), "`{phrase}` not in {stderr}");
+    }
 }

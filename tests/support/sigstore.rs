@@ -141,6 +141,55 @@ impl Trust {
         }
     }
 
+    /// This Sigstore as a sigstore `trusted_root.json`: the CA (intermediate, then root) valid
+    /// over `ca`, the Rekor key valid over `log` (start, end; `None`: open), no CT logs.
+    pub fn trusted_root_json(
+        &self,
+        ca: (OffsetDateTime, Option<OffsetDateTime>),
+        log: (OffsetDateTime, Option<OffsetDateTime>),
+    ) -> String {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let der = |pem: &str| {
+            let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap()
+        };
+        let rfc3339 = |t: OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        };
+        let window = |(start, end): (OffsetDateTime, Option<OffsetDateTime>)| match end {
+            Some(end) => serde_json::json!({"start": rfc3339(start), "end": rfc3339(end)}),
+            None => serde_json::json!({"start": rfc3339(start)}),
+        };
+        let spki = self.rekor.key.subject_public_key_info();
+        let log_id = hex::decode(self.rekor.log_id()).unwrap();
+        serde_json::json!({
+            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+            "tlogs": [{
+                "baseUrl": "https://rekor.test",
+                "hashAlgorithm": "SHA2_256",
+                "publicKey": {"rawBytes": b64(&spki), "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                              "validFor": window(log)},
+                "logId": {"keyId": b64(&log_id)}
+            }],
+            "certificateAuthorities": [{
+                "subject": {"organization": "sigstore.dev", "commonName": "sigstore"},
+                "uri": "https://fulcio.test",
+                "certChain": {"certificates": [
+                    {"rawBytes": b64(&der(&self.ca.intermediate_pem))},
+                    {"rawBytes": b64(&der(&self.ca.root_pem))}
+                ]},
+                "validFor": window(ca)
+            }],
+            "ctlogs": [],
+            "timestampAuthorities": []
+        })
+        .to_string()
+    }
+
     /// The `keyless` section of a policy rule trusting this Sigstore for `identity` (a YAML
     /// flow mapping such as `{issuer: "...", subject: "..."}`), indented for a rule's keys.
     pub fn keyless_yaml(&self, identity: &str) -> String {
