@@ -57,7 +57,10 @@ impl Publisher {
     /// A `verify` rule for `REGISTRY/<repos>` trusting this key.
     fn rule(&self, repos: &str) -> String {
         let path = serde_json::json!(self.public.to_str().unwrap()).to_string();
-        cosign::verify_rule(repos, &format!("      keys: [{path}]\n"))
+        cosign::verify_rule(
+            repos,
+            &format!("      keys: [{path}]\n      require_tlog: false\n"),
+        )
     }
 
     /// Signs `subject` (a digest) as `cosign sign` does and pushes the `.sig` manifest.

@@ -73,7 +73,10 @@ impl Env {
         let key = Key::generate(keys.path(), "publisher");
         let public = serde_json::json!(key.public.to_str().unwrap()).to_string();
         let rules = [
-            cosign::verify_rule("signed/**", &format!("      keys: [{public}]\n")),
+            cosign::verify_rule(
+                "signed/**",
+                &format!("      keys: [{public}]\n      require_tlog: false\n"),
+            ),
             format!("    - match: \"{REGISTRY}/open/**\"\n      action: allow\n"),
         ];
         let body = cosign::config(&mitm.url(), &rules) + extra;

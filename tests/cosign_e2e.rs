@@ -35,11 +35,16 @@ impl Env {
         );
         let path = |k: &Key| serde_json::json!(k.public.to_str().unwrap()).to_string();
         let rules = [
-            cosign::verify_rule("cosign/**", &format!("      keys: [{}]\n", path(&a))),
+            cosign::verify_rule(
+                "cosign/**",
+                &format!("      keys: [{}]\n      require_tlog: false\n", path(&a)),
+            ),
+            // The default, as `cosign verify --key`: a key signature must have been logged.
+            cosign::verify_rule("strict/**", &format!("      keys: [{}]\n", path(&a))),
             cosign::verify_rule(
                 "two/**",
                 &format!(
-                    "      keys: [{}, {}]\n      threshold: 2\n",
+                    "      keys: [{}, {}]\n      threshold: 2\n      require_tlog: false\n",
                     path(&a),
                     path(&b)
                 ),
@@ -125,6 +130,22 @@ fn cosign_signed_image_is_served_by_tag_digest_and_blob_and_pulls_with_skopeo() 
     );
     let got = std::fs::read(out.path().join("img/manifest.json")).unwrap();
     assert_eq!(got, image.manifest.bytes);
+}
+
+#[test]
+fn cosign_key_signature_without_a_log_entry_is_refused_unless_the_rule_says_require_tlog_false() {
+    let env = Env::start();
+    let image = env.push_image("strict/app", "v1");
+    env.sign("strict/app", &image.manifest.digest, &[&env.a]);
+    env.proxy.expect_refused(
+        "strict/app",
+        "v1",
+        &image,
+        &[
+            "the key signature has no Rekor bundle",
+            "require_tlog: false",
+        ],
+    );
 }
 
 #[test]

@@ -77,6 +77,11 @@ pub enum KeylessFailure {
     Certificate(String),
     #[error("there is no Rekor bundle (offline transparency-log proof) beside the certificate")]
     NoBundle,
+    #[error(
+        "the key signature has no Rekor bundle from a log of the rule's `keyless` trust root \
+         (cosign verify requires one; `require_tlog: false` accepts the key alone)"
+    )]
+    KeyNotLogged,
     #[error("the Rekor bundle does not parse: {0}")]
     Bundle(String),
     #[error("the Rekor bundle is from log {0}, whose key is not trusted")]
@@ -224,36 +229,11 @@ impl Keyless {
 
         // cosign `VerifyBundle`: an offline proof that the signature was logged, and when.
         let bundle = layer.bundle.ok_or(KeylessFailure::NoBundle)?;
-        let bundle: RawBundle =
-            serde_json::from_str(bundle).map_err(|e| KeylessFailure::Bundle(e.to_string()))?;
-        let payload = &bundle.payload;
-        let set = b64(&bundle.set).ok_or(KeylessFailure::BadSet)?;
-        self.verify_set(payload, &set)?;
-
-        // cosign `compareSigs`, `comparePublicKey`, `bundleHash`: the (now authenticated)
-        // entry is about this signature, this certificate and this payload.
-        let body = b64(&payload.body)
-            .ok_or_else(|| KeylessFailure::Bundle("the entry body is not base64".to_owned()))?;
-        let body: RawBody =
-            serde_json::from_slice(&body).map_err(|e| KeylessFailure::Bundle(e.to_string()))?;
-        if body.kind != "hashedrekord" || body.api_version != "0.0.1" {
-            return Err(KeylessFailure::Bundle(format!(
-                "entry kind {} {} is not supported (hashedrekord 0.0.1 is)",
-                body.kind, body.api_version
-            )));
-        }
-        if b64(&body.spec.signature.content).as_deref() != Some(layer.signature) {
-            return Err(KeylessFailure::EntryMismatch("signature"));
-        }
-        let logged_cert = b64(&body.spec.signature.public_key.content)
-            .and_then(|pem| first_pem_certificate(&pem));
+        let (logged_key, integrated_time) =
+            self.logged_entry(bundle, layer.payload, layer.signature)?;
+        let logged_cert = first_pem_certificate(&logged_key);
         if logged_cert.as_deref() != Some(leaf_der.as_slice()) {
             return Err(KeylessFailure::EntryMismatch("certificate"));
-        }
-        let payload_hash = hex::encode(digest::digest(&digest::SHA256, layer.payload));
-        let hash = &body.spec.data.hash;
-        if hash.algorithm != "sha256" || !hash.value.eq_ignore_ascii_case(&payload_hash) {
-            return Err(KeylessFailure::EntryMismatch("payload"));
         }
 
         let chain: Vec<Vec<u8>> = layer
@@ -263,10 +243,69 @@ impl Keyless {
         self.verify_signer(
             &leaf_der,
             &chain,
-            payload.integrated_time,
+            integrated_time,
             layer.payload,
             layer.signature,
         )
+    }
+
+    /// A key-signed layer's Rekor bundle (`dev.sigstore.cosign/bundle`), as `cosign verify
+    /// --key` requires one unless `--insecure-ignore-tlog`: the SET verifies under a log of
+    /// the trusted root, and the entry logged this payload, this signature and this key.
+    pub fn verify_key_bundle(
+        &self,
+        bundle: &str,
+        payload: &[u8],
+        signature: &[u8],
+        key: &CosignKey,
+    ) -> Result<(), KeylessFailure> {
+        let (logged_key, _) = self.logged_entry(bundle, payload, signature)?;
+        let logged = x509_parser::pem::parse_x509_pem(&logged_key)
+            .ok()
+            .map(|(_, pem)| pem.contents);
+        if logged.as_deref() != Some(key.spki_der()) {
+            return Err(KeylessFailure::EntryMismatch("public key"));
+        }
+        Ok(())
+    }
+
+    /// cosign `VerifyBundle`, `compareSigs`, `bundleHash`: the SET of a legacy Rekor bundle
+    /// verifies, and the (now authenticated) `hashedrekord` 0.0.1 entry is about this
+    /// signature and this payload. Returns the PEM the entry logged as the signer (a
+    /// certificate or a public key) and the integrated time.
+    fn logged_entry(
+        &self,
+        bundle: &str,
+        payload: &[u8],
+        signature: &[u8],
+    ) -> Result<(Vec<u8>, i64), KeylessFailure> {
+        let bundle: RawBundle =
+            serde_json::from_str(bundle).map_err(|e| KeylessFailure::Bundle(e.to_string()))?;
+        let entry = &bundle.payload;
+        let set = b64(&bundle.set).ok_or(KeylessFailure::BadSet)?;
+        self.verify_set(entry, &set)?;
+        let body = b64(&entry.body)
+            .ok_or_else(|| KeylessFailure::Bundle("the entry body is not base64".to_owned()))?;
+        let body: RawBody =
+            serde_json::from_slice(&body).map_err(|e| KeylessFailure::Bundle(e.to_string()))?;
+        if body.kind != "hashedrekord" || body.api_version != "0.0.1" {
+            return Err(KeylessFailure::Bundle(format!(
+                "entry kind {} {} is not supported (hashedrekord 0.0.1 is)",
+                body.kind, body.api_version
+            )));
+        }
+        if b64(&body.spec.signature.content).as_deref() != Some(signature) {
+            return Err(KeylessFailure::EntryMismatch("signature"));
+        }
+        let payload_hash = hex::encode(digest::digest(&digest::SHA256, payload));
+        let hash = &body.spec.data.hash;
+        if hash.algorithm != "sha256" || !hash.value.eq_ignore_ascii_case(&payload_hash) {
+            return Err(KeylessFailure::EntryMismatch("payload"));
+        }
+        let logged = b64(&body.spec.signature.public_key.content).ok_or_else(|| {
+            KeylessFailure::Bundle("the entry's public key is not base64".to_owned())
+        })?;
+        Ok((logged, entry.integrated_time))
     }
 
     /// cosign `VerifySET`: the log key is the one whose ID the entry names; the SET is

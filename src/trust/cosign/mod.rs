@@ -342,7 +342,7 @@ impl CosignVerifier {
                     self.threshold,
                     tally
                         .keyless_failure
-                        .map(|e| format!("; a keyless signature did not count: {e}"))
+                        .map(|e| format!("; a signature did not count: {e}"))
                         .unwrap_or_default(),
                     tally
                         .bundle_failure
@@ -431,7 +431,25 @@ impl CosignVerifier {
         failure: &mut Option<KeylessFailure>,
     ) -> Option<Vouching> {
         if let Some(by_key) = Vouching::by_keys(&self.keys, payload, &layer.signature) {
-            return Some(by_key);
+            if !self.require_tlog {
+                return Some(by_key);
+            }
+            // cosign `verify --key`: the signature must have been logged (its Rekor bundle
+            // annotation, under a log of the keyless block's trust root).
+            let key = &self.keys[by_key.signers[0]];
+            let logged = match (&self.keyless, layer.bundle.as_deref()) {
+                (Some(trust), Some(bundle)) => {
+                    trust.verify_key_bundle(bundle, payload, &layer.signature, key)
+                }
+                _ => Err(KeylessFailure::KeyNotLogged),
+            };
+            return match logged {
+                Ok(()) => Some(by_key),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    None
+                }
+            };
         }
         let (Some(keyless), Some(material)) = (&self.keyless, &layer.keyless) else {
             return None;

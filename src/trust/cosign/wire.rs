@@ -29,6 +29,8 @@ pub struct SignatureLayer {
     pub signature: Vec<u8>,
     /// Keyless material, when the layer carries a certificate.
     pub keyless: Option<KeylessMaterial>,
+    /// `dev.sigstore.cosign/bundle`: the Rekor bundle, key-signed layers included.
+    pub bundle: Option<String>,
 }
 
 /// A keyless layer's certificate, chain and Rekor bundle annotations, as written.
@@ -137,6 +139,7 @@ pub fn signature_layers(manifest: &[u8]) -> Result<Vec<SignatureLayer>, WireErro
                 size: l.size,
                 signature,
                 keyless,
+                bundle: l.annotations.get(BUNDLE_ANNOTATION).cloned(),
             })
         })
         .collect())
@@ -226,6 +229,7 @@ mod tests {
                 size: 250,
                 signature: vec![0x30, 0x45, 0x02, 0x21],
                 keyless: None,
+                bundle: None,
             }]
         );
     }
