@@ -66,6 +66,16 @@ impl Env {
             &[
                 cosign::verify_rule("keyless/**", &trust.keyless_yaml(&identity)),
                 cosign::verify_rule("both/**", &both),
+                // The release key under the default `require_tlog`, its log entries
+                // vouched for by the keyless trust (no identities).
+                cosign::verify_rule(
+                    "logged/**",
+                    &format!(
+                        "      keys: [{}]\n      keyless:\n        fulcio_roots: {}\n        \
+                         rekor_keys: [{}]\n",
+                        trust.release_key, trust.fulcio_roots, trust.rekor_key
+                    ),
+                ),
             ],
         );
         Env {
@@ -274,6 +284,68 @@ fn keyless_tampered_payload_is_refused() {
             ..env.good()
         },
         "the Rekor entry is for another payload",
+    );
+}
+
+/// Signs `subject` with the release key as `cosign sign --key` does with a Rekor upload:
+/// the layer carries the Rekor bundle of a `hashedrekord` entry logging `logged_key`.
+fn sign_logged(env: &Env, repo: &str, subject: &str, logged_key: &KeyPair) {
+    let payload = cosign::payload(repo, subject);
+    let signature = env.trust.release.sign(&payload).unwrap();
+    let body = serde_json::json!({
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": sha256_hex(&payload)}},
+            "signature": {"content": b64(&signature),
+                          "publicKey": {"content": b64(logged_key.public_key_pem().as_bytes())}}
+        }
+    });
+    let integrated = OffsetDateTime::now_utc().unix_timestamp() - 60;
+    let (body, log_id) = (b64(body.to_string().as_bytes()), env.trust.rekor.log_id());
+    let canonical = format!(
+        r#"{{"body":"{body}","integratedTime":{integrated},"logID":"{log_id}","logIndex":7}}"#
+    );
+    let set = env.trust.rekor.key.sign(canonical.as_bytes()).unwrap();
+    let bundle = serde_json::json!({
+        "SignedEntryTimestamp": b64(&set),
+        "Payload": {"body": body, "integratedTime": integrated, "logIndex": 7, "logID": log_id}
+    });
+    let payload = Blob::new(payload);
+    let layer = cosign::layer(
+        &payload,
+        serde_json::json!({
+            SIGNATURE_ANNOTATION: b64(&signature),
+            "dev.sigstore.cosign/bundle": bundle.to_string(),
+        }),
+    );
+    cosign::push_signature(&env.registry, repo, subject, payload, vec![layer]);
+}
+
+#[test]
+fn key_signature_with_its_rekor_bundle_counts_under_the_default_require_tlog() {
+    let env = Env::start();
+    let image = env.push_image("logged/app", "v1");
+    sign_logged(
+        &env,
+        "logged/app",
+        &image.manifest.digest,
+        &env.trust.release,
+    );
+    env.proxy.expect_image_served("logged/app", "v1", &image);
+}
+
+#[test]
+fn attack_key_signature_whose_rekor_entry_logged_another_key_is_refused() {
+    let env = Env::start();
+    let image = env.push_image("logged/app", "v1");
+    let other = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    sign_logged(&env, "logged/app", &image.manifest.digest, &other);
+    env.proxy.expect_refused(
+        "logged/app",
+        "v1",
+        &image,
+        &["the Rekor entry is for another public key"],
     );
 }
 
