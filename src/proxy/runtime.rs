@@ -20,7 +20,7 @@ use crate::{
     trust::{
         all::AllOf,
         cached::CachedNotary,
-        cosign::{CosignKey, CosignVerifier, KeyError, Keyless, RootsError},
+        cosign::{CosignKey, CosignVerifier, KeyError, Keyless, RootHandle, RootsError},
         notary::{
             pin_ids_from_pem, FetchError, HttpSource, HttpTimeouts, Limits, NotaryClient, Source,
             StateKey, StateStore,
@@ -361,12 +361,14 @@ fn cosign_verifier(rule: &Rule, c: &CosignRequirements) -> Result<CosignVerifier
                 Some(Keyless::with_root(root, &k.identities))
             }
             TrustSource::Tuf { url, root, cache } => {
-                let root =
+                let (client, trusted) =
                     tuf_trusted_root(url, root, cache).map_err(|reason| BuildError::TrustRoot {
                         rule: rule.pattern().to_string(),
                         reason,
                     })?;
-                Some(Keyless::with_root(root, &k.identities))
+                let keyless = Keyless::with_root(trusted, &k.identities);
+                keep_current(client, url.clone(), keyless.root_handle());
+                Some(keyless)
             }
         },
         None => None,
@@ -392,8 +394,11 @@ const TUF_TIMEOUT: Duration = Duration::from_secs(30);
 /// The sigstore trusted root from a TUF repository (TUF 1.0 client workflow,
 /// [`crate::trust::tuf`]): refreshed now, else, when the repository cannot be reached or
 /// fails to verify, the verified cache while its metadata has not expired.
-fn tuf_trusted_root(url: &str, root: &Path, cache: &Path) -> Result<TrustedRoot, String> {
-    const TARGET: &str = "trusted_root.json";
+fn tuf_trusted_root(
+    url: &str,
+    root: &Path,
+    cache: &Path,
+) -> Result<(TufClient, TrustedRoot), String> {
     let initial = std::fs::read(root).map_err(|e| format!("tuf root {}: {e}", root.display()))?;
     let client = TufClient::new(url, initial, cache.to_path_buf()).map_err(|e| e.to_string())?;
     let now = time::OffsetDateTime::now_utc();
@@ -401,25 +406,13 @@ fn tuf_trusted_root(url: &str, root: &Path, cache: &Path) -> Result<TrustedRoot,
     // small one of its own on a separate thread.
     let refreshed = std::thread::scope(|scope| {
         scope
-            .spawn(|| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                let fetch = HttpFetch::new(TUF_TIMEOUT).map_err(|e| e.to_string())?;
-                rt.block_on(async {
-                    tokio::time::timeout(TUF_TIMEOUT, client.refresh(&fetch, TARGET, now))
-                        .await
-                        .map_err(|_| format!("no answer within {}s", TUF_TIMEOUT.as_secs()))?
-                        .map_err(|e| e.to_string())
-                })
-            })
+            .spawn(|| tuf_refresh(&client, now))
             .join()
             .unwrap_or_else(|_| Err("the TUF refresh panicked".to_owned()))
     });
     let bytes = match refreshed {
         Ok(bytes) => bytes,
-        Err(online) => match client.cached(TARGET, now) {
+        Err(online) => match client.cached(TUF_TARGET, now) {
             Ok(bytes) => {
                 tracing::warn!(%url, error = %online, "TUF refresh failed; using the verified cache");
                 bytes
@@ -432,7 +425,66 @@ fn tuf_trusted_root(url: &str, root: &Path, cache: &Path) -> Result<TrustedRoot,
             }
         },
     };
-    TrustedRoot::from_json(&bytes).map_err(|e| format!("{TARGET} from {url}: {e}"))
+    let trusted =
+        TrustedRoot::from_json(&bytes).map_err(|e| format!("{TUF_TARGET} from {url}: {e}"))?;
+    Ok((client, trusted))
+}
+
+/// The TUF target that is sigstore's trusted root.
+const TUF_TARGET: &str = "trusted_root.json";
+/// How often a running proxy refreshes a TUF-distributed trusted root. sigstore's
+/// timestamp metadata lives about a week; a few refreshes a day notice rotations and
+/// expiry in time.
+const TUF_REFRESH: Duration = Duration::from_secs(6 * 3600);
+
+/// One TUF refresh of the trusted root, on a small reactor of its own, bounded in time.
+fn tuf_refresh(client: &TufClient, now: time::OffsetDateTime) -> Result<Vec<u8>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let fetch = HttpFetch::new(TUF_TIMEOUT).map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        tokio::time::timeout(TUF_TIMEOUT, client.refresh(&fetch, TUF_TARGET, now))
+            .await
+            .map_err(|_| format!("no answer within {}s", TUF_TIMEOUT.as_secs()))?
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Keeps a TUF-distributed trusted root current for as long as the process runs: every
+/// [`TUF_REFRESH`], the TUF client workflow again; when the repository cannot be reached,
+/// the verified cache while its metadata has not expired (TUF 5.4.3.2, the freeze check);
+/// past that, the rule trusts nothing (every keyless or logged signature under it is
+/// refused, saying so in the log) until the repository answers again. The thread ends
+/// once the rule is dropped (a configuration reload).
+fn keep_current(client: TufClient, url: String, handle: RootHandle) {
+    let weak = handle.downgrade();
+    drop(handle);
+    let spawned = std::thread::Builder::new()
+        .name("tuf-refresh".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(TUF_REFRESH);
+            // The rule is gone (a reload replaced it): so is the need for its root.
+            let Some(handle) = weak.upgrade() else {
+                return;
+            };
+            let now = time::OffsetDateTime::now_utc();
+            let bytes = tuf_refresh(&client, now).or_else(|online| {
+                tracing::warn!(%url, error = %online, "TUF refresh failed; checking the verified cache");
+                client.cached(TUF_TARGET, now).map_err(|e| e.to_string())
+            });
+            match bytes.and_then(|b| TrustedRoot::from_json(&b).map_err(|e| e.to_string())) {
+                Ok(root) => handle.set(root),
+                Err(e) => {
+                    tracing::error!(%url, error = %e, "no current sigstore trusted root: the rule trusts nothing until the TUF repository answers");
+                    handle.set(TrustedRoot::empty());
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the TUF refresh thread");
+    }
 }
 
 /// PEM public key files, read and parsed, duplicates dropped.

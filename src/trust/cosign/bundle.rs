@@ -12,6 +12,8 @@
 //! holds anything else (`pkg/cosign/verify.go: verifyImageAttestationsSigstoreBundle`, "bundle
 //! does not contain a DSSE envelope").
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -83,11 +85,11 @@ pub enum BundleVerdict {
 }
 
 /// What a rule asks of a bundle beyond its signer.
-#[derive(Debug, Clone, Copy)]
-pub struct Checks<'a> {
+#[derive(Debug, Clone)]
+pub struct Checks {
     /// The sigstore trust: logs, certificate authorities, CT logs, timestamp authorities
     /// (the keyless block's; an empty one for a rule with keys alone).
-    pub root: &'a TrustedRoot,
+    pub root: Arc<TrustedRoot>,
     /// Whether a signature needs a transparency-log entry (keyless) or a log entry or a
     /// timestamp (keys), as `cosign verify` does without `--insecure-ignore-tlog`.
     pub require_tlog: bool,
@@ -131,7 +133,7 @@ pub fn verify(
     digest: &Digest,
     keys: &[CosignKey],
     keyless: Option<&Keyless>,
-    checks: &Checks<'_>,
+    checks: &Checks,
 ) -> BundleVerdict {
     match verify_inner(bytes, digest, keys, keyless, checks) {
         Ok(verdict) => verdict,
@@ -144,7 +146,7 @@ fn verify_inner(
     digest: &Digest,
     keys: &[CosignKey],
     keyless: Option<&Keyless>,
-    checks: &Checks<'_>,
+    checks: &Checks,
 ) -> Result<BundleVerdict, BundleFailure> {
     let bundle = Bundle::from_json(bytes)?;
     // cosign `ociremote.Bundle`: `MinVersion("v0.3")`.
@@ -189,7 +191,7 @@ fn verify_inner(
                 spki_der: key.spki_der(),
             };
             let verified =
-                match sigstore::verify(&bundle, checks.root, artifact, policy, &req, checks.now) {
+                match sigstore::verify(&bundle, &checks.root, artifact, policy, &req, checks.now) {
                     Ok(v) => v,
                     Err(SigstoreError::Subject(_)) => return Ok(other_subject(&envelope.payload)),
                     Err(SigstoreError::Threshold { .. }) => return Err(BundleFailure::NoLogEntry),
@@ -208,7 +210,7 @@ fn verify_inner(
             };
             let verified = match sigstore::verify(
                 &bundle,
-                checks.root,
+                &checks.root,
                 artifact,
                 Policy::AnyCertificate,
                 &req,

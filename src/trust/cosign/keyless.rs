@@ -8,6 +8,8 @@
 //! embedded SCTs (cosign's `VerifyEmbeddedSCT`, which needs CT log keys), Rekor inclusion
 //! proofs (legacy bundles carry none), RFC 3161 timestamps.
 
+use std::sync::{Arc, RwLock};
+
 use aws_lc_rs::digest;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -31,7 +33,7 @@ const OID_ISSUER_V1: &str = "1.3.6.1.4.1.57264.1.1";
 /// One rule's keyless trust: a sigstore trusted root (Fulcio authorities, Rekor logs, CT
 /// logs, timestamp authorities, each with its window) and the signer identities.
 pub struct Keyless {
-    root: TrustedRoot,
+    root: RootHandle,
     identities: Vec<CompiledIdentity>,
 }
 
@@ -43,6 +45,44 @@ struct CompiledIdentity {
 enum CompiledMatcher {
     Exact(String),
     Regex(regex::Regex),
+}
+
+/// A rule's trusted root, shared with whoever keeps it current.
+#[derive(Clone)]
+pub struct RootHandle(Arc<RwLock<Arc<TrustedRoot>>>);
+
+/// A [`RootHandle`] that does not keep the rule alive: a refresher stops once the rule (a
+/// configuration reload replaced it) is gone.
+pub struct WeakRootHandle(std::sync::Weak<RwLock<Arc<TrustedRoot>>>);
+
+impl WeakRootHandle {
+    pub fn upgrade(&self) -> Option<RootHandle> {
+        self.0.upgrade().map(RootHandle)
+    }
+}
+
+impl RootHandle {
+    /// A handle that lets the rule go.
+    pub fn downgrade(&self) -> WeakRootHandle {
+        WeakRootHandle(Arc::downgrade(&self.0))
+    }
+
+    /// The trusted root now.
+    pub fn get(&self) -> Arc<TrustedRoot> {
+        match self.0.read() {
+            Ok(root) => Arc::clone(&root),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the trusted root.
+    pub fn set(&self, root: TrustedRoot) {
+        let root = Arc::new(root);
+        match self.0.write() {
+            Ok(mut slot) => *slot = root,
+            Err(poisoned) => *poisoned.into_inner() = root,
+        }
+    }
 }
 
 /// What a keyless signature layer carries.
@@ -208,12 +248,20 @@ impl Keyless {
                 subject: CompiledMatcher::new(&id.subject),
             })
             .collect();
-        Keyless { root, identities }
+        Keyless {
+            root: RootHandle(Arc::new(RwLock::new(Arc::new(root)))),
+            identities,
+        }
     }
 
-    /// The trusted root.
-    pub fn root(&self) -> &TrustedRoot {
-        &self.root
+    /// The trusted root, as it is now.
+    pub fn root(&self) -> Arc<TrustedRoot> {
+        self.root.get()
+    }
+
+    /// A handle that replaces the trusted root (a TUF refresh) for every later check.
+    pub fn root_handle(&self) -> RootHandle {
+        self.root.clone()
     }
 
     /// How many identities there are (each counts once towards a threshold).
@@ -312,9 +360,10 @@ impl Keyless {
     /// checked by [`tlog::verify_set`], and the log must have been trusted (its window in
     /// the trusted root) at the integrated time.
     fn verify_set(&self, payload: &RekorPayload, set: &[u8]) -> Result<(), KeylessFailure> {
+        let root = self.root();
         let log = hex::decode(&payload.log_id)
             .ok()
-            .and_then(|id| self.root.tlog(&id))
+            .and_then(|id| root.tlog(&id))
             .ok_or_else(|| KeylessFailure::UnknownLog(payload.log_id.clone()))?;
         let key = log
             .key
@@ -430,7 +479,8 @@ impl Keyless {
             "no certificate authority of the trusted root was valid at {}",
             rfc3339(at)
         ));
-        for ca in &self.root.certificate_authorities {
+        let root = self.root();
+        for ca in &root.certificate_authorities {
             if !in_window(when, ca.valid_from, ca.valid_until) {
                 continue;
             }

@@ -58,7 +58,7 @@ use bytes::Bytes;
 use lru::LruCache;
 
 pub use self::bundle::BundleFailure;
-pub use self::keyless::{Keyless, KeylessFailure, RootsError};
+pub use self::keyless::{Keyless, KeylessFailure, RootHandle, RootsError};
 use self::keyless::{KeylessLayer, KeylessSigner};
 pub use self::keys::{CosignKey, KeyError};
 use self::referrers::{BundleArtifact, Referred};
@@ -140,7 +140,7 @@ pub struct CosignVerifier {
     /// 3161 timestamp (key-signed), as `cosign verify` without `--insecure-ignore-tlog`.
     require_tlog: bool,
     /// The trust a rule without `keyless` checks key-signed bundles under: none.
-    no_root: TrustedRoot,
+    no_root: Arc<TrustedRoot>,
     verdicts: Mutex<LruCache<(String, String), (Instant, Verdict)>>,
     sets: Mutex<LruCache<SetKey, (Instant, Arc<SignedSet>)>>,
 }
@@ -164,7 +164,7 @@ impl CosignVerifier {
             signatures: Signatures::Required,
             attestations: Arc::new([]),
             require_tlog: true,
-            no_root: TrustedRoot::empty(),
+            no_root: Arc::new(TrustedRoot::empty()),
             verdicts: Mutex::new(LruCache::new(nonzero(VERDICTS))),
             sets: Mutex::new(LruCache::new(nonzero(SETS))),
         }
@@ -179,9 +179,12 @@ impl CosignVerifier {
     }
 
     /// What a bundle is checked under, beyond its signer.
-    fn bundle_checks(&self) -> bundle::Checks<'_> {
+    fn bundle_checks(&self) -> bundle::Checks {
         bundle::Checks {
-            root: self.keyless.as_ref().map_or(&self.no_root, Keyless::root),
+            root: self
+                .keyless
+                .as_ref()
+                .map_or_else(|| Arc::clone(&self.no_root), Keyless::root),
             require_tlog: self.require_tlog,
             now: time::OffsetDateTime::now_utc(),
         }
