@@ -1,10 +1,17 @@
+use std::{collections::HashMap, sync::Arc};
+
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::{
-    candidates, check, index, tag_index_valid, Listed, Referrer, Source, MAX_CONFIG, MAX_REFERRERS,
+    candidates, check, discover, index, tag_index_valid, Listed, Referrer, Source, MAX_CONFIG,
+    MAX_REFERRERS,
 };
-use crate::oci::Digest;
+use crate::{
+    oci::Digest,
+    trust::ContentSource,
+    upstream::{Upstream, UpstreamConfig},
+};
 
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
@@ -234,4 +241,155 @@ fn the_served_index_filters_by_artifact_type() {
     assert_eq!(notation["manifests"], json!([b]));
     let none: Value = serde_json::from_slice(&index([&a, &b], Some("x/y"))).unwrap();
     assert_eq!(none["manifests"], json!([]));
+}
+
+/// A registry on loopback serving `routes` (path -> content type and body), `404` for the
+/// rest, one request per connection.
+async fn registry(routes: HashMap<String, (&'static str, Vec<u8>)>) -> ContentSource {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let routes = Arc::new(routes);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let routes = routes.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let (status, kind, body) = match routes.get(&path) {
+                    Some((kind, body)) => ("200 OK", *kind, body.clone()),
+                    None => (
+                        "404 Not Found",
+                        "application/json",
+                        br#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#.to_vec(),
+                    ),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(&body).await;
+            });
+        }
+    });
+    ContentSource {
+        upstream: Upstream::new(UpstreamConfig::new("r.example", format!("http://{addr}")))
+            .unwrap(),
+        repo: "r".to_owned(),
+        max_manifest_size: LIMIT,
+    }
+}
+
+fn oci_index(manifests: &[Value]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .unwrap()
+}
+
+/// A listing of: a good referrer, one of another subject, one whose registry serves other
+/// bytes, one absent, and the good one again.
+fn hostile_listing() -> (Vec<u8>, Vec<(String, (&'static str, Vec<u8>))>) {
+    let good = artifact(&subject(), empty_config());
+    let other = artifact(&Digest::sha256_of(b"another image"), empty_config());
+    let swapped = artifact(
+        &subject(),
+        json!({"mediaType": EMPTY,
+        "digest": Digest::sha256_of(b"{}").as_str(), "size": 2, "annotations": {"x": "y"}}),
+    );
+    let absent = artifact(
+        &subject(),
+        json!({"mediaType": EMPTY,
+        "digest": Digest::sha256_of(b"{}").as_str(), "size": 2, "annotations": {"a": "b"}}),
+    );
+    let path = |bytes: &[u8]| format!("/v2/r/manifests/{}", Digest::sha256_of(bytes).as_str());
+    let listing = oci_index(&[
+        descriptor(&other, NOTATION),
+        descriptor(&swapped, NOTATION),
+        descriptor(&absent, NOTATION),
+        descriptor(&good, NOTATION),
+        descriptor(&good, NOTATION),
+    ]);
+    let mut forged = swapped.clone();
+    forged[0] = b' ';
+    let routes = vec![
+        (path(&good), (MANIFEST, good.clone())),
+        (path(&other), (MANIFEST, other.clone())),
+        (path(&swapped), (MANIFEST, forged)),
+    ];
+    (listing, routes)
+}
+
+#[tokio::test]
+async fn the_api_listing_yields_only_checked_referrers() {
+    let (listing, mut routes) = hostile_listing();
+    let good = routes[0].1 .1.clone();
+    routes.push((
+        format!("/v2/r/referrers/{}", subject().as_str()),
+        ("application/vnd.oci.image.index.v1+json", listing),
+    ));
+    let content = registry(routes.into_iter().collect()).await;
+    let mut listing = discover(&content, "r", &subject(), |_| 0).await.unwrap();
+    assert_eq!(listing.source(), Source::Api);
+    assert!(listing.index().is_none());
+    assert_eq!(listing.pending().count(), 4, "listed twice counts once");
+    let referrer = listing.next().await.unwrap().expect("the good referrer");
+    assert_eq!(&referrer.bytes[..], &good[..]);
+    assert_eq!(referrer.source, Source::Api);
+    assert!(listing.next().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn without_the_api_the_referrers_tag_index_is_read() {
+    let (listing, mut routes) = hostile_listing();
+    let good = routes[0].1 .1.clone();
+    routes.push((
+        format!("/v2/r/manifests/sha256-{}", subject().hex()),
+        ("application/vnd.oci.image.index.v1+json", listing.clone()),
+    ));
+    let content = registry(routes.into_iter().collect()).await;
+    let mut found = discover(&content, "r", &subject(), |_| 0).await.unwrap();
+    assert_eq!(found.source(), Source::TagIndex);
+    let index = found.index().expect("the tag index");
+    assert_eq!(index.tag, format!("sha256-{}", subject().hex()));
+    assert_eq!(&index.bytes[..], &listing[..]);
+    assert_eq!(index.valid, Ok(()));
+    let referrer = found.next().await.unwrap().expect("the good referrer");
+    assert_eq!(&referrer.bytes[..], &good[..]);
+    assert_eq!(referrer.source, Source::TagIndex);
+    assert!(found.next().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn no_api_and_no_tag_is_no_referrers() {
+    let content = registry(HashMap::new()).await;
+    let mut listing = discover(&content, "r", &subject(), |_| 0).await.unwrap();
+    assert!(listing.index().is_none());
+    assert!(listing.next().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_referrers_tag_that_is_no_index_is_reported_not_served() {
+    let image = artifact(&subject(), empty_config());
+    let routes = [(
+        format!("/v2/r/manifests/sha256-{}", subject().hex()),
+        (MANIFEST, image),
+    )];
+    let content = registry(routes.into_iter().collect()).await;
+    let mut listing = discover(&content, "r", &subject(), |_| 0).await.unwrap();
+    let why = listing.index().expect("read").valid.clone().unwrap_err();
+    assert!(why.contains("not an OCI index"), "{why}");
+    assert!(listing.next().await.unwrap().is_none());
 }
