@@ -243,9 +243,14 @@ fn the_served_index_filters_by_artifact_type() {
     assert_eq!(none["manifests"], json!([]));
 }
 
+/// A content type and body.
+type Served = (&'static str, Vec<u8>);
+/// A path and what it serves.
+type Route = (String, Served);
+
 /// A registry on loopback serving `routes` (path -> content type and body), `404` for the
 /// rest, one request per connection.
-async fn registry(routes: HashMap<String, (&'static str, Vec<u8>)>) -> ContentSource {
+async fn registry(routes: HashMap<String, Served>) -> ContentSource {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -301,7 +306,7 @@ fn oci_index(manifests: &[Value]) -> Vec<u8> {
 
 /// A listing of: a good referrer, one of another subject, one whose registry serves other
 /// bytes, one absent, and the good one again.
-fn hostile_listing() -> (Vec<u8>, Vec<(String, (&'static str, Vec<u8>))>) {
+fn hostile_listing() -> (Vec<u8>, Vec<Route>) {
     let good = artifact(&subject(), empty_config());
     let other = artifact(&Digest::sha256_of(b"another image"), empty_config());
     let swapped = artifact(
