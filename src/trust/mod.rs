@@ -6,6 +6,9 @@
 //! [`cached::CachedNotary`]); cosign ([`cosign::CosignVerifier`], key-based and keyless, `.sig`
 //! tags and sigstore bundles found through OCI referrers) sits
 //! beside it, and [`all::AllOf`] requires both. Notation may follow behind the same trait.
+//! [`referrers`] is OCI referrers discovery for the verifiers whose signatures are referrers
+//! of the image (cosign's sigstore bundles, Notation's signatures): the referrers API and its
+//! tag fallback, bounded, each referrer manifest checked against its descriptor and subject.
 //! [`tlog`] holds the transparency-log proofs (Merkle inclusion, signed checkpoints, Rekor
 //! signed entry timestamps) a verifier trusting a log checks.
 
@@ -14,6 +17,7 @@ pub mod attestation;
 pub mod cached;
 pub mod cosign;
 pub mod notary;
+pub mod referrers;
 pub mod root;
 pub mod sct;
 pub mod sigstore;

@@ -1,7 +1,8 @@
 //! Sigstore bundles as newer cosign stores image signatures (`cosign sign
 //! --new-bundle-format`, the default from cosign v3): an OCI artifact whose `subject` is the
 //! image manifest and whose one layer is a bundle (`sigstore/cosign: specs/BUNDLE_SPEC.md`).
-//! Pure parsing and checks, no I/O; discovery is in `referrers.rs`.
+//! Pure parsing and checks, no I/O; discovery is in `trust::referrers`, the reading of
+//! each candidate's bundle in `referrers.rs`.
 //!
 //! The bundle is the JSON form of `dev.sigstore.bundle.v1.Bundle`
 //! (`sigstore/protobuf-specs: protos/sigstore_bundle.proto`, camelCase keys, bytes in

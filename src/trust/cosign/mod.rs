@@ -6,8 +6,9 @@
 //! rule's `signature_repository`), whose simple-signing layers name the digest in their
 //! payload, and in its sigstore bundles (newer cosign), OCI artifacts whose `subject` is the
 //! digest, found through the referrers API or, on a registry without it, the referrers tag
-//! `sha256-<hex>` (`referrers.rs`), each a DSSE envelope of an in-toto statement naming the
-//! digest (`bundle.rs`). Both kinds count towards one threshold. Everything read is hashed
+//! `sha256-<hex>` (the shared [`trust::referrers`](crate::trust::referrers) discovers and
+//! checks them, `referrers.rs` reads their bundles), each a DSSE envelope of an in-toto
+//! statement naming the digest (`bundle.rs`). Both kinds count towards one threshold. Everything read is hashed
 //! against the digest it was asked for.
 //!
 //! - A tag resolves to the digest its manifest upstream hashes to; that digest must be signed.

@@ -1,28 +1,24 @@
-//! Discovery of a digest's sigstore bundles through OCI referrers (`sigstore/cosign:
-//! specs/BUNDLE_SPEC.md`, "Retrieval"; distribution-spec 1.1 "Listing Referrers" and the
-//! referrers tag schema). Everything read is checked against what pointed at it: each
-//! artifact manifest against the index descriptor's digest, its `subject` against the image
-//! digest, the bundle layer against its descriptor's digest and size.
+//! The sigstore bundles among a digest's referrers (`sigstore/cosign: specs/BUNDLE_SPEC.md`,
+//! "Retrieval"). Discovery and the checks of each referrer manifest (its digest and size
+//! against its index descriptor, its `subject` against the image digest) are the shared
+//! [`trust::referrers`](crate::trust::referrers); here each candidate is read as cosign reads
+//! it (`ociremote.Bundle`: one bundle layer, whatever the artifactType says), weighed, and
+//! kept to serve when it counted.
 
 use bytes::Bytes;
-use serde::Deserialize;
 
 use super::bundle::{self, BundleVerdict, BUNDLE_MEDIA_PREFIX};
 use super::{unreachable_registry, Artifact, CosignVerifier, Served, Tally};
 use crate::{
-    oci::{self, Digest, ManifestKind},
-    trust::{ContentSource, Refusal},
-    upstream::UpstreamError,
+    oci::Digest,
+    trust::{
+        referrers::{self, Listed, Referrer, ReferrersError},
+        ContentSource, Refusal,
+    },
 };
 
-/// Referrer descriptors followed per digest, over every page and whatever their listed
-/// artifactType (signatures and attestations share the type).
-pub const MAX_BUNDLES: usize = 16;
 /// Largest bundle read: a bundle with a certificate and one log entry is a few KiB.
 const MAX_BUNDLE: u64 = 256 * 1024;
-/// The empty descriptor's media type and bytes (image-spec `manifest.md`).
-const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
-const EMPTY_JSON: &[u8] = b"{}";
 
 /// A bundle artifact that counted for the digest.
 #[derive(Debug, Clone)]
@@ -44,37 +40,6 @@ pub(super) struct Referred {
     pub(super) any: bool,
 }
 
-#[derive(Deserialize)]
-struct RawIndex {
-    #[serde(default)]
-    manifests: Vec<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawDescriptor {
-    media_type: String,
-    digest: String,
-    size: u64,
-    #[serde(default)]
-    artifact_type: Option<String>,
-    #[serde(default)]
-    annotations: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawArtifact {
-    #[serde(default)]
-    layers: Vec<RawDescriptor>,
-    subject: Option<RawSubject>,
-}
-
-#[derive(Deserialize)]
-struct RawSubject {
-    digest: String,
-}
-
 // === impl CosignVerifier ===
 
 impl CosignVerifier {
@@ -88,53 +53,16 @@ impl CosignVerifier {
         tally: &mut Tally,
     ) -> Result<Referred, Refusal> {
         let mut referred = Referred::default();
-        let what = format!("{sig_repo}@{digest} referrers");
-        let listed = match content
-            .upstream
-            // Unfiltered: the artifactType a registry or a referrers tag index lists is not
-            // necessarily the bundle's (cosign's fallback index lists its config's type).
-            .referrers(sig_repo, digest.as_str(), None, content.max_manifest_size)
+        let mut listing = referrers::discover(content, sig_repo, digest, rank)
             .await
-        {
-            Ok(Some(listed)) => listed,
-            Ok(None) => return Ok(referred),
-            Err(e) => return Err(unreachable_registry(&what, &e)),
-        };
+            .map_err(unreachable)?;
         // The tag is served as the subject's signature artifact, so it must be what it claims
-        // (an index; its children are checked on their own when asked for), not any manifest
-        // somebody tagged `sha256-<hex>`.
-        let tag_index: Option<Served> =
-            listed
-                .tag
-                .is_some()
-                .then(|| match oci::parse_manifest(&listed.bytes, None) {
-                    Ok(m) if m.kind() == ManifestKind::OciIndex => Ok(Artifact::of(&listed.bytes)),
-                    Ok(m) => Err(format!("it is a {}, not an OCI index", m.media_type())),
-                    Err(e) => Err(e.to_string()),
-                });
-        let index: RawIndex = match serde_json::from_slice(&listed.bytes) {
-            Ok(index) => index,
-            Err(e) => {
-                tracing::debug!(what = %what, error = %e, "referrers index ignored");
-                referred.index = tag_index.map(|_| Err(format!("it does not parse: {e}")));
-                return Ok(referred);
-            }
-        };
-        let mut listed_manifests = index.manifests;
-        for page in &listed.more {
-            match serde_json::from_slice::<RawIndex>(page) {
-                Ok(page) => listed_manifests.extend(page.manifests),
-                Err(e) => tracing::debug!(what = %what, error = %e, "referrers page ignored"),
-            }
-        }
-        let candidates = candidates(listed_manifests, content.max_manifest_size);
-        for (descriptor, raw) in candidates {
-            let Ok(manifest_digest) = Digest::parse(&descriptor.digest) else {
-                continue;
-            };
-            let Some((manifest, bytes)) = self
-                .artifact(content, sig_repo, digest, &manifest_digest, descriptor.size)
-                .await?
+        // (an index; its children are checked on their own when asked for).
+        let tag_index: Option<Served> = listing
+            .index()
+            .map(|index| index.valid.clone().map(|()| Artifact::of(&index.bytes)));
+        while let Some(referrer) = listing.next().await.map_err(unreachable)? {
+            let Some((manifest, bytes)) = self.bundle_of(content, sig_repo, &referrer).await?
             else {
                 continue;
             };
@@ -163,18 +91,15 @@ impl CosignVerifier {
                     false
                 }
                 BundleVerdict::Failed(e) => {
-                    tracing::debug!(artifact = %manifest_digest, error = %e, "sigstore bundle ignored");
+                    tracing::debug!(artifact = %referrer.digest(), error = %e, "sigstore bundle ignored");
                     tally.bundle_failure.get_or_insert(e);
                     false
                 }
             };
             if counted {
-                // Served as listed, with the size of what was read and checked.
-                let mut descriptor = raw;
-                descriptor["size"] = serde_json::json!(manifest.size);
                 referred.bundles.push(BundleArtifact {
                     manifest,
-                    descriptor,
+                    descriptor: referrer.descriptor(),
                 });
             }
         }
@@ -187,58 +112,25 @@ impl CosignVerifier {
         Ok(referred)
     }
 
-    /// A bundle artifact's manifest and bundle: the manifest, exactly `size` bytes as its
-    /// index descriptor says (bounded by the caller), hashed against `wanted`, its
-    /// `subject` the image `digest`, one bundle layer (cosign `ociremote.Bundle`) read up to
-    /// [`MAX_BUNDLE`] and hashed. `None` when any of it does not hold or is not there.
-    async fn artifact(
+    /// A checked referrer's bundle: its one layer (cosign `ociremote.Bundle`), of a bundle
+    /// media type, read up to [`MAX_BUNDLE`] and hashed; with the artifact as served. `None`
+    /// when it is no bundle artifact or its layer is not there. What makes it a bundle
+    /// artifact is its one layer, not the artifactType it or its index descriptor gives
+    /// (cosign reads the layer whatever they say).
+    async fn bundle_of(
         &self,
         content: &ContentSource,
         sig_repo: &str,
-        digest: &Digest,
-        wanted: &Digest,
-        size: u64,
+        referrer: &Referrer,
     ) -> Result<Option<(Artifact, Bytes)>, Refusal> {
-        let (manifest, media_type) = match content
-            .upstream
-            .manifest(sig_repo, wanted.as_str(), size)
-            .await
-        {
-            Ok(m) if m.bytes.len() as u64 == size && wanted.matches(&m.bytes) => {
-                (m.bytes, m.media_type)
-            }
-            Ok(_) | Err(UpstreamError::NotFound { .. } | UpstreamError::TooLarge { .. }) => {
-                return Ok(None)
-            }
-            Err(e) => return Err(unreachable_registry(wanted.as_str(), &e)),
-        };
-        // It joins the signed set, so its blobs are served: an image manifest (as the
-        // proxy will parse it) whose config is small (the empty descriptor, in cosign's).
-        match oci::parse_manifest(&manifest, media_type.as_deref()) {
-            Ok(oci::Manifest::Image(image)) if image.config().size <= MAX_BUNDLE => {}
-            _ => return Ok(None),
-        }
-        let Ok(raw) = serde_json::from_slice::<RawArtifact>(&manifest) else {
+        let [layer] = referrer.layers.as_slice() else {
             return Ok(None);
         };
-        // distribution-spec: a referrer names its subject; a bundle listed for another
-        // digest (a stale or forged index entry) is not this digest's.
-        // What makes it a bundle artifact is its one layer, not the artifactType it or its
-        // index descriptor gives (cosign `ociremote.Bundle` reads the layer whatever they say).
-        if raw.subject.as_ref().map(|s| s.digest.as_str()) != Some(digest.as_str()) {
+        if !layer.media_type.as_str().starts_with(BUNDLE_MEDIA_PREFIX) || layer.size > MAX_BUNDLE {
             return Ok(None);
         }
-        let [layer] = raw.layers.as_slice() else {
-            return Ok(None);
-        };
-        if !layer.media_type.starts_with(BUNDLE_MEDIA_PREFIX) || layer.size > MAX_BUNDLE {
-            return Ok(None);
-        }
-        let Ok(layer_digest) = Digest::parse(&layer.digest) else {
-            return Ok(None);
-        };
         let Some(bytes) = self
-            .read_blob(content, sig_repo, &layer_digest, layer.size)
+            .read_blob(content, sig_repo, &layer.digest, layer.size)
             .await?
         else {
             return Ok(None);
@@ -246,72 +138,72 @@ impl CosignVerifier {
         // What it admits: the bundle layer, and the config only when it is the OCI empty
         // descriptor (image-spec "Guidance for an Empty Descriptor"), whose bytes its
         // digest fixes. Nothing else it could list is a member.
-        let mut admits = vec![(layer_digest.as_str().to_owned(), layer.size)];
-        if let Ok(oci::Manifest::Image(image)) =
-            oci::parse_manifest(&manifest, media_type.as_deref())
-        {
-            let config = image.config();
-            if config.media_type.as_str() == OCI_EMPTY
-                && config.size == EMPTY_JSON.len() as u64
-                && config.digest.matches(EMPTY_JSON)
-            {
-                admits.push((config.digest.as_str().to_owned(), config.size));
-            }
-        }
-        Ok(Some((Artifact::of(&manifest).admitting(admits), bytes)))
+        let admits = std::iter::once((layer.digest.as_str().to_owned(), layer.size))
+            .chain(referrer.empty_config())
+            .collect();
+        Ok(Some((
+            Artifact::of(&referrer.bytes).admitting(admits),
+            bytes,
+        )))
     }
 }
 
-/// The descriptors worth following among those listed, at most [`MAX_BUNDLES`], best first.
-/// Every manifest listed is a candidate, as cosign tries each (`GetBundles`): what it lists
-/// about them (`artifactType`, the predicate-type annotation) is unauthenticated, so it only
-/// orders them, bundle-typed signatures first and attestations last, so that a padded list
-/// cannot push a signature past the bound. Listed twice counts once; a descriptor larger
-/// than `max_manifest_size` or without a digest is no manifest the proxy would read.
-fn candidates(
-    listed: Vec<serde_json::Value>,
-    max_manifest_size: u64,
-) -> Vec<(RawDescriptor, serde_json::Value)> {
-    let mut seen = std::collections::HashSet::new();
-    let mut candidates: Vec<(u8, RawDescriptor, serde_json::Value)> = listed
-        .into_iter()
-        .filter_map(|v| Some((serde_json::from_value::<RawDescriptor>(v.clone()).ok()?, v)))
-        .filter(|(d, _)| d.size <= max_manifest_size && seen.insert(d.digest.clone()))
-        .map(|(d, v)| {
-            let bundle_typed = d
-                .artifact_type
-                .as_deref()
-                .is_some_and(|t| t.starts_with(BUNDLE_MEDIA_PREFIX));
-            let attestation = d
-                .annotations
-                .get(bundle::PREDICATE_ANNOTATION)
-                .is_some_and(|p| p != bundle::SIGN_PREDICATE);
-            (u8::from(attestation) * 2 + u8::from(!bundle_typed), d, v)
-        })
-        .collect();
-    // Stable: the registry's order within a rank.
-    candidates.sort_by_key(|(rank, _, _)| *rank);
-    candidates
-        .into_iter()
-        .take(MAX_BUNDLES)
-        .map(|(_, d, v)| (d, v))
-        .collect()
+/// The order bundles are tried in: what an index lists (`artifactType`, the predicate-type
+/// annotation) is unauthenticated, so it only orders them, bundle-typed signatures first and
+/// attestations last, so that a padded list cannot push a signature past
+/// [`referrers::MAX_REFERRERS`].
+fn rank(listed: &Listed) -> u8 {
+    let bundle_typed = listed
+        .artifact_type
+        .as_deref()
+        .is_some_and(|t| t.starts_with(BUNDLE_MEDIA_PREFIX));
+    let attestation = listed
+        .annotations
+        .get(bundle::PREDICATE_ANNOTATION)
+        .is_some_and(|p| p != bundle::SIGN_PREDICATE);
+    u8::from(attestation) * 2 + u8::from(!bundle_typed)
+}
+
+/// The registry failed while the referrers were read.
+fn unreachable(e: ReferrersError) -> Refusal {
+    unreachable_registry(e.what(), e.upstream())
 }
 
 /// The referrers index served for a digest: the bundle artifacts that counted, as the
 /// upstream listed them, filtered by `artifact_type` when asked.
 pub(super) fn index(bundles: &[BundleArtifact], artifact_type: Option<&str>) -> Bytes {
-    let manifests: Vec<&serde_json::Value> = bundles
-        .iter()
-        .map(|b| &b.descriptor)
-        .filter(|d| {
-            artifact_type.is_none_or(|t| d.get("artifactType").and_then(|v| v.as_str()) == Some(t))
-        })
-        .collect();
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": manifests,
-    });
-    Bytes::from(serde_json::to_vec(&index).unwrap_or_default())
+    referrers::index(bundles.iter().map(|b| &b.descriptor), artifact_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bundle, rank, Listed};
+    use crate::oci::Digest;
+
+    fn listed(artifact_type: Option<&str>, predicate: Option<&str>) -> Listed {
+        Listed {
+            raw: serde_json::Value::Null,
+            media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+            digest: Digest::sha256_of(b"m"),
+            size: 1,
+            artifact_type: artifact_type.map(str::to_owned),
+            annotations: predicate
+                .map(|p| (bundle::PREDICATE_ANNOTATION.to_owned(), p.to_owned()))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn bundle_typed_signatures_rank_first_and_attestations_last() {
+        let bundle_type = Some("application/vnd.dev.sigstore.bundle.v0.3+json");
+        let signature = rank(&listed(bundle_type, Some(bundle::SIGN_PREDICATE)));
+        let unannotated = rank(&listed(bundle_type, None));
+        let untyped = rank(&listed(Some("application/vnd.oci.empty.v1+json"), None));
+        let attestation = rank(&listed(bundle_type, Some("https://slsa.dev/provenance/v1")));
+        assert_eq!(signature, 0);
+        assert_eq!(unannotated, 0);
+        assert!(untyped > signature);
+        assert!(attestation > untyped);
+    }
 }
