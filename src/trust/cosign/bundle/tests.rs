@@ -15,9 +15,9 @@ fn offline(
     keys: &[CosignKey],
     keyless: Option<&Keyless>,
 ) -> BundleVerdict {
-    let root = TrustedRoot::empty();
+    let root = Arc::new(TrustedRoot::empty());
     let checks = Checks {
-        root: &root,
+        root,
         require_tlog: false,
         now: OffsetDateTime::now_utc(),
     };
@@ -318,9 +318,9 @@ fn attack_kubewarden_bundle_with_a_tampered_inclusion_proof_is_refused() {
 fn a_key_signed_bundle_without_a_log_entry_or_timestamp_needs_require_tlog_false() {
     let (pair, key) = generated();
     let bundle = keyed(&pair, &statement(HEX, SIGN_PREDICATE), INTOTO_PAYLOAD_TYPE);
-    let root = TrustedRoot::empty();
+    let root = Arc::new(TrustedRoot::empty());
     let checks = Checks {
-        root: &root,
+        root,
         require_tlog: true,
         now: OffsetDateTime::now_utc(),
     };
