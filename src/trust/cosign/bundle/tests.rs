@@ -339,3 +339,51 @@ fn a_key_signed_bundle_without_a_log_entry_or_timestamp_needs_require_tlog_false
         BundleVerdict::Vouches(_)
     ));
 }
+
+#[test]
+fn a_github_private_repository_attestation_verifies_under_the_same_rules() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/sigstore");
+    let (Ok(bundle), Ok(root)) = (
+        std::fs::read(dir.join("github/github-private-attestation.sigstore.json")),
+        std::fs::read(dir.join("github/trusted_root_github.json")),
+    ) else {
+        eprintln!(
+            "skipped: the sigstore conformance data is not at {}",
+            dir.display()
+        );
+        return;
+    };
+    let root = TrustedRoot::from_json(&root).unwrap();
+    // GitHub's attester certificate carries no OIDC issuer extension.
+    let identity = crate::policy::Identity {
+        issuer: crate::policy::Matcher::Regex("^$".to_owned()),
+        subject: crate::policy::Matcher::Exact("https://dotcom.releases.github.com".to_owned()),
+    };
+    let keyless = Keyless::with_root(root, &[identity]);
+    let digest =
+        Digest::parse("sha256:76f1fe8593bf227cca2c089e3c16dc95014a8d3e89c5dd220530469ca043c428")
+            .unwrap();
+    let checks = |require_tlog| Checks {
+        root: keyless.root(),
+        require_tlog,
+        now: OffsetDateTime::now_utc(),
+    };
+    // Never logged: it counts on its RFC 3161 timestamp under `require_tlog: false`, as an
+    // attestation (its predicate is not cosign's signature).
+    match verify(&bundle, &digest, &[], Some(&keyless), &checks(false)) {
+        BundleVerdict::Attests(v, predicate) => {
+            assert_eq!(v.signers, vec![0]);
+            assert!(
+                predicate.predicate_type.starts_with("https://"),
+                "{predicate:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The default asks for a log entry, which it does not have.
+    assert!(matches!(
+        verify(&bundle, &digest, &[], Some(&keyless), &checks(true)),
+        BundleVerdict::Failed(_)
+    ));
+}
