@@ -93,7 +93,10 @@ fn main() -> Result<()> {
     // The subject descriptor: the manifest's media type and length, as the registry has it.
     let subject = registry.get(&format!("manifests/{}", args.digest), ACCEPT)?;
     if sha256_hex(&subject.body) != hex {
-        bail!("the registry's manifest {} hashes to another digest", args.digest);
+        bail!(
+            "the registry's manifest {} hashes to another digest",
+            args.digest
+        );
     }
     let subject_type = subject
         .header("content-type")
