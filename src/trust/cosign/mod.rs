@@ -143,6 +143,9 @@ pub struct CosignVerifier {
     /// The trust a rule without `keyless` checks key-signed bundles under: none.
     no_root: Arc<TrustedRoot>,
     verdicts: Mutex<LruCache<(String, String), (Instant, Verdict)>>,
+    /// Tags resolved to a verified digest, for [`VERDICT_TTL`] (the verdict's own life):
+    /// a tag that moves upstream is seen that much later, never served unverified.
+    tags: Mutex<LruCache<(String, String), (Instant, SignedTag)>>,
     sets: Mutex<LruCache<SetKey, (Instant, Arc<SignedSet>)>>,
 }
 
@@ -167,6 +170,7 @@ impl CosignVerifier {
             require_tlog: true,
             no_root: Arc::new(TrustedRoot::empty()),
             verdicts: Mutex::new(LruCache::new(nonzero(VERDICTS))),
+            tags: Mutex::new(LruCache::new(nonzero(VERDICTS))),
             sets: Mutex::new(LruCache::new(nonzero(SETS))),
         }
     }
@@ -797,6 +801,19 @@ impl Verifier for CosignVerifier {
                     None => {}
                 }
             }
+            let key = (query.gun.clone(), tag.to_owned());
+            let cached = lock(&self.tags)
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < VERDICT_TTL)
+                .map(|(_, signed)| signed.clone());
+            if let Some(signed) = cached {
+                // The digest's verdict is asked again (cached too, for as long): a
+                // revocation the verdict notices is not hidden behind the tag.
+                if let Ok(digest) = Digest::parse(&signed.digest) {
+                    self.verify_digest(query, &digest).await?;
+                    return Ok(signed);
+                }
+            }
             let what = format!("{}:{tag}", query.gun);
             let manifest = match content
                 .upstream
@@ -810,11 +827,13 @@ impl Verifier for CosignVerifier {
             };
             let digest = Digest::sha256_of(&manifest);
             self.verify_digest(query, &digest).await?;
-            Ok(SignedTag {
+            let signed = SignedTag {
                 digest: digest.as_str().to_owned(),
                 size: i64::try_from(manifest.len()).unwrap_or(i64::MAX),
                 role: ROLE.to_owned(),
-            })
+            };
+            lock(&self.tags).put(key, (Instant::now(), signed.clone()));
+            Ok(signed)
         })
     }
 
