@@ -18,7 +18,7 @@ use super::{
     Verified,
 };
 use crate::trust::{
-    root::{in_window, TrustedRoot},
+    root::{in_window, CertificateAuthority, TrustedRoot},
     sct, timestamp,
     tlog::{self, RekorPayload},
     x509,
@@ -288,11 +288,21 @@ pub fn verify(
 
     // 5. The leaf certificate, at every observed time (sigstore-go `verifyLeafCertificate`):
     //    valid then (expired now is fine), chaining to a CA whose window contains it.
-    let mut chain = None;
+    //    A path verified at one observed time is checked at the others against its
+    //    certificates' validity and its CA's window alone: path validation is the same at
+    //    every time but for those (see `VerifiedChain::valid_at`), so the verdict at each time
+    //    is the one a full verification would give, without its signature checks again.
+    //    A time the paths found so far do not cover gets a full verification of its own.
+    let mut paths: Vec<(&CertificateAuthority, x509::VerifiedChain)> = Vec::new();
     let signer = match (leaf, policy) {
         (Some(leaf), Policy::Identity { .. } | Policy::AnyCertificate) => {
             for t in &times {
                 let at = t.time.unix_timestamp();
+                if paths.iter().any(|(ca, c)| {
+                    in_window(t.time, ca.valid_from, ca.valid_until) && c.valid_at(at)
+                }) {
+                    continue;
+                }
                 let mut last = format!(
                     "no certificate authority of the trusted root was valid at {}",
                     rfc3339(t.time)
@@ -304,7 +314,7 @@ pub fn verify(
                     }
                     match ca.pool.verify(leaf, offered, at, x509::EKU_CODE_SIGNING) {
                         Ok(c) => {
-                            ok = Some(c);
+                            ok = Some((ca, c));
                             break;
                         }
                         Err(e) => {
@@ -317,9 +327,7 @@ pub fn verify(
                     }
                 }
                 match ok {
-                    Some(c) => {
-                        chain.get_or_insert(c);
-                    }
+                    Some(path) => paths.push(path),
                     None => return Err(SigstoreError::Certificate(last)),
                 }
             }
@@ -357,8 +365,10 @@ pub fn verify(
     let statement = verify_signature(&bundle.content, artifact, artifact_sha256, &spki, signature)?;
 
     // 8. Embedded SCTs (sigstore-go `VerifySignedCertificateTimestamp`), threshold per `req`.
+    // The path of the first observed time, as before.
+    let chain = paths.first().map(|(_, c)| c);
     let mut scts = 0;
-    if let (Some(leaf), Some(chain)) = (leaf, chain.as_ref()) {
+    if let (Some(leaf), Some(chain)) = (leaf, chain) {
         if req.scts > 0 {
             match sct::verify_embedded(leaf, &chain.issuer_spki, &root.ctlogs, req.scts) {
                 Ok(n) if n >= req.scts => scts = n,
