@@ -609,6 +609,110 @@ pub fn subject_names(cert: &X509Certificate<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use std::path::Path;
+
+    /// The public-good Fulcio chain (intermediate, root) and the kubewarden bundle's leaf
+    /// with its integrated time, from the conformance data next to the project.
+    fn fulcio_case() -> Option<(Vec<Vec<u8>>, Vec<u8>, i64)> {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/sigstore");
+        let Ok(root) = std::fs::read(data.join("public-good/targets/trusted_root.json")) else {
+            eprintln!("skipped: no conformance data at {}", data.display());
+            return None;
+        };
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap()
+        };
+        let root: serde_json::Value = serde_json::from_slice(&root).unwrap();
+        let chain = root["certificateAuthorities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ca| ca["certChain"]["certificates"].as_array().unwrap().clone())
+            .find(|certs| certs.len() == 2)
+            .unwrap()
+            .iter()
+            .map(|c| b64(&c["rawBytes"]))
+            .collect();
+        let bundle =
+            std::fs::read(data.join("cosign-v3-image-kubewarden/bundle_v03.json")).unwrap();
+        let bundle: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+        let leaf = b64(&bundle["verificationMaterial"]["certificate"]["rawBytes"]);
+        let at = bundle["verificationMaterial"]["tlogEntries"][0]["integratedTime"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        Some((chain, leaf, at))
+    }
+
+    #[test]
+    fn a_pool_knows_its_own_chain_signature_and_nothing_else() {
+        let Some((chain, leaf, at)) = fulcio_case() else {
+            return;
+        };
+        let pool = Pool::from_chain(&chain).unwrap();
+        let known: usize = pool.algorithms.iter().map(|a| a.known.len()).sum();
+        assert_eq!(known, 1, "the intermediate's signature by the root");
+        let path = pool.verify(&leaf, &[], at, EKU_CODE_SIGNING).unwrap();
+        assert_eq!(path.intermediates, vec![chain[0].clone()]);
+        // The leaf's validity bounds the path's (a Fulcio certificate lives ten minutes).
+        assert!(path.valid_at(at) && path.valid.1 - path.valid.0 <= 3600);
+        assert!(!path.valid_at(path.valid.1 + 1) && !path.valid_at(path.valid.0 - 1));
+        // ... and webpki agrees at those times.
+        assert!(pool
+            .verify(&leaf, &[], path.valid.1 + 1, EKU_CODE_SIGNING)
+            .is_err());
+        assert!(pool
+            .verify(&leaf, &[], path.valid.0 - 1, EKU_CODE_SIGNING)
+            .is_err());
+        assert!(pool
+            .verify(&leaf, &[], path.valid.1, EKU_CODE_SIGNING)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_chain_whose_signature_is_altered_is_neither_known_nor_trusted() {
+        let Some((mut chain, leaf, at)) = fulcio_case() else {
+            return;
+        };
+        // The last byte of the intermediate is inside its signature.
+        let last = chain[0].len() - 1;
+        chain[0][last] ^= 0x01;
+        let pool = Pool::from_chain(&chain).unwrap();
+        assert!(pool.algorithms.is_empty(), "no signature verified");
+        assert!(pool.verify(&leaf, &[], at, EKU_CODE_SIGNING).is_err());
+        // A pool that knows the genuine signature still checks an altered offered copy.
+        let Some((genuine, _, _)) = fulcio_case() else {
+            return;
+        };
+        let pool = Pool::from_chain(&genuine[1..]).unwrap();
+        assert!(pool
+            .verify(&leaf, &chain[..1], at, EKU_CODE_SIGNING)
+            .is_err());
+        assert!(pool
+            .verify(&leaf, &genuine[..1], at, EKU_CODE_SIGNING)
+            .is_ok());
+    }
+
+    #[test]
+    fn signed_parts_are_what_webpki_reads() {
+        let Some((chain, _, _)) = fulcio_case() else {
+            return;
+        };
+        let (tbs, alg, sig) = signed_parts(&chain[0]).unwrap();
+        let (_, cert) = X509Certificate::from_der(&chain[0]).unwrap();
+        assert_eq!(tbs, cert.tbs_certificate.as_ref());
+        assert_eq!(sig, &cert.signature_value.data[..]);
+        // ecdsa-with-SHA384
+        assert_eq!(
+            alg,
+            &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03]
+        );
+        assert!(signed_parts(&chain[0][..chain[0].len() - 1]).is_none());
+    }
 
     #[test]
     fn der_utf8_strings_decode_and_other_tags_do_not() {

@@ -41,9 +41,10 @@ pub fn verify(
 ) -> Result<Verified, SigstoreError> {
     // 1. The signing material must be what the policy trusts (sigstore-go `WithKey` vs
     //    `WithCertificateIdentity`: keyless material under a key rule fails, and vice versa).
-    let (leaf, offered, spki) = match (policy, &bundle.material) {
+    // The leaf is parsed once, here, for every step that reads it.
+    let (leaf, leaf_cert, offered, spki) = match (policy, &bundle.material) {
         (Policy::Key { spki_der }, Material::PublicKey { .. }) => {
-            (None, &[][..], spki_der.to_vec())
+            (None, None, &[][..], spki_der.to_vec())
         }
         (
             Policy::Identity { .. } | Policy::AnyCertificate,
@@ -51,11 +52,8 @@ pub fn verify(
         ) => {
             let (_, cert) = X509Certificate::from_der(leaf)
                 .map_err(|e| SigstoreError::Certificate(format!("it does not parse: {e}")))?;
-            (
-                Some(leaf.as_slice()),
-                offered.as_slice(),
-                cert.public_key().raw.to_vec(),
-            )
+            let spki = cert.public_key().raw.to_vec();
+            (Some(leaf.as_slice()), Some(cert), offered.as_slice(), spki)
         }
         (Policy::Key { .. }, Material::Certificate { .. }) => {
             return Err(SigstoreError::MaterialMismatch {
@@ -72,16 +70,23 @@ pub fn verify(
     };
     // protobuf-specs `X509CertificateChain`: the chain must not include the root; a
     // self-signed certificate in it is refused rather than silently ignored.
-    for der in leaf.into_iter().chain(offered.iter().map(Vec::as_slice)) {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
-            SigstoreError::Certificate(format!("a chain certificate does not parse: {e}"))
-        })?;
+    let self_signed = |cert: &X509Certificate<'_>| {
         if cert.subject().as_raw() == cert.issuer().as_raw() {
             return Err(SigstoreError::Certificate(
                 "the bundle's certificate chain includes a self-signed (root) certificate"
                     .to_owned(),
             ));
         }
+        Ok(())
+    };
+    if let Some(cert) = &leaf_cert {
+        self_signed(cert)?;
+    }
+    for der in offered {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
+            SigstoreError::Certificate(format!("a chain certificate does not parse: {e}"))
+        })?;
+        self_signed(&cert)?;
     }
     let signature = bundle.signature().ok_or_else(|| {
         SigstoreError::Signature("a DSSE envelope must carry exactly one signature".to_owned())
@@ -331,12 +336,13 @@ pub fn verify(
                     None => return Err(SigstoreError::Certificate(last)),
                 }
             }
-            let (_, cert) = X509Certificate::from_der(leaf)
-                .map_err(|e| SigstoreError::Certificate(format!("it does not parse: {e}")))?;
+            let cert = leaf_cert.as_ref().ok_or_else(|| {
+                SigstoreError::Certificate("the leaf certificate was not parsed".to_owned())
+            })?;
             // 6. The identity (sigstore-go `CertificateIdentity.Verify`, exact values), unless
             //    the caller matches it itself.
-            let sans = x509::subject_names(&cert);
-            let found = x509::fulcio_issuer(&cert);
+            let sans = x509::subject_names(cert);
+            let found = x509::fulcio_issuer(cert);
             if let Policy::Identity { identity, issuer } = policy {
                 if !sans.iter().any(|s| s == identity) {
                     return Err(SigstoreError::Identity {
