@@ -42,8 +42,11 @@ pub struct Authority {
     /// The chain as a pool, made once ([`Authority::new`] makes it at once, else the first
     /// verification does), with the chain it was made of: a pool of another chain (`chain`
     /// changed since) is not used.
-    pool: OnceLock<(Vec<Vec<u8>>, Result<x509::Pool, String>)>,
+    pool: OnceLock<MadePool>,
 }
+
+/// A chain made a pool (or why it could not be), with the chain it was made of.
+type MadePool = (Vec<Vec<u8>>, Result<x509::Pool, String>);
 
 impl Authority {
     /// An authority of `chain` (signing certificate first, root last) for timestamps in
