@@ -253,11 +253,7 @@ impl TrustedRoot {
         let mut timestamp_authority_uris = Vec::new();
         for (i, tsa) in wire.timestamp_authorities.into_iter().enumerate() {
             let (chain, valid_from, valid_until) = parse_authority(i, "timestamp authority", &tsa)?;
-            timestamp_authorities.push(Authority {
-                chain,
-                valid_from: Some(valid_from),
-                valid_until,
-            });
+            timestamp_authorities.push(Authority::new(chain, Some(valid_from), valid_until));
             timestamp_authority_uris.push(tsa.uri);
         }
 

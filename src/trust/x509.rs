@@ -8,10 +8,14 @@
 //! EKU, where present along the path, including the one asked for, basic constraints and
 //! name constraints enforced.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::signature;
-use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use rustls_pki_types::{
+    AlgorithmIdentifier, CertificateDer, InvalidSignature, SignatureVerificationAlgorithm,
+    TrustAnchor, UnixTime,
+};
 use x509_parser::{
     extensions::GeneralName,
     oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY,
@@ -35,6 +39,103 @@ pub struct Pool {
     /// The DER of each anchor, in the same order (for its SubjectPublicKeyInfo).
     anchor_ders: Vec<Vec<u8>>,
     intermediates: Vec<CertificateDer<'static>>,
+    /// webpki's algorithms, each knowing the signatures between the pool's own
+    /// certificates that verified when the pool was made (empty: webpki's as they are).
+    algorithms: Arc<Vec<Remembering>>,
+}
+
+/// A signature one certificate of a pool makes over another's TBSCertificate, verified
+/// once, when the pool was made: the inputs webpki passes to the algorithm, byte for byte.
+#[derive(Debug)]
+struct KnownSignature {
+    key: Vec<u8>,
+    message: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+/// One of webpki's signature algorithms that answers at once for a signature it verified
+/// before, with the same key over the same message (the pool's own certificates: a
+/// trusted root's intermediate under its root, checked for every path otherwise), and
+/// verifies any other as the algorithm itself does. A signature check is a pure function
+/// of the algorithm, key, message and signature, so the verdict is the same.
+#[derive(Debug)]
+struct Remembering {
+    inner: &'static dyn SignatureVerificationAlgorithm,
+    known: Vec<KnownSignature>,
+}
+
+impl SignatureVerificationAlgorithm for Remembering {
+    fn verify_signature(
+        &self,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), InvalidSignature> {
+        let known = self
+            .known
+            .iter()
+            .any(|k| k.signature == signature && k.key == public_key && k.message == message);
+        if known {
+            return Ok(());
+        }
+        self.inner.verify_signature(public_key, message, signature)
+    }
+
+    fn public_key_alg_id(&self) -> AlgorithmIdentifier {
+        self.inner.public_key_alg_id()
+    }
+
+    fn signature_alg_id(&self) -> AlgorithmIdentifier {
+        self.inner.signature_alg_id()
+    }
+
+    fn fips(&self) -> bool {
+        self.inner.fips()
+    }
+}
+
+/// What webpki's `verify_signed_data` reads of a certificate (RFC 5280 section 4.1): the
+/// TBSCertificate (its whole DER), the signatureAlgorithm's content and the signature's
+/// bits; `None` when it is not that shape.
+fn signed_parts(cert: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    use der::{Decode, Reader, SliceReader, Tagged};
+    let outer = der::AnyRef::from_der(cert).ok()?;
+    if outer.tag() != der::Tag::Sequence {
+        return None;
+    }
+    let body = outer.value();
+    let mut r = SliceReader::new(body).ok()?;
+    let tbs: der::AnyRef<'_> = r.decode().ok()?;
+    let tbs_len = usize::try_from(u32::from(der::Encode::encoded_len(&tbs).ok()?)).ok()?;
+    let alg: der::AnyRef<'_> = r.decode().ok()?;
+    let sig: der::AnyRef<'_> = r.decode().ok()?;
+    if alg.tag() != der::Tag::Sequence || sig.tag() != der::Tag::BitString || !r.is_finished() {
+        return None;
+    }
+    let (0, bits) = sig.value().split_first()? else {
+        return None;
+    };
+    Some((body.get(..tbs_len)?, alg.value(), bits))
+}
+
+/// What webpki's `verify_signature` reads of a DER SubjectPublicKeyInfo: the algorithm's
+/// content and the key's bits.
+fn spki_parts(spki: &[u8]) -> Option<(&[u8], &[u8])> {
+    use der::{Decode, Reader, SliceReader, Tagged};
+    let outer = der::AnyRef::from_der(spki).ok()?;
+    if outer.tag() != der::Tag::Sequence {
+        return None;
+    }
+    let mut r = SliceReader::new(outer.value()).ok()?;
+    let alg: der::AnyRef<'_> = r.decode().ok()?;
+    let key: der::AnyRef<'_> = r.decode().ok()?;
+    if alg.tag() != der::Tag::Sequence || key.tag() != der::Tag::BitString || !r.is_finished() {
+        return None;
+    }
+    let (0, bits) = key.value().split_first()? else {
+        return None;
+    };
+    Some((alg.value(), bits))
 }
 
 /// Why certificates do not make a pool.
@@ -65,6 +166,20 @@ pub struct VerifiedChain {
     pub issuer_spki: Vec<u8>,
     /// The DER of the intermediates on the path, the leaf's issuer first.
     pub intermediates: Vec<Vec<u8>>,
+    /// The Unix seconds (inclusive) in which every certificate on the path the time checks
+    /// apply to (the leaf and the intermediates; webpki gives an anchor no validity) is
+    /// valid: the latest `notBefore` and the earliest `notAfter` among them.
+    pub valid: (i64, i64),
+}
+
+impl VerifiedChain {
+    /// Whether this same path verifies at `at` (Unix seconds) as well: every certificate on
+    /// it valid then (webpki `check_validity`, both ends inclusive, whole seconds). Nothing
+    /// else path validation checks (signatures, basic and name constraints, EKU) depends on
+    /// the time, so a path that verified at one time and passes this verifies at `at` too.
+    pub fn valid_at(&self, at: i64) -> bool {
+        self.valid.0 <= at && at <= self.valid.1
+    }
 }
 
 // === impl Pool ===
@@ -90,6 +205,7 @@ impl Pool {
         if pool.anchors.is_empty() {
             return Err(PoolError::NoRoot);
         }
+        pool.remember();
         Ok(pool)
     }
 
@@ -110,7 +226,75 @@ impl Pool {
             X509Certificate::from_der(der).map_err(|e| PoolError::Parse(i + 1, e.to_string()))?;
             pool.intermediates.push(CertificateDer::from(der.clone()));
         }
+        pool.remember();
         Ok(pool)
+    }
+
+    /// Verifies, once, the signature of each intermediate of the pool by each certificate of
+    /// the pool that could have issued it (its subject the intermediate's issuer), as webpki
+    /// would (the algorithm its `signatureAlgorithm` and the issuer's key type select), and
+    /// keeps those that hold for [`Remembering`]. Paths are still built and checked in full
+    /// by webpki: only the repeated signature computation over the same bytes is saved.
+    fn remember(&mut self) {
+        let issuers: Vec<&[u8]> = self
+            .anchor_ders
+            .iter()
+            .map(Vec::as_slice)
+            .chain(self.intermediates.iter().map(|c| c.as_ref()))
+            .collect();
+        let mut known: Vec<(usize, KnownSignature)> = Vec::new();
+        for sub in &self.intermediates {
+            let Ok((_, sub_cert)) = X509Certificate::from_der(sub.as_ref()) else {
+                continue;
+            };
+            let Some((message, sig_alg, signature)) = signed_parts(sub.as_ref()) else {
+                continue;
+            };
+            for issuer in &issuers {
+                if *issuer == sub.as_ref() {
+                    continue;
+                }
+                let Ok((_, issuer_cert)) = X509Certificate::from_der(issuer) else {
+                    continue;
+                };
+                if issuer_cert.subject().as_raw() != sub_cert.issuer().as_raw() {
+                    continue;
+                }
+                let Some((key_alg, key)) = spki_parts(issuer_cert.public_key().raw) else {
+                    continue;
+                };
+                for (index, alg) in webpki::ALL_VERIFICATION_ALGS.iter().enumerate() {
+                    if alg.signature_alg_id().as_ref() == sig_alg
+                        && alg.public_key_alg_id().as_ref() == key_alg
+                        && alg.verify_signature(key, message, signature).is_ok()
+                    {
+                        known.push((
+                            index,
+                            KnownSignature {
+                                key: key.to_vec(),
+                                message: message.to_vec(),
+                                signature: signature.to_vec(),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        if known.is_empty() {
+            self.algorithms = Arc::new(Vec::new());
+            return;
+        }
+        let mut algorithms: Vec<Remembering> = webpki::ALL_VERIFICATION_ALGS
+            .iter()
+            .map(|inner| Remembering {
+                inner: *inner,
+                known: Vec::new(),
+            })
+            .collect();
+        for (index, k) in known {
+            algorithms[index].known.push(k);
+        }
+        self.algorithms = Arc::new(algorithms);
     }
 
     fn add_anchor(&mut self, der: Vec<u8>) -> Result<(), String> {
@@ -150,9 +334,19 @@ impl Pool {
                 .map(|der| CertificateDer::from(der.clone())),
         );
         let time = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(at).unwrap_or(0)));
+        let remembering: Vec<&dyn SignatureVerificationAlgorithm> = self
+            .algorithms
+            .iter()
+            .map(|a| a as &dyn SignatureVerificationAlgorithm)
+            .collect();
+        let algorithms = if remembering.is_empty() {
+            webpki::ALL_VERIFICATION_ALGS
+        } else {
+            remembering.as_slice()
+        };
         let path = end_entity
             .verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
+                algorithms,
                 &self.anchors,
                 &intermediates,
                 time,
@@ -165,8 +359,18 @@ impl Pool {
             .intermediate_certificates()
             .map(|c| c.der().to_vec())
             .collect();
-        let issuer_spki = match intermediates.first() {
-            Some(der) => spki_of(der)?,
+        let mut valid = validity_of(leaf.as_ref())?;
+        let mut issuer_spki = None;
+        for der in &intermediates {
+            let (_, cert) = X509Certificate::from_der(der)
+                .map_err(|e| ChainError::Certificate(e.to_string()))?;
+            let v = cert.validity();
+            valid.0 = valid.0.max(v.not_before.timestamp());
+            valid.1 = valid.1.min(v.not_after.timestamp());
+            issuer_spki.get_or_insert_with(|| cert.public_key().raw.to_vec());
+        }
+        let issuer_spki = match issuer_spki {
+            Some(spki) => spki,
             None => {
                 let anchor = path.anchor();
                 let index = self
@@ -185,6 +389,7 @@ impl Pool {
         Ok(VerifiedChain {
             issuer_spki,
             intermediates,
+            valid,
         })
     }
 }
@@ -196,6 +401,14 @@ impl std::fmt::Debug for Pool {
             .field("intermediates", &self.intermediates.len())
             .finish()
     }
+}
+
+/// A certificate's validity as Unix seconds, `notBefore` and `notAfter`.
+fn validity_of(der: &[u8]) -> Result<(i64, i64), ChainError> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| ChainError::Certificate(e.to_string()))?;
+    let v = cert.validity();
+    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
 }
 
 /// The DER SubjectPublicKeyInfo of a certificate.
@@ -396,6 +609,110 @@ pub fn subject_names(cert: &X509Certificate<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use std::path::Path;
+
+    /// The public-good Fulcio chain (intermediate, root) and the kubewarden bundle's leaf
+    /// with its integrated time, from the conformance data next to the project.
+    fn fulcio_case() -> Option<(Vec<Vec<u8>>, Vec<u8>, i64)> {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/sigstore");
+        let Ok(root) = std::fs::read(data.join("public-good/targets/trusted_root.json")) else {
+            eprintln!("skipped: no conformance data at {}", data.display());
+            return None;
+        };
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap()
+        };
+        let root: serde_json::Value = serde_json::from_slice(&root).unwrap();
+        let chain = root["certificateAuthorities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ca| ca["certChain"]["certificates"].as_array().unwrap().clone())
+            .find(|certs| certs.len() == 2)
+            .unwrap()
+            .iter()
+            .map(|c| b64(&c["rawBytes"]))
+            .collect();
+        let bundle =
+            std::fs::read(data.join("cosign-v3-image-kubewarden/bundle_v03.json")).unwrap();
+        let bundle: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+        let leaf = b64(&bundle["verificationMaterial"]["certificate"]["rawBytes"]);
+        let at = bundle["verificationMaterial"]["tlogEntries"][0]["integratedTime"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        Some((chain, leaf, at))
+    }
+
+    #[test]
+    fn a_pool_knows_its_own_chain_signature_and_nothing_else() {
+        let Some((chain, leaf, at)) = fulcio_case() else {
+            return;
+        };
+        let pool = Pool::from_chain(&chain).unwrap();
+        let known: usize = pool.algorithms.iter().map(|a| a.known.len()).sum();
+        assert_eq!(known, 1, "the intermediate's signature by the root");
+        let path = pool.verify(&leaf, &[], at, EKU_CODE_SIGNING).unwrap();
+        assert_eq!(path.intermediates, vec![chain[0].clone()]);
+        // The leaf's validity bounds the path's (a Fulcio certificate lives ten minutes).
+        assert!(path.valid_at(at) && path.valid.1 - path.valid.0 <= 3600);
+        assert!(!path.valid_at(path.valid.1 + 1) && !path.valid_at(path.valid.0 - 1));
+        // ... and webpki agrees at those times.
+        assert!(pool
+            .verify(&leaf, &[], path.valid.1 + 1, EKU_CODE_SIGNING)
+            .is_err());
+        assert!(pool
+            .verify(&leaf, &[], path.valid.0 - 1, EKU_CODE_SIGNING)
+            .is_err());
+        assert!(pool
+            .verify(&leaf, &[], path.valid.1, EKU_CODE_SIGNING)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_chain_whose_signature_is_altered_is_neither_known_nor_trusted() {
+        let Some((mut chain, leaf, at)) = fulcio_case() else {
+            return;
+        };
+        // The last byte of the intermediate is inside its signature.
+        let last = chain[0].len() - 1;
+        chain[0][last] ^= 0x01;
+        let pool = Pool::from_chain(&chain).unwrap();
+        assert!(pool.algorithms.is_empty(), "no signature verified");
+        assert!(pool.verify(&leaf, &[], at, EKU_CODE_SIGNING).is_err());
+        // A pool that knows the genuine signature still checks an altered offered copy.
+        let Some((genuine, _, _)) = fulcio_case() else {
+            return;
+        };
+        let pool = Pool::from_chain(&genuine[1..]).unwrap();
+        assert!(pool
+            .verify(&leaf, &chain[..1], at, EKU_CODE_SIGNING)
+            .is_err());
+        assert!(pool
+            .verify(&leaf, &genuine[..1], at, EKU_CODE_SIGNING)
+            .is_ok());
+    }
+
+    #[test]
+    fn signed_parts_are_what_webpki_reads() {
+        let Some((chain, _, _)) = fulcio_case() else {
+            return;
+        };
+        let (tbs, alg, sig) = signed_parts(&chain[0]).unwrap();
+        let (_, cert) = X509Certificate::from_der(&chain[0]).unwrap();
+        assert_eq!(tbs, cert.tbs_certificate.as_ref());
+        assert_eq!(sig, &cert.signature_value.data[..]);
+        // ecdsa-with-SHA384
+        assert_eq!(
+            alg,
+            &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03]
+        );
+        assert!(signed_parts(&chain[0][..chain[0].len() - 1]).is_none());
+    }
 
     #[test]
     fn der_utf8_strings_decode_and_other_tags_do_not() {

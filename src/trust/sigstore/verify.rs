@@ -18,7 +18,7 @@ use super::{
     Verified,
 };
 use crate::trust::{
-    root::{in_window, TrustedRoot},
+    root::{in_window, CertificateAuthority, TrustedRoot},
     sct, timestamp,
     tlog::{self, RekorPayload},
     x509,
@@ -41,9 +41,10 @@ pub fn verify(
 ) -> Result<Verified, SigstoreError> {
     // 1. The signing material must be what the policy trusts (sigstore-go `WithKey` vs
     //    `WithCertificateIdentity`: keyless material under a key rule fails, and vice versa).
-    let (leaf, offered, spki) = match (policy, &bundle.material) {
+    // The leaf is parsed once, here, for every step that reads it.
+    let (leaf, leaf_cert, offered, spki) = match (policy, &bundle.material) {
         (Policy::Key { spki_der }, Material::PublicKey { .. }) => {
-            (None, &[][..], spki_der.to_vec())
+            (None, None, &[][..], spki_der.to_vec())
         }
         (
             Policy::Identity { .. } | Policy::AnyCertificate,
@@ -51,11 +52,8 @@ pub fn verify(
         ) => {
             let (_, cert) = X509Certificate::from_der(leaf)
                 .map_err(|e| SigstoreError::Certificate(format!("it does not parse: {e}")))?;
-            (
-                Some(leaf.as_slice()),
-                offered.as_slice(),
-                cert.public_key().raw.to_vec(),
-            )
+            let spki = cert.public_key().raw.to_vec();
+            (Some(leaf.as_slice()), Some(cert), offered.as_slice(), spki)
         }
         (Policy::Key { .. }, Material::Certificate { .. }) => {
             return Err(SigstoreError::MaterialMismatch {
@@ -72,16 +70,23 @@ pub fn verify(
     };
     // protobuf-specs `X509CertificateChain`: the chain must not include the root; a
     // self-signed certificate in it is refused rather than silently ignored.
-    for der in leaf.into_iter().chain(offered.iter().map(Vec::as_slice)) {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
-            SigstoreError::Certificate(format!("a chain certificate does not parse: {e}"))
-        })?;
+    let self_signed = |cert: &X509Certificate<'_>| {
         if cert.subject().as_raw() == cert.issuer().as_raw() {
             return Err(SigstoreError::Certificate(
                 "the bundle's certificate chain includes a self-signed (root) certificate"
                     .to_owned(),
             ));
         }
+        Ok(())
+    };
+    if let Some(cert) = &leaf_cert {
+        self_signed(cert)?;
+    }
+    for der in offered {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
+            SigstoreError::Certificate(format!("a chain certificate does not parse: {e}"))
+        })?;
+        self_signed(&cert)?;
     }
     let signature = bundle.signature().ok_or_else(|| {
         SigstoreError::Signature("a DSSE envelope must carry exactly one signature".to_owned())
@@ -288,11 +293,21 @@ pub fn verify(
 
     // 5. The leaf certificate, at every observed time (sigstore-go `verifyLeafCertificate`):
     //    valid then (expired now is fine), chaining to a CA whose window contains it.
-    let mut chain = None;
+    //    A path verified at one observed time is checked at the others against its
+    //    certificates' validity and its CA's window alone: path validation is the same at
+    //    every time but for those (see `VerifiedChain::valid_at`), so the verdict at each time
+    //    is the one a full verification would give, without its signature checks again.
+    //    A time the paths found so far do not cover gets a full verification of its own.
+    let mut paths: Vec<(&CertificateAuthority, x509::VerifiedChain)> = Vec::new();
     let signer = match (leaf, policy) {
         (Some(leaf), Policy::Identity { .. } | Policy::AnyCertificate) => {
             for t in &times {
                 let at = t.time.unix_timestamp();
+                if paths.iter().any(|(ca, c)| {
+                    in_window(t.time, ca.valid_from, ca.valid_until) && c.valid_at(at)
+                }) {
+                    continue;
+                }
                 let mut last = format!(
                     "no certificate authority of the trusted root was valid at {}",
                     rfc3339(t.time)
@@ -304,7 +319,7 @@ pub fn verify(
                     }
                     match ca.pool.verify(leaf, offered, at, x509::EKU_CODE_SIGNING) {
                         Ok(c) => {
-                            ok = Some(c);
+                            ok = Some((ca, c));
                             break;
                         }
                         Err(e) => {
@@ -317,18 +332,17 @@ pub fn verify(
                     }
                 }
                 match ok {
-                    Some(c) => {
-                        chain.get_or_insert(c);
-                    }
+                    Some(path) => paths.push(path),
                     None => return Err(SigstoreError::Certificate(last)),
                 }
             }
-            let (_, cert) = X509Certificate::from_der(leaf)
-                .map_err(|e| SigstoreError::Certificate(format!("it does not parse: {e}")))?;
+            let cert = leaf_cert.as_ref().ok_or_else(|| {
+                SigstoreError::Certificate("the leaf certificate was not parsed".to_owned())
+            })?;
             // 6. The identity (sigstore-go `CertificateIdentity.Verify`, exact values), unless
             //    the caller matches it itself.
-            let sans = x509::subject_names(&cert);
-            let found = x509::fulcio_issuer(&cert);
+            let sans = x509::subject_names(cert);
+            let found = x509::fulcio_issuer(cert);
             if let Policy::Identity { identity, issuer } = policy {
                 if !sans.iter().any(|s| s == identity) {
                     return Err(SigstoreError::Identity {
@@ -357,8 +371,10 @@ pub fn verify(
     let statement = verify_signature(&bundle.content, artifact, artifact_sha256, &spki, signature)?;
 
     // 8. Embedded SCTs (sigstore-go `VerifySignedCertificateTimestamp`), threshold per `req`.
+    // The path of the first observed time, as before.
+    let chain = paths.first().map(|(_, c)| c);
     let mut scts = 0;
-    if let (Some(leaf), Some(chain)) = (leaf, chain.as_ref()) {
+    if let (Some(leaf), Some(chain)) = (leaf, chain) {
         if req.scts > 0 {
             match sct::verify_embedded(leaf, &chain.issuer_spki, &root.ctlogs, req.scts) {
                 Ok(n) if n >= req.scts => scts = n,

@@ -14,6 +14,8 @@
 mod signer;
 mod token;
 
+use std::sync::OnceLock;
+
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -37,6 +39,46 @@ pub struct Authority {
     pub valid_from: Option<OffsetDateTime>,
     /// Timestamps after this do not count (inclusive).
     pub valid_until: Option<OffsetDateTime>,
+    /// The chain as a pool, made once ([`Authority::new`] makes it at once, else the first
+    /// verification does), with the chain it was made of: a pool of another chain (`chain`
+    /// changed since) is not used.
+    pool: OnceLock<MadePool>,
+}
+
+/// A chain made a pool (or why it could not be), with the chain it was made of.
+type MadePool = (Vec<Vec<u8>>, Result<x509::Pool, String>);
+
+impl Authority {
+    /// An authority of `chain` (signing certificate first, root last) for timestamps in
+    /// `valid_from..=valid_until`; its chain is made a pool now, once (the signatures
+    /// between its certificates checked then, not again for each timestamp).
+    pub fn new(
+        chain: Vec<Vec<u8>>,
+        valid_from: Option<OffsetDateTime>,
+        valid_until: Option<OffsetDateTime>,
+    ) -> Self {
+        let authority = Authority {
+            chain,
+            valid_from,
+            valid_until,
+            pool: OnceLock::new(),
+        };
+        let _ = authority.pool();
+        authority
+    }
+
+    /// The chain as a pool: the last certificate the anchor, the others intermediates.
+    fn pool(&self) -> Result<std::borrow::Cow<'_, x509::Pool>, String> {
+        let make = || x509::Pool::from_chain(&self.chain).map_err(|e| e.to_string());
+        let (chain, pool) = self.pool.get_or_init(|| (self.chain.clone(), make()));
+        if *chain == self.chain {
+            pool.as_ref()
+                .map(std::borrow::Cow::Borrowed)
+                .map_err(Clone::clone)
+        } else {
+            make().map(std::borrow::Cow::Owned)
+        }
+    }
 }
 
 /// Why a timestamp does not count.
@@ -219,8 +261,7 @@ fn verify_by(
     // The chain to the authority's root, every certificate valid at genTime (sigstore
     // verifies a TSA chain at the timestamp's time, not now: a TSA certificate may expire
     // after it signed).
-    let pool = x509::Pool::from_chain(&authority.chain)
-        .map_err(|e| TimestampError::BadAuthority(e.to_string()))?;
+    let pool = authority.pool().map_err(TimestampError::BadAuthority)?;
     pool.verify(
         &leaf_der,
         &offered,

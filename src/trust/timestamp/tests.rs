@@ -76,6 +76,7 @@ fn authorities(path: &Path) -> Vec<Authority> {
                         .collect(),
                     valid_from: time(&tsa["validFor"]["start"]),
                     valid_until: time(&tsa["validFor"]["end"]),
+                    pool: Default::default(),
                 })
                 .collect()
         })
@@ -201,6 +202,7 @@ fn notation_root(dir: &Path, rel: &str) -> Authority {
         chain: vec![std::fs::read(dir.join("notation").join(rel)).unwrap()],
         valid_from: None,
         valid_until: None,
+        pool: Default::default(),
     }
 }
 
@@ -269,6 +271,7 @@ fn notation_globalsign_tokens() {
         chain: vec![std::fs::read(core.join("tsaRootCert.cer")).unwrap()],
         valid_from: None,
         valid_until: None,
+        pool: Default::default(),
     };
     let r = verify(
         &std::fs::read(core.join("TimeStampTokenWithInvalidSignature.p7s")).unwrap(),
