@@ -432,20 +432,24 @@ pub fn is_code_signing(cert: &X509Certificate<'_>) -> bool {
     matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.code_signing)
 }
 
+/// The named curve (dotted OID) of an elliptic-curve SubjectPublicKeyInfo (RFC 5480 section
+/// 2.1.1); `None` for any other key, or a curve not given by name.
+pub fn ec_curve(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Option<String> {
+    if spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
+        return None;
+    }
+    spki.algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|oid| oid.to_id_string())
+}
+
 /// ECDSA over SHA-256 with the certificate's key, as cosign loads it
 /// (`LoadVerifier(pub, SHA256)`): P-256 or P-384.
 pub fn ecdsa_sha256_verifies(cert: &X509Certificate<'_>, message: &[u8], sig: &[u8]) -> bool {
     let spki = cert.public_key();
-    if spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
-        return false;
-    }
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|oid| oid.to_id_string());
-    let alg: &dyn signature::VerificationAlgorithm = match curve.as_deref() {
+    let alg: &dyn signature::VerificationAlgorithm = match ec_curve(spki).as_deref() {
         Some(OID_P256) => &signature::ECDSA_P256_SHA256_ASN1,
         Some(OID_P384) => &signature::ECDSA_P384_SHA256_ASN1,
         _ => return false,
@@ -470,22 +474,14 @@ fn schemes_of(
     let alg = spki.algorithm.algorithm.to_id_string();
     let key = spki.subject_public_key.data.to_vec();
     let schemes: Vec<&'static dyn signature::VerificationAlgorithm> = match alg.as_str() {
-        "1.2.840.10045.2.1" => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|oid| oid.to_id_string());
-            match curve.as_deref() {
-                Some(OID_P256) => vec![&signature::ECDSA_P256_SHA256_ASN1],
-                Some(OID_P384) => vec![
-                    &signature::ECDSA_P384_SHA384_ASN1,
-                    &signature::ECDSA_P384_SHA256_ASN1,
-                ],
-                _ => return None,
-            }
-        }
+        "1.2.840.10045.2.1" => match ec_curve(&spki).as_deref() {
+            Some(OID_P256) => vec![&signature::ECDSA_P256_SHA256_ASN1],
+            Some(OID_P384) => vec![
+                &signature::ECDSA_P384_SHA384_ASN1,
+                &signature::ECDSA_P384_SHA256_ASN1,
+            ],
+            _ => return None,
+        },
         "1.3.101.112" => vec![&signature::ED25519],
         "1.2.840.113549.1.1.1" => vec![
             &signature::RSA_PKCS1_2048_8192_SHA256,
@@ -524,16 +520,7 @@ pub fn ecdsa_verifies_prehashed(spki_der: &[u8], sha256: &[u8], sig: &[u8]) -> b
     let Ok((_, spki)) = SubjectPublicKeyInfo::from_der(spki_der) else {
         return false;
     };
-    if spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
-        return false;
-    }
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|oid| oid.to_id_string());
-    let alg: &'static signature::EcdsaVerificationAlgorithm = match curve.as_deref() {
+    let alg: &'static signature::EcdsaVerificationAlgorithm = match ec_curve(&spki).as_deref() {
         Some(OID_P256) => &signature::ECDSA_P256_SHA256_ASN1,
         Some(OID_P384) => &signature::ECDSA_P384_SHA256_ASN1,
         _ => return false,

@@ -237,12 +237,7 @@ fn material_from_parsed_spki(
     let alg = &spki.algorithm;
     let key_bits = spki.subject_public_key.data.to_vec();
     if alg.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = alg
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok())
-            .map(|oid| oid.to_id_string());
-        if curve.as_deref() == Some(OID_P256) {
+        if crate::trust::x509::ec_curve(spki).as_deref() == Some(OID_P256) {
             return Ok(Material::EcP256(key_bits));
         }
     } else if alg.algorithm == OID_PKCS1_RSAENCRYPTION {

@@ -224,12 +224,7 @@ fn verify_signature(
             if spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
                 return Err(unsupported("an ECDSA signature by a non-EC key".to_owned()));
             }
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|oid| oid.to_id_string());
+            let curve = crate::trust::x509::ec_curve(spki);
             match (curve.as_deref(), hash_id) {
                 (Some(P256), 256) => &signature::ECDSA_P256_SHA256_ASN1,
                 (Some(P256), 384) => &signature::ECDSA_P256_SHA384_ASN1,

@@ -76,9 +76,7 @@ impl LogKey {
         }
         let alg = &spki.algorithm;
         let params = alg.parameters.as_ref();
-        let curve = params
-            .and_then(|p| p.as_oid().ok())
-            .map(|oid| oid.to_id_string());
+        let curve = crate::trust::x509::ec_curve(&spki);
         let public = spki.subject_public_key.data.to_vec();
         let algorithm = match alg.algorithm.to_id_string().as_str() {
             OID_EC_PUBLIC_KEY => match curve.as_deref() {

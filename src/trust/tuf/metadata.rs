@@ -12,9 +12,7 @@ use aws_lc_rs::{digest, signature};
 use serde::{de::DeserializeOwned, Deserialize};
 use serde_json::Value;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
-use x509_parser::{
-    oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY, prelude::FromDer, x509::SubjectPublicKeyInfo,
-};
+use x509_parser::{prelude::FromDer, x509::SubjectPublicKeyInfo};
 
 use super::{canonical::canonical, error::Role, TufError};
 
@@ -321,16 +319,11 @@ fn ec_point_from_pem(pem: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let (rest, spki) = SubjectPublicKeyInfo::from_der(&pem.contents).ok()?;
-    if !rest.is_empty() || spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
+    if !rest.is_empty() {
         return None;
     }
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|oid| oid.to_id_string());
-    (curve.as_deref() == Some(OID_P256)).then(|| spki.subject_public_key.data.to_vec())
+    (crate::trust::x509::ec_curve(&spki).as_deref() == Some(OID_P256))
+        .then(|| spki.subject_public_key.data.to_vec())
 }
 
 fn key_verifies(key: &Key, message: &[u8], sig: &[u8]) -> bool {
