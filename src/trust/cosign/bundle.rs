@@ -24,6 +24,7 @@ use super::Vouching;
 use crate::oci::{Digest, DigestAlgorithm};
 use crate::trust::attestation::{Predicate, MAX_STATEMENT};
 use crate::trust::root::TrustedRoot;
+pub use crate::trust::sigstore::pae;
 use crate::trust::sigstore::{
     self,
     bundle::{Content, Material, Version},
@@ -253,18 +254,6 @@ fn other_subject(payload: &[u8]) -> BundleVerdict {
         Ok(s) => BundleVerdict::OtherSubject(s.subjects.join(", ")),
         Err(e) => BundleVerdict::Failed(e),
     }
-}
-
-/// DSSE v1 pre-authentication encoding: `"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`.
-pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "DSSEv1 {} {payload_type} {} ",
-        payload_type.len(),
-        payload.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(payload);
-    out
 }
 
 /// The subjects, predicate type and predicate of an in-toto statement (`in-toto/attestation:

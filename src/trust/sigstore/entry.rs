@@ -42,7 +42,7 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 /// DSSE `PAE(type, body)`: `"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`
 /// (secure-systems-lab/dsse `protocol.md`).
-pub(super) fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "DSSEv1 {} {} {} ",
         payload_type.len(),

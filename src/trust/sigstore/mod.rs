@@ -15,6 +15,7 @@ mod verify;
 use time::OffsetDateTime;
 
 pub use bundle::{Bundle, MAX_BUNDLE_SIZE, MAX_TIMESTAMPS, MAX_TLOG_ENTRIES};
+pub use entry::pae;
 pub use verify::verify;
 
 /// What the signed artifact is known as.
