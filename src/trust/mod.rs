@@ -17,6 +17,7 @@ pub mod attestation;
 pub mod cached;
 pub mod cosign;
 pub mod notary;
+pub mod notation;
 pub mod referrers;
 pub mod root;
 pub mod sct;
