@@ -411,6 +411,55 @@ fn validity_of(der: &[u8]) -> Result<(i64, i64), ChainError> {
     Ok((v.not_before.timestamp(), v.not_after.timestamp()))
 }
 
+/// The certificate signature algorithms [`cert_signed_by`] accepts (dotted OIDs):
+/// sha256/384/512WithRSAEncryption, RSASSA-PSS, ecdsa-with-SHA256/384/512; what Go's
+/// `crypto/x509` `CheckSignature` accepts for the Notary Project's keys (no SHA-1 or MD5).
+const CERT_SIGNATURE_ALGORITHMS: &[&str] = &[
+    "1.2.840.113549.1.1.11",
+    "1.2.840.113549.1.1.12",
+    "1.2.840.113549.1.1.13",
+    "1.2.840.113549.1.1.10",
+    "1.2.840.10045.4.3.2",
+    "1.2.840.10045.4.3.3",
+    "1.2.840.10045.4.3.4",
+];
+
+/// Whether the DER certificate `child_der` carries a valid signature by the key of the DER
+/// certificate `parent_der` (the signature check alone, as Go's `Certificate.CheckSignature`
+/// with the parent's key: nothing about names, basic constraints or validity).
+///
+/// The child's `signatureAlgorithm` must be one of [`CERT_SIGNATURE_ALGORITHMS`] and equal
+/// its TBSCertificate's `signature` field (RFC 5280 section 4.1.1.2); the verification is
+/// webpki's algorithm whose identifiers are the child's signature algorithm and the parent's
+/// key algorithm, byte for byte (so RSASSA-PSS with the hash's MGF1 and salt length, and the
+/// ECDSA hash with the parent's named curve, P-256, P-384 or P-521).
+pub fn cert_signed_by(child_der: &[u8], parent_der: &[u8]) -> bool {
+    let Ok((rest, child)) = X509Certificate::from_der(child_der) else {
+        return false;
+    };
+    let Ok((_, parent)) = X509Certificate::from_der(parent_der) else {
+        return false;
+    };
+    let oid = child.signature_algorithm.algorithm.to_id_string();
+    if !rest.is_empty()
+        || !CERT_SIGNATURE_ALGORITHMS.contains(&oid.as_str())
+        || child.signature_algorithm != child.tbs_certificate.signature
+    {
+        return false;
+    }
+    let Some((message, sig_alg, signature)) = signed_parts(child_der) else {
+        return false;
+    };
+    let Some((key_alg, key)) = spki_parts(parent.public_key().raw) else {
+        return false;
+    };
+    webpki::ALL_VERIFICATION_ALGS.iter().any(|alg| {
+        alg.signature_alg_id().as_ref() == sig_alg
+            && alg.public_key_alg_id().as_ref() == key_alg
+            && alg.verify_signature(key, message, signature).is_ok()
+    })
+}
+
 /// The DER SubjectPublicKeyInfo of a certificate.
 pub fn spki_of(der: &[u8]) -> Result<Vec<u8>, ChainError> {
     let (_, cert) =

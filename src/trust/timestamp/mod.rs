@@ -173,6 +173,57 @@ pub struct Verified {
     pub time: OffsetDateTime,
     /// Index into the authorities of the one that signed it.
     pub authority: usize,
+    /// How far the true time may lie from `time` either way ([`Examined::accuracy`]).
+    pub accuracy: time::Duration,
+    /// The path that verified, DER: the TSA's signing certificate first, then the
+    /// intermediates, the authority's root last.
+    pub chain: Vec<Vec<u8>>,
+}
+
+/// What a token says, before any authority is asked: its time and accuracy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Examined {
+    /// `TSTInfo.genTime`.
+    pub time: OffsetDateTime,
+    /// `TSTInfo.accuracy` when given; else 1 s under the baseline time-stamp policy (RFC 3628
+    /// section 5.2, `0.4.0.2023.1.1`), else 0 (notaryproject/specifications
+    /// `trust-store-trust-policy.md`, "Steps", as tspclient-go `TSTInfo.Validate` reads it).
+    pub accuracy: time::Duration,
+}
+
+/// ETSI's baseline time-stamp policy (RFC 3628 section 5.2).
+const BASELINE_POLICY: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("0.4.0.2023.1.1");
+
+/// Parses a DER `TimeStampToken` and checks its message imprint is the hash of `signed`,
+/// trusting nothing yet (tspclient-go `ParseSignedToken`, `Info`, `TSTInfo.Validate`).
+pub fn examine(token: &[u8], signed: &[u8]) -> Result<Examined, TimestampError> {
+    let token = token::parse(token)?;
+    check_imprint(&token, signed)?;
+    Ok(examined(&token))
+}
+
+fn examined(token: &token::Token) -> Examined {
+    let info = &token.tst_info;
+    let accuracy = match info.accuracy {
+        Some(a) if !a.is_zero() => a,
+        _ if info.policy == BASELINE_POLICY => time::Duration::SECOND,
+        _ => time::Duration::ZERO,
+    };
+    Examined {
+        time: info.gen_time,
+        accuracy,
+    }
+}
+
+/// verify.go `verifyHashedMessages`: the imprint is the hash of the timestamped bytes.
+fn check_imprint(token: &token::Token, signed: &[u8]) -> Result<(), TimestampError> {
+    let imprint_alg = signer::digest_alg(&token.tst_info.imprint_alg)?;
+    let digest = aws_lc_rs::digest::digest(imprint_alg, signed);
+    if !constant_time_eq(digest.as_ref(), &token.tst_info.imprint) {
+        return Err(TimestampError::ImprintMismatch);
+    }
+    Ok(())
 }
 
 /// Verifies a DER `TimeStampToken` (a CMS `ContentInfo` of `SignedData` whose content is a
@@ -187,12 +238,7 @@ pub fn verify(
     authorities: &[Authority],
 ) -> Result<Verified, TimestampError> {
     let token = token::parse(token)?;
-    // verify.go `verifyHashedMessages`: the imprint is the hash of the timestamped bytes.
-    let imprint_alg = signer::digest_alg(&token.tst_info.imprint_alg)?;
-    let digest = aws_lc_rs::digest::digest(imprint_alg, signed);
-    if !constant_time_eq(digest.as_ref(), &token.tst_info.imprint) {
-        return Err(TimestampError::ImprintMismatch);
-    }
+    check_imprint(&token, signed)?;
     if authorities.is_empty() {
         return Err(TimestampError::NoAuthorities);
     }
@@ -201,10 +247,12 @@ pub fn verify(
     let mut reasons = Vec::new();
     for (index, authority) in authorities.iter().enumerate() {
         match verify_by(&token, authority) {
-            Ok(time) => {
+            Ok((time, chain)) => {
                 return Ok(Verified {
                     time,
                     authority: index,
+                    accuracy: examined(&token).accuracy,
+                    chain,
                 })
             }
             Err(e) => reasons.push((index, e)),
@@ -221,11 +269,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The token checked against one authority; its genTime if that authority signed it.
+/// The token checked against one authority; its genTime and the path that verified if
+/// that authority signed it.
 fn verify_by(
     token: &token::Token,
     authority: &Authority,
-) -> Result<OffsetDateTime, TimestampError> {
+) -> Result<(OffsetDateTime, Vec<Vec<u8>>), TimestampError> {
     let gen_time = token.tst_info.gen_time;
     let (leaf_der, offered) = signing_certificate(token, authority)?;
     let (_, leaf) = X509Certificate::from_der(&leaf_der)
@@ -262,13 +311,14 @@ fn verify_by(
     // verifies a TSA chain at the timestamp's time, not now: a TSA certificate may expire
     // after it signed).
     let pool = authority.pool().map_err(TimestampError::BadAuthority)?;
-    pool.verify(
-        &leaf_der,
-        &offered,
-        gen_time.unix_timestamp(),
-        x509::EKU_TIME_STAMPING,
-    )
-    .map_err(|e| TimestampError::Chain(e.to_string()))?;
+    let path = pool
+        .verify(
+            &leaf_der,
+            &offered,
+            gen_time.unix_timestamp(),
+            x509::EKU_TIME_STAMPING,
+        )
+        .map_err(|e| TimestampError::Chain(e.to_string()))?;
 
     // timestamping_authority.go `Verify`: the authority's window, both ends inclusive.
     let before = authority.valid_from.is_some_and(|from| gen_time < from);
@@ -280,7 +330,11 @@ fn verify_by(
             until: authority.valid_until,
         });
     }
-    Ok(gen_time)
+    // The path: the leaf, its intermediates, the authority's root (the pool's one anchor).
+    let mut chain = vec![leaf_der];
+    chain.extend(path.intermediates);
+    chain.extend(authority.chain.last().cloned());
+    Ok((gen_time, chain))
 }
 
 /// The TSA's signing certificate and the candidate intermediates the token offers.

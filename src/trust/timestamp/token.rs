@@ -55,6 +55,10 @@ pub struct TstInfo {
     /// `messageImprint.hashedMessage`.
     pub imprint: Vec<u8>,
     pub gen_time: OffsetDateTime,
+    /// `policy` (the TSA's policy under which the token was issued).
+    pub policy: ObjectIdentifier,
+    /// `accuracy`, when given (RFC 3161 section 2.4.2: seconds, millis, micros).
+    pub accuracy: Option<time::Duration>,
 }
 
 /// Parses a DER `TimeStampToken` (RFC 3161 section 2.4.2: a `ContentInfo` whose content is
@@ -238,13 +242,14 @@ fn parse_tst_info(der: &[u8]) -> Result<TstInfo, TimestampError> {
             reason: format!("version {version}, expected 1"),
         });
     }
-    let _policy: ObjectIdentifier = r.decode().map_err(malformed)?;
+    let policy: ObjectIdentifier = r.decode().map_err(malformed)?;
     let imprint: Any = r.decode().map_err(malformed)?;
     let (imprint_alg, imprint) = parse_imprint(&imprint).map_err(malformed)?;
     let _serial: der::asn1::Int = r.decode().map_err(malformed)?;
     let gen_time: Any = r.decode().map_err(malformed)?;
     let gen_time = parse_generalized_time(&gen_time)?;
     let mut trailing = 0;
+    let mut accuracy = None;
     while !r.is_finished() {
         trailing += 1;
         if trailing > MAX_TST_TRAILING {
@@ -253,13 +258,61 @@ fn parse_tst_info(der: &[u8]) -> Result<TstInfo, TimestampError> {
                 reason: "too many fields".to_owned(),
             });
         }
-        let _: Any = r.decode().map_err(malformed)?;
+        let field: Any = r.decode().map_err(malformed)?;
+        // The only SEQUENCE after genTime is `accuracy`, and it comes first.
+        if trailing == 1 && field.tag() == Tag::Sequence {
+            accuracy = Some(parse_accuracy(&field).map_err(malformed)?);
+        }
     }
     Ok(TstInfo {
         imprint_alg,
         imprint,
         gen_time,
+        policy,
+        accuracy,
     })
+}
+
+/// `Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER (1..999) OPTIONAL,
+/// micros [1] INTEGER (1..999) OPTIONAL }` (RFC 3161 section 2.4.2); the tagged fields are
+/// IMPLICIT (the module's default tagging).
+fn parse_accuracy(any: &Any) -> der::Result<time::Duration> {
+    let mut r = SliceReader::new(any.value())?;
+    let mut total = time::Duration::ZERO;
+    let mut last: Option<u32> = None;
+    while !r.is_finished() {
+        let field: Any = r.decode()?;
+        let (order, unit) = match field.tag() {
+            Tag::Integer => (0, time::Duration::SECOND),
+            Tag::ContextSpecific { number, .. } if number.value() == 0 => {
+                (1, time::Duration::MILLISECOND)
+            }
+            Tag::ContextSpecific { number, .. } if number.value() == 1 => {
+                (2, time::Duration::MICROSECOND)
+            }
+            tag => return Err(tag.unexpected_error(None)),
+        };
+        if last.is_some_and(|l| l >= order) {
+            return Err(der::ErrorKind::Noncanonical { tag: field.tag() }.into());
+        }
+        last = Some(order);
+        // A non-negative INTEGER of at most 32 bits (bounding the arithmetic).
+        let value = field.value();
+        if value.first().is_none_or(|b| b & 0x80 != 0) {
+            return Err(der::ErrorKind::Value { tag: field.tag() }.into());
+        }
+        let start = value.iter().position(|b| *b != 0).unwrap_or(value.len());
+        let bytes = value.get(start..).unwrap_or_default();
+        if bytes.len() > 4 {
+            return Err(der::ErrorKind::Overlength.into());
+        }
+        let n = bytes.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b));
+        if order > 0 && !(1..=999).contains(&n) {
+            return Err(der::ErrorKind::Value { tag: field.tag() }.into());
+        }
+        total += unit * n;
+    }
+    Ok(total)
 }
 
 /// `MessageImprint ::= SEQUENCE { hashAlgorithm AlgorithmIdentifier, hashedMessage OCTET
