@@ -145,6 +145,10 @@ impl Proxy {
                     .resolve_tag(query, tag.as_str())
                     .await
                     .map_err(|r| self.refuse(ctx, r))?;
+                // The decision names what vouched: the Notary v1 role, `cosign` or
+                // `notation` (under `any_of`, the verifier that passed).
+                tracing::debug!(image = %ctx.image, rule = ctx.decision.pattern(), tag = tag.as_str(),
+                    digest = %signed.digest, signed_by = %signed.role, "verified");
                 let digest = Digest::parse(&signed.digest)
                     .map_err(|e| ProxyError::Internal(format!("signed digest: {e}")))?;
                 Ok((digest, Some(u64::try_from(signed.size).unwrap_or(0))))
