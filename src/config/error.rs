@@ -253,8 +253,8 @@ pub enum ConfigError {
         at: Location,
         /// The rule's pattern.
         pattern: String,
-        /// `notary` or `cosign`.
-        owner: &'static str,
+        /// The verifier the field belongs to.
+        owner: crate::policy::VerifierName,
         /// The field.
         key: &'static str,
     },
@@ -282,6 +282,14 @@ pub enum ConfigError {
     #[error("{at}: rule `{pattern}` verifies with cosign but lists no keys; add `keys: [<PEM public key file>]` or `keyless: {{...}}`")]
     MissingCosignKeys {
         /// Where (`keys`, else `verifier`).
+        at: Location,
+        /// The rule's pattern.
+        pattern: String,
+    },
+    /// A rule whose verifier includes notation but that has no `notation` block.
+    #[error("{at}: rule `{pattern}` verifies with notation but has no `notation:` block; add `notation: {{trust_policy: <trustpolicy.oci.json or notation config dir>, trust_store: <notation trust store or config dir>}}`")]
+    MissingNotation {
+        /// Where (`verifier`).
         at: Location,
         /// The rule's pattern.
         pattern: String,
@@ -392,6 +400,7 @@ impl ConfigError {
             | Self::TrustFieldsWithoutVerification { at, .. }
             | Self::FieldNotForVerifier { at, .. }
             | Self::MissingCosignKeys { at, .. }
+            | Self::MissingNotation { at, .. }
             | Self::BadKeyless { at, .. }
             | Self::BadAttestations { at, .. }
             | Self::BadThreshold { at, .. }

@@ -73,8 +73,8 @@ pub use self::{
 pub use crate::http_client::TokenRealm;
 use crate::policy::{
     Action, AttestationConfig, AttestationError, CosignRequirements, DefaultAction, KeylessConfig,
-    KeylessError, Pattern, Policy, PolicyError, RoleList, RootKeyPin, Rule, Signatures, SignerList,
-    TrustRequirements, VerifierKind,
+    KeylessError, NotationRequirements, Pattern, Policy, PolicyError, RoleList, RootKeyPin, Rule,
+    Signatures, SignerList, TrustRequirements, VerifierKind, VerifierName,
 };
 
 /// The whole configuration, as plain data. See the module documentation for the format.
@@ -246,6 +246,67 @@ pub struct RuleConfig {
     /// cosign: whether a sigstore bundle needs a transparency-log entry (keyless) or a log
     /// entry or an RFC 3161 timestamp (key-signed); default true, as `cosign verify`.
     pub require_tlog: Option<bool>,
+    /// notation: the trust policy and trust store (notation's own files) and revocation.
+    pub notation: Option<NotationConfig>,
+}
+
+/// A rule's `notation` block.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotationConfig {
+    /// notation's `trustpolicy.oci.json` (or `trustpolicy.json`), or the notation
+    /// configuration directory holding it (`~/.config/notation`).
+    pub trust_policy: PathBuf,
+    /// notation's trust store: the directory holding `x509/`, or the notation configuration
+    /// directory.
+    pub trust_store: PathBuf,
+    /// Revocation checking; default: OCSP and CRLs fetched, CRLs cached under the cache
+    /// directory.
+    #[serde(default)]
+    pub revocation: NotationRevocationConfig,
+}
+
+/// `notation.revocation`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotationRevocationConfig {
+    /// CRL files (DER or PEM) to use before any fetch, for sites that cannot fetch.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// Whether OCSP responders and CRL distribution points named by trusted certificates
+    /// may be fetched; default true. Off, a certificate whose status needs a fetch is of
+    /// unknown status (which the trust policy's `revocation` level enforces or logs).
+    #[serde(default = "NotationRevocationConfig::default_fetch")]
+    pub fetch: bool,
+    /// Bound on each fetch; default `5s`.
+    #[serde(
+        default = "NotationRevocationConfig::default_timeout",
+        deserialize_with = "values::duration"
+    )]
+    pub timeout: Duration,
+    /// Where fetched CRLs are kept; default `<cache.dir>/notation-crl`.
+    pub cache: Option<PathBuf>,
+}
+
+impl Default for NotationRevocationConfig {
+    fn default() -> Self {
+        NotationRevocationConfig {
+            crls: Vec::new(),
+            fetch: Self::default_fetch(),
+            timeout: Self::default_timeout(),
+            cache: None,
+        }
+    }
+}
+
+impl NotationRevocationConfig {
+    fn default_fetch() -> bool {
+        true
+    }
+
+    fn default_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
 }
 
 /// The runtime objects built from a [`Config`].
@@ -590,11 +651,7 @@ impl Config {
             String::new()
         };
         for (key, present, owner) in rule.verifier_keys() {
-            let used = match owner {
-                "notary" => verifier.uses_notary(),
-                _ => verifier.uses_cosign(),
-            };
-            if present && !used {
+            if present && !verifier.uses(owner) {
                 return Err(ConfigError::FieldNotForVerifier {
                     at: self.locate(&rule_key(i, key)),
                     pattern: pattern.to_string(),
@@ -608,8 +665,14 @@ impl Config {
         } else {
             None
         };
+        let notation = if verifier.uses_notation() {
+            Some(self.rule_notation(i, rule)?)
+        } else {
+            None
+        };
         let trust = TrustRequirements {
             verifier,
+            notation,
             notary,
             roles: rule.roles.clone().unwrap_or_default(),
             signers: rule.signers.clone().unwrap_or_default(),
@@ -644,6 +707,35 @@ impl Config {
             });
         }
         Ok(notary.clone())
+    }
+
+    /// The Notation requirements of a rule whose verifier includes notation. The files are
+    /// read when the runtime is built.
+    fn rule_notation(
+        &self,
+        i: usize,
+        rule: &RuleConfig,
+    ) -> Result<NotationRequirements, ConfigError> {
+        let n = rule
+            .notation
+            .as_ref()
+            .ok_or_else(|| ConfigError::MissingNotation {
+                at: self.locate(&rule_key(i, "verifier")),
+                pattern: rule.pattern.to_string(),
+            })?;
+        Ok(NotationRequirements {
+            trust_policy: n.trust_policy.clone(),
+            trust_store: n.trust_store.clone(),
+            crls: n.revocation.crls.clone(),
+            crl_cache: Some(
+                n.revocation
+                    .cache
+                    .clone()
+                    .unwrap_or_else(|| self.cache.dir.join("notation-crl")),
+            ),
+            revocation_fetch: n.revocation.fetch,
+            revocation_timeout: n.revocation.timeout,
+        })
     }
 
     /// The cosign requirements of a rule whose verifier includes cosign. The key files are
@@ -836,30 +928,48 @@ impl RuleConfig {
             ("signatures", self.signatures.is_some()),
             ("attestations", self.attestations.is_some()),
             ("require_tlog", self.require_tlog.is_some()),
+            ("notation", self.notation.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, present)| present.then_some(key))
     }
 
     /// The verifier-specific fields, whether present, and the verifier they belong to.
-    fn verifier_keys(&self) -> [(&'static str, bool, &'static str); 12] {
+    fn verifier_keys(&self) -> [(&'static str, bool, VerifierName); 13] {
         [
-            ("notary", self.notary.is_some(), "notary"),
-            ("roles", self.roles.is_some(), "notary"),
-            ("signers", self.signers.is_some(), "notary"),
-            ("root_keys", self.root_keys.is_some(), "notary"),
-            ("stale_if_error", self.stale_if_error.is_some(), "notary"),
-            ("keys", self.keys.is_some(), "cosign"),
-            ("keyless", self.keyless.is_some(), "cosign"),
-            ("threshold", self.threshold.is_some(), "cosign"),
+            ("notary", self.notary.is_some(), VerifierName::Notary),
+            ("roles", self.roles.is_some(), VerifierName::Notary),
+            ("signers", self.signers.is_some(), VerifierName::Notary),
+            ("root_keys", self.root_keys.is_some(), VerifierName::Notary),
+            (
+                "stale_if_error",
+                self.stale_if_error.is_some(),
+                VerifierName::Notary,
+            ),
+            ("keys", self.keys.is_some(), VerifierName::Cosign),
+            ("keyless", self.keyless.is_some(), VerifierName::Cosign),
+            ("threshold", self.threshold.is_some(), VerifierName::Cosign),
             (
                 "signature_repository",
                 self.signature_repository.is_some(),
-                "cosign",
+                VerifierName::Cosign,
             ),
-            ("signatures", self.signatures.is_some(), "cosign"),
-            ("attestations", self.attestations.is_some(), "cosign"),
-            ("require_tlog", self.require_tlog.is_some(), "cosign"),
+            (
+                "signatures",
+                self.signatures.is_some(),
+                VerifierName::Cosign,
+            ),
+            (
+                "attestations",
+                self.attestations.is_some(),
+                VerifierName::Cosign,
+            ),
+            (
+                "require_tlog",
+                self.require_tlog.is_some(),
+                VerifierName::Cosign,
+            ),
+            ("notation", self.notation.is_some(), VerifierName::Notation),
         ]
     }
 }

@@ -98,7 +98,7 @@ fn issue_example_parses() {
     assert_eq!(decision.action(), Action::Verify);
     let trust = decision.trust().unwrap();
     assert_eq!(trust.notary, "docker-hub");
-    assert_eq!(trust.verifier, VerifierKind::Notary);
+    assert_eq!(trust.verifier, VerifierKind::NOTARY);
     assert_eq!(trust.signers.as_slice()[0].role(), "targets/alice");
     assert_eq!(
         trust.root_keys,
@@ -173,7 +173,7 @@ fn shipped_config_examples_load_when_uncommented() {
     );
     let signed = policy.decide("docker.io", "example-org/app");
     assert_eq!(signed.action(), Action::Verify);
-    assert_eq!(signed.trust().unwrap().verifier, VerifierKind::Cosign);
+    assert_eq!(signed.trust().unwrap().verifier, VerifierKind::COSIGN);
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn defaults() {
         .map(RoleName::as_str)
         .collect();
     assert_eq!(roles, ["targets/releases", "targets"]);
-    assert_eq!(trust.verifier, VerifierKind::Notary);
+    assert_eq!(trust.verifier, VerifierKind::NOTARY);
     assert!(trust.signers.as_slice().is_empty() && trust.root_keys.is_empty());
     assert_eq!(trust.stale_if_error, Duration::ZERO);
 }
@@ -937,7 +937,7 @@ fn cosign_rules_take_keys_threshold_and_a_signature_repository() {
         .trust()
         .unwrap()
         .clone();
-    assert_eq!(org.verifier, VerifierKind::Cosign);
+    assert_eq!(org.verifier, VerifierKind::COSIGN);
     assert_eq!(org.notary, "");
     let cosign = org.cosign.unwrap();
     assert_eq!(
@@ -956,7 +956,10 @@ fn cosign_rules_take_keys_threshold_and_a_signature_repository() {
         .trust()
         .unwrap()
         .clone();
-    assert_eq!(both.verifier, VerifierKind::NotaryAndCosign);
+    assert_eq!(
+        both.verifier,
+        VerifierKind::of(&[VerifierName::Notary, VerifierName::Cosign], false).unwrap()
+    );
     assert_eq!(both.notary, "hub");
     assert_eq!(both.cosign.unwrap().threshold, 1);
 }
@@ -1279,4 +1282,78 @@ fn s3_storage_with_a_notary_rule_requires_the_trust_state_key() {
     let config = Config::from_yaml(&text(&[&line])).unwrap();
     assert_eq!(config.trust_state_key().unwrap().unwrap().expose(), secret);
     assert!(!format!("{config:?}").contains(secret));
+}
+
+#[test]
+fn notation_rules_and_verifier_combinations() {
+    let text = with_rules(&[
+        "    - match: \"docker.io/org/**\"",
+        "      action: verify",
+        "      verifier: notation",
+        "      notation: {trust_policy: notation, trust_store: notation/truststore, revocation: {crls: [a.crl], fetch: false, timeout: 2s}}",
+        "    - {match: \"docker.io/both/**\", action: verify, verifier: [notary, notation], notary: hub, notation: {trust_policy: p.json, trust_store: s}}",
+        "    - {match: \"docker.io/move/**\", action: verify, verifier: {any_of: [notary, cosign, notation]}, notary: hub, keys: [a.pub], notation: {trust_policy: p.json, trust_store: s}}",
+    ]);
+    let policy = Config::from_yaml(&text).unwrap().policy().unwrap();
+    let trust = |repo: &str| {
+        policy
+            .decide("docker.io", repo)
+            .rule()
+            .unwrap()
+            .trust()
+            .unwrap()
+            .clone()
+    };
+    let org = trust("org/app");
+    assert_eq!(org.verifier, VerifierKind::NOTATION);
+    let n = org.notation.unwrap();
+    assert_eq!(n.trust_policy, PathBuf::from("notation"));
+    assert_eq!(n.trust_store, PathBuf::from("notation/truststore"));
+    assert_eq!(n.crls, [PathBuf::from("a.crl")]);
+    assert!(!n.revocation_fetch);
+    assert_eq!(n.revocation_timeout, Duration::from_secs(2));
+    assert!(n.crl_cache.unwrap().ends_with("notation-crl"));
+    let both = trust("both/app");
+    assert!(both.verifier.uses_notary() && both.verifier.uses_notation());
+    assert!(!both.verifier.any() && both.verifier.tags_signed());
+    let moving = trust("move/app");
+    assert!(moving.verifier.any() && !moving.verifier.tags_signed());
+    let names: Vec<_> = moving.verifier.names().collect();
+    assert_eq!(
+        names,
+        [
+            VerifierName::Notary,
+            VerifierName::Cosign,
+            VerifierName::Notation
+        ]
+    );
+    assert_eq!(
+        moving.verifier.to_string(),
+        "any_of: [notary, cosign, notation]"
+    );
+}
+
+#[test]
+fn notation_rule_errors_name_the_line() {
+    let rule = |line: &str| with_rules(&[line]);
+    expect_err(
+        &rule("    - {match: \"**\", action: verify, verifier: notation}"),
+        7,
+        "notation}",
+        &["verifies with notation but has no `notation:` block"],
+    );
+    expect_err(
+        &rule("    - {match: \"**\", action: verify, notary: hub, notation: {trust_policy: p, trust_store: s}}"),
+        7,
+        "{trust_policy",
+        &["`notation` belongs to the notation verifier"],
+    );
+    for (line, needle) in [
+        ("    - {match: \"**\", action: verify, verifier: {any_of: [notation, notation]}, notation: {trust_policy: p, trust_store: s}}", "verifier `notation` is listed twice"),
+        ("    - {match: \"**\", action: verify, verifier: {one_of: [notation]}, notation: {trust_policy: p, trust_store: s}}", "unknown key `one_of`"),
+        ("    - {match: \"**\", action: verify, verifier: notation, notation: {trust_policy: p}}", "missing field `trust_store`"),
+    ] {
+        let message = load_err(&rule(line)).to_string();
+        assert!(message.contains(needle), "`{needle}` not in: {message}");
+    }
 }

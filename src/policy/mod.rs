@@ -78,17 +78,32 @@ pub enum DefaultAction {
     Allow,
 }
 
-/// The verifiers a rule uses: `notary` (the default), `cosign`, or both (`[notary, cosign]`),
-/// all of which must pass.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum VerifierKind {
+/// One kind of signature a rule can verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VerifierName {
     /// Notary v1 / Docker Content Trust.
-    #[default]
     Notary,
     /// cosign signatures, key-based or keyless.
     Cosign,
-    /// Notary v1 and cosign, both required, agreeing on the digest.
-    NotaryAndCosign,
+    /// Notation (Notary Project) signatures.
+    Notation,
+}
+
+/// The verifiers a rule uses: `notary` (the default), `cosign`, `notation`, a list of them
+/// (`[notary, cosign]`: all required, agreeing on the digest), or `{any_of: [...]}` (any one
+/// suffices, tried in the order listed; the decision names the one that passed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VerifierKind {
+    /// The verifiers, in the order listed, each at most once.
+    names: [Option<VerifierName>; 3],
+    /// Whether one of them suffices (`any_of`) rather than all.
+    any: bool,
+}
+
+impl Default for VerifierKind {
+    fn default() -> Self {
+        Self::NOTARY
+    }
 }
 
 /// What a rule's `cosign` verifier requires.
@@ -113,6 +128,25 @@ pub struct CosignRequirements {
     pub require_tlog: bool,
 }
 
+/// What a rule's `notation` verifier uses: notation's own files, read unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotationRequirements {
+    /// notation's trust policy: `trustpolicy.oci.json` (or the older `trustpolicy.json`), or
+    /// a notation configuration directory holding one.
+    pub trust_policy: std::path::PathBuf,
+    /// notation's trust store: the directory holding `x509/`, or a notation configuration
+    /// directory (holding `truststore/x509/`).
+    pub trust_store: std::path::PathBuf,
+    /// CRL files the operator supplies (air-gapped sites), used before any fetch.
+    pub crls: Vec<std::path::PathBuf>,
+    /// Where fetched CRLs are kept until their `nextUpdate`.
+    pub crl_cache: Option<std::path::PathBuf>,
+    /// Whether OCSP responders and CRL distribution points may be fetched.
+    pub revocation_fetch: bool,
+    /// Bound on each revocation fetch.
+    pub revocation_timeout: Duration,
+}
+
 /// What a `verify` or `audit` rule requires of an image's trust data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustRequirements {
@@ -134,6 +168,8 @@ pub struct TrustRequirements {
     pub stale_if_error: Duration,
     /// The cosign requirements, when the verifier includes `cosign`.
     pub cosign: Option<CosignRequirements>,
+    /// The Notation requirements, when the verifier includes `notation`.
+    pub notation: Option<NotationRequirements>,
 }
 
 /// One policy rule: a pattern, an action and, for `verify`/`audit`, the trust requirements.
@@ -186,65 +222,201 @@ pub enum PolicyError {
     },
 }
 
-// === impl VerifierKind ===
+// === impl VerifierName ===
 
-impl VerifierKind {
-    /// Whether Notary v1 is one of the verifiers.
-    pub fn uses_notary(self) -> bool {
-        matches!(self, Self::Notary | Self::NotaryAndCosign)
+impl VerifierName {
+    /// The name in configuration, logs and decisions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Notary => "notary",
+            Self::Cosign => "cosign",
+            Self::Notation => "notation",
+        }
     }
 
-    /// Whether cosign is one of the verifiers.
-    pub fn uses_cosign(self) -> bool {
-        matches!(self, Self::Cosign | Self::NotaryAndCosign)
-    }
-
-    fn one(name: &str) -> Result<Self, String> {
+    fn parse(name: &str) -> Result<Self, String> {
         match name {
             "notary" => Ok(Self::Notary),
             "cosign" => Ok(Self::Cosign),
+            "notation" => Ok(Self::Notation),
             other => Err(format!(
-                "unknown verifier `{other}`, expected `notary`, `cosign` or `[notary, cosign]`"
+                "unknown verifier `{other}`, expected `notary`, `cosign` or `notation`"
             )),
         }
     }
 }
 
-/// `notary`, `cosign`, or a list of them (each at most once).
+impl fmt::Display for VerifierName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// === impl VerifierKind ===
+
+impl VerifierKind {
+    /// Notary v1 alone.
+    pub const NOTARY: Self = Self::one(VerifierName::Notary);
+    /// cosign alone.
+    pub const COSIGN: Self = Self::one(VerifierName::Cosign);
+    /// Notation alone.
+    pub const NOTATION: Self = Self::one(VerifierName::Notation);
+
+    const fn one(name: VerifierName) -> Self {
+        VerifierKind {
+            names: [Some(name), None, None],
+            any: false,
+        }
+    }
+
+    /// All of `names` required (`any` false) or any one (`any` true); `names` must be
+    /// distinct, at least one.
+    pub fn of(names: &[VerifierName], any: bool) -> Result<Self, String> {
+        let mut out = [None; 3];
+        if names.is_empty() {
+            return Err("the verifier list is empty".to_owned());
+        }
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(format!("verifier `{name}` is listed twice"));
+            }
+            out[i] = Some(*name);
+        }
+        Ok(VerifierKind {
+            names: out,
+            // One verifier is the same either way.
+            any: any && names.len() > 1,
+        })
+    }
+
+    /// The verifiers, in the order listed.
+    pub fn names(self) -> impl Iterator<Item = VerifierName> {
+        self.names.into_iter().flatten()
+    }
+
+    /// Whether one verifier suffices (`any_of` of several).
+    pub fn any(self) -> bool {
+        self.any
+    }
+
+    /// Whether `name` is one of the verifiers.
+    pub fn uses(self, name: VerifierName) -> bool {
+        self.names().any(|n| n == name)
+    }
+
+    /// Whether Notary v1 is one of the verifiers.
+    pub fn uses_notary(self) -> bool {
+        self.uses(VerifierName::Notary)
+    }
+
+    /// Whether cosign is one of the verifiers.
+    pub fn uses_cosign(self) -> bool {
+        self.uses(VerifierName::Cosign)
+    }
+
+    /// Whether Notation is one of the verifiers.
+    pub fn uses_notation(self) -> bool {
+        self.uses(VerifierName::Notation)
+    }
+
+    /// Whether every tag served must be one Notary v1 signed: Notary v1 is required (alone
+    /// or with others). cosign and Notation sign digests; under them a tag is only a name.
+    pub fn tags_signed(self) -> bool {
+        self.uses_notary() && !self.any
+    }
+}
+
+impl fmt::Display for VerifierKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.names().map(VerifierName::as_str).collect();
+        match names.as_slice() {
+            [one] => f.write_str(one),
+            _ if self.any => write!(f, "any_of: [{}]", names.join(", ")),
+            _ => write!(f, "[{}]", names.join(", ")),
+        }
+    }
+}
+
+/// `notary`, `cosign`, `notation`, a list of them (all required), or `{any_of: [...]}`.
 impl<'de> Deserialize<'de> for VerifierKind {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
+        fn names<'de, A: serde::de::SeqAccess<'de>>(
+            mut seq: A,
+        ) -> Result<Vec<VerifierName>, A::Error> {
+            use serde::de::Error as _;
+            let mut names = Vec::new();
+            while let Some(name) = seq.next_element::<String>()? {
+                if names.len() == 3 {
+                    return Err(A::Error::custom("at most three verifiers"));
+                }
+                names.push(VerifierName::parse(&name).map_err(A::Error::custom)?);
+            }
+            Ok(names)
+        }
+        struct Names(Vec<VerifierName>);
+        impl<'de> Deserialize<'de> for Names {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct L;
+                impl<'de> serde::de::Visitor<'de> for L {
+                    type Value = Names;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a list of verifiers")
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                        self,
+                        seq: A,
+                    ) -> Result<Names, A::Error> {
+                        names(seq).map(Names)
+                    }
+                }
+                d.deserialize_seq(L)
+            }
+        }
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = VerifierKind;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("`notary`, `cosign` or `[notary, cosign]`")
+                f.write_str(
+                    "`notary`, `cosign`, `notation`, a list of them (all required) or \
+                     `{any_of: [...]}` (any one suffices)",
+                )
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<VerifierKind, E> {
-                VerifierKind::one(v).map_err(E::custom)
+                VerifierName::parse(v)
+                    .map(VerifierKind::one)
+                    .map_err(E::custom)
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
-                mut seq: A,
+                seq: A,
             ) -> Result<VerifierKind, A::Error> {
                 use serde::de::Error as _;
-                let (mut notary, mut cosign) = (false, false);
-                while let Some(name) = seq.next_element::<String>()? {
-                    let seen = match VerifierKind::one(&name).map_err(A::Error::custom)? {
-                        VerifierKind::Notary => std::mem::replace(&mut notary, true),
-                        _ => std::mem::replace(&mut cosign, true),
-                    };
-                    if seen {
+                VerifierKind::of(&names(seq)?, false).map_err(A::Error::custom)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<VerifierKind, A::Error> {
+                use serde::de::Error as _;
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(A::Error::custom("expected `any_of: [...]`"));
+                };
+                let any = match key.as_str() {
+                    "any_of" => true,
+                    "all_of" => false,
+                    other => {
                         return Err(A::Error::custom(format!(
-                            "verifier `{name}` is listed twice"
-                        )));
+                            "unknown key `{other}`, expected `any_of` or `all_of`"
+                        )))
                     }
+                };
+                let Names(list) = map.next_value()?;
+                if map.next_key::<String>()?.is_some() {
+                    return Err(A::Error::custom(
+                        "a verifier map holds one key, `any_of` or `all_of`",
+                    ));
                 }
-                match (notary, cosign) {
-                    (true, true) => Ok(VerifierKind::NotaryAndCosign),
-                    (true, false) => Ok(VerifierKind::Notary),
-                    (false, true) => Ok(VerifierKind::Cosign),
-                    (false, false) => Err(A::Error::custom("the verifier list is empty")),
-                }
+                VerifierKind::of(&list, any).map_err(A::Error::custom)
             }
         }
         d.deserialize_any(V)

@@ -13,13 +13,14 @@ fn pattern(text: &str) -> Pattern {
 
 fn trust() -> TrustRequirements {
     TrustRequirements {
-        verifier: VerifierKind::Notary,
+        verifier: VerifierKind::NOTARY,
         notary: "docker-hub".into(),
         roles: RoleList::default(),
         signers: SignerList::default(),
         root_keys: Vec::new(),
         stale_if_error: Duration::ZERO,
         cosign: None,
+        notation: None,
     }
 }
 

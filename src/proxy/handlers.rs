@@ -15,7 +15,7 @@ use crate::{
     body::{self, Body},
     metrics::VerificationResult,
     oci::{self, AcceptDecision, Digest, Endpoint, ReadMethod, Reference, Route, Tag},
-    policy::{Action, Rule, VerifierKind},
+    policy::{Action, Rule},
     trust::{ContentSource, ReferrersOf, Refusal, RefusalKind, TrustQuery, Verifier},
     upstream::UpstreamError,
 };
@@ -145,6 +145,10 @@ impl Proxy {
                     .resolve_tag(query, tag.as_str())
                     .await
                     .map_err(|r| self.refuse(ctx, r))?;
+                // The decision names what vouched: the Notary v1 role, `cosign` or
+                // `notation` (under `any_of`, the verifier that passed).
+                tracing::debug!(image = %ctx.image, rule = ctx.decision.pattern(), tag = tag.as_str(),
+                    digest = %signed.digest, signed_by = %signed.role, "verified");
                 let digest = Digest::parse(&signed.digest)
                     .map_err(|e| ProxyError::Internal(format!("signed digest: {e}")))?;
                 Ok((digest, Some(u64::try_from(signed.size).unwrap_or(0))))
@@ -449,14 +453,14 @@ impl Proxy {
         last: Option<&Tag>,
     ) -> Result<Response<Body>, ProxyError> {
         let action = ctx.decision.action();
-        // cosign signs digests, not tags: under cosign alone a tag is only a name, and every
-        // manifest request is verified by the digest it resolves to, so the list is the
-        // upstream's (Notary v1 signs tags, and lists only those).
-        let cosign_only = ctx
+        // cosign and Notation sign digests, not tags: unless Notary v1 is required a tag is
+        // only a name, and every manifest request is verified by the digest it resolves to,
+        // so the list is the upstream's (Notary v1 signs tags, and lists only those).
+        let names_only = ctx
             .decision
             .trust()
-            .is_some_and(|t| t.verifier == VerifierKind::Cosign);
-        if action != Action::Verify || cosign_only {
+            .is_some_and(|t| !t.verifier.tags_signed());
+        if action != Action::Verify || names_only {
             self.metrics.verify().decision(action, None);
             let (bytes, link) = ctx
                 .upstream

@@ -15,16 +15,21 @@ use http::StatusCode;
 use crate::{
     config::{Config, ConfigError},
     metrics::{Metrics, TrustExpiry, UpstreamErrorKind},
-    policy::{CosignRequirements, Policy, RootKeyPin, Rule, TrustSource},
+    policy::{
+        CosignRequirements, NotationRequirements, Policy, RootKeyPin, Rule, TrustSource,
+        VerifierName,
+    },
     storage::SharedStore,
     trust::{
         all::AllOf,
+        any::AnyOf,
         cached::CachedNotary,
         cosign::{CosignKey, CosignVerifier, KeyError, Keyless, RootHandle, RootsError},
         notary::{
             pin_ids_from_pem, FetchError, HttpSource, HttpTimeouts, Limits, NotaryClient, Source,
             StateKey, StateStore,
         },
+        notation::{self, NotationVerifier},
         root::TrustedRoot,
         tuf::{HttpFetch, TufClient},
         TrustQuery, Verifier,
@@ -76,6 +81,8 @@ pub enum BuildError {
         path: PathBuf,
         reason: RootsError,
     },
+    #[error("rule {rule:?}: notation: {reason}")]
+    Notation { rule: String, reason: String },
     #[error("rule {rule:?}: threshold {threshold} but only {distinct} distinct cosign signers")]
     CosignThreshold {
         rule: String,
@@ -221,10 +228,27 @@ impl Runtime {
                 Some(c) => Some(Arc::new(cosign_verifier(rule, c)?)),
                 None => None,
             };
-            let verifier: Arc<dyn Verifier> = match (notary, cosign) {
-                (Some(n), Some(c)) => Arc::new(AllOf::new(vec![n, c])),
-                (Some(v), None) | (None, Some(v)) => v,
-                (None, None) => continue,
+            let notation: Option<Arc<dyn Verifier>> = match &trust.notation {
+                Some(n) => Some(Arc::new(notation_verifier(rule, n)?)),
+                None => None,
+            };
+            // In the order the rule lists them.
+            let mut each: Vec<(&'static str, Arc<dyn Verifier>)> = Vec::new();
+            for name in trust.verifier.names() {
+                let verifier = match name {
+                    VerifierName::Notary => notary.clone(),
+                    VerifierName::Cosign => cosign.clone(),
+                    VerifierName::Notation => notation.clone(),
+                };
+                if let Some(v) = verifier {
+                    each.push((name.as_str(), v));
+                }
+            }
+            let verifier: Arc<dyn Verifier> = match each.len() {
+                0 => continue,
+                1 => each.remove(0).1,
+                _ if trust.verifier.any() => Arc::new(AnyOf::new(each)),
+                _ => Arc::new(AllOf::new(each.into_iter().map(|(_, v)| v).collect())),
             };
             let query = TrustQuery {
                 gun: String::new(),
@@ -329,6 +353,30 @@ fn resolve_pins(rule: &Rule, pins: &[RootKeyPin]) -> Result<Arc<[String]>, Build
         }
     }
     Ok(ids.into())
+}
+
+/// A rule's Notation verifier: notation's trust policy read and validated, the trust stores
+/// it names loaded (a store that cannot be loaded fails the statements naming it, as in
+/// notation, and is logged now), revocation checking set up.
+fn notation_verifier(
+    rule: &Rule,
+    n: &NotationRequirements,
+) -> Result<NotationVerifier, BuildError> {
+    let failed = |reason: String| BuildError::Notation {
+        rule: rule.pattern().to_string(),
+        reason,
+    };
+    let policy = notation::policy::TrustPolicy::load(&n.trust_policy)
+        .map_err(|e| failed(format!("trust policy {}: {e}", n.trust_policy.display())))?;
+    let checker = notation::revocation::Checker::new(notation::revocation::Config {
+        cache_dir: n.crl_cache.clone(),
+        crls: n.crls.clone(),
+        fetch: n.revocation_fetch,
+        timeout: n.revocation_timeout,
+    })
+    .map_err(|e| failed(format!("revocation: {e}")))?;
+    let trust = notation::verify::Trust::new(policy, &n.trust_store, checker);
+    Ok(NotationVerifier::new(Arc::new(trust)))
 }
 
 /// A rule's cosign verifier, with its key files read and parsed. Two files holding the same

@@ -1,4 +1,4 @@
-//! Several verifiers, all required: `verifier: [notary, cosign]`.
+//! Several verifiers, all required: `verifier: [notary, cosign]`, `[notary, notation]`.
 //!
 //! A tag passes when every verifier resolves it to the same digest; a manifest is in the signed
 //! set when the first verifier signs it and every other one vouches for that digest directly
@@ -97,19 +97,21 @@ impl Verifier for AllOf {
 }
 
 impl AllOf {
-    /// Referrers come from the first verifier that keeps any (cosign's bundles); the caller
-    /// has checked the digest against every verifier already, as for a manifest.
+    /// Referrers are those of every verifier that keeps any (cosign's bundles, Notation's
+    /// signatures), as one index; the caller has checked the digest against every verifier
+    /// already, as for a manifest.
     async fn all_referrers(
         &self,
         query: &TrustQuery,
         of: ReferrersOf<'_>,
     ) -> Result<Option<Bytes>, Refusal> {
+        let mut indexes = Vec::new();
         for verifier in &self.verifiers {
             if let Some(index) = verifier.referrers(query, of).await? {
-                return Ok(Some(index));
+                indexes.push(index);
             }
         }
-        Ok(None)
+        Ok(super::referrers::merge(&indexes))
     }
 
     async fn all_others_sign(&self, query: &TrustQuery, digest: &str) -> Result<bool, Refusal> {

@@ -5,7 +5,8 @@
 //! Notary v1 (Docker Content Trust) is the first one (`notary`, wrapped with caching in
 //! [`cached::CachedNotary`]); cosign ([`cosign::CosignVerifier`], key-based and keyless, `.sig`
 //! tags and sigstore bundles found through OCI referrers) sits
-//! beside it, and [`all::AllOf`] requires both. Notation may follow behind the same trait.
+//! beside it, Notation ([`notation::NotationVerifier`]) the third; [`all::AllOf`] requires
+//! several, [`any::AnyOf`] any one of them.
 //! [`referrers`] is OCI referrers discovery for the verifiers whose signatures are referrers
 //! of the image (cosign's sigstore bundles, Notation's signatures): the referrers API and its
 //! tag fallback, bounded, each referrer manifest checked against its descriptor and subject.
@@ -13,6 +14,7 @@
 //! signed entry timestamps) a verifier trusting a log checks.
 
 pub mod all;
+pub mod any;
 pub mod attestation;
 pub mod cached;
 pub mod cosign;
@@ -114,6 +116,8 @@ pub enum ArtifactKind {
     SigstoreBundle,
     /// The referrers tag index (`sha256-<hex>`) of a registry without the referrers API.
     ReferrersIndex,
+    /// A Notation signature manifest (a referrer whose one layer is the envelope).
+    NotationSignature,
 }
 
 impl ArtifactKind {
@@ -122,6 +126,7 @@ impl ArtifactKind {
             ArtifactKind::CosignSignature => "cosign signature manifest",
             ArtifactKind::SigstoreBundle => "sigstore bundle artifact",
             ArtifactKind::ReferrersIndex => "referrers index",
+            ArtifactKind::NotationSignature => "Notation signature manifest",
         }
     }
 }
@@ -146,6 +151,26 @@ impl SignedSet {
     pub fn contains_digest(&self, digest: &str) -> bool {
         self.tags.values().any(|t| t.digest == digest)
             || self.untagged.iter().any(|(d, _)| d == digest)
+    }
+
+    /// Adds what `other` holds: its tags where this set has none of that name, its untagged
+    /// manifests and its artifacts, each once.
+    pub fn merge(&mut self, other: &SignedSet) {
+        for (tag, signed) in &other.tags {
+            self.tags
+                .entry(tag.clone())
+                .or_insert_with(|| signed.clone());
+        }
+        for m in &other.untagged {
+            if !self.untagged.contains(m) {
+                self.untagged.push(m.clone());
+            }
+        }
+        for a in &other.artifacts {
+            if !self.artifacts.contains(a) {
+                self.artifacts.push(a.clone());
+            }
+        }
     }
 
     /// Distinct signed manifests (digest, size), signature artifacts not among them.

@@ -341,6 +341,103 @@ pub fn index<'a>(
     Bytes::from(serde_json::to_vec(&index).unwrap_or_default())
 }
 
+/// A blob of a referrer (a signature, a bundle) of exactly `size` bytes (its descriptor's,
+/// bounded by the caller) hashing to `digest`; `None` otherwise, or when the registry does
+/// not have it or sends more.
+pub async fn read_blob(
+    content: &ContentSource,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+) -> Result<Option<Bytes>, UpstreamError> {
+    match content
+        .upstream
+        .small_blob(repo, digest.as_str(), size)
+        .await
+    {
+        Ok(bytes) => Ok((bytes.len() as u64 == size && digest.matches(&bytes)).then_some(bytes)),
+        Err(UpstreamError::NotFound { .. } | UpstreamError::TooLarge { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The digest a referrers tag stands for, if `tag` is one (`sha256-<hex>`, no suffix):
+/// distribution-spec 1.1 "Referrers Tag Schema", `<alg>-<ref>`.
+pub fn subject_of_tag(tag: &str) -> Option<Digest> {
+    let (algorithm, hex) = tag.split_once('-')?;
+    Digest::parse(&format!("{algorithm}:{hex}")).ok()
+}
+
+/// Tags asked for per page of a tag list, and pages read at most.
+const TAGS_PAGE: usize = 1000;
+const MAX_TAG_PAGES: usize = 20;
+
+/// The subjects the tags of `repo` stand for (`subject_of(tag)`: a referrers tag
+/// `sha256-<hex>`, cosign's `sha256-<hex>.sig`), distinct, sorted, at most `max`, from at
+/// most [`MAX_TAG_PAGES`] pages of the tag list: the candidates of a repository's signed
+/// set for the verifiers whose signatures sit beside the image. A repository the registry
+/// does not have has none.
+pub async fn tagged_subjects(
+    content: &ContentSource,
+    repo: &str,
+    max: usize,
+    subject_of: impl Fn(&str) -> Option<Digest>,
+) -> Result<Vec<Digest>, ReferrersError> {
+    #[derive(Deserialize)]
+    struct TagList {
+        tags: Option<Vec<String>>,
+    }
+    let mut subjects = Vec::new();
+    let mut last: Option<String> = None;
+    for _ in 0..MAX_TAG_PAGES {
+        let (body, _) = match content
+            .upstream
+            .tags(repo, Some(TAGS_PAGE), last.as_deref())
+            .await
+        {
+            Ok(page) => page,
+            Err(UpstreamError::NotFound { .. }) => break,
+            Err(source) => {
+                return Err(ReferrersError::List {
+                    what: format!("{repo} tags"),
+                    source,
+                })
+            }
+        };
+        let tags: Vec<String> = serde_json::from_slice::<TagList>(&body)
+            .map(|l| l.tags.unwrap_or_default())
+            .unwrap_or_default();
+        subjects.extend(tags.iter().filter_map(|t| subject_of(t)));
+        if tags.len() < TAGS_PAGE || subjects.len() >= max {
+            break;
+        }
+        last = tags.last().cloned();
+    }
+    subjects.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    subjects.dedup();
+    subjects.truncate(max);
+    Ok(subjects)
+}
+
+/// The indexes several verifiers answered for one digest ([`index`]'s), as one: every
+/// descriptor once (by digest), in order; `None` when there are none.
+pub fn merge(indexes: &[Bytes]) -> Option<Bytes> {
+    match indexes {
+        [] => None,
+        [one] => Some(one.clone()),
+        _ => {
+            let mut seen = HashSet::new();
+            let descriptors: Vec<serde_json::Value> = indexes
+                .iter()
+                .filter_map(|i| serde_json::from_slice::<RawIndex>(i).ok())
+                .flat_map(|i| i.manifests)
+                .filter(|d| seen.insert(d.get("digest").map(ToString::to_string)))
+                .collect();
+            Some(index(&descriptors, None))
+        }
+    }
+}
+
 /// Whether a referrers tag holds an OCI image index ("Referrers Tag Schema"), not any
 /// manifest somebody tagged `sha256-<hex>`.
 fn tag_index_valid(bytes: &[u8]) -> Result<(), String> {

@@ -86,9 +86,6 @@ pub const MAX_SIGNATURE_TAGS: usize = 256;
 const MAX_SIGNATURE_LAYERS: usize = 32;
 /// Largest simple-signing payload read (cosign's are a few hundred bytes).
 const MAX_PAYLOAD: u64 = 64 * 1024;
-/// Tags asked for per page of the tag list, and pages read at most.
-const TAGS_PAGE: usize = 1000;
-const MAX_TAG_PAGES: usize = 20;
 /// Cached verdicts and signed sets.
 const VERDICTS: usize = 4096;
 const SETS: usize = 256;
@@ -479,8 +476,9 @@ impl CosignVerifier {
         }
     }
 
-    /// A blob of exactly `size` bytes (its descriptor's, bounded by the caller) hashing to
-    /// `digest`; `None` otherwise or when the registry does not have it.
+    /// A blob of exactly `size` bytes hashing to `digest` ([`referrers::read_blob`]).
+    ///
+    /// [`referrers::read_blob`]: crate::trust::referrers::read_blob
     async fn read_blob(
         &self,
         content: &ContentSource,
@@ -488,19 +486,9 @@ impl CosignVerifier {
         digest: &Digest,
         size: u64,
     ) -> Result<Option<Bytes>, Refusal> {
-        let what = format!("{sig_repo}@{digest}");
-        match content
-            .upstream
-            .small_blob(sig_repo, digest.as_str(), size)
+        crate::trust::referrers::read_blob(content, sig_repo, digest, size)
             .await
-        {
-            Ok(bytes) => {
-                Ok((bytes.len() as u64 == size && digest.matches(&bytes)).then_some(bytes))
-            }
-            // Absent, or longer than its descriptor: not this signature.
-            Err(UpstreamError::NotFound { .. } | UpstreamError::TooLarge { .. }) => Ok(None),
-            Err(e) => Err(unreachable_registry(&what, &e)),
-        }
+            .map_err(|e| unreachable_registry(&format!("{sig_repo}@{digest}"), &e))
     }
 
     /// The signed manifests of the query's repository, from its signature tags; cached.
@@ -513,36 +501,14 @@ impl CosignVerifier {
                 return Ok(set.clone());
             }
         }
-        let mut subjects = Vec::new();
-        let mut last: Option<String> = None;
-        for _ in 0..MAX_TAG_PAGES {
-            let (body, _) = match content
-                .upstream
-                .tags(&sig_repo, Some(TAGS_PAGE), last.as_deref())
-                .await
-            {
-                Ok(page) => page,
-                Err(UpstreamError::NotFound { .. }) => break,
-                Err(e) => return Err(unreachable_registry(&format!("{sig_repo} tags"), &e)),
-            };
-            let tags: Vec<String> = serde_json::from_slice::<TagList>(&body)
-                .map(|l| l.tags.unwrap_or_default())
-                .unwrap_or_default();
-            // `.sig` tags, and referrers tags (registries without the referrers API) for
-            // digests signed by sigstore bundles only.
-            subjects.extend(
-                tags.iter().filter_map(|t| {
-                    signed_digest_of_tag(t).or_else(|| subject_of_referrers_tag(t))
-                }),
-            );
-            if tags.len() < TAGS_PAGE || subjects.len() >= MAX_SIGNATURE_TAGS {
-                break;
-            }
-            last = tags.last().cloned();
-        }
-        subjects.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-        subjects.dedup();
-        subjects.truncate(MAX_SIGNATURE_TAGS);
+        // `.sig` tags, and referrers tags (registries without the referrers API) for digests
+        // signed by sigstore bundles only.
+        let mut subjects =
+            crate::trust::referrers::tagged_subjects(content, &sig_repo, MAX_SIGNATURE_TAGS, |t| {
+                signed_digest_of_tag(t).or_else(|| subject_of_referrers_tag(t))
+            })
+            .await
+            .map_err(|e| unreachable_registry(e.what(), e.upstream()))?;
         // A registry with the referrers API keeps no tag for bundles: digests this instance
         // found signed (by a manifest request, which comes before a pull's blobs) are
         // candidates too, verified again below once their verdict is stale.
@@ -747,11 +713,6 @@ impl Signers {
     fn count(&self) -> usize {
         self.owner.len()
     }
-}
-
-#[derive(serde::Deserialize)]
-struct TagList {
-    tags: Option<Vec<String>>,
 }
 
 impl Verifier for CosignVerifier {

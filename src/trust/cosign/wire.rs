@@ -106,10 +106,7 @@ pub fn referrers_tag(digest: &Digest) -> String {
 }
 
 /// The digest a referrers tag stands for, if `tag` is one (`sha256-<hex>`, no suffix).
-pub fn subject_of_referrers_tag(tag: &str) -> Option<Digest> {
-    let (algorithm, hex) = tag.split_once('-')?;
-    Digest::parse(&format!("{algorithm}:{hex}")).ok()
-}
+pub use crate::trust::referrers::subject_of_tag as subject_of_referrers_tag;
 
 /// The simple-signing layers of a signature manifest that carry a signature annotation.
 /// Other layers (and unparseable signatures) are skipped: they cannot count towards a

@@ -10,13 +10,18 @@
 //!   registry scope;
 //! - [`store`]: notation's trust store directory (`truststore/x509/{ca,signingAuthority,tsa}/<name>/`);
 //! - [`revocation`]: CRL (fetched with a file cache, or supplied by the operator) and OCSP;
-//! - [`verify`]: the checks in notation-go's order under the statement's levels and overrides.
+//! - [`verify`]: the checks in notation-go's order under the statement's levels and overrides;
+//! - [`verifier`]: the verifier behind the proxy's policy (`verifier: notation`): signatures
+//!   discovered among the image's referrers, verdicts cached.
 
 pub mod envelope;
 pub mod policy;
 pub mod revocation;
 pub mod store;
+pub mod verifier;
 pub mod verify;
+
+pub use verifier::NotationVerifier;
 
 /// `artifactType` (or, in the older form, config `mediaType`) of a Notation signature manifest.
 pub const SIGNATURE_ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
