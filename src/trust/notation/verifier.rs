@@ -453,8 +453,10 @@ fn refusal(reference: &str, statement: &str, failures: Vec<(Digest, Finding)>) -
     let kind = match first.check {
         Check::Expiry => RefusalKind::Expired,
         Check::Revocation => RefusalKind::Revoked,
-        Check::Descriptor | Check::Integrity => RefusalKind::Mismatch,
-        Check::Authenticity | Check::AuthenticTimestamp => RefusalKind::UntrustedSigner,
+        Check::Descriptor | Check::Integrity | Check::UserMetadata => RefusalKind::Mismatch,
+        Check::Authenticity | Check::AuthenticTimestamp | Check::Plugin => {
+            RefusalKind::UntrustedSigner
+        }
         Check::Policy => RefusalKind::TrustError,
     };
     let reasons: Vec<String> = failures
