@@ -750,6 +750,125 @@ mod tests {
         assert!(signed_parts(&chain[0][..chain[0].len() - 1]).is_none());
     }
 
+    /// A self-signed certificate of `key` under `alg`, its DN `CN=<cn>` (a CA).
+    fn made(cn: &str, key: &rcgen::KeyPair) -> Vec<u8> {
+        ca_params(cn).self_signed(key).unwrap().der().to_vec()
+    }
+
+    fn ca_params(cn: &str) -> rcgen::CertificateParams {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p
+    }
+
+    /// A leaf `CN=<cn>` of a fresh key of `alg`, issued by the CA `CN=<issuer>` (of
+    /// `issuer_key`).
+    fn issued(
+        cn: &str,
+        alg: &'static rcgen::SignatureAlgorithm,
+        issuer: &str,
+        issuer_key: &rcgen::KeyPair,
+    ) -> Vec<u8> {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let issuer = rcgen::Issuer::new(ca_params(issuer), issuer_key);
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        p.signed_by(&key, &issuer).unwrap().der().to_vec()
+    }
+
+    /// `der` re-signed by the RSA key `pkcs8` with RSASSA-PSS (SHA-256, MGF1-SHA-256, salt
+    /// 32), both algorithm fields rewritten (rcgen signs no PSS).
+    fn resigned_pss(der: &[u8], pkcs8: &[u8]) -> Vec<u8> {
+        use cms::cert::x509::{spki::AlgorithmIdentifierOwned, Certificate};
+        use der::{Decode, Encode};
+        let mut cert = Certificate::from_der(der).unwrap();
+        let content = webpki::aws_lc_rs::RSA_PSS_2048_8192_SHA256_LEGACY_KEY.signature_alg_id();
+        let mut alg = vec![0x30, u8::try_from(content.as_ref().len()).unwrap()];
+        alg.extend_from_slice(content.as_ref());
+        let alg = AlgorithmIdentifierOwned::from_der(&alg).unwrap();
+        cert.tbs_certificate.signature = alg.clone();
+        cert.signature_algorithm = alg;
+        let tbs = cert.tbs_certificate.to_der().unwrap();
+        let key = signature::RsaKeyPair::from_pkcs8(pkcs8).unwrap();
+        let mut sig = vec![0; key.public_modulus_len()];
+        key.sign(
+            &signature::RSA_PSS_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            &tbs,
+            &mut sig,
+        )
+        .unwrap();
+        cert.signature = der::asn1::BitString::from_bytes(&sig).unwrap();
+        cert.to_der().unwrap()
+    }
+
+    #[test]
+    fn certificate_signatures_verify_under_the_parent_key_only() {
+        // ECDSA with each curve and hash the Notary Project signs with.
+        for (alg, child_alg) in [
+            (
+                &rcgen::PKCS_ECDSA_P256_SHA256,
+                &rcgen::PKCS_ECDSA_P384_SHA384,
+            ),
+            (
+                &rcgen::PKCS_ECDSA_P384_SHA384,
+                &rcgen::PKCS_ECDSA_P256_SHA256,
+            ),
+            (
+                &rcgen::PKCS_ECDSA_P521_SHA512,
+                &rcgen::PKCS_ECDSA_P256_SHA256,
+            ),
+        ] {
+            let key = rcgen::KeyPair::generate_for(alg).unwrap();
+            let ca = made("CA", &key);
+            assert!(cert_signed_by(&ca, &ca), "{alg:?} self-signed");
+            let leaf = issued("leaf", child_alg, "CA", &key);
+            assert!(cert_signed_by(&leaf, &ca), "{alg:?}");
+            assert!(
+                !cert_signed_by(&ca, &leaf),
+                "{alg:?}: the leaf did not sign the CA"
+            );
+            assert!(!cert_signed_by(&leaf, &leaf), "{alg:?}: nor itself");
+            // One bit of the signature changed.
+            let mut bad = leaf.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            assert!(!cert_signed_by(&bad, &ca), "{alg:?}: altered");
+        }
+        // RSA PKCS #1 v1.5 with SHA-256/384/512, and RSASSA-PSS.
+        for alg in [
+            &rcgen::PKCS_RSA_SHA256,
+            &rcgen::PKCS_RSA_SHA384,
+            &rcgen::PKCS_RSA_SHA512,
+        ] {
+            let key = rcgen::KeyPair::generate_rsa_for(alg, rcgen::RsaKeySize::_2048).unwrap();
+            let ca = made("RSA CA", &key);
+            assert!(cert_signed_by(&ca, &ca), "{alg:?}");
+            let leaf = issued("leaf", &rcgen::PKCS_ECDSA_P256_SHA256, "RSA CA", &key);
+            assert!(cert_signed_by(&leaf, &ca), "{alg:?}");
+            if alg == &rcgen::PKCS_RSA_SHA256 {
+                let pss = resigned_pss(&ca, &key.serialize_der());
+                let (_, parsed) = X509Certificate::from_der(&pss).unwrap();
+                assert_eq!(
+                    parsed.signature_algorithm.algorithm.to_id_string(),
+                    "1.2.840.113549.1.1.10"
+                );
+                assert!(cert_signed_by(&pss, &ca), "RSASSA-PSS");
+                let mut bad = pss.clone();
+                let last = bad.len() - 1;
+                bad[last] ^= 1;
+                assert!(!cert_signed_by(&bad, &ca), "RSASSA-PSS altered");
+            }
+        }
+        // Ed25519 is not one of the accepted algorithms.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let ca = made("Ed CA", &key);
+        assert!(!cert_signed_by(&ca, &ca));
+        assert!(!cert_signed_by(b"junk", b"junk"));
+    }
+
     #[test]
     fn der_utf8_strings_decode_and_other_tags_do_not() {
         assert_eq!(der_utf8_string(b"\x0c\x03abc"), Some("abc"));

@@ -529,3 +529,92 @@ fn generalized_times_with_fractions_parse_and_odd_ones_do_not() {
         assert!(gt(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn accuracies_parse_with_their_bounds() {
+    use der::Decode;
+    let accuracy = |der: &[u8]| super::token::parse_accuracy(&der::Any::from_der(der).unwrap());
+    // seconds 1, millis 500
+    assert_eq!(
+        accuracy(&[0x30, 0x07, 0x02, 0x01, 0x01, 0x80, 0x02, 0x01, 0xf4]),
+        Ok(time::Duration::milliseconds(1500))
+    );
+    // micros 5 alone
+    assert_eq!(
+        accuracy(&[0x30, 0x03, 0x81, 0x01, 0x05]),
+        Ok(time::Duration::microseconds(5))
+    );
+    assert_eq!(accuracy(&[0x30, 0x00]), Ok(time::Duration::ZERO));
+    // millis 0 (out of 1..999), negative seconds, millis before seconds, seconds twice,
+    // an unknown field, a huge number of seconds.
+    for bad in [
+        &[0x30, 0x03, 0x80, 0x01, 0x00][..],
+        &[0x30, 0x03, 0x02, 0x01, 0xff],
+        &[0x30, 0x06, 0x80, 0x01, 0x01, 0x02, 0x01, 0x01],
+        &[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01],
+        &[0x30, 0x03, 0x82, 0x01, 0x01],
+        &[0x30, 0x08, 0x02, 0x06, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00],
+    ] {
+        assert!(accuracy(bad).is_err(), "{bad:02x?}");
+    }
+}
+
+#[test]
+fn notation_tokens_report_their_accuracy_and_verified_chain() {
+    let Some(dir) = conformance() else { return };
+    let testdata = dir.join("notation/notation-go/verifier/testdata");
+    let r6 = notation_root(
+        &dir,
+        "notation-go/verifier/testdata/truststore/x509/tsa/test-timestamp/globalsignRoot.cer",
+    );
+    let jws = json(&testdata.join("timestamp/sigEnv/jwsWithTimestamp.sig"));
+    let token = b64(&jws["header"]["io.cncf.notary.timestampSignature"]);
+    let sig = URL_SAFE_NO_PAD
+        .decode(jws["signature"].as_str().unwrap())
+        .unwrap();
+    // GlobalSign's tokens state an accuracy of one second.
+    let examined = examine(&token, &sig).unwrap();
+    assert_eq!(examined.accuracy, time::Duration::SECOND);
+    assert_eq!(
+        examine(&token, b"other"),
+        Err(TimestampError::ImprintMismatch)
+    );
+    let verified = verify(&token, &sig, std::slice::from_ref(&r6)).unwrap();
+    assert_eq!(verified.time, examined.time);
+    assert_eq!(verified.accuracy, examined.accuracy);
+    // Leaf, intermediate, R6.
+    assert_eq!(verified.chain.len(), 3);
+    assert_eq!(verified.chain.last(), r6.chain.last());
+    assert!(crate::trust::x509::cert_signed_by(
+        &verified.chain[0],
+        &verified.chain[1]
+    ));
+
+    // The Microsoft token of the e2e timestamped layout: 500 ms.
+    let layout = dir.join(
+        "notation/notation/test/e2e/testdata/registry/oci_layout/e2e-with-timestamped-signature/blobs/sha256",
+    );
+    let Ok(blobs) = std::fs::read_dir(&layout) else {
+        eprintln!("skipping: {} not found", layout.display());
+        return;
+    };
+    let mut seen = 0;
+    for blob in blobs {
+        let Ok(v) = serde_json::from_slice::<Value>(&std::fs::read(blob.unwrap().path()).unwrap())
+        else {
+            continue;
+        };
+        let Some(ts) = v["header"]["io.cncf.notary.timestampSignature"].as_str() else {
+            continue;
+        };
+        seen += 1;
+        let token = STANDARD.decode(ts).unwrap();
+        let sig = URL_SAFE_NO_PAD
+            .decode(v["signature"].as_str().unwrap())
+            .unwrap();
+        let examined = examine(&token, &sig).unwrap();
+        assert_eq!(examined.accuracy, time::Duration::milliseconds(500));
+        assert_eq!(examined.time, utc("2025-01-21T09:17:46.641Z"));
+    }
+    assert_eq!(seen, 1);
+}

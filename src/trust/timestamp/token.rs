@@ -276,7 +276,7 @@ fn parse_tst_info(der: &[u8]) -> Result<TstInfo, TimestampError> {
 /// `Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER (1..999) OPTIONAL,
 /// micros [1] INTEGER (1..999) OPTIONAL }` (RFC 3161 section 2.4.2); the tagged fields are
 /// IMPLICIT (the module's default tagging).
-fn parse_accuracy(any: &Any) -> der::Result<time::Duration> {
+pub(super) fn parse_accuracy(any: &Any) -> der::Result<time::Duration> {
     let mut r = SliceReader::new(any.value())?;
     let mut total = time::Duration::ZERO;
     let mut last: Option<u32> = None;

@@ -190,6 +190,15 @@ impl Trust {
                     .or_insert_with(|| store.certificates(r.kind, &r.name).map(Arc::from));
             }
         }
+        Trust::from_stores(policy, stores, revocation)
+    }
+
+    /// A trust of loaded stores; each `tsa` store's roots made timestamp authorities.
+    fn from_stores(
+        policy: TrustPolicy,
+        stores: BTreeMap<StoreRef, Loaded>,
+        revocation: Checker,
+    ) -> Trust {
         let authorities = stores
             .iter()
             .filter(|(r, _)| r.kind == StoreKind::Tsa)
@@ -234,11 +243,23 @@ impl Trust {
         if skips(statement) {
             return Ok(Verified::skipped(statement));
         }
-        let actions = statement.actions;
-        let mut run = Run::default();
-
         // 1. Integrity (`verifyIntegrity`): enforced at every level.
         let envelope = Envelope::parse(media_type, envelope).map_err(integrity)?;
+        self.verify_envelope(statement, envelope, subject, now)
+            .await
+    }
+
+    /// [`Trust::verify`] from its integrity step's chain check on, for an envelope whose
+    /// signature verified.
+    async fn verify_envelope(
+        &self,
+        statement: &Statement,
+        envelope: Envelope,
+        subject: Subject<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Verified, Finding> {
+        let actions = statement.actions;
+        let mut run = Run::default();
         chain::validate(&envelope.chain, chain::Usage::CodeSigning).map_err(|e| {
             Finding::new(
                 Check::Integrity,
