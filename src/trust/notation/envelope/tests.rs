@@ -1229,3 +1229,40 @@ fn hostile_bytes_never_panic() {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+    /// Arbitrary bytes, and a signed envelope with arbitrary bytes overwritten, are refused
+    /// or accepted without a panic; an edited signed envelope is never accepted with a
+    /// different target.
+    #[test]
+    fn arbitrary_input_is_handled(
+        bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+        at in 0usize..4096,
+        patch in proptest::collection::vec(proptest::num::u8::ANY, 1..8),
+        cose in proptest::bool::ANY,
+    ) {
+        let _ = Envelope::parse(JWS, &bytes);
+        let _ = Envelope::parse(COSE, &bytes);
+        let k = key(Algorithm::Es256);
+        let (media_type, mut signed) = if cose {
+            (COSE, sign_cose(k, cose_header(Algorithm::Es256).build(), SIGNED_PAYLOAD))
+        } else {
+            (JWS, sign_jws(k, &jws_header(Algorithm::Es256), SIGNED_PAYLOAD))
+        };
+        let start = at % signed.len();
+        for (i, b) in patch.iter().enumerate() {
+            if let Some(slot) = signed.get_mut(start + i) {
+                *slot = *b;
+            }
+        }
+        if let Ok(env) = Envelope::parse(media_type, &signed) {
+            proptest::prop_assert_eq!(env.target.size, 517);
+            proptest::prop_assert_eq!(
+                env.target.digest,
+                "sha256:b8479de3f88fb259a0a9ea82a5b2a052a1ef3c4ebbcfc61482d5ae4c831f8af9"
+            );
+        }
+    }
+}
