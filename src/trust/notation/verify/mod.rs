@@ -6,7 +6,9 @@
 //!    its `x5c` chain meets the certificate requirements ([`chain::validate`], as
 //!    notation-core-go's envelope `Verify` checks them): enforced at every level;
 //! 2. the verification plugin the envelope names: trustgate runs none, so such an envelope
-//!    fails, as notation-go fails without the plugin installed;
+//!    fails, as notation-go fails without the plugin installed; so does one with critical
+//!    extended attributes only a plugin could process (the spec's rule; notation-go ignores
+//!    them when no plugin is named);
 //! 3. authenticity: a certificate of the chain is one of the trust stores of the statement
 //!    whose type the signing scheme selects; then the trusted identities;
 //! 4. expiry;
@@ -279,8 +281,10 @@ impl Trust {
             )
         })?;
 
-        // 2. The verification plugin (`getVerificationPlugin`, `pluginManager.Get`).
+        // 2. The verification plugin (`getVerificationPlugin`, `pluginManager.Get`), and the
+        // critical attributes only a plugin could process.
         plugin(&envelope)?;
+        critical_extended(&envelope)?;
 
         // 3. Authenticity (`loadX509TrustStores`, `verifyAuthenticity`), then the trusted
         // identities (`verifyX509TrustedIdentities`), both under the authenticity action.
@@ -511,6 +515,25 @@ fn plugin(envelope: &Envelope) -> Result<(), Finding> {
             "error while locating the verification plugin {name:?}, make sure the plugin is installed successfully before verifying the signature. error: trustgate runs no verification plugins"
         ),
     ))
+}
+
+/// Critical extended attributes (other than the plugin ones): only a verification plugin
+/// could process them (notation-go `processPluginResponse`: "all extended critical
+/// attributes must be processed by the verification plugin"), and trustgate runs none.
+/// notation-go ignores them when the envelope names no plugin; the spec
+/// (`signature-specification.md`, "Extended attributes") says a critical attribute the
+/// verifier does not understand MUST fail verification, and trustgate follows the spec:
+/// the envelope fails at every level.
+fn critical_extended(envelope: &Envelope) -> Result<(), Finding> {
+    match envelope.critical_extended.first() {
+        None => Ok(()),
+        Some(first) => Err(Finding::new(
+            Check::Plugin,
+            format!(
+                "extended critical attribute {first:?} cannot be processed: trustgate runs no verification plugins, and all extended critical attributes must be processed"
+            ),
+        )),
+    }
 }
 
 /// notation-go `internal/semver.IsValid`: SemVer 2.0.0 (semver.org's regular expression,

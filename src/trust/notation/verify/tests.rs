@@ -7,13 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine as _;
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
-use serde_json::Value;
 use time::macros::datetime;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -542,68 +539,28 @@ fn corpus_chains() {
     let e = chain::validate(&r3, Usage::CodeSigning).unwrap_err();
     assert!(e.contains("the ca field must be set to false"), "{e}");
     // The mock envelopes' chain: leaf → root with the same DN.
-    let env = jws(&dir.join("notation-go/internal/mock/testdata/ca_valid_sig_env.json"));
+    let env = parse(&dir.join("notation-go/internal/mock/testdata/ca_valid_sig_env.json"));
     assert_eq!(env.chain.len(), 2);
     assert_eq!(chain::validate(&env.chain, Usage::CodeSigning), Ok(()));
 }
 
 // === envelopes and trust for whole verifications ===
 
-/// A JWS envelope of the corpus, read without checking its signature (the parser's job):
-/// the protected header's signing scheme, times and plugin, the payload's target, `x5c`,
-/// the signature and the timestamp.
-fn jws(path: &Path) -> Envelope {
-    let text = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let v: Value = serde_json::from_slice(&text).unwrap();
-    let b64url = |s: &Value| URL_SAFE_NO_PAD.decode(s.as_str().unwrap()).unwrap();
-    let protected: Value = serde_json::from_slice(&b64url(&v["protected"])).unwrap();
-    let payload: Value = serde_json::from_slice(&b64url(&v["payload"])).unwrap();
-    let time = |key: &str| {
-        protected[key].as_str().map(|s| {
-            OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
-        })
-    };
-    let t = &payload["targetArtifact"];
-    let scheme = match protected["io.cncf.notary.signingScheme"].as_str() {
-        Some("notary.x509.signingAuthority") => SigningScheme::SigningAuthority,
-        _ => SigningScheme::X509,
-    };
-    let mut e = envelope_of(
-        v["header"]["x5c"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| STANDARD.decode(c.as_str().unwrap()).unwrap())
-            .collect(),
-    );
-    e.target = Target {
-        media_type: t["mediaType"].as_str().unwrap().to_owned(),
-        digest: t["digest"].as_str().unwrap().to_owned(),
-        size: t["size"].as_i64().unwrap(),
-        annotations: t["annotations"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    };
-    e.scheme = scheme;
-    e.signing_time = time("io.cncf.notary.signingTime");
-    e.authentic_signing_time = time("io.cncf.notary.authenticSigningTime");
-    e.expiry = time("io.cncf.notary.expiry");
-    e.signature = b64url(&v["signature"]);
-    e.timestamp = v["header"]["io.cncf.notary.timestampSignature"]
-        .as_str()
-        .map(|s| STANDARD.decode(s).unwrap());
-    e.verification_plugin = protected["io.cncf.notary.verificationPlugin"]
-        .as_str()
-        .map(str::to_owned);
-    e.plugin_min_version = protected["io.cncf.notary.verificationPluginMinVersion"]
-        .as_str()
-        .map(str::to_owned);
-    e
+/// A corpus envelope parsed (and its integrity checked) by [`Envelope::parse`]: COSE for
+/// `cose*` and `timestampAfterNotAfter`, JWS otherwise.
+fn parse(path: &Path) -> Envelope {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Envelope::parse(media_type_of(path), &bytes)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn media_type_of(path: &Path) -> &'static str {
+    let name = path.file_name().unwrap().to_string_lossy();
+    if name.starts_with("cose") || name.starts_with("timestampAfterNotAfter") {
+        envelope::COSE
+    } else {
+        envelope::JWS
+    }
 }
 
 /// An envelope of `chain` (scheme notary.x509) for [`image`], signed 2024, no expiry.
@@ -626,6 +583,8 @@ fn envelope_of(chain: Vec<Vec<u8>>) -> Envelope {
         signing_agent: None,
         verification_plugin: None,
         plugin_min_version: None,
+        algorithm: envelope::Algorithm::Es256,
+        critical_extended: Vec::new(),
     }
 }
 
@@ -1134,7 +1093,7 @@ fn ngo_trust(dir: &Path, extra: Vec<TestStore>) -> Trust {
 }
 
 fn mock(dir: &Path, name: &str) -> Envelope {
-    jws(&dir.join("notation-go/internal/mock/testdata").join(name))
+    parse(&dir.join("notation-go/internal/mock/testdata").join(name))
 }
 
 /// `dummyOCIPolicyDocument`'s stores (README `P/ngo-dummy-*`), or `-2` ones (`store2`).
@@ -1342,7 +1301,7 @@ async fn g12_g13_envelopes_needing_a_plugin_fail() {
             continue;
         }
         seen += 1;
-        let e = jws(&path);
+        let e = parse(&path);
         let subject = Subject {
             digest: "sha256:fe7e9333395060c2f5e63cf36a38fba10176f183b4163a5794e081a480abba5f",
             size: 942,
@@ -1416,9 +1375,10 @@ async fn g14_user_metadata_under_audit() {
 // --- the timestamp set (notation-go `verifier/timestamp_test.go` TestAuthenticTimestamp) ---
 
 fn sig_env(dir: &Path, name: &str) -> Envelope {
-    jws(&dir
-        .join("notation-go/verifier/testdata/timestamp/sigEnv")
-        .join(name))
+    parse(
+        &dir.join("notation-go/verifier/testdata/timestamp/sigEnv")
+            .join(name),
+    )
 }
 
 fn countersignature(dir: &Path, name: &str) -> Vec<u8> {
@@ -1710,4 +1670,181 @@ async fn t12_to_t15_broken_countersignatures() {
             .starts_with("timestamp can be before certificate \"CN=alpine"),
         "{f}"
     );
+}
+
+#[tokio::test]
+async fn g01_g03_whole_verifications_from_the_envelope_bytes() {
+    let Some(dir) = corpus() else { return };
+    let t = ngo_trust(&dir, vec![]);
+    let mocks = dir.join("notation-go/internal/mock/testdata");
+    let read = |name: &str| std::fs::read(mocks.join(name)).unwrap();
+    // G01 / G02 through `Trust::verify`.
+    for name in ["ca_valid_sig_env.json", "sa_valid_sig_env.json"] {
+        let bytes = read(name);
+        let leaf = Envelope::parse(envelope::JWS, &bytes).unwrap().chain[0].clone();
+        let s = dummy(STRICT, "", dummy_identity(&leaf));
+        let v = t
+            .verify(&s, envelope::JWS, &bytes, image(), NOW)
+            .await
+            .unwrap_or_else(|f| panic!("{name}: {f}"));
+        assert!(v.logged.is_empty());
+        // The same bytes as COSE are not an envelope.
+        let f = t
+            .verify(&s, envelope::COSE, &bytes, image(), NOW)
+            .await
+            .unwrap_err();
+        assert_eq!(f.check, Check::Integrity);
+        assert!(
+            f.message
+                .starts_with("unable to parse the digital signature"),
+            "{f}"
+        );
+    }
+    // G03: a signature with a non-base64url byte fails integrity at every level.
+    for name in ["ca_invalid_sig_env.json", "sa_invalid_sig_env.json"] {
+        for actions in [STRICT, PERMISSIVE, AUDIT] {
+            let f = t
+                .verify(
+                    &dummy(actions, "", Identities::Any),
+                    envelope::JWS,
+                    &read(name),
+                    image(),
+                    NOW,
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(f.check, Check::Integrity, "{name}: {f}");
+        }
+    }
+    // N13 / N14: a layer that is no envelope, at every level.
+    for actions in [STRICT, PERMISSIVE, AUDIT] {
+        let f = t
+            .verify(
+                &dummy(actions, "", Identities::Any),
+                "application/vnd.oci.image.layer.v1.tar",
+                b"invalid signature\n",
+                image(),
+                NOW,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(f.check, Check::Integrity);
+    }
+    // C11: the JWS encoding vector has no x5c.
+    let conformance = dir.join("notation-core-go/signature/jws/testdata/conformance.json");
+    if let Ok(bytes) = std::fs::read(&conformance) {
+        let f = t
+            .verify(
+                &dummy(AUDIT, "", Identities::Any),
+                envelope::JWS,
+                &bytes,
+                image(),
+                NOW,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(f.check, Check::Integrity);
+    }
+}
+
+#[tokio::test]
+async fn critical_extended_attributes_fail_closed_without_a_plugin() {
+    let Some(dir) = corpus() else { return };
+    let t = ngo_trust(&dir, vec![]);
+    // ca_plugin_sig_env.json marks `SomeKey` critical beside the plugin: the plugin is
+    // reported first (G12); without the plugin, `SomeKey` fails it.
+    let mut e = mock(&dir, "ca_plugin_sig_env.json");
+    assert_eq!(e.critical_extended, vec!["SomeKey".to_owned()]);
+    e.verification_plugin = None;
+    for actions in [STRICT, AUDIT] {
+        let f = run(
+            &t,
+            &dummy(actions, "", Identities::Any),
+            e.clone(),
+            image(),
+            NOW,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(f.check, Check::Plugin);
+        assert!(
+            f.message
+                .starts_with("extended critical attribute \"SomeKey\""),
+            "{f}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cose_timestamp_cases_t01_t04_t05_t11() {
+    let Some(dir) = corpus() else { return };
+    let expired = sig_env(&dir, "coseExpiredWithTimestamp.sig");
+    assert_eq!(expired.media_type, envelope::COSE);
+    let extra = store(StoreKind::Ca, "expired-leaf");
+    let t = ngo_trust(
+        &dir,
+        vec![(extra.clone(), Ok(vec![expired.chain[0].clone()]))],
+    );
+    // T01 (COSE), revocation logged.
+    let s = ts_statement(Some("test-timestamp"), VerifyTimestamp::Always, Action::Log);
+    run(
+        &t,
+        &s,
+        sig_env(&dir, "coseWithTimestamp.sig"),
+        ts_image(),
+        NOW,
+    )
+    .await
+    .unwrap_or_else(|f| panic!("T01 COSE: {f}"));
+    // T05 (COSE), revocation skipped.
+    let mut s = ts_statement(
+        Some("test-timestamp"),
+        VerifyTimestamp::Always,
+        Action::Skip,
+    );
+    s.trust_stores.push(extra.clone());
+    let v = run(&t, &s, expired.clone(), ts_image(), NOW)
+        .await
+        .unwrap_or_else(|f| panic!("T05 COSE: {f}"));
+    assert!(v.logged.is_empty());
+    // T04 (COSE): no tsa store.
+    let mut s = ts_statement(None, VerifyTimestamp::Always, Action::Enforce);
+    s.trust_stores.push(extra);
+    let f = run(&t, &s, expired, ts_image(), NOW).await.unwrap_err();
+    assert_eq!(
+        f.message,
+        "verification time is after certificate \"CN=testTSA,O=Notary,L=Seattle,ST=WA,C=US\" validity period, it was expired at \"Tue, 18 Jun 2024 07:30:31 +0000\""
+    );
+    // T11: the timestamp (2024) is after the leaf's notAfter (2001); the leaf is in no
+    // store, so it is anchored here for the timestamp step to be reached.
+    let after = sig_env(&dir, "timestampAfterNotAfter.sig");
+    let anchor = store(StoreKind::Ca, "after");
+    let t = ngo_trust(
+        &dir,
+        vec![(anchor.clone(), Ok(vec![after.chain[0].clone()]))],
+    );
+    let mut s = ts_statement(
+        Some("test-timestamp"),
+        VerifyTimestamp::Always,
+        Action::Enforce,
+    );
+    s.trust_stores.push(anchor);
+    let f = run(&t, &s, after.clone(), ts_image(), NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        f,
+        Finding::new(
+            Check::AuthenticTimestamp,
+            "timestamp can be after certificate \"CN=testTSA,O=Notary,L=Seattle,ST=WA,C=US\" validity period, it was expired at \"Tue, 18 Sep 2001 11:54:34 +0000\""
+        )
+    );
+    // ... and without the anchor, authenticity fails first.
+    let s = ts_statement(
+        Some("test-timestamp"),
+        VerifyTimestamp::Always,
+        Action::Enforce,
+    );
+    let f = run(&t, &s, after, ts_image(), NOW).await.unwrap_err();
+    assert_eq!(f.check, Check::Authenticity);
 }
