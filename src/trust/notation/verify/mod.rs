@@ -3,7 +3,7 @@
 //! "Signature Verification details" and "Signature Verification", "Steps"):
 //!
 //! 1. integrity: the envelope parses and its signature verifies ([`Envelope::parse`]), and
-//!    its `x5c` chain meets the certificate requirements ([`chain::validate`], as
+//!    its `x5c` chain meets the certificate requirements (`chain::validate`, as
 //!    notation-core-go's envelope `Verify` checks them): enforced at every level;
 //! 2. the verification plugin the envelope names: trustgate runs none, so such an envelope
 //!    fails, as notation-go fails without the plugin installed; so does one with critical
@@ -12,14 +12,33 @@
 //! 3. authenticity: a certificate of the chain is one of the trust stores of the statement
 //!    whose type the signing scheme selects; then the trusted identities;
 //! 4. expiry;
-//! 5. authentic timestamp ([`stamp`]): the authentic signing time, an RFC 3161
+//! 5. authentic timestamp (`stamp`): the authentic signing time, an RFC 3161
 //!    countersignature, or the chain's validity now;
 //! 6. revocation of the signing chain;
 //! 7. the payload's target descriptor is the image's (every level, audit included).
 //!
 //! Each of 3 to 6 is enforced or logged as the statement's level and overrides say
 //! ([`Actions`]); a logged failure becomes a [`Finding`] in [`Verified::logged`] and the next
-//! check runs.
+//! check runs. Messages are notation-go's, subjects and times written as Go writes them.
+//!
+//! Where trustgate departs from notation-go (each fails closed or is the spec's rule):
+//! - **The TSA chain's revocation** is checked with the revocation checker
+//!   ([`Purpose::Timestamping`]) under the statement's *revocation* action, a failure
+//!   reported as a revocation failure. notation-go checks it online inside the
+//!   authentic-timestamp step (its action), so offline every timestamped signature fails
+//!   there ("revocation status is unknown"); here `revocation: log` logs that and `skip`
+//!   skips it, and a timestamped signature verifies offline (README T01, T05).
+//! - **Critical extended attributes** fail the envelope at every level without a plugin
+//!   (notation-go ignores them when the envelope names no plugin; the spec says a verifier
+//!   MUST fail on a critical attribute it does not understand). An envelope naming a
+//!   verification plugin fails, as notation-go fails without the plugin installed.
+//! - **Leaf EKU**: anyExtendedKeyUsage is refused as the spec says, besides
+//!   notation-core-go's list (serverAuth, clientAuth, emailProtection, timeStamping,
+//!   OCSPSigning); id-kp-codeSigning is allowed, not required (spec: "MAY contain").
+//! - **Key sizes** are notation-core-go's (`ExtractKeySpec`: RSA 2048/3072/4096, EC
+//!   P-256/384/521, on the leaf), stricter than the spec's "2048 bits or higher".
+//! - Unknown revocation statuses carry their reason, and a descriptor mismatch names both
+//!   descriptors, after notation-go's words.
 
 mod chain;
 mod stamp;
