@@ -18,7 +18,7 @@
 //! 7. the payload's target descriptor is the image's (every level, audit included).
 //!
 //! Each of 3 to 6 is enforced or logged as the statement's level and overrides say
-//! ([`Actions`]); a logged failure becomes a [`Finding`] in [`Verified::logged`] and the next
+//! ([`Actions`](super::policy::Actions)); a logged failure becomes a [`Finding`] in [`Verified::logged`] and the next
 //! check runs. Messages are notation-go's, subjects and times written as Go writes them.
 //!
 //! Where trustgate departs from notation-go (each fails closed or is the spec's rule):
