@@ -29,6 +29,7 @@ pub const EKU_CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 
 pub const EKU_TIME_STAMPING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08];
 const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
+const OID_P521: &str = "1.3.132.0.35";
 /// Certificates a signer may offer as candidate intermediates, at most.
 pub const MAX_OFFERED: usize = 8;
 
@@ -533,6 +534,99 @@ pub fn ecdsa_verifies_prehashed(spki_der: &[u8], sha256: &[u8], sig: &[u8]) -> b
     signature::UnparsedPublicKey::new(alg, &spki.subject_public_key.data)
         .verify_digest(&digest, sig)
         .is_ok()
+}
+
+/// Whether the certificate `child_der` carries a valid signature by the key of the certificate
+/// `parent_der` (both DER, nothing after them), for the signature algorithms certificates of
+/// the Notary Project use (`specs/signature-specification.md`, "Algorithm Selection"; Go's
+/// `x509.Certificate.CheckSignatureFrom` minus its basic-constraints and key-usage checks,
+/// which callers apply themselves): sha256/384/512WithRSAEncryption, RSASSA-PSS with SHA-256,
+/// SHA-384 or SHA-512 (MGF1 with the same hash, salt as long as the hash, trailer 1, as Go
+/// accepts), and ecdsa-with-SHA256/384/512 under a P-256, P-384 or P-521 key. RSA keys are
+/// 2048 to 8192 bits. SHA-1, MD5, DSA, Ed25519 and anything else return `false`, as does a
+/// certificate whose inner and outer signature algorithms differ (RFC 5280 section 4.1.1.2;
+/// Go refuses to parse one). A self-signed certificate is `cert_signed_by(der, der)`.
+pub fn cert_signed_by(child_der: &[u8], parent_der: &[u8]) -> bool {
+    let Ok((rest, child)) = X509Certificate::from_der(child_der) else {
+        return false;
+    };
+    if !rest.is_empty() {
+        return false;
+    }
+    let Ok((rest, parent)) = X509Certificate::from_der(parent_der) else {
+        return false;
+    };
+    if !rest.is_empty() || child.tbs_certificate.signature != child.signature_algorithm {
+        return false;
+    }
+    let Some(alg) = certificate_signature_scheme(&child.signature_algorithm, parent.public_key())
+    else {
+        return false;
+    };
+    let signature = &child.signature_value;
+    if signature.unused_bits != 0 {
+        return false;
+    }
+    signature::UnparsedPublicKey::new(alg, &parent.public_key().subject_public_key.data)
+        .verify(child.tbs_certificate.as_ref(), &signature.data)
+        .is_ok()
+}
+
+/// The verification algorithm for a certificate signature made with `sig_alg` by the key
+/// `spki`, if it is one [`cert_signed_by`] covers.
+fn certificate_signature_scheme(
+    sig_alg: &x509_parser::x509::AlgorithmIdentifier<'_>,
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> Option<&'static dyn signature::VerificationAlgorithm> {
+    const RSA_KEY: &str = "1.2.840.113549.1.1.1";
+    let key = spki.algorithm.algorithm.to_id_string();
+    let alg: &'static dyn signature::VerificationAlgorithm =
+        match sig_alg.algorithm.to_id_string().as_str() {
+            "1.2.840.113549.1.1.11" if key == RSA_KEY => &signature::RSA_PKCS1_2048_8192_SHA256,
+            "1.2.840.113549.1.1.12" if key == RSA_KEY => &signature::RSA_PKCS1_2048_8192_SHA384,
+            "1.2.840.113549.1.1.13" if key == RSA_KEY => &signature::RSA_PKCS1_2048_8192_SHA512,
+            "1.2.840.113549.1.1.10" if key == RSA_KEY => pss_scheme(sig_alg)?,
+            ecdsa @ ("1.2.840.10045.4.3.2" | "1.2.840.10045.4.3.3" | "1.2.840.10045.4.3.4") => {
+                match (ec_curve(spki).as_deref()?, ecdsa) {
+                    (OID_P256, "1.2.840.10045.4.3.2") => &signature::ECDSA_P256_SHA256_ASN1,
+                    (OID_P256, "1.2.840.10045.4.3.3") => &signature::ECDSA_P256_SHA384_ASN1,
+                    (OID_P256, _) => &signature::ECDSA_P256_SHA512_ASN1,
+                    (OID_P384, "1.2.840.10045.4.3.2") => &signature::ECDSA_P384_SHA256_ASN1,
+                    (OID_P384, "1.2.840.10045.4.3.3") => &signature::ECDSA_P384_SHA384_ASN1,
+                    (OID_P384, _) => &signature::ECDSA_P384_SHA512_ASN1,
+                    (OID_P521, "1.2.840.10045.4.3.2") => &signature::ECDSA_P521_SHA256_ASN1,
+                    (OID_P521, "1.2.840.10045.4.3.3") => &signature::ECDSA_P521_SHA384_ASN1,
+                    (OID_P521, _) => &signature::ECDSA_P521_SHA512_ASN1,
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+    Some(alg)
+}
+
+/// RSASSA-PSS parameters (RFC 4055 section 3.1) Go's x509 accepts: SHA-256, SHA-384 or
+/// SHA-512, MGF1 over the same hash, a salt as long as the hash, trailer field 1.
+fn pss_scheme(
+    sig_alg: &x509_parser::x509::AlgorithmIdentifier<'_>,
+) -> Option<&'static dyn signature::VerificationAlgorithm> {
+    use x509_parser::signature_algorithm::RsaSsaPssParams;
+    let params = RsaSsaPssParams::try_from(sig_alg.parameters.as_ref()?).ok()?;
+    let hash = params.hash_algorithm_oid().to_id_string();
+    let mgf = params.mask_gen_algorithm().ok()?;
+    if mgf.mgf.to_id_string() != "1.2.840.113549.1.1.8"
+        || mgf.hash.to_id_string() != hash
+        || params.trailer_field() != 1
+    {
+        return None;
+    }
+    let (alg, salt): (&'static dyn signature::VerificationAlgorithm, u32) = match hash.as_str() {
+        "2.16.840.1.101.3.4.2.1" => (&signature::RSA_PSS_2048_8192_SHA256, 32),
+        "2.16.840.1.101.3.4.2.2" => (&signature::RSA_PSS_2048_8192_SHA384, 48),
+        "2.16.840.1.101.3.4.2.3" => (&signature::RSA_PSS_2048_8192_SHA512, 64),
+        _ => return None,
+    };
+    (params.salt_length() == salt).then_some(alg)
 }
 
 /// The OIDC issuer Fulcio recorded in a certificate: the v2 extension
