@@ -805,4 +805,182 @@ mod tests {
         der.extend_from_slice(long.as_bytes());
         assert_eq!(der_utf8_string(&der), Some(long.as_str()));
     }
+
+    /// A self-signed certificate and a leaf it signed, under `alg`, through rcgen.
+    fn rcgen_pair(key: rcgen::KeyPair, leaf_key: &rcgen::KeyPair) -> (Vec<u8>, Vec<u8>) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer};
+        let mut root = CertificateParams::new(Vec::new()).unwrap();
+        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let root_der = root.self_signed(&key).unwrap().der().to_vec();
+        let issuer = Issuer::new(root, key);
+        let leaf = CertificateParams::new(vec!["leaf.example".into()])
+            .unwrap()
+            .signed_by(leaf_key, &issuer)
+            .unwrap();
+        (root_der, leaf.der().to_vec())
+    }
+
+    #[test]
+    fn certificate_signatures_verify_for_each_supported_algorithm() {
+        use rcgen::{KeyPair, RsaKeySize};
+        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut keys = vec![
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap(),
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA256).unwrap(),
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA384).unwrap(),
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap(),
+        ];
+        for alg in [
+            &rcgen::PKCS_RSA_SHA256,
+            &rcgen::PKCS_RSA_SHA384,
+            &rcgen::PKCS_RSA_SHA512,
+        ] {
+            keys.push(KeyPair::generate_rsa_for(alg, RsaKeySize::_2048).unwrap());
+        }
+        let others: Vec<Vec<u8>> = vec![
+            rcgen_pair(
+                KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+                &leaf_key,
+            )
+            .0,
+        ];
+        for key in keys {
+            let alg = format!("{:?}", key.algorithm());
+            let (root, leaf) = rcgen_pair(key, &leaf_key);
+            assert!(cert_signed_by(&root, &root), "{alg}: self-signed root");
+            assert!(cert_signed_by(&leaf, &root), "{alg}: leaf under its root");
+            assert!(!cert_signed_by(&root, &leaf), "{alg}: root under the leaf");
+            assert!(!cert_signed_by(&leaf, &others[0]), "{alg}: another root");
+            // A changed byte of the TBSCertificate (in the serial number) breaks it.
+            let mut tampered = leaf.clone();
+            let (_, cert) = X509Certificate::from_der(&leaf).unwrap();
+            let serial = cert.raw_serial();
+            let at = leaf
+                .windows(serial.len())
+                .position(|w| w == serial)
+                .unwrap();
+            tampered[at] ^= 0x01;
+            assert!(!cert_signed_by(&tampered, &root), "{alg}: tampered");
+            // Trailing bytes after either certificate are refused.
+            let mut longer = leaf.clone();
+            longer.push(0);
+            assert!(!cert_signed_by(&longer, &root), "{alg}: trailing data");
+        }
+    }
+
+    #[test]
+    fn ed25519_and_garbage_are_not_covered() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let (root, leaf) = rcgen_pair(key, &leaf_key);
+        assert!(!cert_signed_by(&root, &root));
+        assert!(!cert_signed_by(&leaf, &root));
+        assert!(!cert_signed_by(b"", b""));
+        assert!(!cert_signed_by(b"\x30\x03\x02\x01\x00", &root));
+    }
+
+    /// DER of a SEQUENCE holding `content`.
+    fn der_sequence(content: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x30];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else if len < 0x100 {
+            out.extend([0x81, len as u8]);
+        } else {
+            out.extend([0x82, (len >> 8) as u8, len as u8]);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// The DER of each element of a DER SEQUENCE.
+    fn der_elements(seq: &[u8]) -> Vec<Vec<u8>> {
+        use der::{Decode, Encode, Reader, SliceReader};
+        let outer = der::AnyRef::from_der(seq).unwrap();
+        let mut r = SliceReader::new(outer.value()).unwrap();
+        let mut out = Vec::new();
+        while !r.is_finished() {
+            let e: der::AnyRef<'_> = r.decode().unwrap();
+            out.push(e.to_der().unwrap());
+        }
+        out
+    }
+
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256, salt 32 (RFC 4055 section 3.1).
+    const PSS_SHA256: &str = "304106092a864886f70d01010a3034a00f300d06096086480165030402010500a11c301a06092a864886f70d010108300d06096086480165030402010500a203020120";
+
+    /// A self-signed RSA certificate re-signed with RSASSA-PSS: the TBSCertificate's
+    /// `signature` set to `inner`, the outer algorithm to `outer`.
+    fn pss_certificate(inner: &[u8], outer: &[u8]) -> Vec<u8> {
+        use aws_lc_rs::{rand::SystemRandom, rsa::KeyPair as RsaKeyPair};
+        let key =
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+                .unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["pss.example".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let parts = der_elements(cert.der());
+        let mut tbs = der_elements(&parts[0]);
+        tbs[2] = inner.to_vec();
+        let tbs = der_sequence(&tbs.concat());
+        let signer = RsaKeyPair::from_pkcs8(&key.serialize_der()).unwrap();
+        let mut sig = vec![0; signer.public_modulus_len()];
+        signer
+            .sign(
+                &signature::RSA_PSS_SHA256,
+                &SystemRandom::new(),
+                &tbs,
+                &mut sig,
+            )
+            .unwrap();
+        let mut bits = vec![0x03, 0x82, 0x01, 0x01, 0x00];
+        bits.extend(sig);
+        der_sequence(&[tbs, outer.to_vec(), bits].concat())
+    }
+
+    #[test]
+    fn rsassa_pss_signatures_verify_and_mismatched_algorithms_do_not() {
+        let pss = hex::decode(PSS_SHA256).unwrap();
+        let cert = pss_certificate(&pss, &pss);
+        assert!(cert_signed_by(&cert, &cert));
+        // The TBSCertificate says sha256WithRSAEncryption, the outer algorithm PSS.
+        let pkcs1 = hex::decode("300d06092a864886f70d01010b0500").unwrap();
+        let mismatched = pss_certificate(&pkcs1, &pss);
+        assert!(!cert_signed_by(&mismatched, &mismatched));
+        // A salt of 20 (the RFC 4055 default) is not one Go accepts.
+        let mut salt20 = pss.clone();
+        let last = salt20.len() - 1;
+        salt20[last] = 20;
+        let cert = pss_certificate(&salt20, &salt20);
+        assert!(!cert_signed_by(&cert, &cert));
+    }
+
+    #[test]
+    fn notation_certificates_verify_under_their_issuers() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/notation");
+        let read = |rel: &str| -> Option<Vec<u8>> {
+            let bytes = std::fs::read(data.join(rel)).ok()?;
+            Some(pem_certificates(&bytes).into_iter().next().unwrap_or(bytes))
+        };
+        let Some(leaf) = read("notation-core-go/x509/testdata/timestamp_leaf.crt") else {
+            eprintln!("skipped: no conformance data at {}", data.display());
+            return;
+        };
+        let intermediate =
+            read("notation-core-go/x509/testdata/timestamp_intermediate.crt").unwrap();
+        let root = read("notation-core-go/x509/testdata/timestamp_root.crt").unwrap();
+        // sha256WithRSAEncryption under a 4096-bit key, then sha384WithRSAEncryption.
+        assert!(cert_signed_by(&leaf, &intermediate));
+        assert!(cert_signed_by(&intermediate, &root));
+        assert!(cert_signed_by(&root, &root));
+        assert!(!cert_signed_by(&leaf, &root));
+        assert!(!cert_signed_by(&intermediate, &intermediate));
+        let der = read("notation-core-go/x509/testdata/der.der").unwrap();
+        assert!(cert_signed_by(&der, &der), "GlobalSign Root R3");
+        let e2e = read("notation/test/e2e/testdata/config/localkeys/e2e.crt").unwrap();
+        assert!(cert_signed_by(&e2e, &e2e), "self-signed e2e leaf");
+    }
 }
