@@ -8,7 +8,8 @@
 //! whatever its extension (the specification names `.pem`, `.crt`, `.cer`), and `ca` and
 //! `signingAuthority` stores may hold any CA certificate, not only roots.
 //!
-//! Departures from notation-go, towards refusing: at most [`MAX_STORE_FILES`] files of at
+//! Departures from notation-go, towards refusing: the store names `.` and `..` are invalid
+//! (notation-go's name pattern admits them); at most [`MAX_STORE_FILES`] files of at
 //! most [`MAX_CERT_FILE`] bytes; a file that is not a regular file (a FIFO, a socket) is
 //! refused like a symlink rather than read; certificate signatures are checked with
 //! [`x509::cert_signed_by`], so a self-signed certificate signed with SHA-1 or Ed25519, or
@@ -65,9 +66,10 @@ impl StoreKind {
 }
 
 /// Whether `name` is a valid named store: `[a-zA-Z0-9_.-]+` (notation-go
-/// `file.IsValidFileName`).
+/// `file.IsValidFileName`), and not `.` or `..`, which that pattern lets through and which
+/// would name the type's directory or `x509/` itself.
 pub fn is_valid_store_name(name: &str) -> bool {
-    !name.is_empty()
+    !matches!(name, "" | "." | "..")
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))

@@ -16,6 +16,9 @@ use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
 use super::Dn;
 
+#[cfg(test)]
+mod tests;
+
 /// `ParseDistinguishedName`: the DN text of a trusted identity (or of a certificate subject
 /// written by [`go_name_string`]) as attribute → value.
 pub fn parse_distinguished_name(name: &str) -> Result<Dn, String> {
