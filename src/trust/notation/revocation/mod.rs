@@ -548,6 +548,17 @@ fn read_bounded(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+#[cfg(test)]
+impl Checker {
+    /// This checker with every fetched URL passed through `rewrite` first.
+    fn rewriting(mut self, rewrite: fetch::Rewrite) -> Checker {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.http.rewrite = Some(rewrite);
+        }
+        self
+    }
+}
+
 impl std::fmt::Debug for Checker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Checker")
