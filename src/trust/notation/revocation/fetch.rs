@@ -132,7 +132,7 @@ impl Http {
             })
         };
         // reqwest's own timeout covers the whole exchange; this one holds whatever it misses.
-        tokio::time::timeout(timeout + Duration::from_millis(250), exchange)
+        tokio::time::timeout(timeout.saturating_add(Duration::from_millis(250)), exchange)
             .await
             .unwrap_or(Err(FetchError::Timeout(timeout)))
     }

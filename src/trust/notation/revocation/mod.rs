@@ -59,6 +59,10 @@ pub const MAX_OPERATOR_CRLS: usize = 256;
 /// Each certificate's whole check (responders, distribution points, delta CRLs) is bounded
 /// by this many fetch timeouts.
 const FETCHES_PER_CERT: u32 = 4;
+/// OCSP responses kept in memory, at most, and for how long at most (within their
+/// `nextUpdate`): a proxy checks the same chains over and over.
+const OCSP_CACHE_ENTRIES: usize = 256;
+const OCSP_CACHE_AGE: time::Duration = time::Duration::minutes(10);
 /// Why the status could only be had by fetching.
 const FETCH_OFF: &str = "not fetched: fetching is off";
 
@@ -120,6 +124,9 @@ pub struct Checker {
     inner: Arc<Inner>,
 }
 
+/// A responder URL and the DER request sent to it.
+type OcspKey = (String, Vec<u8>);
+
 struct Inner {
     http: Http,
     cache: CrlCache,
@@ -128,6 +135,9 @@ struct Inner {
     deltas: Vec<Arc<Crl>>,
     /// One lock per CRL URL being fetched, so concurrent checks fetch it once.
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// OCSP responses that gave good or revoked, by responder and request, until when they
+    /// may be reused; judged again (signature and all) each time.
+    ocsp_cache: Mutex<lru::LruCache<OcspKey, (bytes::Bytes, OffsetDateTime)>>,
 }
 
 // === impl Checker ===
@@ -168,6 +178,10 @@ impl Checker {
             bases,
             deltas,
             inflight: Mutex::new(HashMap::new()),
+            ocsp_cache: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(OCSP_CACHE_ENTRIES)
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
         };
         Ok(Checker {
             config: Arc::new(config),
@@ -248,6 +262,10 @@ impl Checker {
             if !has_crl {
                 return self.unknown(cert, notes);
             }
+            tracing::debug!(
+                certificate = cert.index,
+                "OCSP check failed with unknown error and fallback to CRL check"
+            );
         }
         match self.crl(cert, issuer, now, signing_time).await {
             Ok(Verdict::NotRevoked) => Status::Ok,
@@ -285,6 +303,19 @@ impl Checker {
         let request = ocsp::request(cert, issuer)?;
         let mut last = String::new();
         for server in &cert.ocsp {
+            let key = (server.clone(), request.clone());
+            let kept = self
+                .inner
+                .ocsp_cache
+                .lock()
+                .ok()
+                .and_then(|mut c| c.get(&key).cloned())
+                .filter(|(_, until)| now <= *until);
+            if let Some((body, _)) = kept {
+                if let Ok((answer, _)) = ocsp::judge(&body, cert, issuer, now, signing_time) {
+                    return Ok(answer);
+                }
+            }
             let body = match ocsp::get_url(server, &request) {
                 Some(url) => self.inner.http.get(&url, MAX_OCSP_RESPONSE).await,
                 None => {
@@ -299,17 +330,23 @@ impl Checker {
                         .await
                 }
             };
-            let judged = body
-                .map_err(|e| match e {
-                    FetchError::Timeout(t) => format!(
-                        "exceeded timeout threshold of {:.2} seconds for OCSP check",
-                        t.as_secs_f64()
-                    ),
-                    e => format!("error checking revocation status via OCSP: {e}"),
-                })
-                .and_then(|body| ocsp::judge(&body, cert, issuer, now, signing_time));
-            match judged {
-                Ok(answer) => return Ok(answer),
+            let body = body.map_err(|e| match e {
+                FetchError::Timeout(t) => format!(
+                    "exceeded timeout threshold of {:.2} seconds for OCSP check",
+                    t.as_secs_f64()
+                ),
+                e => format!("error checking revocation status via OCSP: {e}"),
+            });
+            match body.and_then(|b| Ok((ocsp::judge(&b, cert, issuer, now, signing_time)?, b))) {
+                Ok(((answer, next_update), body)) => {
+                    if answer != Answer::Unknown {
+                        let until = next_update.min(now + OCSP_CACHE_AGE);
+                        if let Ok(mut cache) = self.inner.ocsp_cache.lock() {
+                            cache.put(key, (body, until));
+                        }
+                    }
+                    return Ok(answer);
+                }
                 Err(e) => last = format!("{server}: {e}"),
             }
         }

@@ -119,14 +119,14 @@ pub fn get_url(server: &str, request: &[u8]) -> Option<String> {
 
 /// Judges a responder's answer `body` about `cert` (issued by `issuer`) at `now`, with the
 /// authentic signing time if there is one (ocsp.go `checkStatusFromServer` after
-/// `ocsp.ParseResponseForCert`).
+/// `ocsp.ParseResponseForCert`): the answer, and the response's `nextUpdate`.
 pub fn judge(
     body: &[u8],
     cert: &Cert,
     issuer: &Cert,
     now: OffsetDateTime,
     signing_time: Option<OffsetDateTime>,
-) -> Result<Answer, String> {
+) -> Result<(Answer, OffsetDateTime), String> {
     let response =
         OcspResponse::from_der(body).map_err(|e| format!("malformed OCSP response: {e}"))?;
     let status = response.response_status;
@@ -172,9 +172,12 @@ pub fn judge(
             "OCSP response thisUpdate {this_update} is in the future"
         ));
     }
-    match &single.next_update {
-        Some(next) if now <= time_of(&next.0)? => {}
-        _ => return Err("expired OCSP response".to_owned()),
+    let next_update = match &single.next_update {
+        Some(next) => time_of(&next.0)?,
+        None => return Err("expired OCSP response".to_owned()),
+    };
+    if now > next_update {
+        return Err("expired OCSP response".to_owned());
     }
     // x/crypto: a critical single extension is refused.
     if let Some(ext) = single
@@ -187,9 +190,9 @@ pub fn judge(
             ext.extn_id
         ));
     }
-    match &single.cert_status {
-        CertStatus::Good(_) => Ok(Answer::Good),
-        CertStatus::Unknown(_) => Ok(Answer::Unknown),
+    let answer = match &single.cert_status {
+        CertStatus::Good(_) => Answer::Good,
+        CertStatus::Unknown(_) => Answer::Unknown,
         CertStatus::Revoked(info) => {
             // The spec: revoked unless the invalidity date is after the authentic signing
             // time (ocsp.go reads it from the single extensions).
@@ -197,12 +200,13 @@ pub fn judge(
                 (signing_time, invalidity(single.single_extensions.as_ref()))
             {
                 if signed_at < invalid {
-                    return Ok(Answer::Good);
+                    return Ok((Answer::Good, next_update));
                 }
             }
-            Ok(Answer::Revoked(time_of(&info.revocation_time.0)?))
+            Answer::Revoked(time_of(&info.revocation_time.0)?)
         }
-    }
+    };
+    Ok((answer, next_update))
 }
 
 /// The response is signed by the issuer itself, or by a certificate the response carries

@@ -6,4 +6,5 @@ mod crls;
 mod fixtures;
 mod hostile;
 mod ocsp;
+mod robust;
 mod support;

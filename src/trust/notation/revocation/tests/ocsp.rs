@@ -307,3 +307,23 @@ async fn the_e2e_ocsp_fixture_chain_with_an_unreachable_responder() {
     assert!(target.starts_with("/M") && target.len() > 80, "{target}");
     assert_eq!(statuses[1], Status::NonRevokable);
 }
+
+#[tokio::test]
+async fn answers_are_reused_within_their_validity_and_judged_again() {
+    let pki = Pki::new(false).await;
+    let at = OffsetDateTime::now_utc() - Duration::days(3);
+    let spec = OcspSpec {
+        single_extensions: vec![ext("2.5.29.24", false, generalized_der(at))],
+        ..OcspSpec::revoked(SERIAL, at)
+    };
+    pki.respond(make_ocsp(&pki.root, &pki.root, &[], &spec));
+    let checker = checker(config(true), Some(&pki.server));
+    let chain = [pki.leaf.der.clone(), pki.root.der.clone()];
+    let revoked = checker.check(&chain, Purpose::CodeSigning, None).await;
+    assert!(matches!(revoked[0], Status::Revoked(_)));
+    // The kept response is judged again for another signing time.
+    let earlier = Some(at - Duration::days(1));
+    let good = checker.check(&chain, Purpose::CodeSigning, earlier).await;
+    assert_eq!(good[0], Status::Ok);
+    assert_eq!(pki.server.hits("/ocsp"), 1);
+}
