@@ -29,7 +29,7 @@ use super::{
 
 /// Bundles kept in memory, at most.
 const MEMORY_ENTRIES: usize = 128;
-/// Bytes of CRL DER kept in memory, at most.
+/// Bytes of CRLs (DER and index) kept in memory, at most.
 const MEMORY_BYTES: usize = 64 << 20;
 /// Largest cache file read or written: two CRLs of [`MAX_CRL_SIZE`] in base64, and JSON.
 const MAX_FILE: u64 = (2 * MAX_CRL_SIZE).div_ceil(3) * 4 + 1024;
@@ -144,7 +144,7 @@ impl CrlCache {
 }
 
 fn bundle_bytes(bundle: &Bundle) -> usize {
-    bundle.base.der.len() + bundle.delta.as_ref().map_or(0, |d| d.der.len())
+    bundle.base.footprint() + bundle.delta.as_ref().map_or(0, |d| d.footprint())
 }
 
 /// The cache file name of `url`: the hex SHA-256 of the URL (notation-go `fileName`).

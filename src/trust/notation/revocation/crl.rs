@@ -226,6 +226,13 @@ impl Crl {
         Ok(out)
     }
 
+    /// About how many bytes this CRL takes in memory: its DER and its index of entries.
+    pub fn footprint(&self) -> usize {
+        self.der
+            .len()
+            .saturating_add(self.entries.len().saturating_mul(128))
+    }
+
     /// Whether this is a delta CRL (it has a delta CRL indicator).
     pub fn is_delta(&self) -> bool {
         self.delta_base.is_some()
