@@ -159,11 +159,18 @@ impl Checker {
         }
         let (mut bases, mut deltas) = (Vec::new(), Vec::new());
         for path in &config.crls {
-            let bytes = read_bounded(path, MAX_CRL_SIZE)
+            // PEM is a third larger than the DER it holds.
+            let bytes = read_bounded(path, 2 * MAX_CRL_SIZE)
                 .map_err(|e| err(format!("CRL file {}: {e}", path.display())))?;
             let ders = crl::file_crls(&bytes)
                 .map_err(|e| err(format!("CRL file {}: {e}", path.display())))?;
             for der in ders {
+                if der.len() as u64 > MAX_CRL_SIZE {
+                    return Err(err(format!(
+                        "CRL file {}: a CRL larger than {MAX_CRL_SIZE} bytes",
+                        path.display()
+                    )));
+                }
                 let parsed = Crl::parse(der)
                     .map_err(|e| err(format!("CRL file {}: {e}", path.display())))?;
                 if parsed.is_delta() {
