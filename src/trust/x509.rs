@@ -29,6 +29,7 @@ pub const EKU_CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 
 pub const EKU_TIME_STAMPING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08];
 const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
+const OID_P521: &str = "1.3.132.0.35";
 /// Certificates a signer may offer as candidate intermediates, at most.
 pub const MAX_OFFERED: usize = 8;
 
@@ -584,6 +585,99 @@ pub fn ecdsa_verifies_prehashed(spki_der: &[u8], sha256: &[u8], sig: &[u8]) -> b
         .is_ok()
 }
 
+/// Whether the certificate `child_der` carries a valid signature by the key of the certificate
+/// `parent_der` (both DER, nothing after them), for the signature algorithms certificates of
+/// the Notary Project use (`specs/signature-specification.md`, "Algorithm Selection"; Go's
+/// `x509.Certificate.CheckSignatureFrom` minus its basic-constraints and key-usage checks,
+/// which callers apply themselves): sha256/384/512WithRSAEncryption, RSASSA-PSS with SHA-256,
+/// SHA-384 or SHA-512 (MGF1 with the same hash, salt as long as the hash, trailer 1, as Go
+/// accepts), and ecdsa-with-SHA256/384/512 under a P-256, P-384 or P-521 key. RSA keys are
+/// 2048 to 8192 bits. SHA-1, MD5, DSA, Ed25519 and anything else return `false`, as does a
+/// certificate whose inner and outer signature algorithms differ (RFC 5280 section 4.1.1.2;
+/// Go refuses to parse one). A self-signed certificate is `cert_signed_by(der, der)`.
+pub fn cert_signed_by(child_der: &[u8], parent_der: &[u8]) -> bool {
+    let Ok((rest, child)) = X509Certificate::from_der(child_der) else {
+        return false;
+    };
+    if !rest.is_empty() {
+        return false;
+    }
+    let Ok((rest, parent)) = X509Certificate::from_der(parent_der) else {
+        return false;
+    };
+    if !rest.is_empty() || child.tbs_certificate.signature != child.signature_algorithm {
+        return false;
+    }
+    let Some(alg) = certificate_signature_scheme(&child.signature_algorithm, parent.public_key())
+    else {
+        return false;
+    };
+    let signature = &child.signature_value;
+    if signature.unused_bits != 0 {
+        return false;
+    }
+    signature::UnparsedPublicKey::new(alg, &parent.public_key().subject_public_key.data)
+        .verify(child.tbs_certificate.as_ref(), &signature.data)
+        .is_ok()
+}
+
+/// The verification algorithm for a certificate signature made with `sig_alg` by the key
+/// `spki`, if it is one [`cert_signed_by`] covers.
+fn certificate_signature_scheme(
+    sig_alg: &x509_parser::x509::AlgorithmIdentifier<'_>,
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> Option<&'static dyn signature::VerificationAlgorithm> {
+    const RSA_KEY: &str = "1.2.840.113549.1.1.1";
+    let key = spki.algorithm.algorithm.to_id_string();
+    let alg: &'static dyn signature::VerificationAlgorithm =
+        match sig_alg.algorithm.to_id_string().as_str() {
+            "1.2.840.113549.1.1.11" if key == RSA_KEY => &signature::RSA_PKCS1_2048_8192_SHA256,
+            "1.2.840.113549.1.1.12" if key == RSA_KEY => &signature::RSA_PKCS1_2048_8192_SHA384,
+            "1.2.840.113549.1.1.13" if key == RSA_KEY => &signature::RSA_PKCS1_2048_8192_SHA512,
+            "1.2.840.113549.1.1.10" if key == RSA_KEY => pss_scheme(sig_alg)?,
+            ecdsa @ ("1.2.840.10045.4.3.2" | "1.2.840.10045.4.3.3" | "1.2.840.10045.4.3.4") => {
+                match (ec_curve(spki).as_deref()?, ecdsa) {
+                    (OID_P256, "1.2.840.10045.4.3.2") => &signature::ECDSA_P256_SHA256_ASN1,
+                    (OID_P256, "1.2.840.10045.4.3.3") => &signature::ECDSA_P256_SHA384_ASN1,
+                    (OID_P256, _) => &signature::ECDSA_P256_SHA512_ASN1,
+                    (OID_P384, "1.2.840.10045.4.3.2") => &signature::ECDSA_P384_SHA256_ASN1,
+                    (OID_P384, "1.2.840.10045.4.3.3") => &signature::ECDSA_P384_SHA384_ASN1,
+                    (OID_P384, _) => &signature::ECDSA_P384_SHA512_ASN1,
+                    (OID_P521, "1.2.840.10045.4.3.2") => &signature::ECDSA_P521_SHA256_ASN1,
+                    (OID_P521, "1.2.840.10045.4.3.3") => &signature::ECDSA_P521_SHA384_ASN1,
+                    (OID_P521, _) => &signature::ECDSA_P521_SHA512_ASN1,
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+    Some(alg)
+}
+
+/// RSASSA-PSS parameters (RFC 4055 section 3.1) Go's x509 accepts: SHA-256, SHA-384 or
+/// SHA-512, MGF1 over the same hash, a salt as long as the hash, trailer field 1.
+fn pss_scheme(
+    sig_alg: &x509_parser::x509::AlgorithmIdentifier<'_>,
+) -> Option<&'static dyn signature::VerificationAlgorithm> {
+    use x509_parser::signature_algorithm::RsaSsaPssParams;
+    let params = RsaSsaPssParams::try_from(sig_alg.parameters.as_ref()?).ok()?;
+    let hash = params.hash_algorithm_oid().to_id_string();
+    let mgf = params.mask_gen_algorithm().ok()?;
+    if mgf.mgf.to_id_string() != "1.2.840.113549.1.1.8"
+        || mgf.hash.to_id_string() != hash
+        || params.trailer_field() != 1
+    {
+        return None;
+    }
+    let (alg, salt): (&'static dyn signature::VerificationAlgorithm, u32) = match hash.as_str() {
+        "2.16.840.1.101.3.4.2.1" => (&signature::RSA_PSS_2048_8192_SHA256, 32),
+        "2.16.840.1.101.3.4.2.2" => (&signature::RSA_PSS_2048_8192_SHA384, 48),
+        "2.16.840.1.101.3.4.2.3" => (&signature::RSA_PSS_2048_8192_SHA512, 64),
+        _ => return None,
+    };
+    (params.salt_length() == salt).then_some(alg)
+}
+
 /// The OIDC issuer Fulcio recorded in a certificate: the v2 extension
 /// (1.3.6.1.4.1.57264.1.8, a DER UTF8String), else the legacy one (1.3.6.1.4.1.57264.1.1,
 /// raw bytes), as sigstore-go `certificate.ParseExtensions` and cosign read them. (cosign's
@@ -878,5 +972,183 @@ mod tests {
         let mut der = vec![0x0c, 0x81, 200];
         der.extend_from_slice(long.as_bytes());
         assert_eq!(der_utf8_string(&der), Some(long.as_str()));
+    }
+
+    /// A self-signed certificate and a leaf it signed, under `alg`, through rcgen.
+    fn rcgen_pair(key: rcgen::KeyPair, leaf_key: &rcgen::KeyPair) -> (Vec<u8>, Vec<u8>) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer};
+        let mut root = CertificateParams::new(Vec::new()).unwrap();
+        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let root_der = root.self_signed(&key).unwrap().der().to_vec();
+        let issuer = Issuer::new(root, key);
+        let leaf = CertificateParams::new(vec!["leaf.example".into()])
+            .unwrap()
+            .signed_by(leaf_key, &issuer)
+            .unwrap();
+        (root_der, leaf.der().to_vec())
+    }
+
+    #[test]
+    fn certificate_signatures_verify_for_each_supported_algorithm() {
+        use rcgen::{KeyPair, RsaKeySize};
+        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut keys = vec![
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap(),
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA256).unwrap(),
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA384).unwrap(),
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap(),
+        ];
+        for alg in [
+            &rcgen::PKCS_RSA_SHA256,
+            &rcgen::PKCS_RSA_SHA384,
+            &rcgen::PKCS_RSA_SHA512,
+        ] {
+            keys.push(KeyPair::generate_rsa_for(alg, RsaKeySize::_2048).unwrap());
+        }
+        let others: Vec<Vec<u8>> = vec![
+            rcgen_pair(
+                KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+                &leaf_key,
+            )
+            .0,
+        ];
+        for key in keys {
+            let alg = format!("{:?}", key.algorithm());
+            let (root, leaf) = rcgen_pair(key, &leaf_key);
+            assert!(cert_signed_by(&root, &root), "{alg}: self-signed root");
+            assert!(cert_signed_by(&leaf, &root), "{alg}: leaf under its root");
+            assert!(!cert_signed_by(&root, &leaf), "{alg}: root under the leaf");
+            assert!(!cert_signed_by(&leaf, &others[0]), "{alg}: another root");
+            // A changed byte of the TBSCertificate (in the serial number) breaks it.
+            let mut tampered = leaf.clone();
+            let (_, cert) = X509Certificate::from_der(&leaf).unwrap();
+            let serial = cert.raw_serial();
+            let at = leaf
+                .windows(serial.len())
+                .position(|w| w == serial)
+                .unwrap();
+            tampered[at] ^= 0x01;
+            assert!(!cert_signed_by(&tampered, &root), "{alg}: tampered");
+            // Trailing bytes after either certificate are refused.
+            let mut longer = leaf.clone();
+            longer.push(0);
+            assert!(!cert_signed_by(&longer, &root), "{alg}: trailing data");
+        }
+    }
+
+    #[test]
+    fn ed25519_and_garbage_are_not_covered() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let (root, leaf) = rcgen_pair(key, &leaf_key);
+        assert!(!cert_signed_by(&root, &root));
+        assert!(!cert_signed_by(&leaf, &root));
+        assert!(!cert_signed_by(b"", b""));
+        assert!(!cert_signed_by(b"\x30\x03\x02\x01\x00", &root));
+    }
+
+    /// DER of a SEQUENCE holding `content`.
+    fn der_sequence(content: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x30];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else if len < 0x100 {
+            out.extend([0x81, len as u8]);
+        } else {
+            out.extend([0x82, (len >> 8) as u8, len as u8]);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// The DER of each element of a DER SEQUENCE.
+    fn der_elements(seq: &[u8]) -> Vec<Vec<u8>> {
+        use der::{Decode, Encode, Reader, SliceReader};
+        let outer = der::AnyRef::from_der(seq).unwrap();
+        let mut r = SliceReader::new(outer.value()).unwrap();
+        let mut out = Vec::new();
+        while !r.is_finished() {
+            let e: der::AnyRef<'_> = r.decode().unwrap();
+            out.push(e.to_der().unwrap());
+        }
+        out
+    }
+
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256, salt 32 (RFC 4055 section 3.1).
+    const PSS_SHA256: &str = "304106092a864886f70d01010a3034a00f300d06096086480165030402010500a11c301a06092a864886f70d010108300d06096086480165030402010500a203020120";
+
+    /// A self-signed RSA certificate re-signed with RSASSA-PSS: the TBSCertificate's
+    /// `signature` set to `inner`, the outer algorithm to `outer`.
+    fn pss_certificate(inner: &[u8], outer: &[u8]) -> Vec<u8> {
+        use aws_lc_rs::{rand::SystemRandom, rsa::KeyPair as RsaKeyPair};
+        let key =
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+                .unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["pss.example".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let parts = der_elements(cert.der());
+        let mut tbs = der_elements(&parts[0]);
+        tbs[2] = inner.to_vec();
+        let tbs = der_sequence(&tbs.concat());
+        let signer = RsaKeyPair::from_pkcs8(&key.serialize_der()).unwrap();
+        let mut sig = vec![0; signer.public_modulus_len()];
+        signer
+            .sign(
+                &signature::RSA_PSS_SHA256,
+                &SystemRandom::new(),
+                &tbs,
+                &mut sig,
+            )
+            .unwrap();
+        let mut bits = vec![0x03, 0x82, 0x01, 0x01, 0x00];
+        bits.extend(sig);
+        der_sequence(&[tbs, outer.to_vec(), bits].concat())
+    }
+
+    #[test]
+    fn rsassa_pss_signatures_verify_and_mismatched_algorithms_do_not() {
+        let pss = hex::decode(PSS_SHA256).unwrap();
+        let cert = pss_certificate(&pss, &pss);
+        assert!(cert_signed_by(&cert, &cert));
+        // The TBSCertificate says sha256WithRSAEncryption, the outer algorithm PSS.
+        let pkcs1 = hex::decode("300d06092a864886f70d01010b0500").unwrap();
+        let mismatched = pss_certificate(&pkcs1, &pss);
+        assert!(!cert_signed_by(&mismatched, &mismatched));
+        // A salt of 20 (the RFC 4055 default) is not one Go accepts.
+        let mut salt20 = pss.clone();
+        let last = salt20.len() - 1;
+        salt20[last] = 20;
+        let cert = pss_certificate(&salt20, &salt20);
+        assert!(!cert_signed_by(&cert, &cert));
+    }
+
+    #[test]
+    fn notation_certificates_verify_under_their_issuers() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/notation");
+        let read = |rel: &str| -> Option<Vec<u8>> {
+            let bytes = std::fs::read(data.join(rel)).ok()?;
+            Some(pem_certificates(&bytes).into_iter().next().unwrap_or(bytes))
+        };
+        let Some(leaf) = read("notation-core-go/x509/testdata/timestamp_leaf.crt") else {
+            eprintln!("skipped: no conformance data at {}", data.display());
+            return;
+        };
+        let intermediate =
+            read("notation-core-go/x509/testdata/timestamp_intermediate.crt").unwrap();
+        let root = read("notation-core-go/x509/testdata/timestamp_root.crt").unwrap();
+        // sha256WithRSAEncryption under a 4096-bit key, then sha384WithRSAEncryption.
+        assert!(cert_signed_by(&leaf, &intermediate));
+        assert!(cert_signed_by(&intermediate, &root));
+        assert!(cert_signed_by(&root, &root));
+        assert!(!cert_signed_by(&leaf, &root));
+        assert!(!cert_signed_by(&intermediate, &intermediate));
+        let der = read("notation-core-go/x509/testdata/der.der").unwrap();
+        assert!(cert_signed_by(&der, &der), "GlobalSign Root R3");
+        let e2e = read("notation/test/e2e/testdata/config/localkeys/e2e.crt").unwrap();
+        assert!(cert_signed_by(&e2e, &e2e), "self-signed e2e leaf");
     }
 }
