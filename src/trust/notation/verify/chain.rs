@@ -3,7 +3,7 @@
 //! `ValidateCodeSigningCertChain` for the envelope's `x5c` chain, and
 //! `x509/timestamp_cert_validations.go` `ValidateTimestampingCertChain` for a TSA's chain,
 //! with their shared rules from `x509/helper.go`. Messages are notation-core-go's, with
-//! subjects written as Go's `pkix.Name.String` writes them.
+//! subjects written as Go's `pkix.Name.String` writes them and quoted as Go's `%q` does.
 //!
 //! Validity is not checked here: notation checks the signing chain's validity in the
 //! authentic-timestamp step (`ValidateCodeSigningCertChain(chain, nil)` in
@@ -11,12 +11,14 @@
 
 use time::OffsetDateTime;
 use x509_parser::{
-    der_parser::asn1_rs::Tag,
     prelude::{FromDer, X509Certificate, X509Name},
     public_key::PublicKey,
 };
 
-use crate::trust::x509;
+use crate::trust::{
+    notation::policy::dn::{go_name_string, go_quote as q},
+    x509,
+};
 
 /// Certificates in a chain, at most (a signing chain is a leaf, a few intermediates, a root).
 pub const MAX_CHAIN: usize = 10;
@@ -61,10 +63,11 @@ pub fn validate(ders: &[Vec<u8>], usage: Usage) -> Result<(), String> {
     if certs.len() == 1 {
         // A self-signed signing certificate (not a CA): its own key signed it (`CheckSignature`,
         // no CA constraint), its issuer is its subject, and it is a valid leaf.
-        let subject = subject(first);
+        let plain = subject(first);
+        let subject = q(&plain);
         if !x509::cert_signed_by(first_der, first_der) {
             return Err(format!(
-                "invalid self-signed certificate. subject: {subject:?}. Error: {SIGNATURE_FAILURE}"
+                "invalid self-signed certificate. subject: {subject}. Error: {SIGNATURE_FAILURE}"
             ));
         }
         if first.subject().as_raw() != first.issuer().as_raw() {
@@ -74,7 +77,7 @@ pub fn validate(ders: &[Vec<u8>], usage: Usage) -> Result<(), String> {
                 ""
             };
             return Err(format!(
-                "invalid self-signed certificate. subject: {subject:?}. Error: issuer{space}({}) and subject{space}({subject}) are not the same",
+                "invalid self-signed certificate. subject: {subject}. Error: issuer{space}({}) and subject{space}({plain}) are not the same",
                 name(first.issuer()),
             ));
         }
@@ -83,25 +86,25 @@ pub fn validate(ders: &[Vec<u8>], usage: Usage) -> Result<(), String> {
     }
     let last = certs.len() - 1;
     for (i, (cert, der)) in certs.iter().zip(ders).enumerate() {
-        let subject = subject(cert);
+        let subject = q(&subject(cert));
         if i == last {
             issued_by(cert, der, cert, der).map_err(|e| {
-                format!("root certificate with subject {subject:?} is invalid or not self-signed. Certificate chain must end with a valid self-signed root certificate. Error: {e}")
+                format!("root certificate with subject {subject} is invalid or not self-signed. Certificate chain must end with a valid self-signed root certificate. Error: {e}")
             })?;
         } else {
             // No self-signed certificate before the root (a redundant root, or a self-signed
             // leaf in front of an unrelated chain).
             if issued_by(cert, der, cert, der).is_ok() {
                 let role = if i == 0 { "leaf" } else { "intermediate" };
-                return Err(format!("{role} certificate with subject {subject:?} is self-signed. Certificate chain must not contain self-signed {role} certificate"));
+                return Err(format!("{role} certificate with subject {subject} is self-signed. Certificate chain must not contain self-signed {role} certificate"));
             }
             let (Some(parent), Some(parent_der)) = (certs.get(i + 1), ders.get(i + 1)) else {
                 return Err("certificate chain must end with a root certificate".to_owned());
             };
             issued_by(cert, der, parent, parent_der).map_err(|e| {
                 format!(
-                    "invalid certificates or certificate with subject {subject:?} is not issued by {:?}. Error: {e}",
-                    self::subject(parent)
+                    "invalid certificates or certificate with subject {subject} is not issued by {}. Error: {e}",
+                    q(&self::subject(parent))
                 )
             })?;
         }
@@ -144,9 +147,9 @@ fn issued_by(
     }
     if child.issuer().as_raw() != parent.subject().as_raw() {
         return Err(format!(
-            "certificate with subject {:?} is not issued by {:?}",
-            subject(child),
-            subject(parent)
+            "certificate with subject {} is not issued by {}",
+            q(&subject(child)),
+            q(&subject(parent))
         ));
     }
     Ok(())
@@ -154,20 +157,20 @@ fn issued_by(
 
 /// `validateCodeSigningLeafCertificate` / `validateTimestampingLeafCertificate`.
 fn leaf(cert: &X509Certificate<'_>, usage: Usage) -> Result<(), String> {
-    let subject = subject(cert);
+    let subject = q(&subject(cert));
     // validateLeafBasicConstraints
     match cert.basic_constraints() {
         Ok(Some(bc)) if bc.value.ca => {
-            return Err(format!("certificate with subject {subject:?}: if the basic constraints extension is present, the ca field must be set to false"));
+            return Err(format!("certificate with subject {subject}: if the basic constraints extension is present, the ca field must be set to false"));
         }
-        Err(e) => return Err(format!("certificate with subject {subject:?}: {e}")),
+        Err(e) => return Err(format!("certificate with subject {subject}: {e}")),
         _ => {}
     }
     // validate*LeafKeyUsage: present (critical for code signing), digitalSignature only
     // (nonRepudiation allowed).
     let ku = key_usage(cert, usage)?;
     if !ku.digital_signature() {
-        return Err(format!("the certificate with subject {subject:?} is invalid. The key usage must have the bit positions for \"Digital Signature\" set"));
+        return Err(format!("the certificate with subject {subject} is invalid. The key usage must have the bit positions for \"Digital Signature\" set"));
     }
     let forbidden = [
         (ku.key_encipherment(), "\"KeyEncipherment\""),
@@ -185,7 +188,7 @@ fn leaf(cert: &X509Certificate<'_>, usage: Usage) -> Result<(), String> {
         .collect();
     if !found.is_empty() {
         return Err(format!(
-            "the certificate with subject {subject:?} is invalid. The key usage must be \"Digital Signature\" only, but found {}",
+            "the certificate with subject {subject} is invalid. The key usage must be \"Digital Signature\" only, but found {}",
             found.join(", ")
         ));
     }
@@ -194,28 +197,28 @@ fn leaf(cert: &X509Certificate<'_>, usage: Usage) -> Result<(), String> {
         Usage::Timestamping => timestamping_eku(cert)?,
     }
     // validateSignatureAlgorithm: the leaf's key is one the Notary Project signs with.
-    key_spec(cert).map_err(|e| format!("certificate with subject {subject:?}: {e}"))
+    key_spec(cert).map_err(|e| format!("certificate with subject {subject}: {e}"))
 }
 
 /// `validateCodeSigningCACertificate` / `validateTimestampingCACertificate`: basic
 /// constraints with cA and a path length, if given, of at least the CAs below it
 /// (`expected_path_len`), and a key usage with keyCertSign.
 fn ca(cert: &X509Certificate<'_>, expected_path_len: usize, usage: Usage) -> Result<(), String> {
-    let subject = subject(cert);
+    let subject = q(&subject(cert));
     let bc = match cert.basic_constraints() {
         Ok(Some(bc)) if bc.value.ca => bc.value,
         _ => {
-            return Err(format!("certificate with subject {subject:?}: ca field in basic constraints must be present, critical, and set to true"));
+            return Err(format!("certificate with subject {subject}: ca field in basic constraints must be present, critical, and set to true"));
         }
     };
     if let Some(max) = bc.path_len_constraint {
         if usize::try_from(max).is_ok_and(|max| max < expected_path_len) {
-            return Err(format!("certificate with subject {subject:?}: expected path length of {expected_path_len} but certificate has path length {max} instead"));
+            return Err(format!("certificate with subject {subject}: expected path length of {expected_path_len} but certificate has path length {max} instead"));
         }
     }
     let ku = key_usage(cert, usage)?;
     if !ku.key_cert_sign() {
-        return Err(format!("certificate with subject {subject:?}: key usage must have the bit positions for key cert sign set"));
+        return Err(format!("certificate with subject {subject}: key usage must have the bit positions for key cert sign set"));
     }
     Ok(())
 }
@@ -226,18 +229,18 @@ fn key_usage(
     cert: &X509Certificate<'_>,
     usage: Usage,
 ) -> Result<x509_parser::extensions::KeyUsage, String> {
-    let subject = subject(cert);
+    let subject = q(&subject(cert));
     match cert.key_usage() {
         Ok(Some(ku)) => {
             if usage == Usage::CodeSigning && !ku.critical {
-                return Err(format!("certificate with subject {subject:?}: key usage extension must be marked critical"));
+                return Err(format!("certificate with subject {subject}: key usage extension must be marked critical"));
             }
             Ok(*ku.value)
         }
         Ok(None) => Err(format!(
-            "certificate with subject {subject:?}: key usage extension must be present"
+            "certificate with subject {subject}: key usage extension must be present"
         )),
-        Err(e) => Err(format!("certificate with subject {subject:?}: {e}")),
+        Err(e) => Err(format!("certificate with subject {subject}: {e}")),
     }
 }
 
@@ -246,11 +249,11 @@ fn key_usage(
 /// list), nor anyExtendedKeyUsage (the spec's list has it; notation-core-go's does not).
 /// id-kp-codeSigning is allowed, not required ("MAY contain").
 fn code_signing_eku(cert: &X509Certificate<'_>) -> Result<(), String> {
-    let subject = subject(cert);
+    let subject = q(&subject(cert));
     let eku = match cert.extended_key_usage() {
         Ok(None) => return Ok(()),
         Ok(Some(eku)) => eku.value,
-        Err(e) => return Err(format!("certificate with subject {subject:?}: {e}")),
+        Err(e) => return Err(format!("certificate with subject {subject}: {e}")),
     };
     let excluded = [
         (eku.any, "Any"),
@@ -262,7 +265,7 @@ fn code_signing_eku(cert: &X509Certificate<'_>) -> Result<(), String> {
     ];
     match excluded.iter().find(|(set, _)| *set) {
         Some((_, name)) => Err(format!(
-            "certificate with subject {subject:?}: extended key usage must not contain {name} eku"
+            "certificate with subject {subject}: extended key usage must not contain {name} eku"
         )),
         None => Ok(()),
     }
@@ -271,8 +274,8 @@ fn code_signing_eku(cert: &X509Certificate<'_>) -> Result<(), String> {
 /// `validateTimestampingExtendedKeyUsage` (RFC 3161 section 2.3): exactly id-kp-timeStamping,
 /// in an extension marked critical.
 fn timestamping_eku(cert: &X509Certificate<'_>) -> Result<(), String> {
-    let subject = subject(cert);
-    let only = format!("timestamp signing certificate with subject {subject:?} must have and only have Timestamping as extended key usage");
+    let subject = q(&subject(cert));
+    let only = format!("timestamp signing certificate with subject {subject} must have and only have Timestamping as extended key usage");
     let eku = match cert.extended_key_usage() {
         Ok(Some(eku)) => eku,
         _ => return Err(only),
@@ -293,7 +296,7 @@ fn timestamping_eku(cert: &X509Certificate<'_>) -> Result<(), String> {
         return Err(only);
     }
     if !eku.critical {
-        return Err(format!("timestamp signing certificate with subject {subject:?} must have extended key usage extension marked as critical"));
+        return Err(format!("timestamp signing certificate with subject {subject} must have extended key usage extension marked as critical"));
     }
     Ok(())
 }
@@ -332,139 +335,15 @@ pub fn key_spec(cert: &X509Certificate<'_>) -> Result<(), String> {
 
 // === names and times as notation writes them ===
 
-/// A certificate's subject as Go's `pkix.Name.String` writes it.
+/// A certificate's subject as Go's `pkix.Name.String` writes it (the policy module's
+/// [`go_name_string`]); a subject Go could not decode falls back to x509-parser's form.
 pub fn subject(cert: &X509Certificate<'_>) -> String {
     name(cert.subject())
 }
 
-/// Go's `pkix.Name.String` (RFC 4514 with Go's order): `SERIALNUMBER`, `CN`, `OU`, `O`,
-/// `POSTALCODE`, `STREET`, `L`, `ST`, `C`, each type's values in one RDN joined by `+`,
-/// then the attributes of other types (as `<oid>=#<hex of the DER value>`) in reverse
-/// order; RDNs joined by `,`; values escaped as RFC 4514 section 2.4 says.
+/// A name as Go's `pkix.Name.String` writes it, for messages.
 pub fn name(name: &X509Name<'_>) -> String {
-    // Go's `ToRDNSequence` order; the string is written from the end.
-    const ORDER: [(&str, &str); 9] = [
-        ("2.5.4.6", "C"),
-        ("2.5.4.8", "ST"),
-        ("2.5.4.7", "L"),
-        ("2.5.4.9", "STREET"),
-        ("2.5.4.17", "POSTALCODE"),
-        ("2.5.4.10", "O"),
-        ("2.5.4.11", "OU"),
-        ("2.5.4.3", "CN"),
-        ("2.5.4.5", "SERIALNUMBER"),
-    ];
-    let mut rdns: Vec<String> = Vec::new();
-    // Attributes of other types come first in the sequence, so last in the string.
-    for atv in name.iter_attributes() {
-        let oid = atv.attr_type().to_id_string();
-        if ORDER.iter().any(|(o, _)| *o == oid) {
-            continue;
-        }
-        rdns.push(format!(
-            "{oid}=#{}",
-            hex::encode(go_marshal(atv.attr_value()))
-        ));
-    }
-    for (oid, short) in ORDER {
-        // Go keeps the last value of a single-valued field (C, ST, ... are lists; CN and
-        // SERIALNUMBER are one string each: the last one read).
-        let values: Vec<String> = name
-            .iter_attributes()
-            .filter(|atv| atv.attr_type().to_id_string() == oid)
-            .filter_map(|atv| value_string(atv.attr_value()))
-            .collect();
-        let values = if matches!(short, "CN" | "SERIALNUMBER") {
-            values.into_iter().last().into_iter().collect()
-        } else {
-            values
-        };
-        if values.is_empty() {
-            continue;
-        }
-        rdns.push(
-            values
-                .iter()
-                .map(|v| format!("{short}={}", escape(v)))
-                .collect::<Vec<_>>()
-                .join("+"),
-        );
-    }
-    rdns.reverse();
-    rdns.join(",")
-}
-
-/// An attribute value as Go's ASN.1 decoder gives it: the text of a string type (UTF-16 for
-/// a BMPString, Latin-1 for a T61String); `None` for other types.
-fn value_string(value: &x509_parser::der_parser::asn1_rs::Any<'_>) -> Option<String> {
-    match value.tag() {
-        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::NumericString => {
-            std::str::from_utf8(value.data).ok().map(str::to_owned)
-        }
-        Tag::T61String => Some(value.data.iter().map(|b| char::from(*b)).collect()),
-        Tag::BmpString => {
-            let units: Vec<u16> = value
-                .data
-                .chunks_exact(2)
-                .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                .collect();
-            String::from_utf16(&units).ok()
-        }
-        _ => None,
-    }
-}
-
-/// The DER Go's `asn1.Marshal` writes for a decoded attribute value: a string as a
-/// PrintableString when every character allows it (`*` included), else a UTF8String; any
-/// other value as it was read.
-fn go_marshal(value: &x509_parser::der_parser::asn1_rs::Any<'_>) -> Vec<u8> {
-    let printable = |c: char| c.is_ascii_alphanumeric() || " '()+,-./:=?*".contains(c);
-    let (tag, body): (u8, Vec<u8>) = match value_string(value) {
-        Some(s) if s.chars().all(printable) => (0x13, s.into_bytes()),
-        Some(s) => (0x0c, s.into_bytes()),
-        None => (
-            u8::try_from(value.tag().0).unwrap_or(0),
-            value.data.to_vec(),
-        ),
-    };
-    let mut der = vec![tag];
-    der.extend(der_length(body.len()));
-    der.extend(body);
-    der
-}
-
-/// RFC 4514 section 2.4 escaping, as Go's `RDNSequence.String` does it.
-fn escape(value: &str) -> String {
-    let last = value.chars().count().saturating_sub(1);
-    let mut out = String::with_capacity(value.len());
-    for (k, c) in value.chars().enumerate() {
-        let esc = match c {
-            ',' | '+' | '"' | '\\' | '<' | '>' | ';' => true,
-            ' ' => k == 0 || k == last,
-            '#' => k == 0,
-            _ => false,
-        };
-        if esc {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A DER definite length.
-fn der_length(len: usize) -> Vec<u8> {
-    if len < 0x80 {
-        return vec![len as u8];
-    }
-    let bytes: Vec<u8> = len
-        .to_be_bytes()
-        .into_iter()
-        .skip_while(|b| *b == 0)
-        .collect();
-    let mut out = vec![0x80 | bytes.len() as u8];
-    out.extend(bytes);
-    out
+    go_name_string(name).unwrap_or_else(|_| name.to_string())
 }
 
 /// Go's `time.RFC1123Z` layout: `Mon, 02 Jan 2006 15:04:05 -0700`.

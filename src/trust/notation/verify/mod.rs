@@ -52,13 +52,14 @@ use x509_parser::prelude::X509Certificate;
 
 use super::{
     envelope::{Envelope, EnvelopeError, SigningScheme, Target},
-    policy::{Action, Identities, Level, Statement, StoreRef, TrustPolicy},
+    policy::{Action, Level, Statement, StoreRef, TrustPolicy},
     revocation::{Checker, Purpose, Status},
     store::{StoreError, StoreKind, TrustStore},
 };
 use crate::trust::timestamp::Authority;
 
-pub use chain::{name as distinguished_name, rfc1123z};
+use super::policy::dn::go_quote as q;
+pub use chain::rfc1123z;
 
 /// A check of the verification, as notation names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,7 +246,10 @@ impl Trust {
     pub fn statement(&self, scope: &str, reference: &str) -> Result<&Statement, Finding> {
         self.policy.statement_for(scope).ok_or_else(|| Finding {
             check: Check::Policy,
-            message: format!("artifact {reference:?} has no applicable oci trust policy statement"),
+            message: format!(
+                "artifact {} has no applicable oci trust policy statement",
+                q(reference)
+            ),
         })
     }
 
@@ -333,7 +337,7 @@ impl Trust {
         let expired = envelope
             .expiry
             .filter(|expiry| now >= *expiry)
-            .map(|expiry| format!("digital signature has expired on {:?}", rfc1123z(expiry)));
+            .map(|expiry| format!("digital signature has expired on {}", q(&rfc1123z(expiry))));
         run.check(Check::Expiry, actions.expiry, expired)?;
 
         // 5. Authentic timestamp (`verifyAuthenticTimestamp`).
@@ -424,9 +428,9 @@ impl Trust {
                 Some(Err(e)) => return Err(e.to_string()),
                 None => {
                     return Err(format!(
-                        "the trust store {:?} of type {:?} was not loaded (the statement is not of this trust policy)",
-                        r.name,
-                        r.kind.as_str()
+                        "the trust store {} of type {} was not loaded (the statement is not of this trust policy)",
+                        q(&r.name),
+                        q(r.kind.as_str())
                     ))
                 }
             }
@@ -531,7 +535,8 @@ fn plugin(envelope: &Envelope) -> Result<(), Finding> {
     Err(Finding::new(
         Check::Plugin,
         format!(
-            "error while locating the verification plugin {name:?}, make sure the plugin is installed successfully before verifying the signature. error: trustgate runs no verification plugins"
+            "error while locating the verification plugin {}, make sure the plugin is installed successfully before verifying the signature. error: trustgate runs no verification plugins",
+            q(name)
         ),
     ))
 }
@@ -549,7 +554,8 @@ fn critical_extended(envelope: &Envelope) -> Result<(), Finding> {
         Some(first) => Err(Finding::new(
             Check::Plugin,
             format!(
-                "extended critical attribute {first:?} cannot be processed: trustgate runs no verification plugins, and all extended critical attributes must be processed"
+                "extended critical attribute {} cannot be processed: trustgate runs no verification plugins, and all extended critical attributes must be processed",
+                q(first)
             ),
         )),
     }
@@ -570,35 +576,11 @@ fn is_semver(version: &str) -> bool {
         .is_some_and(|re| re.is_match(version))
 }
 
-/// notation-go `verifyX509TrustedIdentities`: `*` trusts any signer; otherwise the leaf's
-/// subject must hold every attribute of one `x509.subject` DN ([`Statement::trusts_identity`]).
+/// notation-go `verifyX509TrustedIdentities` ([`Statement::check_identity`]): `*` trusts
+/// any signer; otherwise the leaf's subject must hold every attribute of one `x509.subject`
+/// DN.
 fn identity(statement: &Statement, leaf: &X509Certificate<'_>) -> Option<String> {
-    let dns = match &statement.identities {
-        Identities::Any => return None,
-        Identities::Subjects(dns) => dns,
-    };
-    if dns.is_empty() {
-        return Some(format!(
-            "no x509 trusted identities are configured in the trust policy {:?}",
-            statement.name
-        ));
-    }
-    if statement.trusts_identity(leaf) {
-        return None;
-    }
-    // Go's `%q` of a `[]map[string]string`: `[map["C":"US" "O":"Notary"] map[...]]`.
-    let maps: Vec<String> = dns
-        .iter()
-        .map(|dn| {
-            let pairs: Vec<String> = dn.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
-            format!("map[{}]", pairs.join(" "))
-        })
-        .collect();
-    Some(format!(
-        "signing certificate from the digital signature does not match the X.509 trusted identities [{}] defined in the trust policy {:?}",
-        maps.join(" "),
-        statement.name
-    ))
+    statement.check_identity(leaf).err()
 }
 
 /// notation-go `revocationFinalResult` and its messages: `None` when every certificate is
@@ -629,13 +611,13 @@ fn revocation_failure(statuses: &[Status], chain: &[Vec<u8>], role: &str) -> Opt
     };
     match (revoked, unknown) {
         (Some(i), _) => Some(format!(
-            "{role} certificate with subject {:?} is revoked",
-            who(i)
+            "{role} certificate with subject {} is revoked",
+            q(&who(i))
         )),
         // notation-go logs each server's error; the reason follows here.
         (None, Some((i, why))) => Some(format!(
-            "{role} certificate with subject {:?} revocation status is unknown ({why})",
-            who(i)
+            "{role} certificate with subject {} revocation status is unknown ({why})",
+            q(&who(i))
         )),
         (None, None) => None,
     }

@@ -16,6 +16,7 @@ use super::{
     chain::{self, rfc1123z},
     Trust,
 };
+use crate::trust::notation::policy::dn::go_quote as q;
 use crate::trust::{
     notation::{
         envelope::{Envelope, SigningScheme},
@@ -47,9 +48,9 @@ pub fn check(
             let (not_before, not_after) = chain::validity(cert);
             if at < not_before || at > not_after {
                 return Err(format!(
-                    "certificate {:?} was not valid when the digital signature was produced at {:?}",
-                    chain::subject(cert),
-                    rfc1123z(at)
+                    "certificate {} was not valid when the digital signature was produced at {}",
+                    q(&chain::subject(cert)),
+                    q(&rfc1123z(at))
                 ));
             }
         }
@@ -71,16 +72,16 @@ pub fn check(
             let (not_before, not_after) = chain::validity(cert);
             if now < not_before {
                 return Err(format!(
-                    "verification time is before certificate {:?} validity period, it will be valid from {:?}",
-                    chain::subject(cert),
-                    rfc1123z(not_before)
+                    "verification time is before certificate {} validity period, it will be valid from {}",
+                    q(&chain::subject(cert)),
+                    q(&rfc1123z(not_before))
                 ));
             }
             if now > not_after {
                 return Err(format!(
-                    "verification time is after certificate {:?} validity period, it was expired at {:?}",
-                    chain::subject(cert),
-                    rfc1123z(not_after)
+                    "verification time is after certificate {} validity period, it was expired at {}",
+                    q(&chain::subject(cert)),
+                    q(&rfc1123z(not_after))
                 ));
             }
         }
@@ -116,16 +117,16 @@ pub fn check(
         let (not_before, not_after) = chain::validity(cert);
         if lower < not_before {
             return Err(format!(
-                "timestamp can be before certificate {:?} validity period, it will be valid from {:?}",
-                chain::subject(cert),
-                rfc1123z(not_before)
+                "timestamp can be before certificate {} validity period, it will be valid from {}",
+                q(&chain::subject(cert)),
+                q(&rfc1123z(not_before))
             ));
         }
         if upper > not_after {
             return Err(format!(
-                "timestamp can be after certificate {:?} validity period, it was expired at {:?}",
-                chain::subject(cert),
-                rfc1123z(not_after)
+                "timestamp can be after certificate {} validity period, it was expired at {}",
+                q(&chain::subject(cert)),
+                q(&rfc1123z(not_after))
             ));
         }
     }
