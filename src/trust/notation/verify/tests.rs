@@ -1,9 +1,11 @@
 //! The verification steps in notation-go's order: the certificate-chain rules (rcgen-made
-//! chains and the corpus's real certificates), names and times as notation writes them,
-//! and whole verifications of envelopes built from rcgen certificates and from the corpus's
-//! JWS envelopes (read here without their signatures checked: integrity is the envelope
-//! parser's, tested with it), against the cases of the corpus README (§3.2 G01–G14, the
-//! timestamp set T01–T15).
+//! chains and the corpus's real certificates), times as notation writes them, and whole
+//! verifications: of envelopes built from rcgen certificates, of the corpus's JWS and COSE
+//! envelopes (parsed by `Envelope::parse`) step by step with hand-made statements, and
+//! through `Trust::new` with the corpus's assembled policies over notation-go's trust
+//! stores, against the cases of the corpus README (§3.2 G01–G14, the timestamp set
+//! T01–T15). Revocation runs offline (`fetch: false`): T01/T05 verify with the revocation
+//! action `log` or `skip`, and fail under `enforce` as notation-go fails offline.
 
 use std::path::{Path, PathBuf};
 
