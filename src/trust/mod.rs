@@ -26,6 +26,7 @@ pub mod sct;
 pub mod sigstore;
 pub mod timestamp;
 pub mod tlog;
+pub mod ttl;
 pub mod tuf;
 pub mod x509;
 

@@ -49,14 +49,10 @@ mod keys;
 mod referrers;
 pub mod wire;
 
-use std::{
-    num::NonZeroUsize,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
+use crate::trust::ttl::{resolve_tag, TtlCache};
 use bytes::Bytes;
-use lru::LruCache;
 
 pub use self::bundle::BundleFailure;
 pub use self::keyless::{Keyless, KeylessFailure, RootHandle, RootsError};
@@ -139,11 +135,11 @@ pub struct CosignVerifier {
     require_tlog: bool,
     /// The trust a rule without `keyless` checks key-signed bundles under: none.
     no_root: Arc<TrustedRoot>,
-    verdicts: Mutex<LruCache<(String, String), (Instant, Verdict)>>,
+    verdicts: TtlCache<(String, String), Verdict>,
     /// Tags resolved to a verified digest, for [`VERDICT_TTL`] (the verdict's own life):
     /// a tag that moves upstream is seen that much later, never served unverified.
-    tags: Mutex<LruCache<(String, String), (Instant, SignedTag)>>,
-    sets: Mutex<LruCache<SetKey, (Instant, Arc<SignedSet>)>>,
+    tags: TtlCache<(String, String), SignedTag>,
+    sets: TtlCache<SetKey, Arc<SignedSet>>,
 }
 
 // === impl CosignVerifier ===
@@ -166,9 +162,9 @@ impl CosignVerifier {
             attestations: Arc::new([]),
             require_tlog: true,
             no_root: Arc::new(TrustedRoot::empty()),
-            verdicts: Mutex::new(LruCache::new(nonzero(VERDICTS))),
-            tags: Mutex::new(LruCache::new(nonzero(VERDICTS))),
-            sets: Mutex::new(LruCache::new(nonzero(SETS))),
+            verdicts: TtlCache::new(VERDICTS, VERDICT_TTL),
+            tags: TtlCache::new(VERDICTS, VERDICT_TTL),
+            sets: TtlCache::new(SETS, VERDICT_TTL),
         }
     }
 
@@ -239,27 +235,20 @@ impl CosignVerifier {
         let content = self.content(query)?;
         let sig_repo = self.signature_repo(content);
         let key = (sig_repo.to_owned(), digest.as_str().to_owned());
-        if let Some((at, verdict)) = lock(&self.verdicts).get(&key) {
-            if at.elapsed() < VERDICT_TTL {
-                return verdict.clone();
-            }
+        if let Some(verdict) = self.verdicts.get(&key) {
+            return verdict;
         }
         let verdict = self.verify_uncached(query, content, digest).await;
         // Only what the registry said is a verdict; not reaching it is not.
         if !matches!(&verdict, Err(r) if r.upstream_cause().is_some()) {
-            lock(&self.verdicts).put(key, (Instant::now(), verdict.clone()));
+            self.verdicts.put(key, verdict.clone());
         }
         // A digest signed since the repository's signed set was cached: drop that set, so a
         // pull that resolved the tag finds the image's blobs right away, not after the ttl.
         if verdict.is_ok() {
-            let mut sets = lock(&self.sets);
             let set_key = (content.repo.clone(), sig_repo.to_owned());
-            if sets
-                .peek(&set_key)
-                .is_some_and(|(_, set)| !set.contains_digest(digest.as_str()))
-            {
-                sets.pop(&set_key);
-            }
+            self.sets
+                .pop_if(&set_key, |set| !set.contains_digest(digest.as_str()));
         }
         verdict
     }
@@ -496,10 +485,8 @@ impl CosignVerifier {
         let content = self.content(query)?;
         let sig_repo = self.signature_repo(content).to_owned();
         let key = (content.repo.clone(), sig_repo.clone());
-        if let Some((at, set)) = lock(&self.sets).get(&key) {
-            if at.elapsed() < VERDICT_TTL {
-                return Ok(set.clone());
-            }
+        if let Some(set) = self.sets.get(&key) {
+            return Ok(set);
         }
         // `.sig` tags, and referrers tags (registries without the referrers API) for digests
         // signed by sigstore bundles only.
@@ -512,11 +499,11 @@ impl CosignVerifier {
         // A registry with the referrers API keeps no tag for bundles: digests this instance
         // found signed (by a manifest request, which comes before a pull's blobs) are
         // candidates too, verified again below once their verdict is stale.
-        let remembered: Vec<Digest> = lock(&self.verdicts)
-            .iter()
-            .filter(|((repo, _), (_, verdict))| *repo == sig_repo && verdict.is_ok())
-            .filter_map(|((_, digest), _)| Digest::parse(digest).ok())
-            .collect();
+        let remembered: Vec<Digest> = self.verdicts.collect(|((repo, digest), verdict)| {
+            (*repo == sig_repo && verdict.is_ok())
+                .then(|| Digest::parse(digest).ok())
+                .flatten()
+        });
         for digest in remembered {
             if subjects.len() >= MAX_SIGNATURE_TAGS {
                 break;
@@ -565,7 +552,7 @@ impl CosignVerifier {
         let set = Arc::new(set);
         // A set missing entries because the registry did not answer is not reused.
         if complete {
-            lock(&self.sets).put(key, (Instant::now(), set.clone()));
+            self.sets.put(key, set.clone());
         }
         Ok(set)
     }
@@ -762,39 +749,18 @@ impl Verifier for CosignVerifier {
                     None => {}
                 }
             }
-            let key = (query.gun.clone(), tag.to_owned());
-            let cached = lock(&self.tags)
-                .get(&key)
-                .filter(|(at, _)| at.elapsed() < VERDICT_TTL)
-                .map(|(_, signed)| signed.clone());
-            if let Some(signed) = cached {
-                // The digest's verdict is asked again (cached too, for as long): a
-                // revocation the verdict notices is not hidden behind the tag.
-                if let Ok(digest) = Digest::parse(&signed.digest) {
-                    self.verify_digest(query, &digest).await?;
-                    return Ok(signed);
-                }
-            }
-            let what = format!("{}:{tag}", query.gun);
-            let manifest = match content
-                .upstream
-                .manifest(&content.repo, tag, content.max_manifest_size)
-                .await
-            {
-                Ok(m) => m.bytes,
-                // Not a verdict: the client learns what the registry said (404).
-                Err(e @ UpstreamError::NotFound { .. }) => return Err(Refusal::upstream(what, e)),
-                Err(e) => return Err(unreachable_registry(&what, &e)),
-            };
-            let digest = Digest::sha256_of(&manifest);
-            self.verify_digest(query, &digest).await?;
-            let signed = SignedTag {
-                digest: digest.as_str().to_owned(),
-                size: i64::try_from(manifest.len()).unwrap_or(i64::MAX),
-                role: ROLE.to_owned(),
-            };
-            lock(&self.tags).put(key, (Instant::now(), signed.clone()));
-            Ok(signed)
+            resolve_tag(
+                &self.tags,
+                query,
+                content,
+                tag,
+                ROLE,
+                |digest| {
+                    Box::pin(async move { self.verify_digest(query, &digest).await.map(drop) })
+                },
+                unreachable_registry,
+            )
+            .await
         })
     }
 
@@ -873,14 +839,6 @@ fn unreachable_registry(what: &str, e: &UpstreamError) -> Refusal {
         format!("cosign signature data {what} could not be read: {e}"),
         e.clone(),
     )
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn nonzero(n: usize) -> NonZeroUsize {
-    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
 
 #[cfg(test)]

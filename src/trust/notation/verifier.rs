@@ -24,13 +24,9 @@
 //! served as artifacts (the envelope layer, and the config when it is the two bytes `{}`);
 //! the referrers tag index when one of them is listed in it.
 
-use std::{
-    num::NonZeroUsize,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
-use lru::LruCache;
+use crate::trust::ttl::{resolve_tag, TtlCache};
 use time::OffsetDateTime;
 
 use super::{
@@ -83,9 +79,9 @@ type Key = (String, String);
 /// Verifies Notation signatures under one rule's trust policy and trust store.
 pub struct NotationVerifier {
     trust: Arc<Trust>,
-    verdicts: Mutex<LruCache<Key, (Instant, Verdict)>>,
-    tags: Mutex<LruCache<Key, (Instant, SignedTag)>>,
-    sets: Mutex<LruCache<String, (Instant, Arc<SignedSet>)>>,
+    verdicts: TtlCache<Key, Verdict>,
+    tags: TtlCache<Key, SignedTag>,
+    sets: TtlCache<String, Arc<SignedSet>>,
 }
 
 // === impl NotationVerifier ===
@@ -94,9 +90,9 @@ impl NotationVerifier {
     pub fn new(trust: Arc<Trust>) -> Self {
         NotationVerifier {
             trust,
-            verdicts: Mutex::new(LruCache::new(nonzero(VERDICTS))),
-            tags: Mutex::new(LruCache::new(nonzero(VERDICTS))),
-            sets: Mutex::new(LruCache::new(nonzero(SETS))),
+            verdicts: TtlCache::new(VERDICTS, VERDICT_TTL),
+            tags: TtlCache::new(VERDICTS, VERDICT_TTL),
+            sets: TtlCache::new(SETS, VERDICT_TTL),
         }
     }
 
@@ -113,25 +109,18 @@ impl NotationVerifier {
     async fn verify_digest(&self, query: &TrustQuery, digest: &Digest) -> Verdict {
         let content = self.content(query)?;
         let key = (content.repo.clone(), digest.as_str().to_owned());
-        if let Some((at, verdict)) = lock(&self.verdicts).get(&key) {
-            if at.elapsed() < VERDICT_TTL {
-                return verdict.clone();
-            }
+        if let Some(verdict) = self.verdicts.get(&key) {
+            return verdict;
         }
         let verdict = self.verify_uncached(query, content, digest).await;
         if !matches!(&verdict, Err(r) if r.upstream_cause().is_some()) {
-            lock(&self.verdicts).put(key, (Instant::now(), verdict.clone()));
+            self.verdicts.put(key, verdict.clone());
         }
         // A digest signed since the signed set was cached: drop the set, so its blobs are
         // reachable at once.
         if verdict.is_ok() {
-            let mut sets = lock(&self.sets);
-            if sets
-                .peek(&content.repo)
-                .is_some_and(|(_, set)| !set.contains_digest(digest.as_str()))
-            {
-                sets.pop(&content.repo);
-            }
+            self.sets
+                .pop_if(&content.repo, |set| !set.contains_digest(digest.as_str()));
         }
         verdict
     }
@@ -259,20 +248,18 @@ impl NotationVerifier {
     /// and the digests found signed before, each verified; cached.
     async fn enumerate(&self, query: &TrustQuery) -> Result<Arc<SignedSet>, Refusal> {
         let content = self.content(query)?;
-        if let Some((at, set)) = lock(&self.sets).get(&content.repo) {
-            if at.elapsed() < VERDICT_TTL {
-                return Ok(set.clone());
-            }
+        if let Some(set) = self.sets.get(&content.repo) {
+            return Ok(set);
         }
         let mut subjects =
             referrers::tagged_subjects(content, &content.repo, MAX_SUBJECTS, subject_of_tag)
                 .await
                 .map_err(unreachable)?;
-        let remembered: Vec<Digest> = lock(&self.verdicts)
-            .iter()
-            .filter(|((repo, _), (_, v))| *repo == content.repo && v.is_ok())
-            .filter_map(|((_, d), _)| Digest::parse(d).ok())
-            .collect();
+        let remembered: Vec<Digest> = self.verdicts.collect(|((repo, digest), verdict)| {
+            (*repo == content.repo && verdict.is_ok())
+                .then(|| Digest::parse(digest).ok())
+                .flatten()
+        });
         for digest in remembered {
             if subjects.len() >= MAX_SUBJECTS {
                 break;
@@ -315,7 +302,7 @@ impl NotationVerifier {
         }
         let set = Arc::new(set);
         if complete {
-            lock(&self.sets).put(content.repo.clone(), (Instant::now(), set.clone()));
+            self.sets.put(content.repo.clone(), set.clone());
         }
         Ok(set)
     }
@@ -347,36 +334,18 @@ impl Verifier for NotationVerifier {
                     )),
                 };
             }
-            let key = (query.gun.clone(), tag.to_owned());
-            let cached = lock(&self.tags)
-                .get(&key)
-                .filter(|(at, _)| at.elapsed() < VERDICT_TTL)
-                .map(|(_, signed)| signed.clone());
-            if let Some(signed) = cached {
-                if let Ok(digest) = Digest::parse(&signed.digest) {
-                    self.verify_digest(query, &digest).await?;
-                    return Ok(signed);
-                }
-            }
-            let what = format!("{}:{tag}", query.gun);
-            let manifest = match content
-                .upstream
-                .manifest(&content.repo, tag, content.max_manifest_size)
-                .await
-            {
-                Ok(m) => m.bytes,
-                Err(e @ UpstreamError::NotFound { .. }) => return Err(Refusal::upstream(what, e)),
-                Err(e) => return Err(unreachable_registry(&what, &e)),
-            };
-            let digest = Digest::sha256_of(&manifest);
-            self.verify_digest(query, &digest).await?;
-            let signed = SignedTag {
-                digest: digest.as_str().to_owned(),
-                size: i64::try_from(manifest.len()).unwrap_or(i64::MAX),
-                role: ROLE.to_owned(),
-            };
-            lock(&self.tags).put(key, (Instant::now(), signed.clone()));
-            Ok(signed)
+            resolve_tag(
+                &self.tags,
+                query,
+                content,
+                tag,
+                ROLE,
+                |digest| {
+                    Box::pin(async move { self.verify_digest(query, &digest).await.map(drop) })
+                },
+                unreachable_registry,
+            )
+            .await
         })
     }
 
@@ -490,12 +459,4 @@ fn unreachable_registry(what: &str, e: &UpstreamError) -> Refusal {
         format!("Notation signature data {what} could not be read: {e}"),
         e.clone(),
     )
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn nonzero(n: usize) -> NonZeroUsize {
-    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
