@@ -37,6 +37,10 @@
 //!   OCSPSigning); id-kp-codeSigning is allowed, not required (spec: "MAY contain").
 //! - **Key sizes** are notation-core-go's (`ExtractKeySpec`: RSA 2048/3072/4096, EC
 //!   P-256/384/521, on the leaf), stricter than the spec's "2048 bits or higher".
+//! - The revocation of a chain no trust store anchors (its authenticity failure only
+//!   logged, under `audit`) is not checked: its OCSP and CRL URLs are its signer's choice,
+//!   so they are not fetched (notation-go fetches them), and its status is unknown, which
+//!   the revocation action logs (`audit`) or enforces (an `enforce` override).
 //! - Unknown revocation statuses carry their reason, and a descriptor mismatch names both
 //!   descriptors, after notation-go's words.
 
@@ -326,6 +330,9 @@ impl Trust {
                     .to_owned()
             }),
         };
+        // A chain no trust store anchors names URLs its signer chose: its revocation is not
+        // fetched (step 6), whatever the level lets through.
+        let anchored = authenticity.is_none();
         run.check(Check::Authenticity, actions.authenticity, authenticity)?;
         run.check(
             Check::Authenticity,
@@ -369,8 +376,21 @@ impl Trust {
         }
 
         // 6. Revocation (`verifyRevocation`), unless skipped; the authentic signing time
-        // only under the signingAuthority scheme.
-        if actions.revocation != Action::Skip {
+        // only under the signingAuthority scheme. Only for a chain a trust store anchors:
+        // an unanchored one (its authenticity failure logged, under `audit`) would have the
+        // proxy fetch whatever OCSP and CRL URLs its signer wrote, so its status is unknown
+        // without a fetch (notation-go fetches them).
+        if actions.revocation != Action::Skip && !anchored {
+            run.check(
+                Check::Revocation,
+                actions.revocation,
+                Some(
+                    "signing certificate revocation status is unknown (not checked: no trust \
+                     store anchors the chain, and its OCSP and CRL URLs are not fetched)"
+                        .to_owned(),
+                ),
+            )?;
+        } else if actions.revocation != Action::Skip {
             let signing_time = match envelope.scheme {
                 SigningScheme::SigningAuthority => envelope.authentic_signing_time,
                 SigningScheme::X509 => None,
