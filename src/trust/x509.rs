@@ -559,8 +559,7 @@ pub fn cert_signed_by(child_der: &[u8], parent_der: &[u8]) -> bool {
     if !rest.is_empty() || child.tbs_certificate.signature != child.signature_algorithm {
         return false;
     }
-    let Some(alg) = certificate_signature_scheme(&child.signature_algorithm, parent.public_key())
-    else {
+    let Some(alg) = signature_scheme(&child.signature_algorithm, parent.public_key()) else {
         return false;
     };
     let signature = &child.signature_value;
@@ -572,9 +571,10 @@ pub fn cert_signed_by(child_der: &[u8], parent_der: &[u8]) -> bool {
         .is_ok()
 }
 
-/// The verification algorithm for a certificate signature made with `sig_alg` by the key
-/// `spki`, if it is one [`cert_signed_by`] covers.
-fn certificate_signature_scheme(
+/// The verification algorithm for a signature made with `sig_alg` (the `signatureAlgorithm`
+/// of a certificate, a CRL or an OCSP response: RFC 5280 sections 4.1.1.2 and 5.1.1.2, RFC
+/// 6960 section 4.2.1) by the key `spki`, if it is one [`cert_signed_by`] covers.
+pub fn signature_scheme(
     sig_alg: &x509_parser::x509::AlgorithmIdentifier<'_>,
     spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
 ) -> Option<&'static dyn signature::VerificationAlgorithm> {

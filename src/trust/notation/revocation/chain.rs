@@ -162,10 +162,10 @@ impl Cert {
 
 /// Whether `der` is signed by the key `issuer_spki` (DER).
 pub fn signed_by(der: &[u8], issuer_spki: &[u8]) -> Result<(), sig::SigError> {
-    let (_, cert) = X509Certificate::from_der(der)
-        .map_err(|_| sig::SigError::Algorithm("(certificate does not parse)".to_owned()))?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|_| sig::SigError::Malformed("the certificate"))?;
     let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(issuer_spki)
-        .map_err(|_| sig::SigError::Algorithm("(bad key)".to_owned()))?;
+        .map_err(|_| sig::SigError::Malformed("the key"))?;
     sig::verify(
         &spki,
         &cert.signature_algorithm,

@@ -7,34 +7,23 @@
 //! Algorithm Requirements": RSASSA-PSS and RSASSA-PKCS1-v1_5 with SHA-256/384/512 on
 //! 2048-bit or larger keys, ECDSA on P-256/P-384/P-521 with SHA-256/384/512). SHA-1 is
 //! refused.
-//!
-//! (Private to revocation until `trust::x509` has a shared `cert_signed_by`; the two
-//! should then become one.)
+//! The algorithms are [`x509::signature_scheme`]'s, shared with certificate signatures.
 
 use aws_lc_rs::signature::{self, VerificationAlgorithm};
 use x509_parser::{
     prelude::FromDer,
-    signature_algorithm::RsaSsaPssParams,
     x509::{AlgorithmIdentifier, SubjectPublicKeyInfo},
 };
 
-const RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
-const EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-const P256: &str = "1.2.840.10045.3.1.7";
-const P384: &str = "1.3.132.0.34";
-const P521: &str = "1.3.132.0.35";
-const SHA256: &str = "2.16.840.1.101.3.4.2.1";
-const SHA384: &str = "2.16.840.1.101.3.4.2.2";
-const SHA512: &str = "2.16.840.1.101.3.4.2.3";
-const MGF1: &str = "1.2.840.113549.1.1.8";
+use crate::trust::x509;
 
 /// Why a signature does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigError {
-    #[error("unsupported signature algorithm {0}")]
-    Algorithm(String),
-    #[error("the signature algorithm {alg} does not fit the signer's {key} key")]
-    KeyMismatch { alg: String, key: String },
+    #[error("unsupported signature algorithm {alg} for a {key} key")]
+    Algorithm { alg: String, key: String },
+    #[error("{0} does not parse")]
+    Malformed(&'static str),
     #[error("invalid signature")]
     Invalid,
 }
@@ -60,96 +49,23 @@ pub fn verify_der(
     message: &[u8],
     signature: &[u8],
 ) -> Result<(), SigError> {
-    let bad = |what: &str| SigError::Algorithm(what.to_owned());
-    let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der).map_err(|_| bad("(bad key)"))?;
-    let (_, alg) = AlgorithmIdentifier::from_der(alg_der).map_err(|_| bad("(malformed)"))?;
+    let (_, spki) =
+        SubjectPublicKeyInfo::from_der(spki_der).map_err(|_| SigError::Malformed("the key"))?;
+    let (_, alg) = AlgorithmIdentifier::from_der(alg_der)
+        .map_err(|_| SigError::Malformed("the signature algorithm"))?;
     verify(&spki, &alg, message, signature)
 }
 
-/// The aws-lc-rs scheme for `alg` under a key like `spki`'s.
+/// The aws-lc-rs scheme for `alg` under a key like `spki`'s: the shared
+/// [`x509::signature_scheme`], which certificate signatures are checked with too.
 fn scheme(
     spki: &SubjectPublicKeyInfo<'_>,
     alg: &AlgorithmIdentifier<'_>,
 ) -> Result<&'static dyn VerificationAlgorithm, SigError> {
-    let alg_oid = alg.algorithm.to_id_string();
-    let key_oid = spki.algorithm.algorithm.to_id_string();
-    let mismatch = || SigError::KeyMismatch {
-        alg: alg_oid.clone(),
-        key: key_oid.clone(),
-    };
-    let curve = || {
-        spki.algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok())
-            .map(|o| o.to_id_string())
-    };
-    match alg_oid.as_str() {
-        // sha{256,384,512}WithRSAEncryption (RFC 4055 section 5)
-        "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.12" | "1.2.840.113549.1.1.13" => {
-            if key_oid != RSA_ENCRYPTION {
-                return Err(mismatch());
-            }
-            Ok(match alg_oid.as_str() {
-                "1.2.840.113549.1.1.11" => &signature::RSA_PKCS1_2048_8192_SHA256,
-                "1.2.840.113549.1.1.12" => &signature::RSA_PKCS1_2048_8192_SHA384,
-                _ => &signature::RSA_PKCS1_2048_8192_SHA512,
-            })
-        }
-        // id-RSASSA-PSS (RFC 4055 section 3.1): the MGF1 hash the message hash, the salt as
-        // long as the hash, the trailer 1.
-        "1.2.840.113549.1.1.10" => {
-            if key_oid != RSA_ENCRYPTION {
-                return Err(mismatch());
-            }
-            let params = alg
-                .parameters
-                .as_ref()
-                .and_then(|p| RsaSsaPssParams::try_from(p).ok())
-                .ok_or_else(|| SigError::Algorithm(format!("{alg_oid} (bad parameters)")))?;
-            let hash = params.hash_algorithm_oid().to_id_string();
-            let (scheme, len): (&'static dyn VerificationAlgorithm, u32) = match hash.as_str() {
-                SHA256 => (&signature::RSA_PSS_2048_8192_SHA256, 32),
-                SHA384 => (&signature::RSA_PSS_2048_8192_SHA384, 48),
-                SHA512 => (&signature::RSA_PSS_2048_8192_SHA512, 64),
-                other => return Err(SigError::Algorithm(format!("RSASSA-PSS with {other}"))),
-            };
-            let mgf_ok = params
-                .mask_gen_algorithm()
-                .is_ok_and(|m| m.mgf.to_id_string() == MGF1 && m.hash.to_id_string() == hash);
-            if !mgf_ok || params.salt_length() != len || params.trailer_field() != 1 {
-                return Err(SigError::Algorithm(format!(
-                    "RSASSA-PSS with {hash} and other MGF, salt or trailer"
-                )));
-            }
-            Ok(scheme)
-        }
-        // ecdsa-with-SHA{256,384,512} (RFC 5758 section 3.2), on the key's named curve
-        "1.2.840.10045.4.3.2" | "1.2.840.10045.4.3.3" | "1.2.840.10045.4.3.4" => {
-            if key_oid != EC_PUBLIC_KEY {
-                return Err(mismatch());
-            }
-            let hash = match alg_oid.as_str() {
-                "1.2.840.10045.4.3.2" => 256,
-                "1.2.840.10045.4.3.3" => 384,
-                _ => 512,
-            };
-            let scheme: &'static dyn VerificationAlgorithm = match (curve().as_deref(), hash) {
-                (Some(P256), 256) => &signature::ECDSA_P256_SHA256_ASN1,
-                (Some(P256), 384) => &signature::ECDSA_P256_SHA384_ASN1,
-                (Some(P256), _) => &signature::ECDSA_P256_SHA512_ASN1,
-                (Some(P384), 256) => &signature::ECDSA_P384_SHA256_ASN1,
-                (Some(P384), 384) => &signature::ECDSA_P384_SHA384_ASN1,
-                (Some(P384), _) => &signature::ECDSA_P384_SHA512_ASN1,
-                (Some(P521), 256) => &signature::ECDSA_P521_SHA256_ASN1,
-                (Some(P521), 384) => &signature::ECDSA_P521_SHA384_ASN1,
-                (Some(P521), _) => &signature::ECDSA_P521_SHA512_ASN1,
-                _ => return Err(mismatch()),
-            };
-            Ok(scheme)
-        }
-        other => Err(SigError::Algorithm(other.to_owned())),
-    }
+    x509::signature_scheme(alg, spki).ok_or_else(|| SigError::Algorithm {
+        alg: alg.algorithm.to_id_string(),
+        key: spki.algorithm.algorithm.to_id_string(),
+    })
 }
 
 /// A signed structure split as RFC 5280 section 4.1.1 / 5.1.1 and RFC 6960 section 4.2.1
