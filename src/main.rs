@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use trustgate::cli::{
-    check::ConfigCommand, sigstore::SigstoreCommand, trust::TrustCommand, Cli, Command,
+    check::ConfigCommand, notation::NotationCommand, sigstore::SigstoreCommand, trust::TrustCommand, Cli, Command,
 };
 
 #[tokio::main]
@@ -20,6 +20,9 @@ async fn main() -> ExitCode {
         Command::Trust(TrustCommand::Inspect(args)) => trustgate::cli::trust::inspect(args).await,
         Command::Sigstore(SigstoreCommand::VerifyBundle(args)) => {
             trustgate::cli::sigstore::verify_bundle(args)
+        }
+        Command::Notation(NotationCommand::Verify(args)) => {
+            trustgate::cli::notation::verify(args).await
         }
     };
     match result {

@@ -2,6 +2,7 @@
 //! parses arguments and maps results to exit codes.
 
 pub mod check;
+pub mod notation;
 pub mod serve;
 pub mod sigstore;
 pub mod trust;
@@ -31,4 +32,7 @@ pub enum Command {
     /// Sigstore tools: verify a bundle as sigstore clients do.
     #[command(subcommand)]
     Sigstore(sigstore::SigstoreCommand),
+    /// Notation tools: verify an image's signatures as `notation verify` does.
+    #[command(subcommand)]
+    Notation(notation::NotationCommand),
 }

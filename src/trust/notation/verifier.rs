@@ -10,10 +10,10 @@
 //! referrers API, else the referrers tag schema), found by the shared
 //! [`trust::referrers`](crate::trust::referrers), which checks each referrer manifest
 //! against its descriptor and its subject. A referrer is a Notation signature when its
-//! `artifactType` (or, in the older form, its config's media type) says so and its one layer
-//! is an envelope (`application/jose+json`, `application/cose`) of at most
-//! [`envelope::MAX_ENVELOPE`] bytes; at most [`referrers::MAX_REFERRERS`] are followed,
-//! signature-typed ones first. The target descriptor is the subject manifest as read from the
+//! `artifactType` (or, in the older form, its config's media type) says so; its one layer
+//! must be an envelope (`application/jose+json`, `application/cose`) of at most
+//! [`envelope::MAX_ENVELOPE`] bytes, or the signature fails integrity ([`signature_layer`]);
+//! at most [`referrers::MAX_REFERRERS`] are followed, signature-typed ones first. The target descriptor is the subject manifest as read from the
 //! registry and hashed: its digest, its length, and the media type it is served with.
 //!
 //! As cosign's ([`crate::trust::cosign`]), verdicts are cached per (repository, digest) for
@@ -32,7 +32,7 @@ use time::OffsetDateTime;
 use super::{
     envelope,
     policy::Level,
-    verify::{Finding, Subject, Trust, Verified},
+    verify::{Check, Finding, Subject, Trust, Verified},
     SIGNATURE_ARTIFACT_TYPE,
 };
 use crate::{
@@ -71,6 +71,16 @@ struct Evidence {
     signatures: Vec<Signature>,
     /// The referrers tag index, served when it lists a signature that verified.
     index: Option<SignatureArtifact>,
+    decision: Decision,
+}
+
+/// What vouched for a digest, for a caller that reports it (`trustgate notation verify`).
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The verification: statement, signer, logged findings, payload target.
+    pub verified: Verified,
+    /// The signature manifest that verified; `None` under a `skip` statement.
+    pub signature: Option<Digest>,
 }
 
 type Verdict = Result<Arc<Evidence>, Refusal>;
@@ -103,6 +113,14 @@ impl NotationVerifier {
                 "Notation verification needs registry access, and none was given",
             )
         })
+    }
+
+    /// What vouches for `digest` in the query's repository, as the proxy decides it (the
+    /// same cached verdict), or the refusal.
+    pub async fn decide(&self, query: &TrustQuery, digest: &Digest) -> Result<Decision, Refusal> {
+        self.verify_digest(query, digest)
+            .await
+            .map(|e| e.decision.clone())
     }
 
     /// Whether a Notation signature of `digest` verifies; cached.
@@ -143,6 +161,10 @@ impl NotationVerifier {
             return Ok(Arc::new(Evidence {
                 signatures: Vec::new(),
                 index: None,
+                decision: Decision {
+                    verified: Verified::skipped(statement),
+                    signature: None,
+                },
             }));
         }
         // The target descriptor a signature must name: the manifest as the registry serves it.
@@ -174,8 +196,14 @@ impl NotationVerifier {
         let mut failures: Vec<(Digest, Finding)> = Vec::new();
         let now = OffsetDateTime::now_utc();
         while let Some(referrer) = listing.next().await.map_err(unreachable)? {
-            let Some((layer, bytes)) = self.envelope_of(content, &referrer).await? else {
-                continue;
+            let (layer, bytes) = match self.envelope_of(content, &referrer).await? {
+                None => continue,
+                Some(Ok(envelope)) => envelope,
+                Some(Err(finding)) => {
+                    tracing::debug!(image = %reference, signature = %referrer.digest(), reason = %finding, "notation signature did not verify");
+                    failures.push((referrer.digest().clone(), finding));
+                    continue;
+                }
             };
             match self
                 .trust
@@ -208,6 +236,10 @@ impl NotationVerifier {
                     return Ok(Arc::new(Evidence {
                         signatures: vec![signature],
                         index,
+                        decision: Decision {
+                            verified,
+                            signature: Some(referrer.digest().clone()),
+                        },
                     }));
                 }
                 Err(finding) => {
@@ -219,29 +251,31 @@ impl NotationVerifier {
         Err(refusal(&reference, &statement.name, failures))
     }
 
-    /// A checked referrer's envelope when it is a Notation signature manifest: its one
-    /// layer, of an envelope media type, at most [`envelope::MAX_ENVELOPE`] bytes, read and
-    /// hashed. `None` for any other referrer.
+    /// A checked referrer's envelope when it is a Notation signature manifest
+    /// ([`signature_layer`]), read and hashed; `None` for any other referrer, a finding for a
+    /// signature manifest without a readable envelope.
     async fn envelope_of(
         &self,
         content: &ContentSource,
         referrer: &Referrer,
-    ) -> Result<Option<(oci::Descriptor, bytes::Bytes)>, Refusal> {
-        // specs/signature-specification.md "Storage": artifactType, or in the older form
-        // the config's media type, is the signature type.
-        let typed = referrer.artifact_type.as_deref() == Some(SIGNATURE_ARTIFACT_TYPE)
-            || referrer.config.media_type.as_str() == SIGNATURE_ARTIFACT_TYPE;
-        let [layer] = referrer.layers.as_slice() else {
-            return Ok(None);
+    ) -> Result<Option<Result<(oci::Descriptor, bytes::Bytes), Finding>>, Refusal> {
+        let layer = match signature_layer(
+            referrer.artifact_type.as_deref(),
+            &referrer.config,
+            &referrer.layers,
+        ) {
+            None => return Ok(None),
+            Some(Err(finding)) => return Ok(Some(Err(finding))),
+            Some(Ok(layer)) => layer,
         };
-        let envelope_type = matches!(layer.media_type.as_str(), envelope::JWS | envelope::COSE);
-        if !typed || !envelope_type || layer.size > envelope::MAX_ENVELOPE {
-            return Ok(None);
-        }
         let bytes = referrers::read_blob(content, &content.repo, &layer.digest, layer.size)
             .await
             .map_err(|e| unreachable_registry(layer.digest.as_str(), &e))?;
-        Ok(bytes.map(|b| (layer.clone(), b)))
+        Ok(Some(
+            bytes
+                .map(|b| (layer.clone(), b))
+                .ok_or_else(|| envelope_missing(layer)),
+        ))
     }
 
     /// The signed manifests of the query's repository: the subjects of its referrers tags
@@ -383,7 +417,7 @@ impl Verifier for NotationVerifier {
 
 /// The media type of the subject's descriptor: the manifest's own `mediaType`, else the
 /// `Content-Type` it was served with (notation-go resolves the descriptor from the registry).
-fn manifest_media_type(bytes: &[u8], served: Option<&str>) -> String {
+pub fn manifest_media_type(bytes: &[u8], served: Option<&str>) -> String {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Raw {
@@ -394,6 +428,57 @@ fn manifest_media_type(bytes: &[u8], served: Option<&str>) -> String {
         .and_then(|r| r.media_type)
         .or_else(|| served.map(|s| s.split(';').next().unwrap_or(s).trim().to_owned()))
         .unwrap_or_default()
+}
+
+/// The envelope layer of a manifest that is a Notation signature
+/// (`specs/signature-specification.md`, "Storage": its `artifactType`, or in the older form
+/// its config's media type, is [`SIGNATURE_ARTIFACT_TYPE`]); `None` for any other manifest.
+/// A signature manifest whose one layer is not an envelope (`application/jose+json`,
+/// `application/cose`) of at most [`envelope::MAX_ENVELOPE`] bytes fails integrity, as
+/// notation-go fails parsing it (README N13).
+pub fn signature_layer<'a>(
+    artifact_type: Option<&str>,
+    config: &oci::Descriptor,
+    layers: &'a [oci::Descriptor],
+) -> Option<Result<&'a oci::Descriptor, Finding>> {
+    let typed = artifact_type == Some(SIGNATURE_ARTIFACT_TYPE)
+        || config.media_type.as_str() == SIGNATURE_ARTIFACT_TYPE;
+    if !typed {
+        return None;
+    }
+    let integrity = |message: String| Finding {
+        check: Check::Integrity,
+        message,
+    };
+    Some(match layers {
+        [layer] if !matches!(layer.media_type.as_str(), envelope::JWS | envelope::COSE) => {
+            Err(integrity(format!(
+                "signature envelope type {:?} is not supported",
+                layer.media_type.as_str()
+            )))
+        }
+        [layer] if layer.size > envelope::MAX_ENVELOPE => Err(integrity(format!(
+            "signature envelope of {} bytes is larger than {} bytes",
+            layer.size,
+            envelope::MAX_ENVELOPE
+        ))),
+        [layer] => Ok(layer),
+        _ => Err(integrity(format!(
+            "a signature manifest has exactly one layer, the envelope; this one has {}",
+            layers.len()
+        ))),
+    })
+}
+
+/// The finding for a signature whose envelope blob is not there (or not its bytes).
+pub fn envelope_missing(layer: &oci::Descriptor) -> Finding {
+    Finding {
+        check: Check::Integrity,
+        message: format!(
+            "signature envelope {} is not there, or not the {} bytes its descriptor names",
+            layer.digest, layer.size
+        ),
+    }
 }
 
 /// The config a signature artifact admits: only the two bytes `{}` (the OCI empty
@@ -411,14 +496,13 @@ fn rank(listed: &Listed) -> u8 {
 }
 
 /// The refusal when no signature verified: each signature's failed check, in words.
-fn refusal(reference: &str, statement: &str, failures: Vec<(Digest, Finding)>) -> Refusal {
+pub fn refusal(reference: &str, statement: &str, failures: Vec<(Digest, Finding)>) -> Refusal {
     let Some((_, first)) = failures.first() else {
         return Refusal::new(
             RefusalKind::Unsigned,
             format!("no signature is associated with {reference:?}, make sure the artifact was signed successfully"),
         );
     };
-    use super::verify::Check;
     let kind = match first.check {
         Check::Expiry => RefusalKind::Expired,
         Check::Revocation => RefusalKind::Revoked,

@@ -66,6 +66,9 @@ const OCSP_CACHE_ENTRIES: usize = 256;
 const OCSP_CACHE_AGE: time::Duration = time::Duration::minutes(10);
 /// Why the status could only be had by fetching.
 const FETCH_OFF: &str = "not fetched: fetching is off";
+/// Why nothing is fetched for a chain no trust store anchors.
+const UNANCHORED: &str =
+    "not fetched: no trust store anchors the chain, so its URLs are its signer's choice";
 
 /// What a certificate chain is checked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +126,8 @@ pub struct RevocationError(pub String);
 pub struct Checker {
     config: Arc<Config>,
     inner: Arc<Inner>,
+    /// Why nothing may be fetched, when nothing may.
+    no_fetch: Option<&'static str>,
 }
 
 /// A responder URL and the DER request sent to it.
@@ -192,9 +197,21 @@ impl Checker {
             )),
         };
         Ok(Checker {
+            no_fetch: (!config.fetch).then_some(FETCH_OFF),
             config: Arc::new(config),
             inner: Arc::new(inner),
         })
+    }
+
+    /// This checker, fetching nothing (operator CRLs and cached CRLs still answer), for a
+    /// chain no trust store anchors: a certificate naming no OCSP responder and no CRL
+    /// distribution point is still [`Status::NonRevokable`], one naming some is
+    /// [`Status::Unknown`].
+    pub fn unanchored(&self) -> Checker {
+        Checker {
+            no_fetch: Some(self.no_fetch.unwrap_or(UNANCHORED)),
+            ..self.clone()
+        }
     }
 
     /// The status of each certificate of `chain` (DER, leaf first, root last), one per
@@ -305,8 +322,8 @@ impl Checker {
         if cert.ocsp.len() > MAX_URLS {
             return Err(format!("more than {MAX_URLS} OCSP servers"));
         }
-        if !self.config.fetch {
-            return Err(format!("OCSP {FETCH_OFF}"));
+        if let Some(off) = self.no_fetch {
+            return Err(format!("OCSP {off}"));
         }
         let request = ocsp::request(cert, issuer)?;
         let mut last = String::new();

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::{
     chain::{Cert, MAX_URLS},
     crl::{Bundle, Crl},
-    Checker, FETCH_OFF, MAX_CRL_SIZE,
+    Checker, MAX_CRL_SIZE,
 };
 
 // === impl Checker ===
@@ -51,10 +51,10 @@ impl Checker {
                     stale = Some(next);
                 }
             }
-            if !self.config.fetch {
+            if let Some(off) = self.no_fetch {
                 return Err(match stale {
-                    Some(next) => format!("the cached CRL expired at {next}; {FETCH_OFF}"),
-                    None => FETCH_OFF.to_owned(),
+                    Some(next) => format!("the cached CRL expired at {next}; {off}"),
+                    None => off.to_owned(),
                 });
             }
             let bundle = self.fetch_bundle(url).await?;
@@ -90,8 +90,8 @@ impl Checker {
         if urls.is_empty() {
             return Ok(None);
         }
-        if !self.config.fetch {
-            return Err(format!("delta CRL {FETCH_OFF}"));
+        if let Some(off) = self.no_fetch {
+            return Err(format!("delta CRL {off}"));
         }
         let mut last = String::new();
         for url in urls {

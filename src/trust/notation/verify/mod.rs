@@ -38,9 +38,10 @@
 //! - **Key sizes** are notation-core-go's (`ExtractKeySpec`: RSA 2048/3072/4096, EC
 //!   P-256/384/521, on the leaf), stricter than the spec's "2048 bits or higher".
 //! - The revocation of a chain no trust store anchors (its authenticity failure only
-//!   logged, under `audit`) is not checked: its OCSP and CRL URLs are its signer's choice,
-//!   so they are not fetched (notation-go fetches them), and its status is unknown, which
-//!   the revocation action logs (`audit`) or enforces (an `enforce` override).
+//!   logged, under `audit`) is checked without fetching: its OCSP and CRL URLs are its
+//!   signer's choice, so they are not fetched (notation-go fetches them). A certificate
+//!   naming none is non-revokable, as in notation-go (README N10); one naming some has an
+//!   unknown status, which the revocation action logs (`audit`) or enforces.
 //! - Unknown revocation statuses carry their reason, and a descriptor mismatch names both
 //!   descriptors, after notation-go's words.
 
@@ -376,27 +377,20 @@ impl Trust {
         }
 
         // 6. Revocation (`verifyRevocation`), unless skipped; the authentic signing time
-        // only under the signingAuthority scheme. Only for a chain a trust store anchors:
-        // an unanchored one (its authenticity failure logged, under `audit`) would have the
-        // proxy fetch whatever OCSP and CRL URLs its signer wrote, so its status is unknown
-        // without a fetch (notation-go fetches them).
-        if actions.revocation != Action::Skip && !anchored {
-            run.check(
-                Check::Revocation,
-                actions.revocation,
-                Some(
-                    "signing certificate revocation status is unknown (not checked: no trust \
-                     store anchors the chain, and its OCSP and CRL URLs are not fetched)"
-                        .to_owned(),
-                ),
-            )?;
-        } else if actions.revocation != Action::Skip {
+        // only under the signingAuthority scheme. A chain no trust store anchors (its
+        // authenticity failure logged, under `audit`) is checked without fetching: its OCSP
+        // and CRL URLs are its signer's choice (notation-go fetches them), so a certificate
+        // naming some has an unknown status, one naming none is non-revokable.
+        if actions.revocation != Action::Skip {
             let signing_time = match envelope.scheme {
                 SigningScheme::SigningAuthority => envelope.authentic_signing_time,
                 SigningScheme::X509 => None,
             };
-            let statuses = self
-                .revocation
+            let checker = match anchored {
+                true => self.revocation.clone(),
+                false => self.revocation.unanchored(),
+            };
+            let statuses = checker
                 .check(&envelope.chain, Purpose::CodeSigning, signing_time)
                 .await;
             let failure = revocation_failure(&statuses, &envelope.chain, "signing");

@@ -153,3 +153,35 @@ async fn a_crl_that_does_not_validate_is_not_kept() {
     assert_eq!(server.hits("/leaf.crl"), 2);
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
 }
+
+/// A chain no trust store anchors names the URLs its signer chose: the checker for it
+/// fetches none of them (its status is unknown, saying why), while a certificate naming no
+/// URL at all is still non-revokable, as notation-go finds it.
+#[tokio::test]
+async fn an_unanchored_chain_fetches_nothing_its_signer_named() {
+    let (root, leaf) = pki("http://crl.test/leaf.crl");
+    let server = Server::start().await;
+    server.set("/leaf.crl", Reply::Status(500));
+    let unanchored = checker(config(true), Some(&server)).unanchored();
+    let statuses = unanchored
+        .check(
+            &[leaf.der.clone(), root.der.clone()],
+            Purpose::CodeSigning,
+            None,
+        )
+        .await;
+    assert!(
+        unknown_with(&statuses[0], "no trust store anchors the chain"),
+        "{statuses:?}"
+    );
+    assert_eq!(server.hits("/leaf.crl"), 0);
+    let plain = root.issue("plain", &Spec::default());
+    let statuses = unanchored
+        .check(
+            &[plain.der.clone(), root.der.clone()],
+            Purpose::CodeSigning,
+            None,
+        )
+        .await;
+    assert_eq!(statuses, [Status::NonRevokable, Status::NonRevokable]);
+}
