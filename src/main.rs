@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use trustgate::cli::{
-    check::ConfigCommand, notation::NotationCommand, sigstore::SigstoreCommand, trust::TrustCommand, Cli, Command,
+    check::ConfigCommand, notation::NotationCommand, sigstore::SigstoreCommand,
+    trust::TrustCommand, Cli, Command,
 };
 
 #[tokio::main]
