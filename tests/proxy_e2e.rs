@@ -796,8 +796,9 @@ fn audit_allow_deny_and_default_rules() {
         || "no audit log line for the unsigned image".to_string(),
     );
 
-    // audit of a signed tag records verified; of a tag moved after signing, records the
-    // mismatch while serving what the upstream has (audit enforces nothing).
+    // audit of a signed tag records verified; of a tag moved after signing, serves what the
+    // upstream has (audit enforces nothing), records that as a mismatch, and says that verify
+    // would serve the signed original (not that it would refuse).
     let signed = Image::random(1);
     signed.push(env.registry(), "audited/signed", "v1");
     env.sign("audited/signed", "v1", &signed.manifest);
@@ -823,6 +824,11 @@ fn audit_allow_deny_and_default_rules() {
             1.0,
         );
     }
+    // The metric comes after the log line, so the line is there.
+    let would = format!("verify would serve the signed {}", signed.manifest.digest);
+    env.ensure(env.proxy().log().contains(&would), || {
+        format!("no audit line {would:?} for the moved tag")
+    });
 
     // deny, and the default for a repository no rule matches.
     for (repo, words) in [

@@ -5,13 +5,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use clap::{Args, Subcommand};
 
-use crate::{
-    config::Config,
-    metrics::Metrics,
-    oci::{Digest, RepoName, Tag},
-    policy::Action,
-    proxy::Runtime,
-};
+use crate::{config::Config, metrics::Metrics, oci::parse_image, policy::Action, proxy::Runtime};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -29,43 +23,6 @@ pub enum ConfigCommand {
         #[arg(long, default_value = "config/trustgate.yaml")]
         config: PathBuf,
     },
-}
-
-/// A parsed image reference.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ImageRef {
-    pub registry: Option<String>,
-    pub repo: String,
-    pub tag: Option<String>,
-    pub digest: Option<String>,
-}
-
-/// Splits `[registry/]repo[:tag][@digest]` as docker does: the first component is a registry
-/// when it contains `.` or `:` or is `localhost`.
-pub fn parse_image(s: &str) -> anyhow::Result<ImageRef> {
-    let (rest, digest) = match s.split_once('@') {
-        Some((r, d)) => (r, Some(Digest::parse(d)?.as_str().to_owned())),
-        None => (s, None),
-    };
-    let (registry, path) = match rest.split_once('/') {
-        Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => {
-            (Some(first.to_ascii_lowercase()), path)
-        }
-        _ => (None, rest),
-    };
-    let (repo, tag) = match path.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => {
-            (repo, Some(Tag::parse(tag)?.as_str().to_owned()))
-        }
-        _ => (path, None),
-    };
-    let repo = RepoName::parse(repo)?.as_str().to_owned();
-    Ok(ImageRef {
-        registry,
-        repo,
-        tag,
-        digest,
-    })
 }
 
 /// Runs `check`; `Ok(false)` when the proxy would refuse.
@@ -151,54 +108,4 @@ pub fn validate(config: PathBuf) -> anyhow::Result<()> {
     crate::storage::SharedStore::from_config(&loaded)?;
     println!("{}: ok", config.display());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_references() {
-        let cases = [
-            ("nginx", None, "nginx", None, None),
-            (
-                "library/nginx:1.25",
-                None,
-                "library/nginx",
-                Some("1.25"),
-                None,
-            ),
-            (
-                "localhost:5000/team/app:v1",
-                Some("localhost:5000"),
-                "team/app",
-                Some("v1"),
-                None,
-            ),
-            (
-                "registry.example.internal/app",
-                Some("registry.example.internal"),
-                "app",
-                None,
-                None,
-            ),
-        ];
-        for (input, registry, repo, tag, digest) in cases {
-            let got = parse_image(input).unwrap();
-            assert_eq!(
-                got,
-                ImageRef {
-                    registry: registry.map(str::to_owned),
-                    repo: repo.to_owned(),
-                    tag: tag.map(str::to_owned),
-                    digest: digest.map(str::to_owned),
-                },
-                "{input}"
-            );
-        }
-        let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(parse_image(&format!("app@{d}")).unwrap().digest, Some(d));
-        assert!(parse_image("UPPER/case").is_err());
-        assert!(parse_image("app@md5:abc").is_err());
-    }
 }

@@ -31,8 +31,7 @@ use clap::{Args, Subcommand};
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
-    cli::check::parse_image,
-    oci::Digest,
+    oci::{parse_image, Digest},
     trust::{
         notation::{
             envelope::{self, MAX_ENVELOPE},

@@ -15,8 +15,8 @@ use crate::{
     cache::{SharedOp, Store, StoreObserver},
     config::{Config, LimitsConfig, StorageConfig},
     metrics::{CacheSource, Metrics},
-    proxy::{Limits, Proxy, Runtime},
-    server::{self, AdminService, Readiness, ServeOptions, StackConfig},
+    proxy::{Limits, Proxy, Runtime, VerdictError},
+    server::{self, AdminService, Decide, DecisionApi, Readiness, ServeOptions, StackConfig},
     storage::SharedStore,
 };
 
@@ -35,6 +35,37 @@ pub struct ServeArgs {
 const OPS_INTERVAL: Duration = Duration::from_secs(5);
 /// A probe slower than this counts as a failure (a hung network filesystem).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The decision API's answers: the proxy's verdicts.
+struct Verdicts(Arc<Proxy>);
+
+impl Decide for Verdicts {
+    fn decide(
+        &self,
+        image: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (http::StatusCode, bytes::Bytes)> + Send>>
+    {
+        let proxy = self.0.clone();
+        Box::pin(async move {
+            let (status, json) = match proxy.verdict(&image).await {
+                Ok(verdict) => (
+                    http::StatusCode::OK,
+                    serde_json::to_value(&verdict).unwrap_or_default(),
+                ),
+                Err(e @ VerdictError::BadImage(_)) => (
+                    http::StatusCode::BAD_REQUEST,
+                    serde_json::json!({ "error": e.to_string() }),
+                ),
+                // A peer failed: no verdict, and an agent must not take this for one.
+                Err(e @ VerdictError::Failed(_)) => (
+                    http::StatusCode::BAD_GATEWAY,
+                    serde_json::json!({ "error": e.to_string() }),
+                ),
+            };
+            (status, bytes::Bytes::from(json.to_string()))
+        })
+    }
+}
 
 /// Store events into cache metrics.
 struct CacheObserver {
@@ -166,6 +197,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let filter = std::env::var("TRUSTGATE_LOG").unwrap_or_else(|_| "info".to_owned());
     server::init_logging(args.log_json, &filter)?;
     let config = Config::load(&args.config)?;
+    let admin_token = config.admin_token()?;
     let metrics = Arc::new(Metrics::new());
     // Built once: a reload keeps the store (see `config/storage.rs`).
     let shared = SharedStore::from_config(&config)?;
@@ -207,6 +239,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin = server::bind(config.server.admin_listen)
         .await
         .with_context(|| format!("listening on {}", config.server.admin_listen))?;
+    let loopback = config.server.admin_listen.ip().is_loopback();
+    if admin_token.is_none() && !loopback {
+        tracing::warn!(admin = %config.server.admin_listen,
+            "the decision API (/v1/verdict) is off: admin_listen is not loopback and server.admin_token_file is not set");
+    }
+    let decisions = DecisionApi::new(Arc::new(Verdicts(proxy.clone())), admin_token, loopback);
     tracing::info!(listen = %listener.local_addr()?, admin = %admin.local_addr()?,
         tls = tls.is_some(), config = %args.config.display(), "trustgate serving");
 
@@ -255,7 +293,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server::serve(
             admin,
             None,
-            AdminService::new((*metrics).clone(), readiness),
+            AdminService::new((*metrics).clone(), readiness).with_decisions(decisions),
             stopped(stop_rx)
         ),
     );

@@ -156,6 +156,16 @@ pub enum ConfigError {
         /// Its line, when known.
         rule_line: Option<usize>,
     },
+    /// `server.admin_token_file` could not be read, or is empty. Never quotes the content.
+    #[error("{at}: cannot use server.admin_token_file {}: {reason}", path.display())]
+    AdminTokenFile {
+        /// Where (`server.admin_token_file`).
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (an I/O error, or "it is empty").
+        reason: String,
+    },
     /// An S3 key file could not be read, or is empty. The error never quotes the content.
     #[error("{at}: cannot use storage.s3.{key} {}: {reason}", path.display())]
     S3KeyFile {
@@ -390,6 +400,7 @@ impl ConfigError {
             | Self::S3PlainHttp { at, .. }
             | Self::IncompleteS3Credentials { at, .. }
             | Self::S3KeyFile { at, .. }
+            | Self::AdminTokenFile { at, .. }
             | Self::MissingTrustStateKey { at, .. }
             | Self::ReadPasswordFile { at, .. }
             | Self::EmptyPasswordFile { at, .. }

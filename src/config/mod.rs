@@ -119,6 +119,9 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// TLS for the registry listener; plain HTTP when absent.
     pub tls: Option<TlsConfig>,
+    /// A file holding the bearer token the decision API (`/v1/verdict` on `admin_listen`)
+    /// requires; without one the API answers only on a loopback `admin_listen`.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// `server.tls`: certificate chain and private key, both PEM.
@@ -372,6 +375,28 @@ impl Config {
         config.source = source;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The decision API's bearer token, read from `server.admin_token_file` (one trailing
+    /// newline dropped); `None` when no file is named.
+    pub fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {
+        let Some(path) = &self.server.admin_token_file else {
+            return Ok(None);
+        };
+        let at = || self.locate(&[Seg::Key("server"), Seg::Key("admin_token_file")]);
+        match read_password(path) {
+            Ok(Some(token)) => Ok(Some(token)),
+            Ok(None) => Err(ConfigError::AdminTokenFile {
+                at: at(),
+                path: path.clone(),
+                reason: "it is empty".to_owned(),
+            }),
+            Err(e) => Err(ConfigError::AdminTokenFile {
+                at: at(),
+                path: path.clone(),
+                reason: e.to_string(),
+            }),
+        }
     }
 
     /// Checks what deserialisation cannot: relations between items. Pure (no file access).
@@ -886,6 +911,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 5000)),
             admin_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9090)),
             tls: None,
+            admin_token_file: None,
         }
     }
 }

@@ -65,6 +65,7 @@ macro_rules! validated_string {
 pub mod digest;
 pub mod error;
 pub mod host;
+pub mod image;
 pub mod manifest;
 pub mod media_type;
 pub mod name;
@@ -76,6 +77,7 @@ pub use self::digest::{
 };
 pub use self::error::{error_body, error_body_with_detail, OciError, OciErrorCode};
 pub use self::host::{HostError, RegistryHost};
+pub use self::image::{parse_image, ImageRef, ImageRefError};
 pub use self::manifest::{
     negotiate, parse_manifest, AcceptDecision, Descriptor, ImageIndex, ImageManifest, Manifest,
     ManifestError, ManifestKind, Platform,

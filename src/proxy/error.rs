@@ -136,6 +136,16 @@ impl ProxyError {
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::CONTENT_LENGTH, bytes.len())
             .header("Docker-Distribution-API-Version", "registry/2.0");
+        // distribution-spec "Warnings": `Warning: 299 - "<text>"`, which clients that send
+        // HEAD (containerd) or drop bodies can show.
+        if matches!(
+            self,
+            ProxyError::PolicyDenied { .. } | ProxyError::Refused { .. }
+        ) {
+            if let Ok(value) = HeaderValue::from_str(&warning(&message)) {
+                response = response.header(header::WARNING, value);
+            }
+        }
         if let Some(allow) = match &self {
             ProxyError::Route(e) => e.allow(),
             _ => None,
@@ -163,5 +173,52 @@ impl ProxyError {
             *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
             r
         })
+    }
+}
+
+/// Longest warning text sent, in bytes (distribution-spec: clients should show warnings, so
+/// they should be short).
+const MAX_WARNING: usize = 1024;
+
+/// The `Warning` header value for a refusal: `299 - "<text>"`, the text as an HTTP
+/// quoted-string of visible ASCII (`"` and `\` escaped, anything else replaced by `?`), cut
+/// at [`MAX_WARNING`] bytes.
+pub(crate) fn warning(message: &str) -> String {
+    let mut text = String::with_capacity(message.len().min(MAX_WARNING) + 16);
+    text.push_str("299 - \"");
+    for c in message.chars() {
+        if text.len() >= MAX_WARNING {
+            text.push_str("...");
+            break;
+        }
+        match c {
+            '"' | '\\' => {
+                text.push('\\');
+                text.push(c);
+            }
+            ' '..='~' => text.push(c),
+            _ => text.push('?'),
+        }
+    }
+    text.push('"');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::warning;
+
+    #[test]
+    fn warnings_are_quoted_strings_of_visible_ascii() {
+        assert_eq!(warning("plain"), r#"299 - "plain""#);
+        assert_eq!(warning(r#"tag "v1" \ no"#), r#"299 - "tag \"v1\" \\ no""#);
+        assert_eq!(warning("caf\u{e9}\r\nX"), r#"299 - "caf???X""#);
+        let long = warning(&"a".repeat(5000));
+        assert!(
+            long.len() < 1100 && long.ends_with("...\""),
+            "{}",
+            long.len()
+        );
+        assert!(http::HeaderValue::from_str(&warning("\u{0}\u{7f}é")).is_ok());
     }
 }

@@ -24,7 +24,7 @@ const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/
 
 /// Docker Hub keeps official images under `library/`; clients that address trustgate as the
 /// registry may send `nginx` for `library/nginx`.
-fn upstream_repo(registry: &str, name: &str) -> String {
+pub(super) fn upstream_repo(registry: &str, name: &str) -> String {
     if registry == "docker.io" && !name.contains('/') {
         format!("library/{name}")
     } else {
@@ -107,7 +107,10 @@ impl Proxy {
             .decision(action, Some(VerificationResult::Verified));
     }
 
-    fn trust(&self, ctx: &Ctx<'_>) -> Result<(Arc<dyn Verifier>, TrustQuery), ProxyError> {
+    pub(super) fn trust(
+        &self,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Arc<dyn Verifier>, TrustQuery), ProxyError> {
         let rule = ctx.decision.rule().ok_or_else(|| {
             ProxyError::Internal("a verifying decision without a rule".to_owned())
         })?;
@@ -130,35 +133,39 @@ impl Proxy {
         }
     }
 
-    /// Under `verify`: the manifest digest a reference stands for and its signed (or parent)
-    /// size; a digest must be a manifest member of the closure ([`Proxy::member`]).
-    async fn verified_digest(
+    /// Under `verify`: the manifest digest a reference stands for, its signed (or parent)
+    /// size, and for a tag what vouched for it (the Notary v1 role, `cosign`, `notation`;
+    /// under `any_of`, the verifier that passed); a digest must be a manifest member of the
+    /// closure ([`Proxy::member`]). Refusals are returned, not yet logged or counted.
+    pub(super) async fn verified_digest(
         &self,
         ctx: &Ctx<'_>,
         verifier: &dyn Verifier,
         query: &TrustQuery,
         reference: &Reference,
-    ) -> Result<(Digest, Option<u64>), ProxyError> {
+    ) -> Result<(Digest, Option<u64>, Option<String>), Unserved> {
         match reference {
             Reference::Tag(tag) => {
                 let signed = verifier
                     .resolve_tag(query, tag.as_str())
                     .await
-                    .map_err(|r| self.refuse(ctx, r))?;
-                // The decision names what vouched: the Notary v1 role, `cosign` or
-                // `notation` (under `any_of`, the verifier that passed).
+                    .map_err(Unserved::Refused)?;
                 tracing::debug!(image = %ctx.image, rule = ctx.decision.pattern(), tag = tag.as_str(),
                     digest = %signed.digest, signed_by = %signed.role, "verified");
-                let digest = Digest::parse(&signed.digest)
-                    .map_err(|e| ProxyError::Internal(format!("signed digest: {e}")))?;
-                Ok((digest, Some(u64::try_from(signed.size).unwrap_or(0))))
+                let digest = Digest::parse(&signed.digest).map_err(|e| {
+                    Unserved::Failed(ProxyError::Internal(format!("signed digest: {e}")))
+                })?;
+                Ok((
+                    digest,
+                    Some(u64::try_from(signed.size).unwrap_or(0)),
+                    Some(signed.role),
+                ))
             }
             Reference::Digest(digest) => {
                 let member = self
                     .member(ctx, verifier, query, digest, Want::Manifest)
-                    .await
-                    .map_err(|e| self.unserved(ctx, e))?;
-                Ok((digest.clone(), member.size()))
+                    .await?;
+                Ok((digest.clone(), member.size(), None))
             }
         }
     }
@@ -173,9 +180,10 @@ impl Proxy {
         let action = ctx.decision.action();
         let (digest, fetched) = if action == Action::Verify {
             let (verifier, query) = self.trust(ctx)?;
-            let (digest, size) = self
+            let (digest, size, _) = self
                 .verified_digest(ctx, verifier.as_ref(), &query, reference)
-                .await?;
+                .await
+                .map_err(|e| self.unserved(ctx, e))?;
             let fetched = self.manifest_by_digest(ctx, &digest, size).await?;
             self.verified(action);
             (digest, fetched)
@@ -266,26 +274,40 @@ impl Proxy {
                 decision,
             };
             let result = this.audit_check(&ctx, &rule, &reference, &served).await;
-            let verdict = match &result {
-                Ok(()) => VerificationResult::Verified,
-                Err(r) => VerificationResult::from(r.kind),
+            // What verify would do; and what audit served: a tag moved after signing serves
+            // content that is not the signed digest (verify would serve the signed one).
+            let (verdict, served_result) = match &result {
+                Ok(None) => (VerificationResult::Verified, VerificationResult::Verified),
+                Ok(Some(_)) => (VerificationResult::Verified, VerificationResult::Mismatch),
+                Err(r) => (VerificationResult::from(r.kind), VerificationResult::from(r.kind)),
             };
-            this.metrics.verify().verification(verdict);
-            this.metrics.verify().decision(Action::Audit, Some(verdict));
-            if let Err(r) = result {
-                tracing::warn!(image = %image, rule = ctx.decision.pattern(), result = verdict.as_str(),
-                    reason = %r.message, "audit: verify would have refused");
+            match result {
+                Ok(None) => {}
+                Ok(Some(signed)) => {
+                    tracing::warn!(image = %image, rule = ctx.decision.pattern(), served = %served,
+                        signed = %signed, "audit: verify would serve the signed {signed} instead of {served}, which the tag points at upstream now");
+                }
+                Err(r) => {
+                    tracing::warn!(image = %image, rule = ctx.decision.pattern(), result = verdict.as_str(),
+                        reason = %r.message, "audit: verify would have refused");
+                }
             }
+            // After the record, so whoever sees the count finds the line.
+            this.metrics.verify().verification(verdict);
+            this.metrics.verify().decision(Action::Audit, Some(served_result));
         });
     }
 
-    async fn audit_check(
+    /// What `verify` would do with a request `audit` served as `served`: serve the same
+    /// (`Ok(None)`), serve the signed digest instead because the tag moved upstream after
+    /// signing (`Ok(Some(signed))`), or refuse; the same code path as `verify`.
+    pub(super) async fn audit_check(
         &self,
         ctx: &Ctx<'_>,
         rule: &Rule,
         reference: &Reference,
         served: &Digest,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Digest>, Refusal> {
         let Some((verifier, query)) = ctx.rt.trust_for(rule, ctx.image.to_owned()) else {
             return Err(Refusal::new(
                 RefusalKind::TrustError,
@@ -293,32 +315,13 @@ impl Proxy {
             ));
         };
         let query = self.with_content(ctx, query);
-        match reference {
-            Reference::Tag(tag) => {
-                let signed = verifier.resolve_tag(&query, tag.as_str()).await?;
-                if signed.digest != served.as_str() {
-                    return Err(Refusal::new(
-                        RefusalKind::Mismatch,
-                        format!(
-                            "{}:{tag} points at {served} upstream but {} is signed",
-                            ctx.image, signed.digest
-                        ),
-                    ));
-                }
-                Ok(())
-            }
-            Reference::Digest(digest) => {
-                match self
-                    .member(ctx, verifier.as_ref(), &query, digest, Want::Manifest)
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(Unserved::Refused(r)) => Err(r),
-                    Err(Unserved::Failed(e)) => {
-                        Err(Refusal::new(RefusalKind::TrustError, e.to_string()))
-                    }
-                }
-            }
+        match self
+            .verified_digest(ctx, verifier.as_ref(), &query, reference)
+            .await
+        {
+            Ok((digest, _, _)) => Ok((digest != *served).then_some(digest)),
+            Err(Unserved::Refused(r)) => Err(r),
+            Err(Unserved::Failed(e)) => Err(Refusal::new(RefusalKind::TrustError, e.to_string())),
         }
     }
 
@@ -407,7 +410,8 @@ impl Proxy {
                 &query,
                 &Reference::Digest(digest.clone()),
             )
-            .await?;
+            .await
+            .map_err(|e| self.unserved(ctx, e))?;
             let index = verifier
                 .referrers(
                     &query,

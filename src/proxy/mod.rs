@@ -16,6 +16,7 @@ mod ctx;
 mod error;
 mod handlers;
 mod runtime;
+mod verdict;
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -24,6 +25,7 @@ use http::{Request, Response};
 pub use self::{
     error::ProxyError,
     runtime::{BuildError, Runtime},
+    verdict::{Verdict, VerdictError, VerdictKind},
 };
 use crate::{body::Body, cache::Store, metrics::Metrics, oci};
 

@@ -31,7 +31,7 @@ mod stack;
 mod tls;
 mod trace;
 
-pub use self::admin::{AdminService, Readiness};
+pub use self::admin::{AdminService, Decide, DecisionApi, Readiness};
 pub use self::catch_panic::{CatchPanicLayer, CatchPanicService};
 pub use self::errors::{internal_error, timed_out, RecoverLayer, RecoverService};
 pub use self::http_metrics::{HttpMetricsLayer, HttpMetricsService};
