@@ -167,6 +167,11 @@ fn report(outcome: &Outcome, wanted: &BTreeMap<String, String>) -> bool {
     let reference = &outcome.reference;
     let decision = match &outcome.verdict {
         Ok(decision) => decision,
+        // The verifier's refusals name the reference themselves.
+        Err(refusal) if refusal.message.contains(reference.as_str()) => {
+            eprintln!("Error: signature verification failed: {refusal}");
+            return false;
+        }
         Err(refusal) => {
             eprintln!("Error: signature verification failed for {reference}: {refusal}");
             return false;
