@@ -195,3 +195,34 @@ fn audit_records_what_verify_would_do() {
         "{v}"
     );
 }
+
+/// `trustgate check` prints the decision API's verdict: for cosign rules too, whose
+/// signatures it reads from the registry.
+#[test]
+fn check_gives_the_apis_verdict() {
+    let env = Env::start();
+    let signed = env.registry.push_random("signed/app", "v1", 1);
+    env.sign("signed/app", &signed.manifest.digest);
+    env.registry.push_random("signed/other", "v1", 1);
+    let config = env.proxy.config_path().to_str().unwrap().to_owned();
+    let check = |image: &str| support::trustgate(["check", "--config", &config, image]);
+    let out = check(&format!("{REGISTRY}/signed/app:v1"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&signed.manifest.digest) && text.contains("verifier: cosign"),
+        "{text}"
+    );
+    let out = check("signed/other:v1");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("refused") && text.contains("no cosign signature"),
+        "{text}"
+    );
+}

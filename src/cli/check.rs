@@ -5,7 +5,15 @@ use std::{path::PathBuf, sync::Arc};
 
 use clap::{Args, Subcommand};
 
-use crate::{config::Config, metrics::Metrics, oci::parse_image, policy::Action, proxy::Runtime};
+use anyhow::Context as _;
+
+use crate::{
+    cache::Store,
+    config::Config,
+    metrics::Metrics,
+    oci::parse_image,
+    proxy::{Limits, Proxy, Runtime, VerdictKind},
+};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -25,77 +33,66 @@ pub enum ConfigCommand {
     },
 }
 
-/// Runs `check`; `Ok(false)` when the proxy would refuse.
+/// Runs `check`; `Ok(false)` when the proxy would refuse. The verdict is the decision API's
+/// ([`Proxy::verdict`]): the manifest handler's own path, with a scratch content cache.
 pub async fn check(args: CheckArgs) -> anyhow::Result<bool> {
     let config = Config::load(&args.config)?;
-    let runtime = Arc::new(Runtime::build(&config, &Arc::new(Metrics::new()))?);
+    let metrics = Arc::new(Metrics::new());
+    let runtime = Runtime::build(&config, &metrics)?;
     let image = parse_image(&args.image)?;
-    let upstream =
-        runtime
-            .upstream(image.registry.as_deref())
-            .ok_or_else(|| match &image.registry {
-                Some(r) => anyhow::anyhow!("registry {r} is not configured"),
-                None => anyhow::anyhow!("no default upstream is configured"),
-            })?;
-    let registry = upstream.registry();
-    let repo = if registry == "docker.io" && !image.repo.contains('/') {
-        format!("library/{}", image.repo)
-    } else {
-        image.repo.clone()
+    let registry = match &image.registry {
+        Some(r) => r.clone(),
+        None => runtime
+            .upstream(None)
+            .map(|u| u.registry().to_owned())
+            .ok_or_else(|| anyhow::anyhow!("no default upstream is configured"))?,
     };
-    let gun = format!("{registry}/{repo}");
-    let decision = runtime.policy().decide(registry, &repo);
-    let rule = decision.pattern().to_owned();
-    let action = decision.action();
     let shown = match (&image.digest, &image.tag) {
-        (Some(d), _) => format!("{gun}@{d}"),
-        (None, Some(t)) => format!("{gun}:{t}"),
-        (None, None) => format!("{gun}:latest"),
+        (Some(d), _) => format!("{registry}/{}@{d}", image.repo),
+        (None, Some(t)) => format!("{registry}/{}:{t}", image.repo),
+        (None, None) => format!("{registry}/{}:latest", image.repo),
     };
+    // Content read while deciding (manifests of the closure) goes to a scratch cache, so
+    // that a check never writes into a running proxy's cache.
+    let scratch = std::env::temp_dir().join(format!("trustgate-check-{}", std::process::id()));
+    let store = Store::open(scratch.clone(), 1 << 30)
+        .await
+        .with_context(|| format!("a scratch cache at {}", scratch.display()))?;
+    let proxy = Arc::new(Proxy::new(
+        runtime,
+        store,
+        metrics,
+        Limits {
+            max_manifest_size: config.limits.max_manifest_size,
+            ..Limits::default()
+        },
+    ));
+    let verdict = proxy.verdict(&shown).await;
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let verdict = verdict?;
     println!("image:    {shown}");
-    println!("rule:     {rule} ({action})");
-    let verdict = match (action, decision.rule()) {
-        (Action::Deny, _) => Err("denied by policy".to_owned()),
-        (Action::Allow, _) => Ok("allowed without verification".to_owned()),
-        (Action::Verify | Action::Audit, Some(rule)) => {
-            let (verifier, query) = runtime
-                .trust_for(rule, gun.clone())
-                .ok_or_else(|| anyhow::anyhow!("rule names an unknown notary server"))?;
-            let outcome = match &image.digest {
-                Some(d) => verifier.signed_set(&query).await.and_then(|set| {
-                    if set.contains_digest(d) {
-                        Ok(format!("{d} is signed"))
-                    } else {
-                        Err(crate::trust::Refusal::new(
-                            crate::trust::RefusalKind::Unsigned,
-                            format!("{d} is not a signed manifest of {gun} (index children and blobs are checked by the proxy against signed content)"),
-                        ))
-                    }
-                }),
-                None => {
-                    let tag = image.tag.as_deref().unwrap_or("latest");
-                    verifier
-                        .resolve_tag(&query, tag)
-                        .await
-                        .map(|s| format!("signed by {} as {} ({} bytes)", s.role, s.digest, s.size))
-                }
-            };
-            match (action, outcome) {
-                (Action::Audit, Ok(m)) => Ok(format!("allowed (audit); verify would allow: {m}")),
-                (Action::Audit, Err(r)) => Ok(format!("allowed (audit); verify would refuse: {r}")),
-                (_, Ok(m)) => Ok(format!("allowed: {m}")),
-                (_, Err(r)) => Err(r.to_string()),
-            }
-        }
-        (_, None) => Err("internal: verifying decision without a rule".to_owned()),
-    };
-    match verdict {
-        Ok(m) => {
-            println!("decision: {m}");
+    println!("rule:     {} ({})", verdict.rule, verdict.action);
+    if let Some(verifier) = &verdict.verifier {
+        println!("verifier: {verifier}");
+    }
+    match verdict.verdict {
+        VerdictKind::Allow => {
+            let digest = verdict
+                .digest
+                .as_deref()
+                .map(|d| format!(" as {d}"))
+                .unwrap_or_default();
+            let by = verdict
+                .signed_by
+                .as_deref()
+                .map(|r| format!(", signed by {r}"))
+                .unwrap_or_default();
+            println!("decision: allowed{digest}{by}: {}", verdict.reason);
             Ok(true)
         }
-        Err(m) => {
-            println!("decision: refused: {m}");
+        VerdictKind::Refuse => {
+            println!("decision: refused: {}", verdict.reason);
             Ok(false)
         }
     }
