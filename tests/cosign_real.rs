@@ -43,15 +43,7 @@ const OFFLINE: &str = "      require_tlog: false\n";
 
 /// The unpacked cosign binary, when `scripts/test` installed it.
 fn cosign_bin() -> Option<PathBuf> {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers/root/usr/bin/cosign");
-    if bin.is_file() {
-        return Some(bin);
-    }
-    eprintln!(
-        "skipped: no cosign at {} (scripts/test downloads Debian's cosign 3 there)",
-        bin.display()
-    );
-    None
+    support::peer_bin("cosign", "cosign 3")
 }
 
 /// One test's peers: the registry, three cosign key pairs, and the proxy with a one-key

@@ -44,15 +44,7 @@ const UNSIGNED: &str = "no signature is associated with";
 
 /// The unpacked notation binary, when `scripts/test` installed it.
 fn notation_bin() -> Option<PathBuf> {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers/root/usr/bin/notation");
-    if bin.is_file() {
-        return Some(bin);
-    }
-    eprintln!(
-        "skipped: no notation at {} (scripts/test downloads Debian's notation 1.3 there)",
-        bin.display()
-    );
-    None
+    support::peer_bin("notation", "notation 1.3")
 }
 
 /// The peers: the registry, a notation configuration directory (`XDG_CONFIG_HOME`) with the

@@ -33,7 +33,23 @@ pub enum Unserved {
 
 // === impl Ctx ===
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The context of a request for `image` (`repo` at `upstream`), with the policy's decision.
+    pub fn new(
+        rt: &'a Arc<Runtime>,
+        upstream: &'a Upstream,
+        repo: &'a str,
+        image: &'a str,
+    ) -> Self {
+        Ctx {
+            rt,
+            upstream,
+            repo,
+            image,
+            decision: rt.policy().decide(upstream.registry(), repo),
+        }
+    }
+
     pub fn rule_label(&self) -> String {
         match self.decision.rule() {
             Some(rule) => format!("rule {:?}", rule.pattern().to_string()),

@@ -56,13 +56,7 @@ impl Proxy {
         })?;
         let repo = upstream_repo(upstream.registry(), name.as_str());
         let image = format!("{}/{repo}", upstream.registry());
-        let ctx = Ctx {
-            rt: &rt,
-            upstream,
-            repo: &repo,
-            image: &image,
-            decision: rt.policy().decide(upstream.registry(), &repo),
-        };
+        let ctx = Ctx::new(&rt, upstream, &repo, &image);
         if ctx.decision.action() == Action::Deny {
             self.metrics.verify().decision(Action::Deny, None);
             tracing::warn!(image = %image, rule = ctx.decision.pattern(), reason = "denied by policy", "refused");
@@ -265,21 +259,17 @@ impl Proxy {
         let (this, rt, upstream) = (self.clone(), ctx.rt.clone(), ctx.upstream.clone());
         let (repo, image) = (ctx.repo.to_owned(), ctx.image.to_owned());
         tokio::spawn(async move {
-            let decision = rt.policy().decide(upstream.registry(), &repo);
-            let ctx = Ctx {
-                rt: &rt,
-                upstream: &upstream,
-                repo: &repo,
-                image: &image,
-                decision,
-            };
+            let ctx = Ctx::new(&rt, &upstream, &repo, &image);
             let result = this.audit_check(&ctx, &rule, &reference, &served).await;
             // What verify would do; and what audit served: a tag moved after signing serves
             // content that is not the signed digest (verify would serve the signed one).
             let (verdict, served_result) = match &result {
                 Ok(None) => (VerificationResult::Verified, VerificationResult::Verified),
                 Ok(Some(_)) => (VerificationResult::Verified, VerificationResult::Mismatch),
-                Err(r) => (VerificationResult::from(r.kind), VerificationResult::from(r.kind)),
+                Err(r) => (
+                    VerificationResult::from(r.kind),
+                    VerificationResult::from(r.kind),
+                ),
             };
             match result {
                 Ok(None) => {}
@@ -294,7 +284,9 @@ impl Proxy {
             }
             // After the record, so whoever sees the count finds the line.
             this.metrics.verify().verification(verdict);
-            this.metrics.verify().decision(Action::Audit, Some(served_result));
+            this.metrics
+                .verify()
+                .decision(Action::Audit, Some(served_result));
         });
     }
 

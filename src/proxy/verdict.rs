@@ -92,13 +92,7 @@ impl Proxy {
         };
         let repo = upstream_repo(upstream.registry(), &parsed.repo);
         let name = format!("{}/{repo}", upstream.registry());
-        let ctx = Ctx {
-            rt: &rt,
-            upstream,
-            repo: &repo,
-            image: &name,
-            decision: rt.policy().decide(upstream.registry(), &repo),
-        };
+        let ctx = Ctx::new(&rt, upstream, &repo, &name);
         let action = ctx.decision.action();
         let rule = ctx.decision.rule();
         let mut verdict = Verdict {

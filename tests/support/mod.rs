@@ -1051,3 +1051,19 @@ pub fn docker_available() -> Result<(), String> {
         ))
     }
 }
+
+/// A signer tool `scripts/test` unpacks from Debian sid under `target/peers/root/usr/bin`
+/// (`cosign`, `notation`), when it is there; otherwise why the caller skips, printed.
+pub fn peer_bin(name: &str, what: &str) -> Option<std::path::PathBuf> {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/peers/root/usr/bin")
+        .join(name);
+    if bin.is_file() {
+        return Some(bin);
+    }
+    eprintln!(
+        "skipped: no {name} at {} (scripts/test downloads Debian's {what} there)",
+        bin.display()
+    );
+    None
+}
