@@ -54,8 +54,9 @@ pub struct DoctorArgs {
     pub containerd_hosts: Option<PathBuf>,
     /// containers-registries.conf, for podman, CRI-O, buildah and skopeo (usually
     /// /etc/containers/registries.conf). Its drop-in directory `FILE.d` is read as well when
-    /// it exists.
-    #[arg(long, value_name = "FILE")]
+    /// it exists. A directory holding registries.conf stands for both; any other directory is
+    /// a drop-in directory alone.
+    #[arg(long, value_name = "FILE|DIR")]
     pub registries_conf: Option<PathBuf>,
     /// The drop-in directory of registries.conf (`*.conf`, read in name order after the main
     /// file), when it is not `FILE.d` beside --registries-conf.

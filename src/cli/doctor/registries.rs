@@ -379,19 +379,44 @@ pub fn parse(
 }
 
 /// Reads `main` (and `FILE.d` beside it when `drop_in_dir` is not given) and the drop-ins.
+/// `main` may be a directory: one holding `registries.conf` (as /etc/containers does) stands
+/// for that file and its `registries.conf.d`; any other is a drop-in directory by itself.
 pub fn load(main: Option<&Path>, drop_in_dir: Option<&Path>) -> Result<Conf, InputError> {
+    match main {
+        Some(m) if m.is_dir() => {
+            let file = m.join("registries.conf");
+            if file.is_file() {
+                let dir = m.join("registries.conf.d");
+                load_files(
+                    Some(&file),
+                    drop_in_dir.or(Some(&dir)),
+                    drop_in_dir.is_some(),
+                )
+            } else {
+                load_files(None, Some(drop_in_dir.unwrap_or(m)), true)
+            }
+        }
+        _ => load_files(main, drop_in_dir, drop_in_dir.is_some()),
+    }
+}
+
+fn load_files(
+    main: Option<&Path>,
+    drop_in_dir: Option<&Path>,
+    explicit: bool,
+) -> Result<Conf, InputError> {
     let main_text = match main {
         Some(p) => Some((p.display().to_string(), read_text(p)?)),
         None => None,
     };
-    let (dir, explicit): (Option<PathBuf>, bool) = match (drop_in_dir, main) {
-        (Some(d), _) => (Some(d.to_path_buf()), true),
+    let dir: Option<PathBuf> = match (drop_in_dir, main) {
+        (Some(d), _) => Some(d.to_path_buf()),
         (None, Some(m)) => {
             let mut d = m.as_os_str().to_owned();
             d.push(".d");
-            (Some(PathBuf::from(d)), false)
+            Some(PathBuf::from(d))
         }
-        (None, None) => (None, false),
+        (None, None) => None,
     };
     let mut drop_ins = Vec::new();
     if let Some(dir) = dir {
@@ -997,6 +1022,13 @@ mod tests {
         assert_eq!(settings(&conf.check(&ctx())), ["registry"]);
         // an explicit drop-in directory that does not exist is an error
         assert!(load(Some(&main), Some(&dir.path().join("nope"))).is_err());
+        // the directory holding registries.conf stands for the file and its drop-ins
+        let conf = load(Some(dir.path()), None).unwrap();
+        assert_eq!(settings(&conf.check(&ctx())), ["registry"]);
+        // any other directory is a drop-in directory
+        let conf = load(Some(&dir.path().join("registries.conf.d")), None).unwrap();
+        assert_eq!(settings(&conf.check(&ctx())), ["registry"]);
+        assert!(conf.main.ends_with("registries.conf.d"));
         // the candidates: mirrors and rewritten locations, not the registry itself
         let c: Vec<String> = conf.candidates().iter().map(Endpoint::authority).collect();
         assert_eq!(c, [P]);
