@@ -25,6 +25,7 @@ async fn main() -> ExitCode {
         Command::Notation(NotationCommand::Verify(args)) => {
             trustgate::cli::notation::verify(args).await
         }
+        Command::Doctor(args) => return trustgate::cli::doctor::main(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -204,8 +204,8 @@ impl Drop for Ctr {
     }
 }
 
-/// Writes `<dir>/<registry>/hosts.toml`: trustgate as the mirror, `server` as the fallback,
-/// exactly as docs/clients.md shows it.
+/// Writes `<dir>/<registry>/hosts.toml`: trustgate as the mirror, `server` as the fallback
+/// (on the upstream, it is the bypass docs/clients.md warns about).
 fn hosts_toml(dir: &Path, registry: &str, server: &str, trustgate: &str) {
     let path = dir.join(registry);
     fs::create_dir_all(&path).unwrap();
@@ -290,6 +290,101 @@ fn containerd_hosts_toml_mirrors_several_registries() {
         text(&pulled)
     );
     let _ = &env.other;
+}
+
+/// Writes `<dir>/<registry>/hosts.toml` as docs/clients.md shows it: `server` on trustgate
+/// too, after the `[host]` entries (`first`, then trustgate).
+fn hosts_toml_fixed(dir: &Path, registry: &str, trustgate: &str, first: Option<&str>) {
+    let path = dir.join(registry);
+    fs::create_dir_all(&path).unwrap();
+    let first = first
+        .map(|h| format!("[host.\"{h}\"]\n  capabilities = [\"pull\", \"resolve\"]\n\n"))
+        .unwrap_or_default();
+    fs::write(
+        path.join("hosts.toml"),
+        format!(
+            r#"server = "{trustgate}"
+capabilities = ["pull", "resolve"]
+
+{first}[host."{trustgate}"]
+  capabilities = ["pull", "resolve"]
+"#
+        ),
+    )
+    .unwrap();
+}
+
+/// ctr's own version: `ctr --hosts-dir` reads hosts.toml in the client.
+fn ctr_is_1_6() -> bool {
+    let out = run(Command::new("ctr").arg("--version"));
+    text(&out).contains(" 1.6.")
+}
+
+#[test]
+fn containerd_server_on_trustgate_closes_the_fallback() {
+    let Some(socket) = containerd_socket() else {
+        eprintln!(
+            "skipping containerd_server_on_trustgate_closes_the_fallback: no containerd socket \
+             answers `ctr version` (set TRUSTGATE_TEST_CONTAINERD to one)"
+        );
+        return;
+    };
+    let env = Env::start();
+    let ctr = Ctr {
+        socket,
+        namespace: format!("trustgate-test-{}", unique()),
+    };
+    let trustgate = env.proxy.url();
+
+    // The documented file, with the upstream reachable: the refusal stays a refusal, because
+    // the host containerd falls back to is trustgate again.
+    let dir = tempfile::tempdir().unwrap();
+    hosts_toml_fixed(dir.path(), MAIN, &trustgate, None);
+    let signed = format!("{MAIN}/signed/app:v1");
+    let pulled = ctr.pull(dir.path(), &signed);
+    assert!(pulled.status.success(), "{}", text(&pulled));
+    let refused_before = env.refused_unsigned();
+    let unsigned = format!("{MAIN}/signed/app:unsigned");
+    let pulled = ctr.pull(dir.path(), &unsigned);
+    assert!(
+        env.refused_unsigned() > refused_before,
+        "trustgate was not asked"
+    );
+    assert!(
+        !pulled.status.success(),
+        "ctr pulled {unsigned} past trustgate with server = trustgate:\n{}",
+        text(&pulled)
+    );
+
+    // `server` gets `?ns=` too: a dead first host leaves the second registry to `server`.
+    let dead = format!("http://127.0.0.1:{}", env.blocked);
+    hosts_toml_fixed(dir.path(), OTHER, &trustgate, Some(&dead));
+    let image = format!("{OTHER}/signed/app:v1");
+    let before = env.verified();
+    let pulled = ctr.pull(dir.path(), &image);
+    assert!(pulled.status.success(), "{}", text(&pulled));
+    assert!(env.verified() > before, "{image} not verified by trustgate");
+
+    // `server` alone: containerd 1.6 rejects the file ("invalid `host` tree") and goes to the
+    // registry itself, never asking trustgate; later versions accept it.
+    let alone = tempfile::tempdir().unwrap();
+    fs::create_dir_all(alone.path().join(MAIN)).unwrap();
+    fs::write(
+        alone.path().join(MAIN).join("hosts.toml"),
+        format!("server = \"{trustgate}\"\n"),
+    )
+    .unwrap();
+    let before = env.verified();
+    let pulled = ctr.pull(alone.path(), &signed);
+    if ctr_is_1_6() {
+        assert!(
+            !pulled.status.success() && env.verified() == before,
+            "containerd 1.6 used a hosts.toml without [host]; update docs/clients.md:\n{}",
+            text(&pulled)
+        );
+    } else {
+        assert!(pulled.status.success(), "{}", text(&pulled));
+    }
 }
 
 // === containers/image: registries.conf ===

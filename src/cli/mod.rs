@@ -2,6 +2,7 @@
 //! parses arguments and maps results to exit codes.
 
 pub mod check;
+pub mod doctor;
 pub mod notation;
 pub mod serve;
 pub mod sigstore;
@@ -35,4 +36,7 @@ pub enum Command {
     /// Notation tools: verify an image's signatures as `notation verify` does.
     #[command(subcommand)]
     Notation(notation::NotationCommand),
+    /// Name every client setting that lets pulls bypass or weaken trustgate, with its fix
+    /// (exit 0 none, 1 some, 2 unreadable input).
+    Doctor(doctor::DoctorArgs),
 }
