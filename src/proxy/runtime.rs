@@ -376,6 +376,10 @@ fn notation_verifier(
     })
     .map_err(|e| failed(format!("revocation: {e}")))?;
     let trust = notation::verify::Trust::new(policy, &n.trust_store, checker);
+    for (store, reason) in trust.store_failures() {
+        tracing::warn!(rule = %rule.pattern(), store = %store, trust_store = %n.trust_store.display(),
+            reason = %reason, "notation trust store did not load: the statements naming it refuse every signature");
+    }
     Ok(NotationVerifier::new(Arc::new(trust)))
 }
 

@@ -246,6 +246,18 @@ impl Trust {
         }
     }
 
+    /// The trust stores the policy names that did not load, and why (`<type>:<name>`), for
+    /// the operator to see at start; each still fails the statements naming it.
+    pub fn store_failures(&self) -> Vec<(String, String)> {
+        self.stores
+            .iter()
+            .filter_map(|(r, loaded)| {
+                let e = loaded.as_ref().err()?;
+                Some((format!("{}:{}", r.kind.as_str(), r.name), e.to_string()))
+            })
+            .collect()
+    }
+
     /// The statement for `scope` (`host[:port]/repository`), or the policy failure naming
     /// `reference`.
     pub fn statement(&self, scope: &str, reference: &str) -> Result<&Statement, Finding> {

@@ -2086,8 +2086,12 @@ async fn t_cases_with_the_assembled_policies() {
     .await
     .unwrap_err();
     assert_eq!(f.check, Check::Authenticity);
-    // T08: the tsa store does not exist.
+    // T08: the tsa store does not exist; it is told at start too.
     let t = ngo(&dir, "ngo-ts-missing-store.json");
+    let failures = t.store_failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].0, "tsa:does-not-exist");
+    assert!(ngo(&dir, "ngo-ts-always.json").store_failures().is_empty());
     let f = verify_file(
         &t,
         scope,
