@@ -319,99 +319,178 @@ fn run(cmd: &mut Command, package: &str) -> Output {
 
 // === dockerd: registry-mirrors ===
 
+/// The dockerd binaries there are: the machine's (`dockerd` on `PATH`), and Debian sid's,
+/// which `scripts/test` unpacks under `target/peers` (it has the containerd image store).
+fn dockerds() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if clients::on_path("dockerd") {
+        found.push(PathBuf::from("dockerd"));
+    }
+    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers/root/usr/sbin/dockerd");
+    if peers.is_file() {
+        found.push(peers);
+    }
+    found
+}
+
+/// Where dockerd keeps images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Store {
+    /// The graph drivers (vfs here): dockerd's own registry client.
+    Legacy,
+    /// The containerd image store (dockerd 24 and later): containerd's resolver.
+    Containerd,
+}
+
 #[test]
 fn dockerd_registry_mirrors_fall_back_to_docker_hub() {
     let test = "dockerd_registry_mirrors_fall_back_to_docker_hub";
-    if skip(test, &["dockerd", "docker", "containerd", "ctr"]) {
+    if skip(test, &["docker", "containerd", "ctr"]) {
+        return;
+    }
+    let binaries = dockerds();
+    if binaries.is_empty() {
+        eprintln!("skipping {test}: no dockerd (neither on PATH nor under target/peers)");
         return;
     }
     let mut world = World::start();
     let containerd = Containerd::start();
-    let dockerd = Dockerd::start(
-        world.standin.command("dockerd"),
-        &containerd,
-        serde_json::json!({"registry-mirrors": [world.proxy.url()]}),
+    let mut cells = Vec::new();
+    let mut problems = Vec::new();
+    let mut runs = 0;
+    for binary in &binaries {
+        let major = clients::dockerd_major(binary);
+        let stores: &[Store] = if major >= 24 {
+            &[Store::Legacy, Store::Containerd]
+        } else {
+            eprintln!(
+                "{} is dockerd {major}: no containerd image store (dockerd 24 and later), only \
+                 the legacy store is tested with it",
+                binary.display()
+            );
+            &[Store::Legacy]
+        };
+        for &store in stores {
+            world.standin.stop();
+            let (c, p) = dockerd_cells(&mut world, &containerd, binary, major, store, runs);
+            cells.extend(c);
+            problems.extend(p);
+            runs += 1;
+        }
+    }
+    report(
+        &format!("dockerd, trustgate {}", world.proxy.url()),
+        &cells,
+        |c| {
+            if c.form.starts_with("`registry-mirrors") && c.egress == Egress::Open {
+                Seen::FELL_BACK
+            } else {
+                Seen::ENFORCED
+            }
+        },
+        problems,
     );
-    let client = format!("dockerd {}", dockerd.version());
+}
+
+/// One dockerd with `store`: both forms, egress blocked then open.
+fn dockerd_cells(
+    world: &mut World,
+    containerd: &Containerd,
+    binary: &Path,
+    major: u32,
+    store: Store,
+    run_index: usize,
+) -> (Vec<Cell>, Vec<String>) {
+    let mut extra = serde_json::json!({
+        "registry-mirrors": [world.proxy.url()],
+        "containerd-namespace": format!("dockerd-{run_index}"),
+        "containerd-plugins-namespace": format!("dockerd-{run_index}-plugins"),
+    });
+    if major >= 24 {
+        extra["features"] =
+            serde_json::json!({"containerd-snapshotter": store == Store::Containerd});
+    }
+    if store == Store::Containerd {
+        // The containerd store names containerd's snapshotter.
+        extra["storage-driver"] = serde_json::json!("native");
+    }
+    let dockerd = Dockerd::start(world.standin.command(binary), major, containerd, extra);
+    let client = match store {
+        Store::Legacy => format!("dockerd {}", dockerd.version()),
+        Store::Containerd => format!("dockerd {} (containerd image store)", dockerd.version()),
+    };
     let docker = |args: &[&str]| run(dockerd.docker().args(args), "docker.io");
+    // The image ID: the config's digest in the legacy store, the manifest's in containerd's.
     let has = |reference: &str, image: &Image| {
         let out = docker(&["image", "inspect", "--format", "{{.Id}}", reference]);
-        String::from_utf8_lossy(&out.stdout).trim() == image.config.digest
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        id == image.config.digest || id == image.manifest.digest
     };
-    let clean = |world: &World| {
-        for image in [&world.signed, &world.unsigned] {
-            let _ = docker(&["image", "rm", "--force", &image.config.digest]);
+    let clean = || {
+        let ids = docker(&["image", "ls", "--quiet", "--no-trunc"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = docker(&["image", "rm", "--force", id]);
         }
     };
+    let pull = |reference: &str| docker(&["pull", reference]);
     let direct = |tag: &str| format!("{}/{REPO}:{tag}", world.proxy.host_port());
     let (direct_v1, direct_unsigned) = (direct("v1"), direct("unsigned"));
-    let pull = |reference: &str| docker(&["pull", reference]);
+    let forms: [(&str, [&str; 2]); 2] = [
+        (
+            "`registry-mirrors: [trustgate]`, `docker pull signed/app:<tag>`",
+            ["signed/app:v1", "signed/app:unsigned"],
+        ),
+        (
+            "trustgate as the registry, `docker pull <trustgate>/signed/app:<tag>`",
+            [&direct_v1, &direct_unsigned],
+        ),
+    ];
 
     let mut cells = Vec::new();
     for egress in [Egress::Blocked, Egress::Open] {
         if egress == Egress::Open {
             world.standin.start();
         }
-        let forms: [(&str, [&str; 2]); 2] = [
-            (
-                "`registry-mirrors: [trustgate]`, `docker pull signed/app:<tag>`",
-                ["signed/app:v1", "signed/app:unsigned"],
-            ),
-            (
-                "trustgate as the registry, `docker pull <trustgate>/signed/app:<tag>`",
-                [&direct_v1, &direct_unsigned],
-            ),
-        ];
         for (form, refs) in forms {
-            cells.push(cell(&world, &client, form, refs, pull, has));
-            clean(&world);
+            cells.push(cell(world, &client, form, refs, pull, has));
+            clean();
         }
     }
 
     let reason = world.reason();
     let mut problems = Vec::new();
-    for c in &cells {
-        let direct = c.form.starts_with("trustgate as the registry");
-        if direct {
+    for c in cells.iter().filter(|c| !c.seen.unsigned) {
+        let mirror = c.form.starts_with("`registry-mirrors");
+        let want = match (store, mirror) {
             // `docker pull` shows the registry's error code and message.
-            let want = format!("may require 'docker login': denied: {reason}");
-            if !c.shown.contains(&want) {
-                problems.push(format!("{}: `{want}` not in {:?}", c.form, c.shown));
-            }
-        } else if c.egress == Egress::Blocked && !c.shown.contains(HUB_HOST) {
+            (Store::Legacy, false) => format!("may require 'docker login': denied: {reason}"),
             // The mirror's refusal is not what the user sees: the failed direct attempt is.
+            (Store::Legacy, true) => HUB_HOST.to_owned(),
+            // containerd's resolver sends HEAD and reports the status line only.
+            (Store::Containerd, _) => "403 Forbidden".to_owned(),
+        };
+        if !c.shown.contains(&want) {
             problems.push(format!(
-                "mirror, egress blocked: expected the direct attempt's error, got {:?}",
+                "{client} / {}: `{want}` not in {:?}",
+                c.form, c.shown
+            ));
+        }
+        if store == Store::Containerd && c.shown.contains(&reason) {
+            problems.push(format!(
+                "{client} now shows trustgate's reason ({:?}): update the docs",
                 c.shown
             ));
         }
     }
-    // The refusal reaches dockerd's log, where the mirror attempt's error goes.
-    let log = dockerd.log_text();
-    let logged = format!("Attempting next endpoint for pull after error: denied: {reason}");
-    if !log.contains(&logged) {
-        problems.push(format!("dockerd's log lacks `{logged}`:\n{log}"));
+    if store == Store::Legacy {
+        // The refusal reaches dockerd's log, where the mirror attempt's error goes.
+        let log = dockerd.log_text();
+        let logged = format!("Attempting next endpoint for pull after error: denied: {reason}");
+        if !log.contains(&logged) {
+            problems.push(format!("{client}: its log lacks `{logged}`:\n{log}"));
+        }
     }
-    let mirror = |c: &Cell| !c.form.starts_with("trustgate as the registry");
-    report(
-        &format!(
-            "dockerd (legacy image store), trustgate {}",
-            world.proxy.url()
-        ),
-        &cells,
-        |c| match (mirror(c), c.egress) {
-            (true, Egress::Open) => Seen::FELL_BACK,
-            _ => Seen::ENFORCED,
-        },
-        problems,
-    );
-    if clients::dockerd_major() < 24 {
-        eprintln!(
-            "dockerd {} has no containerd image store (dockerd 24 and later): only the legacy \
-             store is tested",
-            dockerd.version()
-        );
-    }
+    (cells, problems)
 }
 
 // === containerd: hosts.toml ===

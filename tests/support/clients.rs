@@ -282,7 +282,7 @@ impl StandIn {
     /// of its own where `/etc/hosts` resolves [`StandIn::name`] to the stand-in's address (and
     /// `/etc/containers/registries.conf.d` is empty, so only the test's registries.conf
     /// counts), with `SSL_CERT_FILE` naming the CA.
-    pub fn command(&self, program: &str) -> Command {
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new("unshare");
         // unshare makes the new namespace's mounts private: nothing propagates back.
         cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
@@ -515,9 +515,14 @@ pub struct Dockerd {
 
 impl Dockerd {
     /// `dockerd` is the command that runs it (`Command::new("dockerd")`, or
-    /// [`StandIn::command`]`("dockerd")`); `extra` is merged into daemon.json (e.g.
-    /// `registry-mirrors`, `features`).
-    pub fn start(dockerd: Command, containerd: &Containerd, extra: serde_json::Value) -> Dockerd {
+    /// [`StandIn::command`]`("dockerd")`), `major` its major version ([`dockerd_major`]);
+    /// `extra` is merged into daemon.json (e.g. `registry-mirrors`, `features`).
+    pub fn start(
+        dockerd: Command,
+        major: u32,
+        containerd: &Containerd,
+        extra: serde_json::Value,
+    ) -> Dockerd {
         let dir = tempfile::tempdir().expect("tempdir for dockerd");
         let p = |name: &str| dir.path().join(name);
         let socket = p("docker.sock");
@@ -525,7 +530,6 @@ impl Dockerd {
             "data-root": p("data"),
             "exec-root": p("exec"),
             "pidfile": p("docker.pid"),
-            "deprecated-key-path": p("key.json"),
             "hosts": [format!("unix://{}", socket.display())],
             "containerd": containerd.socket(),
             "containerd-namespace": "trustgate-test",
@@ -538,6 +542,10 @@ impl Dockerd {
             "storage-driver": "vfs",
             "log-level": "info",
         });
+        if major < 23 {
+            // Its trust key, which dockerd before 23 otherwise writes to /etc/docker.
+            config["deprecated-key-path"] = serde_json::json!(p("key.json"));
+        }
         if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
             config.extend(extra.clone());
         }
@@ -590,10 +598,10 @@ impl Dockerd {
     }
 }
 
-/// The major version of `dockerd --version` ("Docker version 20.10.24+dfsg1, build ..."), or
-/// 0 when it cannot be read.
-pub fn dockerd_major() -> u32 {
-    Command::new("dockerd")
+/// The major version of `<dockerd> --version` ("Docker version 20.10.24+dfsg1, build ..."),
+/// or 0 when it cannot be read.
+pub fn dockerd_major(dockerd: &Path) -> u32 {
+    Command::new(dockerd)
         .arg("--version")
         .output()
         .ok()
