@@ -2,8 +2,10 @@
 //! image, and the client fetches it from the upstream itself whenever it can reach it.
 //!
 //! Each client is an instance of its own on loopback (`support::clients`): dockerd with
-//! `registry-mirrors`, containerd 1.6 through `ctr` with `hosts.toml`, podman with
-//! `registries.conf`, in the forms users write (the bypass-prone ones and the fixed ones). Each
+//! `registry-mirrors` (the machine's, and Debian sid's from `target/peers` where `scripts/test`
+//! unpacked it: its legacy and its containerd image store), containerd 1.6 through `ctr` with
+//! `hosts.toml`, podman with `registries.conf`, in the forms users write (the bypass-prone ones
+//! and the fixed ones), and dockerd addressing trustgate as the registry. Each
 //! form runs twice: with egress to the upstream blocked (the upstream's real name resolves,
 //! nothing listens) and open (a TLS `docker-registry` answers as `registry-1.docker.io`, with
 //! the same content trustgate's upstream has). Per cell the test asserts:

@@ -503,7 +503,7 @@ fn toml_str(path: &Path) -> String {
 // === dockerd ===
 
 /// `dockerd` with its own data-root, exec-root, pidfile, socket and key file, no networking
-/// (`bridge: none`, no iptables), vfs storage, on a [`Containerd`] of the test's (never the
+/// (`bridge: none`, no iptables, no userland proxy), vfs storage, on a [`Containerd`] of the test's (never the
 /// machine's).
 pub struct Dockerd {
     socket: PathBuf,
@@ -539,6 +539,7 @@ impl Dockerd {
             "ip6tables": false,
             "ip-forward": false,
             "ip-masq": false,
+            "userland-proxy": false,
             "storage-driver": "vfs",
             "log-level": "info",
         });
