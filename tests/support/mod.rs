@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod clients;
 pub mod cosign;
 pub mod fakes;
 pub mod http;
