@@ -138,12 +138,20 @@ impl ProxyError {
             .header("Docker-Distribution-API-Version", "registry/2.0");
         // distribution-spec "Warnings": `Warning: 299 - "<text>"`, which clients that send
         // HEAD (containerd) or drop bodies can show.
-        if matches!(
+        let refused = matches!(
             self,
             ProxyError::PolicyDenied { .. } | ProxyError::Refused { .. }
-        ) {
+        );
+        if refused {
             if let Ok(value) = HeaderValue::from_str(&warning(&message)) {
                 response = response.header(header::WARNING, value);
+            }
+            // HTTP/1.1 lets the status line carry any reason phrase (RFC 9112 4). Go clients
+            // (containerd's resolver, dockerd's containerd image store) print only the status
+            // line of a refused HEAD: this is how their users see why.
+            let phrase = format!("Forbidden: {}", visible_ascii(&message, MAX_WARNING));
+            if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(phrase.into_bytes()) {
+                response = response.extension(phrase);
             }
         }
         if let Some(allow) = match &self {
@@ -181,26 +189,31 @@ impl ProxyError {
 const MAX_WARNING: usize = 1024;
 
 /// The `Warning` header value for a refusal: `299 - "<text>"`, the text as an HTTP
-/// quoted-string of visible ASCII (`"` and `\` escaped, anything else replaced by `?`), cut
-/// at [`MAX_WARNING`] bytes.
+/// quoted-string ([`visible_ascii`], `"` and `\\` escaped).
 pub(crate) fn warning(message: &str) -> String {
     let mut text = String::with_capacity(message.len().min(MAX_WARNING) + 16);
     text.push_str("299 - \"");
+    for c in visible_ascii(message, MAX_WARNING).chars() {
+        if matches!(c, '"' | '\\') {
+            text.push('\\');
+        }
+        text.push(c);
+    }
+    text.push('"');
+    text
+}
+
+/// `message` as visible ASCII and spaces (anything else becomes `?`), cut at `max` bytes
+/// with `...`: what a header value or a reason phrase may carry.
+fn visible_ascii(message: &str, max: usize) -> String {
+    let mut text = String::with_capacity(message.len().min(max) + 3);
     for c in message.chars() {
-        if text.len() >= MAX_WARNING {
+        if text.len() >= max {
             text.push_str("...");
             break;
         }
-        match c {
-            '"' | '\\' => {
-                text.push('\\');
-                text.push(c);
-            }
-            ' '..='~' => text.push(c),
-            _ => text.push('?'),
-        }
+        text.push(if matches!(c, ' '..='~') { c } else { '?' });
     }
-    text.push('"');
     text
 }
 
