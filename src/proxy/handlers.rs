@@ -279,7 +279,10 @@ impl Proxy {
             let (verdict, served_result) = match &result {
                 Ok(None) => (VerificationResult::Verified, VerificationResult::Verified),
                 Ok(Some(_)) => (VerificationResult::Verified, VerificationResult::Mismatch),
-                Err(r) => (VerificationResult::from(r.kind), VerificationResult::from(r.kind)),
+                Err(r) => (
+                    VerificationResult::from(r.kind),
+                    VerificationResult::from(r.kind),
+                ),
             };
             match result {
                 Ok(None) => {}
@@ -294,7 +297,9 @@ impl Proxy {
             }
             // After the record, so whoever sees the count finds the line.
             this.metrics.verify().verification(verdict);
-            this.metrics.verify().decision(Action::Audit, Some(served_result));
+            this.metrics
+                .verify()
+                .decision(Action::Audit, Some(served_result));
         });
     }
 
