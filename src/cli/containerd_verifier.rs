@@ -641,15 +641,31 @@ async fn judgement(args: &ContainerdVerifierArgs, image: &mut String) -> Outcome
 pub async fn run(args: ContainerdVerifierArgs) -> ExitCode {
     let mut image = String::new();
     let outcome = judgement(&args, &mut image).await;
+    // containerd's message names the reference and digest; trustgate's image is added when
+    // its reason does not name it.
+    let about = |reason: &str, word: &str| match reason.contains(image.as_str()) || image.is_empty()
+    {
+        true => String::new(),
+        false => format!(" {word}{image}"),
+    };
     let (line, code) = match &outcome {
-        Outcome::Allow(reason) => (format!("trustgate allowed {image}: {reason}"), 0),
-        Outcome::Refuse(reason) => (format!("trustgate refused {image}: {reason}"), 1),
+        Outcome::Allow(reason) => (
+            format!("trustgate allowed{}: {reason}", about(reason, "")),
+            0,
+        ),
+        Outcome::Refuse(reason) => (
+            format!("trustgate refused{}: {reason}", about(reason, "")),
+            1,
+        ),
         Outcome::Misconfigured(why) => (
             format!("trustgate containerd-verifier blocks the pull (fail-closed): {why}"),
             2,
         ),
         Outcome::NoVerdict(why) => (
-            format!("trustgate gave no verdict for {image}, so the pull is blocked (fail-closed): {why}"),
+            format!(
+                "trustgate gave no verdict{}, so the pull is blocked (fail-closed): {why}",
+                about(why, "for ")
+            ),
             3,
         ),
     };
