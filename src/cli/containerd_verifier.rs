@@ -63,7 +63,7 @@ pub const INPUT_MEDIA_TYPE: &str = "application/vnd.containerd.image-verifier.in
 
 /// The verb's flags that take a value, as containerd (Go's `flag` package) writes them with
 /// one dash; `containerd_args` gives them clap's two.
-const VALUE_FLAGS: [&str; 10] = [
+const VALUE_FLAGS: [&str; 13] = [
     "name",
     "digest",
     "stdin-media-type",
@@ -74,6 +74,9 @@ const VALUE_FLAGS: [&str; 10] = [
     "timeout",
     "config",
     "verifier-config",
+    "install",
+    "host-root",
+    "install-binary",
 ];
 /// The flags containerd passes, by which a bare `trustgate` in `bin_dir` knows it is run as
 /// the verifier.
@@ -115,6 +118,26 @@ pub struct ContainerdVerifierArgs {
     /// /etc/trustgate/containerd-verifier.yaml when it exists).
     #[arg(long)]
     pub verifier_config: Option<PathBuf>,
+    /// Install instead of verifying: this binary, the verifier's configuration (from
+    /// --trustgate-url, --token-file, --ca-file, --timeout) and a wrapper script in this
+    /// directory, containerd's `bin_dir` (a path on the node).
+    #[arg(long, value_name = "BIN_DIR")]
+    pub install: Option<PathBuf>,
+    /// Where the node's filesystem is mounted when installing from a container (a hostPath
+    /// volume, e.g. `/host`); paths given to --install are the node's.
+    #[arg(long, default_value = "/")]
+    pub host_root: PathBuf,
+    /// Where --install puts this binary on the node (outside `bin_dir`: containerd runs
+    /// every file there).
+    #[arg(long, default_value = install::DEFAULT_BINARY)]
+    pub install_binary: PathBuf,
+    /// With --install: write the address the trustgate URL's host name resolves to now, for
+    /// a node that cannot resolve cluster DNS names (plain `http` URLs only).
+    #[arg(long)]
+    pub resolve: bool,
+    /// With --install: keep running afterwards (until SIGTERM), as a DaemonSet's container.
+    #[arg(long)]
+    pub keep_running: bool,
 }
 
 /// `/etc/trustgate/containerd-verifier.yaml`: what the flags say, for a verifier that
@@ -639,6 +662,9 @@ async fn judgement(args: &ContainerdVerifierArgs, image: &mut String) -> Outcome
 /// Runs the verifier: prints the reason on stdout (what containerd shows) and returns the
 /// exit code containerd judges by.
 pub async fn run(args: ContainerdVerifierArgs) -> ExitCode {
+    if args.install.is_some() {
+        return install::run(&args).await;
+    }
     let mut image = String::new();
     let outcome = judgement(&args, &mut image).await;
     // containerd's message names the reference and digest; trustgate's image is added when
@@ -696,5 +722,6 @@ fn one_line(text: &str) -> String {
     line
 }
 
+mod install;
 #[cfg(test)]
 mod tests;
