@@ -9,6 +9,8 @@
 //! - an unsigned image is refused by the proxy, containerd falls back to the upstream (the
 //!   hole: without the verifier the pull succeeds), and the verifier refuses it there, with
 //!   trustgate's reason in `ctr`'s output;
+//! - the proxy's configuration evaluated by the verifier itself (`--config`) decides alike;
+//! - installed with `--install` (binary, configuration and wrapper), it decides alike;
 //! - with the decision API down, the verifier refuses (fail-closed).
 //!
 //! Needs root (containerd mounts snapshots); skips with a message when not root or when the
@@ -384,8 +386,41 @@ fn containerd_enforces_trustgate_verdicts_on_every_path() {
     assert!(out.contains(verdict["reason"].as_str().unwrap()), "{out}");
     eprintln!("with the verifier evaluating the configuration itself (--config): {local:?}");
 
+    // Installed as a node (or the chart's DaemonSet) does it: `--install` copies the binary
+    // and writes the configuration and the wrapper into bin_dir.
+    let installed = support::trustgate([
+        "containerd-verifier",
+        "--install",
+        containerd.path("verifiers").to_str().unwrap(),
+        "--install-binary",
+        containerd
+            .path("opt/trustgate/bin/trustgate")
+            .to_str()
+            .unwrap(),
+        "--verifier-config",
+        containerd
+            .path("etc/containerd-verifier.yaml")
+            .to_str()
+            .unwrap(),
+        "--trustgate-url",
+        &proxy.admin_url(),
+        "--timeout",
+        "5s",
+    ]);
+    assert!(
+        installed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    let script = fs::read_to_string(containerd.path("verifiers/trustgate")).unwrap();
+    assert!(script.contains("--verifier-config"), "{script}");
+    containerd.remove_image(&signed_ref);
+    let (ok, out, _) = containerd.pull(&direct, &signed_ref);
+    assert!(ok, "the installed verifier refused the signed image: {out}");
+    let (ok, out, _) = containerd.pull(&via_proxy, &unsigned_ref);
+    assert!(!ok && out.contains("trustgate refused"), "{out}");
+
     // The decision API down: every pull is refused, signed or not.
-    containerd.install_verifier(&proxy.admin_url());
     drop(proxy);
     containerd.remove_image(&signed_ref);
     let (ok, out, _) = containerd.pull(&direct, &signed_ref);
