@@ -76,7 +76,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 # name|values overlay|extra API versions|kinds expected
 cases=(
   "default||-|ConfigMap,Deployment,PodDisruptionBudget,Service,ServiceAccount"
-  "all-features|$chart/ci/all-features.yaml|monitoring.coreos.com/v1|ConfigMap,HorizontalPodAutoscaler,Ingress,NetworkPolicy,PodDisruptionBudget,Service,ServiceAccount,ServiceMonitor,StatefulSet"
+  "all-features|$chart/ci/all-features.yaml|monitoring.coreos.com/v1|ConfigMap,DaemonSet,HorizontalPodAutoscaler,Ingress,NetworkPolicy,PodDisruptionBudget,Service,ServiceAccount,ServiceMonitor,StatefulSet"
 )
 for c in "${cases[@]}"; do
   IFS='|' read -r name overlay apis kinds <<<"$c"
@@ -163,6 +163,17 @@ expect_failure "credentials without a Secret" "credentials.existingSecret is req
 
 expect_failure "s3 storage without a bucket" "storage.s3.bucket is required" \
   'storage: {backend: s3}'
+expect_failure "the containerd verifier without a token" "containerdVerifier.enabled needs adminToken.existingSecret" \
+  'containerdVerifier: {enabled: true}'
+
+step "the containerd verifier with the Service's address, resolved by the installer"
+printf 'adminToken: {existingSecret: t}\ncontainerdVerifier: {enabled: true}\n' >"$work/verifier.yaml"
+"$render" -chart "$chart" -name tg -namespace registry -f "$work/verifier.yaml" >"$work/verifier-out.yaml"
+grep -q -- '- "http://tg-trustgate.registry.svc:9090"' "$work/verifier-out.yaml" &&
+  grep -q -- '- --resolve' "$work/verifier-out.yaml" ||
+  die "the DaemonSet does not ask the Service by its resolved address"
+grep -q 'admin_token_file: /etc/trustgate/admin-token/token' "$work/verifier-out.yaml" ||
+  die "trustgate.yaml has no admin_token_file"
 
 step "single replica: no PDB (it would block node drains)"
 printf 'replicaCount: 1\n' >"$work/one.yaml"

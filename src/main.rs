@@ -3,16 +3,18 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use trustgate::cli::{
     check::ConfigCommand, notation::NotationCommand, sigstore::SigstoreCommand,
-    trust::TrustCommand, Cli, Command,
+    trust::TrustCommand, Command,
 };
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = trustgate::cli::parse();
     let result = match cli.command {
+        Command::ContainerdVerifier(args) => {
+            return trustgate::cli::containerd_verifier::run(args).await
+        }
         Command::Serve(args) => trustgate::cli::serve::serve(args).await.map(|()| true),
         Command::Check(args) => trustgate::cli::check::check(args).await,
         Command::Config(ConfigCommand::Validate { config }) => {

@@ -468,19 +468,14 @@ fn dockerd_cells(
             (Store::Legacy, false) => format!("may require 'docker login': denied: {reason}"),
             // The mirror's refusal is not what the user sees: the failed direct attempt is.
             (Store::Legacy, true) => HUB_HOST.to_owned(),
-            // containerd's resolver sends HEAD and reports the status line only.
-            (Store::Containerd, _) => "403 Forbidden".to_owned(),
+            // containerd's resolver sends HEAD and reports the status line only: trustgate
+            // puts the reason there.
+            (Store::Containerd, _) => format!("403 Forbidden: {reason}"),
         };
         if !c.shown.contains(&want) {
             problems.push(format!(
                 "{client} / {}: `{want}` not in {:?}",
                 c.form, c.shown
-            ));
-        }
-        if store == Store::Containerd && c.shown.contains(&reason) {
-            problems.push(format!(
-                "{client} now shows trustgate's reason ({:?}): update the docs",
-                c.shown
             ));
         }
     }
@@ -624,15 +619,11 @@ fn containerd_hosts_toml_falls_back_to_server() {
         );
     }
     for c in cells.iter().filter(|c| c.seen.refused && !c.seen.unsigned) {
-        if !c.shown.contains("403 Forbidden") {
-            problems.push(format!("{}: no `403 Forbidden` in {:?}", c.form, c.shown));
-        }
-        // containerd 1.6 reports the status line only: neither the body nor the Warning.
-        if containerd.major_minor() == (1, 6) && c.shown.contains(&reason) {
-            problems.push(format!(
-                "containerd 1.6 now shows trustgate's reason ({:?}): update the docs",
-                c.shown
-            ));
+        // containerd reports the status line only (neither the body nor the Warning), and
+        // trustgate puts the reason there.
+        let want = format!("403 Forbidden: {reason}");
+        if !c.shown.contains(&want) {
+            problems.push(format!("{}: no `{want}` in {:?}", c.form, c.shown));
         }
     }
     let debug = debug_refusal.map(|o| text(&o)).unwrap_or_default();

@@ -69,6 +69,9 @@ def config_files(config):
     for key in ("cert_file", "key_file"):
         if key in tls:
             out.append(("server.tls." + key, tls[key]))
+    server = config.get("server") or {}
+    if "admin_token_file" in server:
+        out.append(("server.admin_token_file", server["admin_token_file"]))
     for i, u in enumerate(config.get("upstreams") or []):
         for key in ("password_file", "ca_file"):
             if key in u:
@@ -278,7 +281,7 @@ def write_config(config, text, out, cert, key):
     for what, path in config_files(config):
         target = root + path
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        if what.endswith("password_file"):
+        if what.endswith("password_file") or what == "server.admin_token_file":
             content = b"not-a-real-password\n"
         elif what == "storage.s3.trust_state_key_file":
             content = b"not-a-real-trust-state-key-0123456789abcdef\n"

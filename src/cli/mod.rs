@@ -2,6 +2,7 @@
 //! parses arguments and maps results to exit codes.
 
 pub mod check;
+pub mod containerd_verifier;
 pub mod doctor;
 pub mod notation;
 pub mod serve;
@@ -39,4 +40,24 @@ pub enum Command {
     /// Name every client setting that lets pulls bypass or weaken trustgate, with its fix
     /// (exit 0 none, 1 some, 2 unreadable input).
     Doctor(doctor::DoctorArgs),
+    /// Judge an image for containerd 2.x's image verifier plugin (bindir): exit 0 only when
+    /// trustgate allows the digest containerd resolved.
+    ContainerdVerifier(containerd_verifier::ContainerdVerifierArgs),
+}
+
+/// The command line of this process, parsed; exits on a usage error as clap does. Called as
+/// containerd's image verifier, a usage error is also printed on stdout, where containerd
+/// reads the reason it shows for the blocked pull.
+pub fn parse() -> Cli {
+    let args = containerd_verifier::containerd_args(std::env::args_os());
+    let verifier = args.get(1).is_some_and(|a| a == "containerd-verifier");
+    Cli::try_parse_from(args).unwrap_or_else(|e| {
+        if verifier && e.use_stderr() {
+            let first = e.to_string();
+            let first = first.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            println!("trustgate containerd-verifier blocks the pull (fail-closed): {first}");
+        }
+        e.exit()
+    })
 }

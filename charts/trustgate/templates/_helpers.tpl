@@ -77,6 +77,9 @@ server:
     cert_file: /etc/trustgate/tls/tls.crt
     key_file: /etc/trustgate/tls/tls.key
   {{- end }}
+  {{- if .Values.adminToken.existingSecret }}
+  admin_token_file: /etc/trustgate/admin-token/token
+  {{- end }}
 cache:
   dir: /var/cache/trustgate
   max_size: {{ .Values.cache.maxSize | quote }}
