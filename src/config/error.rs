@@ -221,6 +221,14 @@ pub enum ConfigError {
         /// The notary server.
         name: String,
     },
+    /// An upstream whose `tag_ttl` is longer than [`MAX_TAG_TTL`](super::MAX_TAG_TTL).
+    #[error("{at}: upstream `{registry}` has a tag_ttl longer than 24h, which would answer its tags without asking it for more than a day; use at most 24h")]
+    TagTtlTooLong {
+        /// Where (`tag_ttl`).
+        at: Location,
+        /// The upstream's registry name.
+        registry: String,
+    },
     /// A `verify` or `audit` rule without `notary`.
     #[error("{at}: rule `{pattern}` has action {action} but names no notary server; add `notary: <name>` from notary_servers")]
     MissingNotaryServer {
@@ -406,6 +414,7 @@ impl ConfigError {
             | Self::EmptyPasswordFile { at, .. }
             | Self::DuplicateNotaryServer { at, .. }
             | Self::ZeroTtl { at, .. }
+            | Self::TagTtlTooLong { at, .. }
             | Self::MissingNotaryServer { at, .. }
             | Self::UnknownNotaryServer { at, .. }
             | Self::TrustFieldsWithoutVerification { at, .. }

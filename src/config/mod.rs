@@ -145,6 +145,10 @@ pub struct CacheConfig {
     pub max_size: u64,
 }
 
+/// The longest `upstreams[].tag_ttl`: a tag answered from memory for longer would stop
+/// following the registry for more than a day.
+pub const MAX_TAG_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// One entry of `upstreams`: a registry trustgate pulls through.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +171,11 @@ pub struct UpstreamConfig {
     /// prefixes (`https://auth.example/token`) or hosts (`auth.example`, `auth.example:8443`).
     /// Default: `[https://auth.docker.io/token]` when `url` is Docker Hub's, else none.
     pub token_realms: Option<Vec<TokenRealm>>,
+    /// Under `audit` and `allow`: how long a tag's digest, once looked up, answers the tag
+    /// without asking the registry again; default `0s` (always ask). See `tag_ttl` in the
+    /// proxy for the bounded stale answers while the registry is down.
+    #[serde(default, deserialize_with = "values::duration")]
+    pub tag_ttl: Duration,
 }
 
 /// One entry of `notary_servers`: a Notary v1 server holding trust data.
@@ -337,6 +346,9 @@ pub struct Upstream {
     /// Token services besides its own host that may receive the credentials; `None`: the
     /// default (Docker Hub's auth host for Docker Hub).
     pub token_realms: Option<Vec<TokenRealm>>,
+    /// Under `audit` and `allow`: how long a looked-up tag answers without asking; `0s`:
+    /// always ask.
+    pub tag_ttl: Duration,
 }
 
 /// Registry credentials; the password never shows in `Debug`.
@@ -617,6 +629,12 @@ impl Config {
                 (true, None) => first_default = Some(i),
                 (false, _) => {}
             }
+            if upstream.tag_ttl > MAX_TAG_TTL {
+                return Err(ConfigError::TagTtlTooLong {
+                    at: at(i, "tag_ttl"),
+                    registry: upstream.registry.clone(),
+                });
+            }
             let (present, missing) = match (&upstream.username, &upstream.password_file) {
                 (Some(_), None) => ("username", "password_file"),
                 (None, Some(_)) => ("password_file", "username"),
@@ -878,6 +896,7 @@ impl Config {
             credentials,
             ca_file: upstream.ca_file.clone(),
             token_realms: upstream.token_realms.clone(),
+            tag_ttl: upstream.tag_ttl,
         })
     }
 }

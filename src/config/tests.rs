@@ -161,6 +161,7 @@ fn shipped_config_examples_load_when_uncommented() {
     let config = Config::from_yaml(&enabled).unwrap_or_else(|e| panic!("{e}\n{enabled}"));
     assert!(config.server.tls.is_some());
     assert!(config.upstreams[0].password_file.is_some());
+    assert_eq!(config.upstreams[0].tag_ttl, Duration::from_secs(30));
     let policy = config.policy().unwrap();
     let own = policy.decide("registry.example.internal", "team/app");
     assert_eq!(own.action(), Action::Verify);
@@ -193,6 +194,7 @@ fn defaults() {
     assert_eq!(config.cache.dir, Path::new("./data"));
     assert_eq!(config.cache.max_size, 20 << 30);
     assert!(!config.upstreams[0].default);
+    assert_eq!(config.upstreams[0].tag_ttl, Duration::ZERO);
     assert_eq!(config.notary_servers[0].ttl, Duration::from_secs(30));
     assert_eq!(config.policy.default, DefaultAction::Deny);
 

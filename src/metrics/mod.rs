@@ -21,6 +21,7 @@
 //! | `trustgate_upstream_errors_total` | `upstream`, `kind` |
 //! | `trustgate_upstream_request_duration_seconds` | `upstream` |
 //! | `trustgate_upstream_ratelimit_remaining` | `upstream` |
+//! | `trustgate_tag_stale_answers_total` | `upstream` |
 //! | `trustgate_trust_fetch_duration_seconds` | `server` |
 //! | `trustgate_trust_expiry_seconds` | `role` |
 //! | `trustgate_trust_state_refused_total` | `server` |

@@ -37,6 +37,7 @@ pub struct UpstreamMetrics {
     errors: IntCounterVec,
     duration: HistogramVec,
     ratelimit_remaining: IntGaugeVec,
+    stale_tags: IntCounterVec,
 }
 
 // === impl UpstreamErrorKind ===
@@ -94,6 +95,13 @@ impl UpstreamMetrics {
                  RateLimit-Remaining header.",
                 &["upstream"],
             ),
+            stale_tags: super::counter_vec(
+                registry,
+                "trustgate_tag_stale_answers_total",
+                "Manifest requests by tag answered from the last digest the upstream gave for \
+                 it, past its tag_ttl, because the upstream could not answer, by upstream.",
+                &["upstream"],
+            ),
         }
     }
 
@@ -120,5 +128,10 @@ impl UpstreamMetrics {
         self.ratelimit_remaining
             .with_label_values(&[upstream])
             .set(super::saturating_i64(remaining));
+    }
+
+    /// Counts a tag of `upstream` (a configured registry name) answered stale.
+    pub fn stale_tag(&self, upstream: &str) {
+        self.stale_tags.with_label_values(&[upstream]).inc();
     }
 }

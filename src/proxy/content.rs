@@ -161,7 +161,7 @@ impl Proxy {
 
     /// Memoises what `manifest` references. Content-addressed, so an entry already there is
     /// the same: it is only promoted, without building it (and its key) again.
-    fn remember_refs(&self, digest: &Digest, manifest: &Manifest) -> Arc<Refs> {
+    pub(super) fn remember_refs(&self, digest: &Digest, manifest: &Manifest) -> Arc<Refs> {
         self.refs
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -211,8 +211,52 @@ impl Proxy {
         Ok(manifest_response(&fetched, &digest, head))
     }
 
-    /// Unverified (`allow`, `audit`): what the tag points at upstream now, cached by digest.
+    /// Unverified (`allow`, `audit`): what the tag points at upstream now, cached by digest;
+    /// with the upstream's `tag_ttl`, from memory within it, and stale while the upstream
+    /// cannot answer (tags.rs).
     async fn manifest_by_tag(
+        &self,
+        ctx: &Ctx<'_>,
+        tag: &Tag,
+    ) -> Result<(Digest, Fetched), ProxyError> {
+        let ttl = ctx.rt.tag_ttl(ctx.upstream.registry());
+        if ttl.is_zero() {
+            return self.manifest_by_tag_upstream(ctx, tag).await;
+        }
+        if let Some(digest) = self.remembered_tag(ctx, tag.as_str(), ttl) {
+            if let Some(fetched) = self.cached_manifest(ctx, &digest).await {
+                return Ok((digest, fetched));
+            }
+        }
+        match self.manifest_by_tag_upstream(ctx, tag).await {
+            Ok((digest, fetched)) => {
+                self.remember_tag(ctx, tag.as_str(), &digest);
+                Ok((digest, fetched))
+            }
+            Err(ProxyError::UnknownManifest { what }) => {
+                self.forget_tag(ctx, tag.as_str());
+                Err(ProxyError::UnknownManifest { what })
+            }
+            Err(ProxyError::Upstream { registry, source })
+                if super::tags::may_answer_stale(&source) =>
+            {
+                let window = ttl.saturating_add(super::TAG_STALE_WINDOW);
+                if let Some(digest) = self.remembered_tag(ctx, tag.as_str(), window) {
+                    if let Some(fetched) = self.cached_manifest(ctx, &digest).await {
+                        tracing::warn!(image = %ctx.image, tag = tag.as_str(), digest = %digest,
+                            error = %source, "upstream cannot answer for the tag: serving its last digest (stale)");
+                        self.metrics.upstream().stale_tag(&registry);
+                        return Ok((digest, fetched));
+                    }
+                }
+                Err(ProxyError::Upstream { registry, source })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What the tag points at upstream now, cached by digest.
+    async fn manifest_by_tag_upstream(
         &self,
         ctx: &Ctx<'_>,
         tag: &Tag,

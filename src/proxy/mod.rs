@@ -7,6 +7,8 @@
 //!             kind asked: closure.rs) -> content by digest (content.rs)
 //!   audit  -> content as upstream has it; trust checked in the background and recorded
 //!   allow  -> content as upstream has it
+//!             (audit, allow: a tag within `tag_ttl` from memory, stale while the upstream
+//!             is down: tags.rs)
 //! ```
 //! Content is always fetched and cached by digest and hashed before it is served or stored.
 
@@ -16,6 +18,7 @@ mod ctx;
 mod error;
 mod handlers;
 mod runtime;
+mod tags;
 mod verdict;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -25,6 +28,7 @@ use http::{Request, Response};
 pub use self::{
     error::ProxyError,
     runtime::{BuildError, Runtime},
+    tags::STALE_WINDOW as TAG_STALE_WINDOW,
     verdict::{Verdict, VerdictError, VerdictKind},
 };
 use crate::{body::Body, cache::Store, metrics::Metrics, oci};
@@ -55,6 +59,8 @@ pub struct Proxy {
     limits: Limits,
     /// What each manifest references, by digest: content-addressed, so never stale.
     refs: Mutex<lru::LruCache<String, Arc<content::Refs>>>,
+    /// Under `audit` and `allow`: what each tag last pointed at upstream (`tag_ttl`).
+    tags: Mutex<lru::LruCache<tags::Key, tags::Remembered>>,
 }
 
 // === impl Proxy ===
@@ -69,6 +75,7 @@ impl Proxy {
             refs: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(16 * 1024).expect("non-zero"),
             )),
+            tags: Mutex::new(lru::LruCache::new(tags::CAPACITY)),
         }
     }
 

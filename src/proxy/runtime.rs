@@ -98,6 +98,8 @@ pub struct Runtime {
     /// once so a request only clones `Arc`s.
     queries: HashMap<usize, (Arc<dyn Verifier>, TrustQuery)>,
     upstreams: Vec<Upstream>,
+    /// `upstreams[].tag_ttl`, by upstream index.
+    tag_ttls: Vec<Duration>,
     by_registry: HashMap<String, usize>,
     default_upstream: Option<usize>,
     /// The soonest trust-data expiry per role kind over this runtime's verifiers.
@@ -132,6 +134,7 @@ impl Runtime {
         let built = config.build()?;
         let limits = &config.limits;
         let mut upstreams = Vec::new();
+        let mut tag_ttls = Vec::new();
         let mut by_registry = HashMap::new();
         let mut default_upstream = None;
         let observer: Arc<dyn UpstreamObserver> = Arc::new(UpstreamMetrics(metrics.clone()));
@@ -162,6 +165,7 @@ impl Runtime {
                 default_upstream = Some(i);
             }
             upstreams.push(client);
+            tag_ttls.push(u.tag_ttl);
         }
         let mut verifiers = HashMap::new();
         let trust_expiry = Arc::new(TrustExpiry::new(metrics.trust().clone()));
@@ -274,6 +278,7 @@ impl Runtime {
             policy: built.policy,
             queries,
             upstreams,
+            tag_ttls,
             by_registry,
             default_upstream,
             trust_expiry,
@@ -302,6 +307,15 @@ impl Runtime {
 
     pub fn upstreams(&self) -> &[Upstream] {
         &self.upstreams
+    }
+
+    /// `tag_ttl` of the upstream named `registry`; zero (always ask) for an unknown one.
+    pub fn tag_ttl(&self, registry: &str) -> Duration {
+        self.by_registry
+            .get(registry)
+            .and_then(|&i| self.tag_ttls.get(i))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The verifier and query a verifying rule asks for, for one repository.

@@ -11,7 +11,7 @@ use trustgate::policy::Action;
 use trustgate::server::RouteKind;
 
 /// Every family; names are a public interface.
-const FAMILIES: [&str; 25] = [
+const FAMILIES: [&str; 26] = [
     "trustgate_http_requests_total",
     "trustgate_http_request_duration_seconds",
     "trustgate_client_connections_refused_total",
@@ -21,6 +21,7 @@ const FAMILIES: [&str; 25] = [
     "trustgate_upstream_errors_total",
     "trustgate_upstream_request_duration_seconds",
     "trustgate_upstream_ratelimit_remaining",
+    "trustgate_tag_stale_answers_total",
     "trustgate_trust_fetch_duration_seconds",
     "trustgate_trust_expiry_seconds",
     "trustgate_cache_hits_total",
@@ -55,6 +56,7 @@ fn touch_everything(metrics: &Metrics) {
         .upstream()
         .error("docker-hub", UpstreamErrorKind::Timeout);
     metrics.upstream().set_ratelimit_remaining("docker-hub", 99);
+    metrics.upstream().stale_tag("docker-hub");
     metrics.trust().fetch("notary", ms);
     metrics.trust().set_expiry(TrustRole::Delegation, 3600.0);
     metrics.cache().hit();
