@@ -254,6 +254,55 @@ impl Store {
         }
     }
 
+    /// The blob, stored and hashed whole by this process, opened for reading part of it (a
+    /// byte range): a verified hit at once; an object found at startup after it is hashed
+    /// whole; a miss after [`Store::blob_of_size`] fetched, verified and stored all of it
+    /// (single flight, as for a full read). `None` when it could not be stored (no room, a
+    /// write failed, a stored object that did not match its digest and is gone now): serve
+    /// it whole instead.
+    pub async fn verified_blob<F, Fut, E>(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+        fetch: F,
+    ) -> Result<Option<super::CachedBlob>, StoreError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(Option<u64>, BoxStream<'static, Result<Bytes, E>>), E>>
+            + Send
+            + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        if let Some(blob) = self.open_blob(digest).await? {
+            if blob.is_verified() {
+                self.inner.observer.hit(blob.len());
+                return Ok(Some(blob));
+            }
+        }
+        // Hashes an unverified object on the way, or fetches it; nothing is sent meanwhile.
+        let mut stream = self.blob_of_size(digest, size, fetch).await?.stream;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(_) => {}
+                Err(StoreError::Corrupt { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        drop(stream);
+        // The fetch reports the blob verified before it renamed it into place.
+        let flight = self
+            .inner
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+            .map(|f| f.state.clone());
+        if let Some(mut state) = flight {
+            while state.changed().await.is_ok() {}
+        }
+        Ok(self.open_blob(digest).await?.filter(|b| b.is_verified()))
+    }
+
     async fn lead<F, Fut, E>(
         &self,
         digest: &Digest,

@@ -4,7 +4,7 @@
 //! that a later zero-copy path (`sendfile`) can take the open file instead of the stream.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -126,6 +126,30 @@ impl CachedBlob {
             guard,
         };
         stream::unfold(state, FileRead::next).boxed()
+    }
+
+    /// Streams `len` bytes from `start` of a blob this process has hashed (a byte range);
+    /// the blob back, unread, if it is not verified (part of an object can never be checked
+    /// against its digest: hash the whole first, [`Store::verified_blob`]). The range must lie
+    /// within the blob; a file shorter than indexed fails the stream.
+    pub fn into_range_stream(self, start: u64, len: u64) -> Result<BlobStream, CachedBlob> {
+        if !self.verified || start.saturating_add(len) > self.len {
+            return Err(self);
+        }
+        let CachedBlob {
+            mut file, guard, ..
+        } = self;
+        if let Err(e) = file.seek(SeekFrom::Start(start)) {
+            let path = guard.inner.object_path(&guard.digest);
+            return Ok(stream::once(async move { Err(StoreError::io("seek", path, e)) }).boxed());
+        }
+        let state = FileRead {
+            verifier: None,
+            pending: (len > 0).then(|| spawn_read(file, chunk_len(len))),
+            remaining: len,
+            guard,
+        };
+        Ok(stream::unfold(state, FileRead::next).boxed())
     }
 }
 

@@ -39,6 +39,9 @@ pub enum ProxyError {
     /// The client does not accept the signed manifest's media type.
     #[error("{what} is a {media_type}, which the client's Accept header does not allow")]
     NotAcceptable { what: String, media_type: String },
+    /// A blob GET's single byte range starts at or after its end (`416`).
+    #[error("the range asked for is not within {what}, which is {size} bytes")]
+    RangeNotSatisfiable { what: String, size: u64 },
     /// The upstream failed.
     #[error("upstream {source}")]
     Upstream {
@@ -77,6 +80,9 @@ impl ProxyError {
                 (OciErrorCode::ManifestUnknown, StatusCode::NOT_FOUND)
             }
             UnknownBlob { .. } => (OciErrorCode::BlobUnknown, StatusCode::NOT_FOUND),
+            RangeNotSatisfiable { .. } => {
+                (OciErrorCode::SizeInvalid, StatusCode::RANGE_NOT_SATISFIABLE)
+            }
             Upstream { source, .. } => match source {
                 UpstreamError::RateLimited { .. } => {
                     (OciErrorCode::TooManyRequests, StatusCode::TOO_MANY_REQUESTS)
@@ -159,6 +165,10 @@ impl ProxyError {
             _ => None,
         } {
             response = response.header(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        // RFC 9110 15.5.17: the representation's length, for the client to ask again.
+        if let ProxyError::RangeNotSatisfiable { size, .. } = &self {
+            response = response.header(header::CONTENT_RANGE, format!("bytes */{size}"));
         }
         if let ProxyError::Upstream {
             source:

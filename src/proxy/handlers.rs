@@ -9,6 +9,7 @@ use super::{
     closure::Want,
     content::Fetched,
     ctx::{Ctx, Unserved},
+    range::{self, ByteRange},
     Proxy, ProxyError,
 };
 use crate::{
@@ -38,9 +39,14 @@ impl Proxy {
     pub(super) async fn dispatch(
         self: &Arc<Self>,
         route: &Route,
-        accept: &[String],
+        headers: &http::HeaderMap,
     ) -> Result<Response<Body>, ProxyError> {
         let head = route.method == ReadMethod::Head;
+        let accept: Vec<String> = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
         let Some(name) = route.endpoint.name() else {
             return Ok(json_response(
                 StatusCode::OK,
@@ -67,9 +73,9 @@ impl Proxy {
         }
         match &route.endpoint {
             Endpoint::Manifest { reference, .. } => {
-                self.manifest(&ctx, reference, accept, head).await
+                self.manifest(&ctx, reference, &accept, head).await
             }
-            Endpoint::Blob { digest, .. } => self.blob(&ctx, digest, head).await,
+            Endpoint::Blob { digest, .. } => self.blob(&ctx, digest, headers, head).await,
             Endpoint::TagsList { n, last, .. } => {
                 self.tags(
                     &ctx,
@@ -365,6 +371,7 @@ impl Proxy {
         &self,
         ctx: &Ctx<'_>,
         digest: &Digest,
+        headers: &http::HeaderMap,
         head: bool,
     ) -> Result<Response<Body>, ProxyError> {
         let action = ctx.decision.action();
@@ -402,28 +409,73 @@ impl Proxy {
                 body::empty(),
             ));
         }
-        let (upstream, repo, wanted) = (
-            ctx.upstream.clone(),
-            ctx.repo.to_owned(),
-            digest.as_str().to_owned(),
-        );
+        let store_error = |e| match upstream_cause(&e) {
+            Some(u) => ctx.upstream_error(u, false, &what),
+            None => ProxyError::Store(e),
+        };
+        // GET only (RFC 9110 14.2). Part of a blob cannot be checked against its digest: the
+        // range is served from a stored blob this process hashed whole, else the whole blob.
+        if let Some(range) = range::requested(headers, &etag(digest)) {
+            let stored = self
+                .store
+                .verified_blob(digest, signed_size, blob_fetch(ctx, digest))
+                .await
+                .map_err(store_error)?;
+            if let Some(blob) = stored {
+                return self.blob_range(ctx, digest, signed_size, range, blob);
+            }
+        }
         let blob = self
             .store
-            .blob_of_size(digest, signed_size, move || async move {
-                let blob = upstream.blob(&repo, &wanted).await?;
-                Ok::<_, UpstreamError>((blob.length, blob.stream))
-            })
+            .blob_of_size(digest, signed_size, blob_fetch(ctx, digest))
             .await
-            .map_err(|e| match upstream_cause(&e) {
-                Some(u) => ctx.upstream_error(u, false, &what),
-                None => ProxyError::Store(e),
-            })?;
+            .map_err(store_error)?;
         // The store holds the body to exactly the signed size; the header says it too.
         Ok(blob_response(
             digest,
             signed_size.or(blob.length),
             body::stream(blob.stream),
         ))
+    }
+
+    /// `206 Partial Content` for `range` of a stored, verified blob, or `416`.
+    fn blob_range(
+        &self,
+        ctx: &Ctx<'_>,
+        digest: &Digest,
+        signed_size: Option<u64>,
+        range: ByteRange,
+        blob: crate::cache::CachedBlob,
+    ) -> Result<Response<Body>, ProxyError> {
+        let total = blob.len();
+        if let Some(size) = signed_size.filter(|size| *size != total) {
+            return Err(self.refuse(
+                ctx,
+                Refusal::new(
+                    RefusalKind::Mismatch,
+                    format!(
+                        "{}@{digest} is {total} bytes, but its signed descriptor says {size}",
+                        ctx.image
+                    ),
+                ),
+            ));
+        }
+        let Some((first, last)) = range.resolve(total) else {
+            return Err(ProxyError::RangeNotSatisfiable {
+                what: format!("{}@{digest}", ctx.image),
+                size: total,
+            });
+        };
+        let len = last - first + 1;
+        let stream = blob
+            .into_range_stream(first, len)
+            .map_err(|_| ProxyError::Internal("a range of an unverified blob".to_owned()))?;
+        let mut response = blob_response(digest, Some(len), body::stream(stream));
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = header::HeaderValue::from_str(&format!("bytes {first}-{last}/{total}")) {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        Ok(response)
     }
 
     /// `GET /v2/<name>/referrers/<digest>`. Under `verify`, for a digest that verifies as its
@@ -551,6 +603,32 @@ impl Proxy {
     }
 }
 
+/// An upstream blob fetch as the store runs it: the announced length and the body.
+type BlobFetch = futures_util::future::BoxFuture<
+    'static,
+    Result<(Option<u64>, crate::upstream::BlobStream), UpstreamError>,
+>;
+
+/// What fetches `digest` from the request's upstream, for the store to run (single flight).
+fn blob_fetch(ctx: &Ctx<'_>, digest: &Digest) -> impl FnOnce() -> BlobFetch + Send + 'static {
+    let (upstream, repo, wanted) = (
+        ctx.upstream.clone(),
+        ctx.repo.to_owned(),
+        digest.as_str().to_owned(),
+    );
+    move || {
+        Box::pin(async move {
+            let blob = upstream.blob(&repo, &wanted).await?;
+            Ok((blob.length, blob.stream))
+        })
+    }
+}
+
+/// A blob's strong validator, as docker-registry sends it: `"<digest>"`.
+fn etag(digest: &Digest) -> String {
+    format!("\"{digest}\"")
+}
+
 /// The upstream error behind a failed fetch through the store, if that is what failed.
 fn upstream_cause(e: &crate::cache::StoreError) -> Option<UpstreamError> {
     match e {
@@ -621,6 +699,13 @@ fn blob_response(digest: &Digest, length: Option<u64>, body: Body) -> Response<B
     if let Ok(v) = header::HeaderValue::from_str(digest.as_str()) {
         h.insert("Docker-Content-Digest", v);
     }
+    if let Ok(v) = header::HeaderValue::from_str(&etag(digest)) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::ACCEPT_RANGES,
+        header::HeaderValue::from_static("bytes"),
+    );
     h.insert(
         API_VERSION.0,
         header::HeaderValue::from_static(API_VERSION.1),

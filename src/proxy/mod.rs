@@ -17,6 +17,7 @@ mod content;
 mod ctx;
 mod error;
 mod handlers;
+mod range;
 mod runtime;
 mod tags;
 mod verdict;
@@ -107,13 +108,7 @@ impl Proxy {
             Ok(route) => route,
             Err(e) => return ProxyError::from(e).into_response(head),
         };
-        let accept: Vec<String> = req
-            .headers()
-            .get_all(http::header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_owned))
-            .collect();
-        match self.dispatch(&route, &accept).await {
+        match self.dispatch(&route, req.headers()).await {
             Ok(response) => response,
             Err(e) => e.into_response(head),
         }
