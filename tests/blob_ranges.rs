@@ -26,10 +26,7 @@ impl Env {
         let registry = Registry::start();
         let keys = tempfile::tempdir().unwrap();
         let key = Key::generate(keys.path(), "a");
-        let trust = format!(
-            "      keys: [{}]\n      require_tlog: false\n",
-            serde_json::json!(key.public.to_str().unwrap())
-        );
+        let trust = cosign::offline_key_trust(&key);
         let rules = [
             cosign::verify_rule("signed/**", &trust),
             format!("    - match: \"{REGISTRY}/open/**\"\n      action: allow\n"),
@@ -50,13 +47,7 @@ impl Env {
     }
 
     fn sign(&self, repo: &str, digest: &str) {
-        let payload = Blob::new(cosign::payload(repo, digest));
-        let sig = self.key.sign(&payload.bytes);
-        let layer = cosign::layer(
-            &payload,
-            serde_json::json!({cosign::SIGNATURE_ANNOTATION: cosign::b64(&sig)}),
-        );
-        cosign::push_signature(&self.registry, repo, digest, payload, vec![layer]);
+        cosign::sign_digest(&self.registry, &self.key, repo, digest);
     }
 
     fn direct(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {

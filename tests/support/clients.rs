@@ -322,54 +322,7 @@ fn free_loopback_443() -> Ipv4Addr {
 /// A throw-away CA (`ca.crt`) and a certificate for `name` it issued (`server.crt`,
 /// `server.key`) in `dir`.
 fn certificate(dir: &Path, name: &str) {
-    let ca_key = dir.join("ca.key");
-    let key = dir.join("server.key");
-    for k in [&ca_key, &key] {
-        run_ok(
-            Command::new("openssl")
-                .args([
-                    "ecparam",
-                    "-name",
-                    "prime256v1",
-                    "-genkey",
-                    "-noout",
-                    "-out",
-                ])
-                .arg(k),
-            "openssl",
-        );
-    }
-    run_ok(
-        Command::new("openssl")
-            .args(["req", "-new", "-x509", "-days", "2"])
-            .args(["-subj", "/CN=trustgate throw-away test CA"])
-            .args(["-addext", "basicConstraints=critical,CA:true"])
-            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-            .arg("-key")
-            .arg(&ca_key)
-            .arg("-out")
-            .arg(dir.join("ca.crt")),
-        "openssl",
-    );
-    run_ok(
-        Command::new("openssl")
-            .args(["req", "-new", "-x509", "-days", "2"])
-            .arg("-subj")
-            .arg(format!("/CN={name}"))
-            .arg("-addext")
-            .arg(format!("subjectAltName=DNS:{name}"))
-            .args(["-addext", "basicConstraints=critical,CA:false"])
-            .args(["-addext", "extendedKeyUsage=serverAuth"])
-            .arg("-key")
-            .arg(&key)
-            .arg("-CA")
-            .arg(dir.join("ca.crt"))
-            .arg("-CAkey")
-            .arg(&ca_key)
-            .arg("-out")
-            .arg(dir.join("server.crt")),
-        "openssl",
-    );
+    super::TlsFiles::issue(dir, name, &format!("DNS:{name}"));
 }
 
 // === containerd ===

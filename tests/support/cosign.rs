@@ -170,3 +170,24 @@ fn run(cmd: &mut Command) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The trust keys of a rule that accepts `key`'s signatures without a log entry (offline
+/// signing), each line indented for a rule and ended.
+pub fn offline_key_trust(key: &Key) -> String {
+    format!(
+        "      keys: [{}]\n      require_tlog: false\n",
+        serde_json::json!(key.public.to_str().unwrap())
+    )
+}
+
+/// Signs `digest` of `REGISTRY/repo` with `key` in cosign's `.sig` format and pushes the
+/// signature manifest to `registry`.
+pub fn sign_digest(registry: &Registry, key: &Key, repo: &str, digest: &str) {
+    let payload = Blob::new(payload(repo, digest));
+    let sig = key.sign(&payload.bytes);
+    let layer = layer(
+        &payload,
+        serde_json::json!({ SIGNATURE_ANNOTATION: b64(&sig) }),
+    );
+    push_signature(registry, repo, digest, payload, vec![layer]);
+}

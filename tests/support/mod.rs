@@ -941,6 +941,13 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     pub fn generate(dir: &Path) -> TlsFiles {
+        TlsFiles::issue(dir, "127.0.0.1", "IP:127.0.0.1")
+    }
+
+    /// A throw-away CA (`ca.crt`) and a server certificate (`server.crt`, `server.key`) it
+    /// issued in `dir` for common name `cn` and subject alternative name `san`
+    /// (`IP:127.0.0.1`, `DNS:registry-1.docker.io`), valid for a few days.
+    pub fn issue(dir: &Path, cn: &str, san: &str) -> TlsFiles {
         let ca_key = dir.join("ca.key");
         let files = TlsFiles {
             ca_cert: dir.join("ca.crt"),
@@ -979,8 +986,10 @@ impl TlsFiles {
         run_ok(
             Command::new("openssl")
                 .args(["req", "-new", "-x509", "-days", "30"])
-                .args(["-subj", "/CN=127.0.0.1"])
-                .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+                .arg("-subj")
+                .arg(format!("/CN={cn}"))
+                .arg("-addext")
+                .arg(format!("subjectAltName={san}"))
                 .args(["-addext", "basicConstraints=critical,CA:false"])
                 .args(["-addext", "extendedKeyUsage=serverAuth"])
                 .arg("-key")
