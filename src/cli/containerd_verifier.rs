@@ -653,7 +653,7 @@ async fn judgement(args: &ContainerdVerifierArgs, image: &mut String) -> Outcome
     match tokio::time::timeout(left, asking).await {
         Ok(outcome) => outcome,
         Err(_) => Outcome::NoVerdict(format!(
-            "no verdict within {:?} (the verifier's timeout)",
+            "trustgate did not answer in time: no verdict within {:?} (the verifier's timeout)",
             settings.timeout
         )),
     }
