@@ -7,8 +7,10 @@
 //! What must hold: under `verify` a blob is read to exactly its signed size (more, fewer, or
 //! another announced length fail, and nothing is stored); without a signed size the body is
 //! bounded by `limits.max_blob_size`; no announced length and no bucket object makes room in
-//! the cache (evicts) before bytes arrived or verified; no temp file outgrows its bound; and a
-//! slow or silent bucket costs a bounded wait, after which the upstream serves.
+//! the cache (evicts) before bytes arrived or verified; no temp file outgrows its bound; a
+//! wrong bucket object is stopped short like a wrong upstream body, and read upstream next;
+//! and a slow, silent or truncating bucket costs a bounded wait, after which the upstream
+//! serves the rest.
 
 mod support;
 
@@ -521,8 +523,20 @@ fn attack_bucket_swapped_object_is_not_served() {
     let other = Blob::new(random_bytes(64 * 1024));
     s3.put(&key(&wanted), other.bytes.clone());
 
+    // Streamed like a wrong upstream body: stopped short before its last chunk, nothing
+    // stored; the retry reads upstream.
+    let got = env.get(&path(OPEN, &wanted));
+    assert_cut_short(&got, Some(wanted.size()), wanted.size() - 1);
+    assert_eq!(mismatches(&env), 1.0);
+    env.assert_nothing_stored(&wanted);
     env.proxy.expect_served(&path(OPEN, &wanted), &wanted.bytes);
     assert_eq!(mismatches(&env), 1.0);
+    wait_for(|| env.stored(&wanted), "the upstream copy to be stored");
+    // The verified copy replaces the wrong object.
+    wait_for(
+        || s3.get(&key(&wanted)).as_ref() == Some(&wanted.bytes),
+        "the bucket's object to be repaired",
+    );
 }
 
 #[test]
@@ -533,9 +547,14 @@ fn attack_bucket_junk_object_as_large_as_the_cache_evicts_nothing() {
     let blob = env.open_blob(4096);
     s3.put(&key(&blob), random_bytes(16 * MIB as usize));
 
-    env.proxy.expect_served(&path(OPEN, &blob), &blob.bytes);
+    // No signed size: the bucket's 16 MiB are streamed (and stopped short at the digest),
+    // cached only in the room that was free: nothing is evicted for them.
+    let got = env.get(&path(OPEN, &blob));
+    assert_cut_short(&got, Some(16 * MIB), 16 * MIB - 1);
     assert_eq!(mismatches(&env), 1.0);
     env.assert_all_stored(&cached, "after a junk object as large as the cache");
+    env.assert_nothing_stored(&blob);
+    env.proxy.expect_served(&path(OPEN, &blob), &blob.bytes);
     wait_for(|| env.stored(&blob), "the upstream copy to be stored");
 }
 
@@ -578,6 +597,14 @@ fn attack_bucket_that_drips_an_object_falls_back_to_upstream() {
     assert!(
         elapsed < Duration::from_secs(15),
         "the dripping bucket held the pulls for {elapsed:?}"
+    );
+    // The bytes the bucket had sent were kept; the rest came from upstream.
+    assert!(
+        env.proxy
+            .log_tail(200)
+            .contains("the rest of the blob comes from upstream"),
+        "{}",
+        env.proxy.log_tail(20)
     );
 }
 

@@ -258,8 +258,7 @@ fn a_replica_killed_mid_upload_leaves_no_partial_object() {
     }
     env.assert_bucket_consistent();
 
-    // A fresh replica reads it from the bucket: downloaded and verified whole before the
-    // first byte is served.
+    // A fresh replica reads it from the bucket, streamed while it is hashed.
     let fresh = env.add_replica();
     let r = env.get(fresh, "/v2/apps/big/manifests/v1");
     assert_eq!(r.status, 200, "{}", r.summary());
@@ -269,7 +268,7 @@ fn a_replica_killed_mid_upload_leaves_no_partial_object() {
     assert_eq!(env.metric(fresh, "trustgate_shared_store_hits_total"), 2.0);
     eprintln!(
         "64 MiB layer, whole GET: {from_upstream:?} from upstream (streamed), \
-         {from_bucket:?} from the bucket (verified before the first byte)"
+         {from_bucket:?} from the bucket (streamed while hashed)"
     );
 }
 
@@ -325,12 +324,23 @@ fn a_wrong_object_in_the_bucket_is_not_served() {
     wrong[middle] ^= 1;
     env.s3.put(&Env::key(&layer.digest), wrong);
 
+    // Streamed like an upstream body: the download is stopped short at the mismatch, never
+    // complete, and the retry (as every client retries a failed layer) comes from upstream.
+    let r = env.get(1, "/v2/apps/tamper/manifests/v1");
+    assert_eq!(r.status, 200, "{}", r.summary());
     let before = env.upstream_requests(1);
-    env.pull(1, "apps/tamper", &image);
+    let r = env.get(1, &format!("/v2/apps/tamper/blobs/{}", layer.digest));
+    assert!(
+        r.status != 200 || r.body.len() < layer.bytes.len(),
+        "the tampered object was served whole: {}",
+        r.summary()
+    );
     assert_eq!(
         env.metric(1, "trustgate_shared_store_digest_mismatches_total"),
         1.0
     );
+    assert_eq!(env.upstream_requests(1), before);
+    env.pull(1, "apps/tamper", &image);
     assert_eq!(
         env.upstream_requests(1) - before,
         1.0,
@@ -345,6 +355,86 @@ fn a_wrong_object_in_the_bucket_is_not_served() {
         );
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Sends `GET path` to `proxy` and reads the response as it streams: the time to the first
+/// body byte, the shared tier's hit count at that moment, and the whole body.
+fn timed_get(proxy: &Proxy, path: &str) -> (u16, Duration, f64, Vec<u8>) {
+    use std::io::{Read, Write};
+    let authority = proxy.url().trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&authority).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let started = Instant::now();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: {ACCEPT_ALL}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let (head_end, first_byte) = loop {
+        let n = stream.read(&mut buf).expect("read");
+        assert!(n > 0, "closed before the first body byte: {raw:?}");
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            if raw.len() > i + 4 {
+                break (i + 4, started.elapsed());
+            }
+        }
+    };
+    let hits = proxy
+        .metric("trustgate_shared_store_hits_total")
+        .unwrap_or(0.0);
+    stream.read_to_end(&mut raw).expect("read body");
+    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+    let status = head[9..12].parse().expect("status");
+    (status, first_byte, hits, raw.split_off(head_end))
+}
+
+#[test]
+fn a_gibibyte_object_from_the_bucket_starts_streaming_at_once() {
+    let mut env = Env::start(0);
+    let replica = Proxy::start_with_cache_size(&env.body, "4GiB");
+    env.replicas.push(Some(replica));
+    let image = Image::random_sized(Format::Docker, &[1 << 30]);
+    env.publish("apps/huge", &image);
+    let layer = &image.layers[0];
+    // Put straight into the bucket, as another replica's upload would have.
+    env.s3.put(&Env::key(&layer.digest), layer.bytes.clone());
+    let r = env.get(0, "/v2/apps/huge/manifests/v1");
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let hits_before = env.metric(0, "trustgate_shared_store_hits_total");
+    let upstream_before = env.upstream_requests(0);
+
+    let started = Instant::now();
+    let (status, first_byte, hits_at_first_byte, body) = timed_get(
+        env.replica(0),
+        &format!("/v2/apps/huge/blobs/{}", layer.digest),
+    );
+    let whole = started.elapsed();
+    assert_eq!(status, 200);
+    assert!(body == layer.bytes, "the layer's exact bytes");
+    // A hit is counted once the object verified: the first byte came before that.
+    assert_eq!(
+        hits_at_first_byte, hits_before,
+        "the first byte waited for the whole object"
+    );
+    assert_eq!(
+        env.metric(0, "trustgate_shared_store_hits_total"),
+        hits_before + 1.0
+    );
+    assert_eq!(
+        env.upstream_requests(0),
+        upstream_before,
+        "the layer did not come from upstream"
+    );
+    eprintln!(
+        "1 GiB layer from the bucket: first byte after {} ms, whole in {whole:?} ({:.0} MiB/s)",
+        first_byte.as_millis(),
+        1024.0 / whole.as_secs_f64()
+    );
 }
 
 #[test]

@@ -34,6 +34,15 @@ pub enum StoreError {
         #[source]
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
+    /// Reading the shared tier's object failed after it began to stream.
+    #[error("reading {digest} from the shared store failed: {source}")]
+    Shared {
+        /// The blob being read.
+        digest: Digest,
+        /// What the shared tier reported.
+        #[source]
+        source: super::SharedError,
+    },
     /// The bytes did not hash to the digest they were requested by; nothing was stored.
     #[error(transparent)]
     DigestMismatch(#[from] DigestMismatch),
@@ -135,12 +144,20 @@ impl StoreError {
         }
     }
 
-    /// Whether the failure came from upstream content (a fetch error, wrong bytes, wrong
-    /// length) rather than from the store itself. Proxies map the first to 502.
+    pub(super) fn shared(digest: &Digest, source: super::SharedError) -> Self {
+        Self::Shared {
+            digest: digest.clone(),
+            source,
+        }
+    }
+
+    /// Whether the failure came from the content's source (an upstream or shared-tier fetch
+    /// error, wrong bytes, wrong length) rather than from the store itself. Proxies map the first to 502.
     pub fn is_upstream(&self) -> bool {
         matches!(
             self,
             Self::Upstream { .. }
+                | Self::Shared { .. }
                 | Self::DigestMismatch(_)
                 | Self::LengthMismatch { .. }
                 | Self::WrongLength { .. }

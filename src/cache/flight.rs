@@ -1,5 +1,7 @@
-//! Cold blob fetches: one upstream fetch per digest however many callers want it ("single
-//! flight"), streamed to every one of them while it is hashed once and written to a temp file.
+//! Cold blob fetches: one fetch per digest however many callers want it ("single flight"),
+//! from the shared tier if it has the object, else from upstream, streamed to every caller
+//! while it is hashed once and written to a temp file. Both sources take the same path and
+//! the same checks.
 //!
 //! ```text
 //!   upstream ──> leader task ──(hash, length check)──┬──> first caller    (memory, mpsc)
@@ -20,8 +22,10 @@
 //!   the writer reports written, so they start streaming at once instead of waiting for the
 //!   whole download. Every reader holds back its last chunk until the leader reports the
 //!   digest verified (see `verify.rs`).
-//! * Writes are batched (up to 1 MiB per `writev`) on the blocking pool, overlapping with the
-//!   network. A write error (disk full) stops caching, not serving: the first caller keeps
+//! * Writes are batched (up to 1 MiB per `writev`) on the blocking pool, where the writer
+//!   also hashes each batch before writing it, so that hashing and disk writes overlap with
+//!   the network instead of following it on the leader's core (the leader hands its hashing
+//!   over, see `Checked::hand_off`, and gets it back before `finish`). A write error (disk full) stops caching, not serving: the first caller keeps
 //!   streaming from memory, callers that had not started fetch on their own, and callers
 //!   already tailing the file fail ([`StoreError::CacheUnavailable`]).
 //! * On success the file is `fsync`ed and renamed into `blobs/`; on any failure it is removed
@@ -44,21 +48,20 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::fill::{self, FillError};
 use super::index::Kind;
 use super::shared::{SharedTier, Upload};
 use super::tail::Reader;
 use super::verify::{passthrough, Checked, Expect};
 use super::{BlobBody, BlobSource, Inner, Store, StoreError};
-use crate::oci::Digest;
+use crate::oci::{Digest, DigestVerifier};
 
 /// Chunks queued for the first caller before it is switched to reading the temp file.
 const FIRST_CALLER_QUEUE: usize = 64;
 /// Chunks queued for the writer before the leader waits for the disk.
 const WRITE_QUEUE: usize = 64;
 /// Most bytes, and chunks, per `writev`.
-pub(super) const WRITE_BATCH_BYTES: usize = 1024 * 1024;
-pub(super) const WRITE_BATCH_CHUNKS: usize = 256;
+const WRITE_BATCH_BYTES: usize = 1024 * 1024;
+const WRITE_BATCH_CHUNKS: usize = 256;
 
 /// A fetch in progress, as listed in `Inner::flights`.
 pub(super) struct Flight {
@@ -109,10 +112,25 @@ impl TempFile {
         Ok(Arc::new(TempFile { file, path }))
     }
 
-    /// Appends `batch` in one vectored write.
-    pub(super) async fn write(self: &Arc<Self>, batch: Vec<Bytes>) -> io::Result<()> {
+    /// Hashes `batch` into `hasher`, then appends it in one vectored write, both on the
+    /// blocking pool: the hasher comes back whatever the write did (`None` only if the
+    /// blocking task panicked).
+    async fn hash_and_write(
+        self: &Arc<Self>,
+        batch: Vec<Bytes>,
+        mut hasher: DigestVerifier,
+    ) -> (io::Result<()>, Option<DigestVerifier>) {
         let file = self.clone();
-        blocking_io(move || write_all_vectored(&file.file, &batch)).await
+        let task = tokio::task::spawn_blocking(move || {
+            for chunk in &batch {
+                hasher.update(chunk);
+            }
+            (write_all_vectored(&file.file, &batch), hasher)
+        });
+        match task.await {
+            Ok((written, hasher)) => (written, Some(hasher)),
+            Err(e) => (Err(io::Error::other(e)), None),
+        }
     }
 
     /// `fsync`s the data written.
@@ -146,11 +164,25 @@ struct Leader {
     reserved: Option<u64>,
 }
 
-/// An active temp file and its writer task.
+/// Where a flight's bytes come from.
+enum Source {
+    Upstream,
+    /// The shared tier's object, trusted no more than the upstream.
+    Shared(SharedTier),
+}
+
+/// An active temp file and its writer task, which also hashes (see `write_loop`).
 struct Cache {
     file: Arc<TempFile>,
     tx: mpsc::Sender<Bytes>,
-    writer: JoinHandle<io::Result<u64>>,
+    writer: JoinHandle<Written>,
+}
+
+/// What the writer did: bytes written (or its first error), and the hashing handed to it,
+/// fed every chunk it was sent (`None` if it was lost to a panic).
+struct Written {
+    result: io::Result<u64>,
+    hasher: Option<DigestVerifier>,
 }
 
 enum Role {
@@ -211,8 +243,8 @@ impl Store {
     ///
     /// With `None`, no descriptor vouches for a size: the body is bounded by the store's
     /// `max_blob_size` (a longer one fails), an announced length must hold but reserves
-    /// nothing, and room is made only as bytes arrive (from the upstream) or once they verified
-    /// (from the shared tier), so a lying length or a junk object evicts nothing. If the cache
+    /// nothing, and room is made only as bytes arrive, so a lying length or a junk object
+    /// evicts no more than it sent. If the cache
     /// runs out of room mid-way, the blob is served uncached.
     pub async fn blob_of_size<F, Fut, E>(
         &self,
@@ -434,14 +466,43 @@ impl Leader {
         E: std::error::Error + Send + Sync + 'static,
     {
         if let Some(shared) = self.inner.shared.clone() {
-            if self.fill_from_shared(&shared).await {
-                return;
+            if let Some((size, body)) = self.open_shared(&shared).await {
+                let source = Source::Shared(shared);
+                return self
+                    .stream(source, Some(size), body, first, Some(fetch))
+                    .await;
             }
         }
-        let (announced, mut upstream) = match fetch().await {
-            Ok(fetched) => fetched,
-            Err(e) => return self.fail(StoreError::upstream(&self.digest, e)),
-        };
+        match fetch_upstream(&self.digest, fetch).await {
+            Ok((announced, body)) => {
+                self.stream(Source::Upstream, announced, body, first, None::<F>)
+                    .await
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Streams `body` (announced as `announced` bytes) to the first caller, the temp file and
+    /// the callers tailing it, hashing and length-checking it on the way; stores it if it
+    /// verified. The same for both sources: the bucket is trusted no more than the upstream.
+    ///
+    /// If the shared tier's object fails to arrive (a read error, its deadline, or an end
+    /// short of its size), the rest comes from `fallback`, the upstream, read from the start
+    /// with the bytes already streamed skipped: the digest check covers both parts, so the
+    /// client is served whole when the bucket's bytes were right, and stopped short when they
+    /// were not.
+    async fn stream<F, Fut, E>(
+        mut self,
+        mut source: Source,
+        announced: Option<u64>,
+        mut upstream: BoxStream<'static, Result<Bytes, StoreError>>,
+        first: mpsc::Sender<Bytes>,
+        mut fallback: Option<F>,
+    ) where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(Option<u64>, BoxStream<'static, Result<Bytes, E>>), E>>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let mut check = match Checked::new(&self.digest, self.expect, announced) {
             Ok(check) => check,
             Err(e) => return self.fail(e),
@@ -449,7 +510,7 @@ impl Leader {
         // What clients are told: the descriptor's size, else the length upstream announced
         // (which the check then holds the body to).
         let length = check.expected_len();
-        let mut cache = self.start_cache().await;
+        let mut cache = self.start_cache(&mut check).await;
         self.state.send_modify(|s| {
             s.headers = Some(length);
             s.file = cache.as_ref().map(|c| c.file.clone());
@@ -476,9 +537,32 @@ impl Leader {
                 }
                 break Ok(());
             }
-            let chunk = match upstream.next().await {
+            let next = match (upstream.next().await, &source) {
+                (None, Source::Shared(shared)) if check.remaining() != Some(0) => {
+                    let size = check.expected_len().unwrap_or_default();
+                    let e = shared.ended_short(&self.digest, size, check.len());
+                    Some(Err(StoreError::shared(&self.digest, e)))
+                }
+                (next, _) => next,
+            };
+            let chunk = match next {
                 None => break Ok(()),
-                Some(Err(e)) => break Err(StoreError::upstream(&self.digest, e)),
+                Some(Err(e @ StoreError::Shared { .. })) => {
+                    let (Source::Shared(shared), Some(fetch)) = (&source, fallback.take()) else {
+                        break Err(e);
+                    };
+                    self.shared_failed(shared, &e);
+                    tracing::info!(digest = %self.digest, streamed = check.len(),
+                        "shared store: the rest of the blob comes from upstream");
+                    match resume_upstream(&self.digest, fetch, check.len()).await {
+                        Ok(rest) => {
+                            (upstream, source) = (rest, Source::Upstream);
+                            continue;
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
+                Some(Err(e)) => break Err(e),
                 // An empty chunk would let a reader release everything before it.
                 Some(Ok(chunk)) if chunk.is_empty() => continue,
                 Some(Ok(chunk)) => chunk,
@@ -491,21 +575,29 @@ impl Leader {
                 }
                 _ => chunk,
             };
+            // Room first: giving up the cache takes the hashing back before `update`, which
+            // then hashes this chunk itself.
+            let total = check.len() + chunk.len() as u64;
+            // A bucket's object of no signed size evicts nothing before it verified.
+            let evict = matches!(source, Source::Upstream) || self.expect.exact().is_some();
+            if cache.is_some() && !self.grow_reservation(total, evict).await {
+                if let Some(full) = cache.take() {
+                    self.stop_caching(full, &mut check).await;
+                }
+            }
             if let Err(e) = check.update(&chunk) {
                 break Err(e);
             }
-            if cache.is_some() && !self.grow_reservation(check.len()).await {
-                if let Some(full) = cache.take() {
-                    self.stop_caching(full).await;
-                }
-            }
+            // The writer hashes what it is sent, and goes on hashing after a write error.
             let written = match &cache {
-                Some(cache) => cache.tx.send(chunk.clone()).await.is_ok(),
+                Some(cache) => {
+                    cache.tx.send(chunk.clone()).await.is_ok() && !self.state.borrow().cache_failed
+                }
                 None => true,
             };
             if !written {
                 if let Some(lost) = cache.take() {
-                    self.cache_lost(lost).await;
+                    self.cache_lost(lost, &mut check).await;
                 }
             }
             if let Some(tx) = &first {
@@ -523,44 +615,63 @@ impl Leader {
                 return;
             }
         };
+        // The hashing handed to the writer comes back once it wrote (or hashed) the rest.
+        let written = match cache {
+            Some(cache) => Some((
+                cache.file.clone(),
+                self.finish_writes(cache, &mut check).await,
+            )),
+            None => None,
+        };
         match ended.and_then(|()| check.finish()) {
             Err(e) => {
+                if let Source::Shared(shared) = &source {
+                    self.shared_failed(shared, &e);
+                }
                 // Readers learn of the failure before their queue closes.
                 self.fail(e);
                 drop(first);
             }
             Ok(total) => {
+                if let Source::Shared(_) = &source {
+                    self.inner.observer.shared_hit(total);
+                }
                 self.state.send_modify(|s| s.verified = Some(total));
                 drop(first);
-                if let Some(cache) = cache {
-                    self.commit(cache, total).await;
+                if let Some((file, written)) = written {
+                    self.commit(file, written, total, source).await;
                 }
             }
         }
     }
 
-    /// Tries the shared tier: the whole object into a temp file, hashed, synced and renamed
-    /// into `blobs/`, and only then published to readers (as a finished flight they read from
-    /// the file). `false`, with nothing published, when the object is absent, unreachable,
-    /// too slow, does not fit, or is not what its key promises: the caller fetches upstream
-    /// instead.
+    /// Opens the shared tier's object for this blob, to be streamed like an upstream body:
+    /// its size and bytes, or `None` to fetch upstream instead (absent, unreachable, of
+    /// another size than signed, too large, or known to be wrong here).
     ///
-    /// The bucket's word on the object's size decides nothing by itself: under a signed size
-    /// an object of another size is ignored unread, and room is made for the signed size;
-    /// otherwise the object must be within `max_blob_size` and the store, is downloaded
-    /// unreserved, and room is made (evicting) only once it verified. The whole download has
-    /// a deadline ([`SharedTier::read_deadline`]), after which the upstream is asked.
-    async fn fill_from_shared(&mut self, shared: &SharedTier) -> bool {
+    /// The bucket's word on the size decides nothing by itself: under a signed size an object
+    /// of another size is ignored unread; otherwise it must be within `max_blob_size` and the
+    /// store, and the stream is then held to it. The whole body has a deadline
+    /// ([`SharedTier::read_deadline`]) on top of the pause bound between chunks.
+    async fn open_shared(
+        &mut self,
+        shared: &SharedTier,
+    ) -> Option<(u64, BoxStream<'static, Result<Bytes, StoreError>>)> {
         let observer = self.inner.observer.clone();
+        if shared.is_suspect(&self.digest) {
+            tracing::debug!(digest = %self.digest,
+                "shared store: object was wrong or cut short here; fetching upstream until it is replaced");
+            return None;
+        }
         let object = match shared.open(&self.digest).await {
             Ok(Some(object)) => object,
             Ok(None) => {
                 observer.shared_miss();
-                return false;
+                return None;
             }
             Err(e) => {
                 observer.shared_error(e.op());
-                return false;
+                return None;
             }
         };
         let size = object.size;
@@ -569,68 +680,57 @@ impl Leader {
                 expected = self.expect.exact(), "shared store: object has the wrong size; ignored, fetching upstream");
             observer.shared_mismatch();
             shared.needs_repair(&self.digest);
-            return false;
+            return None;
         }
         if size > self.expect.limit() || size > self.inner.max_size {
             tracing::debug!(digest = %self.digest, size, limit = self.expect.limit(),
                 "shared store: object larger than the blob limit or the cache; fetching upstream");
-            return false;
+            return None;
         }
-        if self.expect.exact().is_some() {
-            let _commit = self.inner.commit.lock().await;
-            let Some(victims) = self.inner.index().reserve(size) else {
-                tracing::debug!(digest = %self.digest, size,
-                    "cache: no room for the shared tier's copy; fetching upstream");
-                return false;
-            };
-            self.reserved = Some(size);
-            self.inner.evict(victims).await;
-        }
-        let path = self.inner.temp_path(&self.digest);
-        self.tmp = Some(path.clone());
         let deadline = shared.read_deadline(size);
-        let download = fill::download(&self.digest, object.body, size, path);
-        let downloaded = match tokio::time::timeout(deadline, download).await {
-            Ok(downloaded) => downloaded,
-            Err(_) => Err(FillError::Shared(shared.timed_out(&self.digest, deadline))),
-        };
-        let file = match downloaded {
-            Ok(file) => file,
-            Err(e) => {
-                match e {
-                    FillError::Mismatch(e) => {
-                        tracing::warn!(digest = %self.digest, key = %shared.key(&self.digest), error = %e,
-                            "shared store: object does not match its digest; ignored, fetching upstream");
-                        observer.shared_mismatch();
-                        shared.needs_repair(&self.digest);
-                    }
-                    FillError::Shared(e) => {
-                        tracing::debug!(digest = %self.digest, error = %e,
-                            "shared store: read failed; fetching upstream");
-                        observer.shared_error(e.op());
-                    }
-                    FillError::Local(e) => {
-                        tracing::warn!(digest = %self.digest, error = %e,
-                            "cache: cannot write the shared tier's copy; fetching upstream");
-                        observer.write_failed();
+        let expires = tokio::time::Instant::now() + deadline;
+        let (tier, digest) = (shared.clone(), self.digest.clone());
+        let body = futures_util::stream::unfold(
+            Some((object.body, Box::pin(tokio::time::sleep_until(expires)))),
+            move |state| {
+                let (tier, digest) = (tier.clone(), digest.clone());
+                async move {
+                    let (mut body, mut expiry) = state?;
+                    let next = tokio::select! {
+                        biased;
+                        next = body.next() => next,
+                        () = &mut expiry => Some(Err(tier.timed_out(&digest, deadline))),
+                    };
+                    match next? {
+                        Ok(chunk) => Some((Ok(chunk), Some((body, expiry)))),
+                        Err(e) => Some((Err(StoreError::shared(&digest, e)), None)),
                     }
                 }
-                self.remove_tmp();
-                self.release_reservation();
-                return false;
+            },
+        )
+        .boxed();
+        Some((size, body))
+    }
+
+    /// The object from the shared tier failed after it began to stream: counted, and marked
+    /// so that this replica reads the blob upstream until its own verified upload replaced
+    /// the object.
+    fn shared_failed(&self, shared: &SharedTier, e: &StoreError) {
+        match e {
+            StoreError::Shared { source, .. } => {
+                tracing::warn!(digest = %self.digest, error = %source,
+                    "shared store: read failed mid-stream");
+                self.inner.observer.shared_error(source.op());
             }
-        };
-        // Without a signed size, room is made here, for bytes that verified; if there is none,
-        // the verified file still serves this flight.
-        self.install(&file.path, size).await;
-        observer.shared_hit(size);
-        self.state.send_modify(|s| {
-            s.headers = Some(Some(size));
-            s.file = Some(file);
-            s.written = size;
-            s.verified = Some(size);
-        });
-        true
+            e if e.is_upstream() => {
+                tracing::warn!(digest = %self.digest, key = %shared.key(&self.digest), error = %e,
+                    "shared store: object does not match its digest or length; the download was stopped short");
+                self.inner.observer.shared_mismatch();
+            }
+            // The local tier failed, not the bucket.
+            _ => return,
+        }
+        shared.needs_repair(&self.digest);
     }
 
     fn fail(&self, e: StoreError) {
@@ -638,8 +738,9 @@ impl Leader {
         self.state.send_modify(|s| s.failed = Some(e));
     }
 
-    /// Reserves room and creates the temp file; `None` to serve without caching.
-    async fn start_cache(&mut self) -> Option<Cache> {
+    /// Reserves room and creates the temp file, and hands the hashing of `check` to its
+    /// writer; `None` to serve without caching (`check` then hashes itself).
+    async fn start_cache(&mut self, check: &mut Checked) -> Option<Cache> {
         if let Some(length) = self.expect.exact() {
             // With a signed size, room is made up front so that concurrent fetches cannot
             // together overfill the disk. Otherwise it grows with the bytes that arrive (see
@@ -666,20 +767,37 @@ impl Leader {
             }
         };
         self.tmp = Some(path);
+        let hasher = check.hand_off()?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let writer = tokio::spawn(write_loop(
             file.clone(),
             rx,
             self.state.clone(),
             self.inner.write_limit(),
+            hasher,
         ));
         Some(Cache { file, tx, writer })
+    }
+
+    /// Closes the writer's queue and waits for it: what it wrote, with the hashing given
+    /// back to `check` (which fails closed in `finish` if the writer lost it).
+    async fn finish_writes(&self, cache: Cache, check: &mut Checked) -> io::Result<u64> {
+        let Cache { tx, writer, .. } = cache;
+        drop(tx);
+        let done = writer.await.unwrap_or_else(|e| Written {
+            result: Err(io::Error::other(e)),
+            hasher: None,
+        });
+        if let Some(hasher) = done.hasher {
+            check.take_back(hasher);
+        }
+        done.result
     }
 
     /// Makes the reservation cover the `total` bytes that arrived so far: free room first,
     /// else by evicting. `false` if that is impossible (the blob outgrew the store, or what
     /// would have to go is being read). A no-op under a signed size, reserved in full.
-    async fn grow_reservation(&mut self, total: u64) -> bool {
+    async fn grow_reservation(&mut self, total: u64, evict: bool) -> bool {
         let have = self.reserved.unwrap_or(0);
         if total <= have {
             return true;
@@ -692,6 +810,9 @@ impl Leader {
             self.reserved = Some(total);
             return true;
         }
+        if !evict {
+            return false;
+        }
         let _commit = self.inner.commit.lock().await;
         let Some(victims) = self.inner.index().reserve(more) else {
             return false;
@@ -702,10 +823,9 @@ impl Leader {
     }
 
     /// The cache has no room for more of this blob: keep serving, stop caching.
-    async fn stop_caching(&mut self, cache: Cache) {
-        let Cache { file, tx, writer } = cache;
-        drop(tx);
-        let _ = writer.await;
+    async fn stop_caching(&mut self, cache: Cache, check: &mut Checked) {
+        let file = cache.file.clone();
+        let _ = self.finish_writes(cache, check).await;
         tracing::debug!(digest = %self.digest, path = %file.path.display(),
             "cache: blob outgrew the room in the cache; serving uncached");
         self.state.send_modify(|s| s.cache_failed = true);
@@ -715,13 +835,13 @@ impl Leader {
     }
 
     /// The writer failed: keep serving, stop caching.
-    async fn cache_lost(&mut self, cache: Cache) {
-        let error = match cache.writer.await {
-            Ok(Err(e)) => e.to_string(),
-            Ok(Ok(_)) => "writer stopped".to_owned(),
+    async fn cache_lost(&mut self, cache: Cache, check: &mut Checked) {
+        let file = cache.file.clone();
+        let error = match self.finish_writes(cache, check).await {
             Err(e) => e.to_string(),
+            Ok(_) => "writer stopped".to_owned(),
         };
-        tracing::warn!(digest = %self.digest, path = %cache.file.path.display(), %error,
+        tracing::warn!(digest = %self.digest, path = %file.path.display(), %error,
             "cache: write failed; serving uncached");
         self.inner.observer.write_failed();
         self.state.send_modify(|s| s.cache_failed = true);
@@ -730,14 +850,15 @@ impl Leader {
         self.release_reservation();
     }
 
-    /// Flushes, syncs and renames the verified temp file into place.
-    async fn commit(mut self, cache: Cache, total: u64) {
-        let Cache { file, tx, writer } = cache;
-        drop(tx);
-        let written = match writer.await {
-            Ok(result) => result,
-            Err(e) => Err(io::Error::other(e)),
-        };
+    /// Syncs and renames the verified temp file into place, given what its writer did.
+    /// A blob from upstream is then uploaded to the shared tier; one from there is not.
+    async fn commit(
+        mut self,
+        file: Arc<TempFile>,
+        written: io::Result<u64>,
+        total: u64,
+        source: Source,
+    ) {
         // fsync before the rename: after a power loss, an object's name must never point at
         // data that did not reach the disk.
         let synced = match written {
@@ -756,6 +877,10 @@ impl Leader {
         if !self.install(&file.path, total).await {
             return;
         }
+        let Source::Upstream = source else {
+            tracing::debug!(digest = %self.digest, size = total, "cache: stored blob from the shared tier");
+            return;
+        };
         self.inner.observer.stored(total);
         tracing::debug!(digest = %self.digest, size = total, "cache: stored blob");
         if let Some(shared) = &self.inner.shared {
@@ -831,14 +956,70 @@ impl Drop for Leader {
     }
 }
 
-/// Writes what the leader sends, in batches, and publishes how much is written.
+/// Calls `fetch`: the length upstream announced and its body, errors made the store's.
+async fn fetch_upstream<F, Fut, E>(
+    digest: &Digest,
+    fetch: F,
+) -> Result<(Option<u64>, BoxStream<'static, Result<Bytes, StoreError>>), StoreError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(Option<u64>, BoxStream<'static, Result<Bytes, E>>), E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let (announced, body) = fetch().await.map_err(|e| StoreError::upstream(digest, e))?;
+    let digest = digest.clone();
+    let body = body
+        .map(move |chunk| chunk.map_err(|e| StoreError::upstream(&digest, e)))
+        .boxed();
+    Ok((announced, body))
+}
+
+/// The upstream's body from byte `skip` on: fetched from the start, the first `skip` bytes
+/// read and dropped (they were streamed from the shared tier). A body shorter than that ends
+/// at once, and the length check fails.
+async fn resume_upstream<F, Fut, E>(
+    digest: &Digest,
+    fetch: F,
+    skip: u64,
+) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(Option<u64>, BoxStream<'static, Result<Bytes, E>>), E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let (_, mut body) = fetch_upstream(digest, fetch).await?;
+    let mut left = skip;
+    while left > 0 {
+        let chunk = match body.next().await {
+            None => break,
+            Some(chunk) => chunk?,
+        };
+        match usize::try_from(left) {
+            Ok(n) if n < chunk.len() => {
+                let rest = futures_util::stream::once(std::future::ready(Ok(chunk.slice(n..))));
+                return Ok(rest.chain(body).boxed());
+            }
+            _ => left -= chunk.len() as u64,
+        }
+    }
+    Ok(body)
+}
+
+/// Writes what the leader sends, in batches, and publishes how much is written; hashes every
+/// chunk into `hasher` beside the write, on the blocking pool, so that on two cores hashing
+/// and disk writes run beside the network instead of after it (the leader hands the hashing
+/// over, see `Checked::hand_off`). After a write error it stops writing but goes on hashing
+/// what it is sent, so the leader can still verify what it streams uncached.
 async fn write_loop(
     file: Arc<TempFile>,
     mut rx: mpsc::Receiver<Bytes>,
     state: watch::Sender<FlightState>,
     limit: u64,
-) -> io::Result<u64> {
+    hasher: DigestVerifier,
+) -> Written {
+    let mut hasher = Some(hasher);
     let mut written = 0u64;
+    let mut failed = None;
     while let Some(chunk) = rx.recv().await {
         let mut len = chunk.len();
         let mut batch = vec![chunk];
@@ -851,19 +1032,34 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        let result = if written + len as u64 > limit {
-            Err(io::Error::other("injected write failure"))
-        } else {
-            file.write(batch).await
+        let Some(mut h) = hasher.take() else {
+            break; // lost to a panic: the leader fails closed
         };
+        if failed.is_some() || written + len as u64 > limit {
+            for chunk in &batch {
+                h.update(chunk);
+            }
+            hasher = Some(h);
+            if failed.is_none() {
+                failed = Some(io::Error::other("injected write failure"));
+                state.send_modify(|s| s.cache_failed = true);
+            }
+            continue;
+        }
+        let (result, h) = file.hash_and_write(batch, h).await;
+        hasher = h;
         if let Err(e) = result {
             state.send_modify(|s| s.cache_failed = true);
-            return Err(e);
+            failed = Some(e);
+            continue;
         }
         written += len as u64;
         state.send_modify(|s| s.written = written);
     }
-    Ok(written)
+    Written {
+        result: failed.map_or(Ok(written), Err),
+        hasher,
+    }
 }
 
 fn write_all_vectored(mut file: &File, chunks: &[Bytes]) -> io::Result<()> {

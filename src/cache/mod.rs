@@ -37,7 +37,6 @@
 
 mod buffers;
 mod error;
-mod fill;
 mod flight;
 mod index;
 mod manifest;

@@ -4,21 +4,24 @@
 //! ```text
 //!   request ─> local tier ─hit─> served
 //!                  │ miss (single flight, see flight.rs)
-//!                  ├─> shared tier ─found─> tmp/ ─(hash, length, fsync)─> blobs/ ─> served
-//!                  │        │ absent, unreachable, or wrong bytes
+//!                  ├─> shared tier ─found─> (streamed, hashed) ─> blobs/ ─> served
+//!                  │        │ absent, unreachable, or known wrong
 //!                  └─> upstream ─(streamed, hashed)─> blobs/ ─> served
 //!                                                       └─(background)─> shared tier
 //! ```
 //!
 //! # Trust
 //! The bucket is outside the trust boundary: whoever holds its credentials can write anything
-//! under any key. So its bytes are treated exactly like an upstream's: hashed into a temp file
-//! of the local tier and renamed into place only when digest and length check out. Unlike an
-//! upstream fetch, *no* byte is handed to a client before that check passed, so that a wrong
-//! object (counted, logged) can fall through to the upstream as if it were absent, with the
-//! client none the wiser. The price is latency: a replica's first read of an object from the
-//! bucket waits for the whole object before its first byte is sent.
-//!
+//! under any key. So its bytes are treated exactly like an upstream's, on the same path
+//! (`flight.rs`): streamed to the client while they are hashed, length-checked against the
+//! signed size, written to a temp file of the local tier, and renamed into place only when
+//! digest and length check out; every reader holds back its last chunk until then. The first
+//! byte leaves at once, however large the object (containerd gives a mirror 30 s for response
+//! headers). A wrong object (counted, logged) is therefore stopped short, not served: the
+//! client's download fails and is retried, and this replica reads that digest upstream from
+//! then on, until its own verified upload has replaced the object in the bucket. An object
+//! whose size already disagrees with the signed one is ignored unread, as if absent.
+
 //! # Layout
 //! `<prefix>/blobs/<algorithm>/<hex>`, one object per blob or manifest; a manifest's media type
 //! is the object's `Content-Type`. Objects are written only after they verified locally, and
@@ -144,6 +147,16 @@ pub enum SharedError {
         /// The bound that passed.
         timeout: Duration,
     },
+    /// The object's body ended before the size the store reported for it.
+    #[error("shared store: GET {key}: the body ended after {got} of {size} bytes")]
+    Short {
+        /// The object's key.
+        key: String,
+        /// Its size, as the store reported it.
+        size: u64,
+        /// Bytes that arrived.
+        got: u64,
+    },
     /// Reading the local file being uploaded failed.
     #[error("shared store: reading {key} from the local tier: {source}")]
     Local {
@@ -222,6 +235,16 @@ impl SharedTier {
         ))
     }
 
+    /// The error for a read of `digest`'s object whose body ended after `got` bytes, short
+    /// of the `size` the store reported (also marks the bucket as failing).
+    pub(super) fn ended_short(&self, digest: &Digest, size: u64, got: u64) -> SharedError {
+        self.failed(SharedError::Short {
+            key: self.key(digest).to_string(),
+            size,
+            got,
+        })
+    }
+
     /// Opens `digest`'s object: `None` if there is none. The body is bounded by the read
     /// timeout between chunks; nothing about it is checked here.
     pub(super) async fn open(&self, digest: &Digest) -> Result<Option<SharedObject>, SharedError> {
@@ -277,6 +300,13 @@ impl SharedTier {
         repairs.insert(digest.clone());
     }
 
+    /// Whether `digest`'s object was found wrong (or cut short) and not replaced yet: it is
+    /// then read upstream, not from the bucket.
+    pub(super) fn is_suspect(&self, digest: &Digest) -> bool {
+        let repairs = self.inner.repairs.lock().unwrap_or_else(|e| e.into_inner());
+        repairs.contains(digest)
+    }
+
     /// Uploads a verified object in the background, unless the bucket has it already (and it
     /// is not known to be wrong). Bounded: past `max_queued_uploads` waiting or running, the
     /// upload is skipped.
@@ -292,12 +322,8 @@ impl SharedTier {
             let Ok(_running) = tier.inner.running.clone().acquire_owned().await else {
                 return;
             };
-            let repair = tier
-                .inner
-                .repairs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&digest);
+            // A wrong object stays marked until the verified copy replaced it.
+            let repair = tier.is_suspect(&digest);
             match tier.contains(&digest).await {
                 Ok(true) if !repair => return,
                 Ok(_) => {}
@@ -320,6 +346,11 @@ impl SharedTier {
             };
             match result {
                 Ok(()) => {
+                    if repair {
+                        let mut repairs =
+                            tier.inner.repairs.lock().unwrap_or_else(|e| e.into_inner());
+                        repairs.remove(&digest);
+                    }
                     observer.shared_uploaded(size);
                     tracing::debug!(%digest, size, "shared store: uploaded");
                 }
@@ -504,6 +535,7 @@ impl SharedError {
     pub fn op(&self) -> SharedOp {
         match self {
             Self::Store { op, .. } | Self::Timeout { op, .. } => *op,
+            Self::Short { .. } => SharedOp::Get,
             Self::Local { .. } => SharedOp::Put,
         }
     }

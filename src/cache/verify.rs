@@ -25,10 +25,13 @@ pub(super) enum Expect {
     AtMost(u64),
 }
 
-/// Hash and length check for one fetched stream. Each byte is hashed exactly once, here.
+/// Hash and length check for one fetched stream. Each byte is hashed exactly once: here, or
+/// by whoever the hashing was handed to ([`Checked::hand_off`]) and given back for `finish`.
 #[derive(Debug)]
 pub(super) struct Checked {
-    verifier: DigestVerifier,
+    digest: Digest,
+    /// `None` while the hashing is handed off.
+    verifier: Option<DigestVerifier>,
     expected_len: Option<u64>,
     limit: u64,
     len: u64,
@@ -91,7 +94,8 @@ impl Checked {
             (Expect::AtMost(_), announced) => announced,
         };
         Ok(Self {
-            verifier: DigestVerifier::new(digest.clone()),
+            digest: digest.clone(),
+            verifier: Some(DigestVerifier::new(digest.clone())),
             expected_len,
             limit: expect.limit(),
             len: 0,
@@ -125,15 +129,32 @@ impl Checked {
         }
         if self.len > self.limit {
             return Err(StoreError::TooLarge {
-                digest: self.verifier.expected().clone(),
+                digest: self.digest.clone(),
                 limit: self.limit,
             });
         }
-        self.verifier.update(chunk);
+        if let Some(verifier) = &mut self.verifier {
+            verifier.update(chunk);
+        }
         Ok(())
     }
 
-    /// Ends the stream: its total length if length and digest are right.
+    /// Hands the hashing of the chunks fed from now on to the caller, who must feed each of
+    /// them, in order, to the verifier returned and give it back ([`Checked::take_back`])
+    /// before [`Checked::finish`]. The cache writer hashes beside its writes this way, on
+    /// the blocking pool, so that hashing overlaps the network instead of following it.
+    pub fn hand_off(&mut self) -> Option<DigestVerifier> {
+        self.verifier.take()
+    }
+
+    /// Takes back a verifier from [`Checked::hand_off`]: it must have been fed every chunk
+    /// fed here since (checked by count in `finish`).
+    pub fn take_back(&mut self, verifier: DigestVerifier) {
+        self.verifier = Some(verifier);
+    }
+
+    /// Ends the stream: its total length if length and digest are right. Fails closed when
+    /// the hashing was handed off and not given back, or given back short of a byte.
     pub fn finish(self) -> Result<u64, StoreError> {
         if let Some(expected) = self.expected_len {
             if self.len != expected {
@@ -141,13 +162,21 @@ impl Checked {
             }
         }
         let len = self.len;
-        self.verifier.verify()?;
+        let verifier = match self.verifier {
+            Some(verifier) if verifier.bytes_hashed() == len => verifier,
+            _ => {
+                return Err(StoreError::Aborted {
+                    digest: self.digest,
+                })
+            }
+        };
+        verifier.verify()?;
         Ok(len)
     }
 
     fn length_mismatch(&self, expected: u64) -> StoreError {
         StoreError::LengthMismatch {
-            digest: self.verifier.expected().clone(),
+            digest: self.digest.clone(),
             expected,
             actual: self.len,
         }

@@ -58,7 +58,10 @@ impl Proxy {
             fs::write(&config, yaml).expect("write trustgate config");
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_trustgate"));
             cmd.arg("serve").arg("--config").arg(&config);
-            cmd.env("TRUSTGATE_LOG", "info");
+            cmd.env(
+                "TRUSTGATE_LOG",
+                std::env::var("TEST_TRUSTGATE_LOG").unwrap_or_else(|_| "info".into()),
+            );
             let daemon = Daemon::spawn(cmd, dir.path().join("trustgate.log"), "trustgate");
             let ready = Ready::Http(format!("http://127.0.0.1:{admin_port}/readyz"));
             (daemon, ready)

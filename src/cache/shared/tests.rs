@@ -1,6 +1,6 @@
 //! The shared tier against an in-memory object store: two local stores (two replicas) over
 //! one bucket; what one fetched upstream, the other reads from the bucket; wrong objects in
-//! the bucket are never served and get repaired.
+//! the bucket are stopped short like a wrong upstream body, then read upstream and repaired.
 
 use std::future::Future;
 use std::io;
@@ -16,7 +16,7 @@ use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOption
 use tempfile::TempDir;
 
 use super::*;
-use crate::cache::{BlobSource, Store};
+use crate::cache::{BlobSource, Store, StoreError};
 
 type Upstream = BoxStream<'static, Result<Bytes, io::Error>>;
 
@@ -148,6 +148,30 @@ async fn read_all(
     (blob.source, out)
 }
 
+/// Reads `digest` through `store` until the end or the first error: the bytes served, and
+/// the error the stream stopped with.
+async fn read_until_error(
+    store: &Store,
+    digest: &Digest,
+    body: Bytes,
+    calls: &Arc<AtomicUsize>,
+) -> (Vec<u8>, Option<StoreError>) {
+    // A fetch may fail before its first byte is asked for.
+    let blob = match store.blob(digest, upstream(body, calls)).await {
+        Ok(blob) => blob,
+        Err(e) => return (Vec::new(), Some(e)),
+    };
+    let mut out = Vec::new();
+    let mut stream = blob.stream;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => out.extend_from_slice(&chunk),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    (out, None)
+}
+
 /// Polls `done` every 10 ms for up to 5 s (uploads and repairs run in the background).
 async fn eventually<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
     for _ in 0..500 {
@@ -217,7 +241,13 @@ async fn a_blob_fetched_on_one_replica_is_served_from_the_bucket_on_another() {
         0,
         "nothing counted as from upstream"
     );
-    // Now local on B: a plain hit, and B never uploads what it read from the bucket.
+    // Now local on B (once renamed into place): a plain hit, and B never uploads what it
+    // read from the bucket.
+    let (store, d) = (&b.store, &digest);
+    eventually("B did not store the blob", || async move {
+        store.blob_size(d).await.is_some()
+    })
+    .await;
     let (source, _) = read_all(&b.store, &digest, body.clone(), &calls).await;
     assert_eq!(source, BlobSource::Cache);
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -238,16 +268,35 @@ async fn a_wrong_object_in_the_bucket_is_not_served_and_is_repaired() {
     bucket.put(&key, PutPayload::from(wrong)).await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
 
+    // Streamed like an upstream body: stopped short at the mismatch, the last chunk never
+    // served, nothing stored.
+    let (got, error) = read_until_error(&r.store, &digest, body.clone(), &calls).await;
+    assert!(
+        matches!(error, Some(StoreError::DigestMismatch(_))),
+        "{error:?}"
+    );
+    assert!(got.len() < body.len(), "the last chunk is held back");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(Counts::get(&r.counts.mismatches), 1);
+    assert_eq!(Counts::get(&r.counts.shared_hits), 0);
+    assert_eq!(r.store.blob_size(&digest).await, None);
+    assert!(r.tier.is_suspect(&digest));
+    // The retry reads upstream, not the known-wrong object.
     let (source, got) = read_all(&r.store, &digest, body.clone(), &calls).await;
     assert_eq!(source, BlobSource::Fetched);
     assert!(got == body[..], "the upstream's bytes, not the bucket's");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(Counts::get(&r.counts.mismatches), 1);
-    assert_eq!(Counts::get(&r.counts.shared_hits), 0);
     // The verified copy replaced the wrong one.
     let (bucket, key, body) = (&bucket, &key, &body);
     eventually("the wrong object was not repaired", || async move {
         bucket.get(key).await.unwrap().bytes().await.unwrap() == body
+    })
+    .await;
+    // Once replaced, the object is trusted to be read again.
+    let (tier, digest) = (&r.tier, &digest);
+    eventually("the repaired object stayed suspect", || async move {
+        !tier.is_suspect(digest)
     })
     .await;
 }
@@ -322,9 +371,17 @@ async fn a_longer_object_in_the_bucket_is_not_served() {
         .await
         .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
+    // No signed size: the bucket's size holds the stream, and the digest stops it.
+    let (got, error) = read_until_error(&r.store, &digest, body.clone(), &calls).await;
+    assert!(
+        matches!(error, Some(StoreError::DigestMismatch(_))),
+        "{error:?}"
+    );
+    assert!(got.len() < body.len() + 8);
+    assert_eq!(Counts::get(&r.counts.mismatches), 1);
     let (_, got) = read_all(&r.store, &digest, body.clone(), &calls).await;
     assert!(got == body[..]);
-    assert_eq!(Counts::get(&r.counts.mismatches), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
     // The rejected temp file is gone; the upstream fetch's one is renamed once it commits.
     let tmp = r.dir.path().join("tmp");
     eventually("temp files left behind", || {
