@@ -79,6 +79,28 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Waits until no fetch of `digest` is in progress (a fetch's stream ends before its temp
+    /// file is synced and renamed into place), then says whether it is stored. For a client
+    /// that must know what it read got cached (`trustgate cache warm`), not for the request
+    /// path.
+    pub async fn settle(&self, digest: &Digest) -> bool {
+        while self
+            .inner
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(digest)
+        {
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
+        self.inner.index().peek(digest).is_some()
+    }
+}
+
+/// How often [`Store::settle`] looks again.
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 #[cfg(test)]
 mod tests {
     use super::*;

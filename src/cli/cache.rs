@@ -648,6 +648,13 @@ impl Warm {
                 bar.inc(data.len() as u64);
             }
         }
+        // The body ends before the store has synced and renamed the file.
+        if !self.proxy.store().settle(&descriptor.digest).await {
+            return Err(Stop::Failed(format!(
+                "{} was served but not cached (no room in the cache, or a write failed)",
+                descriptor.digest
+            )));
+        }
         Ok(read)
     }
 
