@@ -449,7 +449,7 @@ fn rm_and_gc_remove_what_they_say_and_ls_shows_it() {
         "{}",
         text(&out)
     );
-    assert!(text(&out).contains("1 temp files"), "{}", text(&out));
+    assert!(text(&out).contains("1 temp file;"), "{}", text(&out));
     assert!(!data.join("tmp/left-by-a-crash.1.0").exists());
     let cached = digests(&config);
     assert!(!cached.contains(old));
@@ -472,4 +472,79 @@ fn rm_and_gc_remove_what_they_say_and_ls_shows_it() {
     );
     let ls = text(&cache("ls", &config, &[]));
     assert!(ls.contains("2 objects"), "{ls}");
+}
+
+#[test]
+fn an_interrupted_warm_leaves_no_partial_blob_and_the_next_run_completes() {
+    let image = Image::random_sized(support::oci::Format::Oci, &[4096]);
+    let layer = image.layers[0].clone();
+    let drip = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (served, slow, dripped) = (image.clone(), drip.clone(), layer.digest.clone());
+    let fake = FakeHttp::start(move |path| {
+        let path = path.split('?').next().unwrap_or_default();
+        if path == "/v2/" {
+            return Reply::ok("application/json", &b"{}"[..]);
+        }
+        if path == "/v2/open/app/manifests/v1" {
+            return Reply::ok(OCI_MANIFEST, served.manifest.bytes.clone());
+        }
+        match path
+            .strip_prefix("/v2/open/app/blobs/")
+            .and_then(|d| served.blobs().into_iter().find(|b| b.digest == d))
+        {
+            // A layer that takes half a minute to arrive, until the test says otherwise.
+            Some(blob) if blob.digest == dripped && slow.load(Ordering::SeqCst) => Reply::Drip {
+                body: blob.bytes.clone().into(),
+                every: Duration::from_millis(8),
+            },
+            Some(blob) => Reply::ok("application/octet-stream", blob.bytes.clone()),
+            None => Reply::status(404),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = write_config(dir.path(), &data, &body(&fake.url(), None));
+
+    let mut warm = Command::new(env!("CARGO_BIN_EXE_trustgate"))
+        .args(["cache", "warm", "--config", config.to_str().unwrap()])
+        .arg("open/app:v1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn warm");
+    // Interrupted while the layer is being written.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.bytes_sent() < 100 {
+        assert!(Instant::now() < deadline, "the layer never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &warm.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = warm.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the warm did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!((fake.bytes_sent() as usize) < layer.bytes.len() + image.config.bytes.len());
+    assert!(
+        !digests(&config).contains(&layer.digest),
+        "a partial layer is listed"
+    );
+
+    drip.store(false, Ordering::SeqCst);
+    let out = cache("warm", &config, &["open/app:v1"]);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("1 manifest, 1 layer"), "{}", text(&out));
+    let cached = digests(&config);
+    for digest in image_digests(&image) {
+        assert!(cached.contains(&digest), "{digest}: {cached:?}");
+    }
 }

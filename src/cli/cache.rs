@@ -369,9 +369,9 @@ fn summarize(warm: &Warm, targets: &[Target], outcomes: &[Option<Outcome>]) -> E
         total.cached += report.cached;
     }
     println!(
-        "warm: {warmed} warmed, {failed} failed, {} not warmed; {} layers, {} fetched, {} cached",
+        "warm: {warmed} warmed, {failed} failed, {} not warmed; {}, {} fetched, {} cached",
         stopped.len(),
-        total.layers,
+        count(total.layers, "layer"),
         HumanBytes(total.fetched),
         HumanBytes(total.cached),
     );
@@ -472,10 +472,10 @@ impl Warm {
         };
         let line = match &outcome {
             Outcome::Warmed(r) => format!(
-                "warmed {}: {} manifests, {} layers, {} fetched, {} cached",
+                "warmed {}: {}, {}, {} fetched, {} cached",
                 target.shown,
-                r.manifests,
-                r.layers,
+                count(r.manifests, "manifest"),
+                count(r.layers, "layer"),
                 HumanBytes(r.fetched),
                 HumanBytes(r.cached)
             ),
@@ -771,12 +771,11 @@ fn ls(args: LsArgs) -> anyhow::Result<()> {
     }
     let temp = match listing.temp_files {
         0 => String::new(),
-        1 => ", 1 temp file".to_owned(),
-        n => format!(", {n} temp files"),
+        n => format!(", {}", count(n, "temp file")),
     };
     println!(
-        "{} objects, {} in {}{temp}",
-        objects.len(),
+        "{}, {} in {}{temp}",
+        count(objects.len(), "object"),
         HumanBytes(total),
         dir.display()
     );
@@ -847,8 +846,8 @@ async fn rm(args: RmArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "rm: {} objects, {} freed; {} remain",
-        digests.len(),
+        "rm: {}, {} freed; {} remain",
+        count(digests.len(), "object"),
         HumanBytes(freed),
         HumanBytes(store.size())
     );
@@ -884,15 +883,23 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
         println!("removed {} ({})", object.digest, HumanBytes(object.size));
     }
     println!(
-        "gc: removed {} objects ({}) and {} temp files; {} objects ({}) remain in {}",
-        removed.len(),
+        "gc: removed {} ({}) and {}; {} ({}) remain in {}",
+        count(removed.len(), "object"),
         HumanBytes(removed.iter().map(|o| o.size).sum()),
-        before.temp_files,
-        after.objects.len(),
+        count(before.temp_files, "temp file"),
+        count(after.objects.len(), "object"),
         HumanBytes(store.size()),
         dir.display()
     );
     Ok(())
+}
+
+/// `1 layer`, `2 layers`.
+fn count(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    }
 }
 
 fn size_arg(s: &str) -> Result<u64, String> {
