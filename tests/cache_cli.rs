@@ -16,6 +16,7 @@ use support::cosign::{self, Key};
 use support::fakes::{FakeHttp, Reply};
 use support::oci::{Image, Index, OCI_MANIFEST};
 use support::proxy::Proxy;
+use support::s3::S3Server;
 use support::{trustgate, Registry};
 
 const REGISTRY: &str = "registry.test";
@@ -547,4 +548,37 @@ fn an_interrupted_warm_leaves_no_partial_blob_and_the_next_run_completes() {
     for digest in image_digests(&image) {
         assert!(cached.contains(&digest), "{digest}: {cached:?}");
     }
+}
+
+#[test]
+fn warm_fills_the_shared_bucket_a_new_replica_serves_from() {
+    let s3 = S3Server::start();
+    let registry = Registry::start();
+    let image = registry.push_random("open/app", "v1", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!("{}{}", body(&registry.url(), None), s3.storage_yaml("warm"));
+    let config = write_config(dir.path(), &dir.path().join("data"), &body);
+    let out = cache("warm", &config, &["open/app:v1"]);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("warning"), "{}", text(&out));
+    // In the bucket before warm exited: it waits for the background uploads.
+    let keys: HashSet<String> = s3.list().into_iter().map(|(key, _)| key).collect();
+    for digest in image_digests(&image) {
+        let key = format!(
+            "warm/blobs/sha256/{}",
+            digest.strip_prefix("sha256:").unwrap()
+        );
+        assert!(keys.contains(&key), "{key} not uploaded: {keys:?}");
+    }
+
+    // A replica with an empty directory, the upstream gone: served from the bucket.
+    drop(registry);
+    let replica = Proxy::start(&body);
+    for blob in image.blobs() {
+        replica.expect_served(&format!("/v2/open/app/blobs/{}", blob.digest), &blob.bytes);
+    }
+    replica.expect_served(
+        &format!("/v2/open/app/manifests/{}", image.manifest.digest),
+        &image.manifest.bytes,
+    );
 }

@@ -262,6 +262,8 @@ impl Progress {
 /// What every image task shares.
 struct Warm {
     proxy: Arc<Proxy>,
+    /// What this run stored (fetched, not found cached): what the shared tier should get.
+    stored: Mutex<Vec<Digest>>,
     permits: Semaphore,
     budget: Budget,
     platforms: Vec<PlatformFilter>,
@@ -303,11 +305,13 @@ async fn warm(args: WarmArgs) -> anyhow::Result<ExitCode> {
     let proxy = Arc::new(Proxy::new(
         runtime,
         cache.store.clone(),
-        metrics,
+        metrics.clone(),
         serve::proxy_limits(&config),
     ));
+    let failures_before = metrics.shared().upload_failures();
     let warm = Arc::new(Warm {
         proxy,
+        stored: Mutex::default(),
         permits: Semaphore::new(usize::from(args.concurrency)),
         budget: Budget {
             min: args.min_remaining,
@@ -340,8 +344,61 @@ async fn warm(args: WarmArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }
     };
+    if let Some(shared) = &shared {
+        let stored = std::mem::take(&mut *warm.stored.lock().unwrap_or_else(|e| e.into_inner()));
+        let tier = shared.tier(&config);
+        let missing = await_uploads(shared, &tier, &metrics, failures_before, stored).await;
+        if !missing.is_empty() {
+            warm.progress.line(&format!(
+                "warning: {} cached here but not in the shared bucket (upload failed or \
+                 still running): {}",
+                count(missing.len(), "object"),
+                missing
+                    .iter()
+                    .map(Digest::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
     drop(cache);
     Ok(summarize(&warm, &targets, &outcomes))
+}
+
+/// How long a warm waits, at most, for its uploads to the shared tier.
+const UPLOAD_WAIT: Duration = Duration::from_secs(120);
+/// How often it looks.
+const UPLOAD_POLL: Duration = Duration::from_millis(100);
+
+/// With a shared tier: waits until what this run stored is in the bucket too (the store
+/// uploads in the background, and this process is about to exit), until as many uploads
+/// failed as objects are missing, or [`UPLOAD_WAIT`]. Returns the objects still missing.
+async fn await_uploads(
+    shared: &SharedStore,
+    tier: &cache::SharedTier,
+    metrics: &Metrics,
+    failures_before: u64,
+    mut pending: Vec<Digest>,
+) -> Vec<Digest> {
+    use object_store::ObjectStoreExt as _;
+    let deadline = tokio::time::Instant::now() + UPLOAD_WAIT;
+    loop {
+        let mut missing = Vec::new();
+        for digest in pending {
+            if shared.store.head(&tier.key(&digest)).await.is_err() {
+                missing.push(digest);
+            }
+        }
+        pending = missing;
+        let failed = metrics
+            .shared()
+            .upload_failures()
+            .saturating_sub(failures_before);
+        if pending.len() as u64 <= failed || tokio::time::Instant::now() >= deadline {
+            return pending;
+        }
+        tokio::time::sleep(UPLOAD_POLL).await;
+    }
 }
 
 /// Prints the summary; the exit code for the outcomes.
@@ -608,6 +665,13 @@ impl Warm {
         Ok((configs, layers))
     }
 
+    fn stored(&self, digest: Digest) {
+        self.stored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(digest);
+    }
+
     /// `GET /v2/<repo>/manifests/<reference>` through the proxy, parsed.
     async fn manifest(&self, target: &Target, reference: &str) -> Result<Manifest, Stop> {
         // By tag the proxy always asks the upstream; by digest, only when not cached.
@@ -625,6 +689,10 @@ impl Warm {
         let bytes = read_all(response.into_body())
             .await
             .map_err(|e| Stop::Failed(format!("reading the manifest {reference}: {e}")))?;
+        if !cached {
+            // By tag the proxy stored it (or had it: then it was uploaded when first stored).
+            self.stored(Digest::sha256_of(&bytes));
+        }
         oci::parse_manifest(&bytes, content_type.as_deref())
             .map_err(|e| Stop::Failed(format!("the manifest {reference}: {e}")))
     }
@@ -655,6 +723,7 @@ impl Warm {
                 descriptor.digest
             )));
         }
+        self.stored(descriptor.digest.clone());
         Ok(read)
     }
 
