@@ -386,10 +386,13 @@ fn writers_of_a_cache_in_use_are_refused_and_ls_still_works() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = cache("gc", &config, &[]);
+    let serve = trustgate(["serve", "--config", config.to_str().unwrap()]);
     let _ = warm.kill();
     let _ = warm.wait();
     assert_eq!(code(&out), Some(1), "{}", text(&out));
     assert!(text(&out).contains(&in_use), "{}", text(&out));
+    assert_eq!(code(&serve), Some(1), "{}", text(&serve));
+    assert!(text(&serve).contains(&in_use), "{}", text(&serve));
     // Released with the process.
     let out = cache("gc", &config, &[]);
     assert_eq!(code(&out), Some(0), "{}", text(&out));
