@@ -69,7 +69,7 @@ pub struct WarmArgs {
     #[arg(long, value_name = "LIST")]
     pub file: Option<PathBuf>,
     /// Only these platforms of an index, as os/arch[/variant]; repeat it or separate with
-    /// commas (default: every platform).
+    /// commas (default: every platform). A single-platform image is warmed as it is.
     #[arg(long, value_delimiter = ',')]
     pub platform: Vec<String>,
     /// Most requests at a time, over all images.
