@@ -149,6 +149,34 @@ mod tests {
         assert_eq!(listing.temp_files, 0, "the open cleared tmp/");
     }
 
+    #[tokio::test]
+    async fn settle_waits_until_a_fetched_blob_is_stored() {
+        use futures_util::StreamExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_owned(), 1 << 24).await.unwrap();
+        let body = Bytes::from(vec![7u8; 3 << 20]);
+        let digest = Digest::sha256_of(&body);
+        let chunks: Vec<Result<Bytes, std::io::Error>> = body
+            .chunks(64 << 10)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let len = body.len() as u64;
+        let fetched = store
+            .blob(&digest, move || async move {
+                Ok::<_, std::io::Error>((Some(len), futures_util::stream::iter(chunks).boxed()))
+            })
+            .await
+            .unwrap();
+        let mut stream = fetched.stream;
+        while let Some(chunk) = stream.next().await {
+            chunk.unwrap();
+        }
+        assert!(store.settle(&digest).await);
+        assert_eq!(store.blob_size(&digest).await, Some(len));
+        // Nothing in flight and nothing stored: at once, and false.
+        assert!(!store.settle(&Digest::sha256_of(b"other")).await);
+    }
+
     #[test]
     fn inspect_of_a_missing_directory_fails() {
         let dir = tempfile::tempdir().unwrap();
