@@ -1,5 +1,5 @@
 //! The trustgate binary: parse the command line, run the verb, map the outcome to an exit code
-//! (0 success, 1 refused or failed, 2 usage).
+//! (0 success, 1 refused or failed, 2 usage; `cache warm`: 3 stopped by its rate-limit budget).
 
 use std::process::ExitCode;
 
@@ -28,6 +28,7 @@ async fn main() -> ExitCode {
             trustgate::cli::notation::verify(args).await
         }
         Command::Doctor(args) => return trustgate::cli::doctor::main(args),
+        Command::Cache(command) => return trustgate::cli::cache::main(command).await,
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

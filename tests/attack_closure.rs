@@ -594,7 +594,7 @@ impl World {
             7 => match target.sig {
                 Some(i) => Reply::ok(
                     OCI_MANIFEST,
-                    smuggling_sig(self.sigs()[i], &self.unsigned, noise % 2 == 0),
+                    smuggling_sig(self.sigs()[i], &self.unsigned, noise.is_multiple_of(2)),
                 ),
                 // A manifest never ends (bounded by the manifest limit).
                 None if target.manifest => Reply::Endless { chunk: genuine },

@@ -1189,7 +1189,7 @@ mod fuzz {
 
     /// Replaces the value at a random path of `value` with `with`.
     fn mutate(value: &mut serde_json::Value, choice: usize, with: serde_json::Value) {
-        if choice % 3 != 0 {
+        if !choice.is_multiple_of(3) {
             let next = choice / 7;
             match value {
                 serde_json::Value::Object(map) if !map.is_empty() => {

@@ -13,6 +13,7 @@
 //! <dir>/blobs/sha256/<first 2 hex>/<hex>        an object (blob or manifest), named by digest
 //! <dir>/blobs/sha256/<first 2 hex>/<hex>.type   a manifest's media type
 //! <dir>/tmp/                                    writes in progress
+//! <dir>/trustgate.lock                          held by the one process writing (lock.rs)
 //! ```
 //! (`sha512` digests live under `blobs/sha512/` the same way.) Paths are only ever built from
 //! a validated [`Digest`], never from raw request input.
@@ -30,15 +31,18 @@
 //! index is a `std::sync::Mutex` held only for map operations; a `tokio` mutex serialises
 //! renames into `blobs/` with evictions, so an eviction's unlink can never hit a newer copy.
 //! One process per directory: two processes sharing one `dir` would clear each other's temp
-//! files at startup and keep separate indexes. Replicas share content through a shared tier
-//! instead ([`SharedTier`], `shared.rs`): a bucket behind each replica's own directory.
+//! files at startup and keep separate indexes, so writers take a [`StoreLock`] first.
+//! Replicas share content through a shared tier instead ([`SharedTier`], `shared.rs`): a
+//! bucket behind each replica's own directory.
 
 #![warn(missing_docs)]
 
+mod admin;
 mod buffers;
 mod error;
 mod flight;
 mod index;
+mod lock;
 mod manifest;
 mod read;
 mod scan;
@@ -56,7 +60,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
+pub use self::admin::{inspect, Listing, StoredObject};
 pub use self::error::StoreError;
+pub use self::lock::{LockError, StoreLock, LOCK_FILE};
 pub use self::read::CachedBlob;
 pub use self::shared::{SharedError, SharedOp, SharedOptions, SharedTier};
 
@@ -308,18 +314,11 @@ impl Inner {
     }
 
     fn object_path(&self, digest: &Digest) -> PathBuf {
-        let hex = digest.hex();
-        let mut path = self.root.join(BLOBS_DIR);
-        path.push(digest.algorithm().as_str());
-        path.push(&hex[..2]);
-        path.push(hex);
-        path
+        object_path(&self.root, digest)
     }
 
     fn sidecar_path(&self, digest: &Digest) -> PathBuf {
-        let mut path = self.object_path(digest).into_os_string();
-        path.push(SIDECAR_SUFFIX);
-        path.into()
+        sidecar_path(&self.root, digest)
     }
 
     /// A fresh name under `tmp/`. The pid only helps a human tell leftovers apart.
@@ -384,6 +383,23 @@ impl Inner {
             u64::MAX
         }
     }
+}
+
+/// Where the object named `digest` lives in the store under `root`.
+fn object_path(root: &Path, digest: &Digest) -> PathBuf {
+    let hex = digest.hex();
+    let mut path = root.join(BLOBS_DIR);
+    path.push(digest.algorithm().as_str());
+    path.push(&hex[..2]);
+    path.push(hex);
+    path
+}
+
+/// Where a manifest's media-type sidecar lives in the store under `root`.
+fn sidecar_path(root: &Path, digest: &Digest) -> PathBuf {
+    let mut path = object_path(root, digest).into_os_string();
+    path.push(SIDECAR_SUFFIX);
+    path.into()
 }
 
 /// Runs blocking filesystem work on the blocking pool.

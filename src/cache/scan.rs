@@ -27,6 +27,8 @@ pub(super) struct Found {
     pub manifest: bool,
     /// Latest of access and modification time: the best LRU hint a restart has.
     pub last_used: SystemTime,
+    /// Modification time: when the object was stored.
+    pub modified: SystemTime,
 }
 
 /// What the scan did and found.
@@ -37,6 +39,15 @@ pub(super) struct Scan {
     pub removed_stray: usize,
 }
 
+/// Whether a scan may change what it finds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// At startup: create the layout, clear `tmp/`, remove strays.
+    Clean,
+    /// For listing (`trustgate cache ls`, maybe while a proxy runs): only read.
+    ReadOnly,
+}
+
 /// Creates the layout under `root`, empties `tmp/`, and lists the objects under `blobs/`.
 pub(super) fn scan(root: &Path) -> Result<Scan, StoreError> {
     let blobs = root.join(BLOBS_DIR);
@@ -45,6 +56,30 @@ pub(super) fn scan(root: &Path) -> Result<Scan, StoreError> {
         removed_temp: clear_tmp(&root.join(TMP_DIR))?,
         ..Scan::default()
     };
+    scan_blobs(&mut scan, &blobs, Mode::Clean)?;
+    Ok(scan)
+}
+
+/// Lists the objects under `blobs/` without changing anything: no layout is created, nothing
+/// is removed (a stray file or an orphan sidecar is only skipped). `removed_temp` counts the
+/// files under `tmp/` a startup would remove: writes in progress, or left by a crash.
+pub(super) fn list(root: &Path) -> Result<Scan, StoreError> {
+    fs::metadata(root).map_err(|e| StoreError::io("inspect", root, e))?;
+    let tmp = root.join(TMP_DIR);
+    let removed_temp = match fs::read_dir(&tmp) {
+        Ok(entries) => entries.count(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(StoreError::io("read directory", &tmp, e)),
+    };
+    let mut scan = Scan {
+        removed_temp,
+        ..Scan::default()
+    };
+    scan_blobs(&mut scan, &root.join(BLOBS_DIR), Mode::ReadOnly)?;
+    Ok(scan)
+}
+
+fn scan_blobs(scan: &mut Scan, blobs: &Path, mode: Mode) -> Result<(), StoreError> {
     for algorithm in [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512] {
         let dir = blobs.join(algorithm.as_str());
         let prefixes = match fs::read_dir(&dir) {
@@ -59,13 +94,13 @@ pub(super) fn scan(root: &Path) -> Result<Scan, StoreError> {
             let is_dir = prefix.file_type().is_ok_and(|t| t.is_dir());
             match name.to_str() {
                 Some(name) if is_dir && is_prefix(name) => {
-                    scan_prefix(&mut scan, algorithm, name, &path)?;
+                    scan_prefix(scan, mode, algorithm, name, &path)?;
                 }
-                _ => remove_stray(&mut scan, &path, is_dir),
+                _ => remove_stray(scan, mode, &path, is_dir),
             }
         }
     }
-    Ok(scan)
+    Ok(())
 }
 
 /// Removes everything under `tmp/`: temp files of writes that never reached their rename.
@@ -100,6 +135,7 @@ fn clear_tmp(tmp: &Path) -> Result<usize, StoreError> {
 
 fn scan_prefix(
     scan: &mut Scan,
+    mode: Mode,
     algorithm: DigestAlgorithm,
     prefix: &str,
     dir: &Path,
@@ -114,7 +150,7 @@ fn scan_prefix(
         let is_file = file_type.is_some_and(|t| t.is_file());
         let is_dir = file_type.is_some_and(|t| t.is_dir());
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            remove_stray(scan, &path, is_dir);
+            remove_stray(scan, mode, &path, is_dir);
             continue;
         };
         let (hex, sidecar) = match name.strip_suffix(SIDECAR_SUFFIX) {
@@ -125,16 +161,19 @@ fn scan_prefix(
             .ok()
             .filter(|d| d.algorithm() == algorithm && d.hex().starts_with(prefix));
         let (Some(digest), true) = (digest, is_file) else {
-            remove_stray(scan, &path, is_dir);
+            remove_stray(scan, mode, &path, is_dir);
             continue;
         };
         if sidecar {
             sidecars.push((digest.hex().to_owned(), path));
             continue;
         }
-        let meta = entry
-            .metadata()
-            .map_err(|e| StoreError::io("inspect", &path, e))?;
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            // Evicted by a running proxy while a listing looked.
+            Err(e) if mode == Mode::ReadOnly && e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::io("inspect", &path, e)),
+        };
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let accessed = meta.accessed().unwrap_or(SystemTime::UNIX_EPOCH);
         objects.insert(
@@ -144,6 +183,7 @@ fn scan_prefix(
                 size: meta.len(),
                 manifest: false,
                 last_used: modified.max(accessed),
+                modified,
             },
         );
     }
@@ -151,7 +191,7 @@ fn scan_prefix(
         match objects.get_mut(&hex) {
             Some(found) => found.manifest = true,
             // The crash fell between writing the sidecar and renaming the object.
-            None => remove_stray(scan, &path, false),
+            None => remove_stray(scan, mode, &path, false),
         }
     }
     scan.objects.extend(objects.into_values());
@@ -163,8 +203,12 @@ fn is_prefix(name: &str) -> bool {
 }
 
 /// Removes a file that is not an object. Directories we did not create are left alone (we do
-/// not recursively delete what we do not understand) but never read.
-fn remove_stray(scan: &mut Scan, path: &Path, is_dir: bool) {
+/// not recursively delete what we do not understand) but never read. A read-only scan only
+/// skips it.
+fn remove_stray(scan: &mut Scan, mode: Mode, path: &Path, is_dir: bool) {
+    if mode == Mode::ReadOnly {
+        return;
+    }
     if is_dir {
         tracing::warn!(path = %path.display(), "cache: ignoring unexpected directory");
         return;

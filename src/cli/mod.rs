@@ -1,6 +1,7 @@
 //! The command line: `trustgate <verb>`. Each verb lives in its own file; `main.rs` only
 //! parses arguments and maps results to exit codes.
 
+pub mod cache;
 pub mod check;
 pub mod containerd_verifier;
 pub mod doctor;
@@ -25,6 +26,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Show what the proxy would decide for an image, and why (exit 0 allowed, 1 refused).
     Check(check::CheckArgs),
+    /// The proxy's cache: warm it ahead of pulls, list, remove, collect garbage.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Configuration tools.
     #[command(subcommand)]
     Config(check::ConfigCommand),

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::{
-    cache::{SharedOp, Store, StoreObserver},
+    cache::{SharedOp, Store, StoreLock, StoreObserver},
     config::{Config, LimitsConfig, StorageConfig},
     metrics::{CacheSource, Metrics},
     proxy::{Limits, Proxy, Runtime, VerdictError},
@@ -129,6 +129,57 @@ impl StoreObserver for CacheObserver {
     }
 }
 
+/// The store the proxy serves from, open and locked (see [`open_cache`]).
+pub struct OpenCache {
+    /// The store; clones share it.
+    pub store: Store,
+    /// Keeps other writers out of the directory until dropped.
+    _lock: StoreLock,
+    /// What the store's observer reads the size from (weakly, as the store owns it).
+    _slot: Arc<OnceLock<Store>>,
+}
+
+/// Opens the cache the configuration names, as the proxy serves it: locked against other
+/// writers (a second `serve`, `trustgate cache warm`), on the shared tier when `storage` is
+/// shared, reporting to `metrics`. `trustgate cache warm` fills this same store.
+pub async fn open_cache(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    shared: Option<&SharedStore>,
+) -> anyhow::Result<OpenCache> {
+    let dir = &config.cache.dir;
+    // Before the scan: it clears `tmp/`, which another writer may be using.
+    let lock = StoreLock::acquire(dir)?;
+    let slot = Arc::new(OnceLock::new());
+    let store = Store::open_tiered(
+        dir.clone(),
+        config.cache.max_size,
+        config.limits.max_blob_size,
+        Arc::new(CacheObserver {
+            metrics: (**metrics).clone(),
+            store: Arc::downgrade(&slot),
+        }),
+        shared.map(|s| s.tier(config)),
+    )
+    .await
+    .with_context(|| format!("opening the cache at {}", dir.display()))?;
+    let _ = slot.set(store.clone());
+    metrics.cache().set_size_bytes(store.size());
+    Ok(OpenCache {
+        store,
+        _lock: lock,
+        _slot: slot,
+    })
+}
+
+/// The proxy's limits from the configuration.
+pub fn proxy_limits(config: &Config) -> Limits {
+    Limits {
+        max_manifest_size: config.limits.max_manifest_size,
+        ..Limits::default()
+    }
+}
+
 /// Creates, syncs and removes a file under `<cache dir>/tmp`: the cache is writable.
 async fn probe_writable(cache_dir: &Path) -> Result<(), String> {
     let path = cache_dir
@@ -202,31 +253,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Built once: a reload keeps the store (see `config/storage.rs`).
     let shared = SharedStore::from_config(&config)?;
     let runtime = Runtime::build_with_storage(&config, &metrics, shared.as_ref())?;
-    let store_slot = Arc::new(OnceLock::new());
-    let store = Store::open_tiered(
-        config.cache.dir.clone(),
-        config.cache.max_size,
-        config.limits.max_blob_size,
-        Arc::new(CacheObserver {
-            metrics: (*metrics).clone(),
-            store: Arc::downgrade(&store_slot),
-        }),
-        shared.as_ref().map(|s| s.tier(&config)),
-    )
-    .await
-    .with_context(|| format!("opening the cache at {}", config.cache.dir.display()))?;
-    let _ = store_slot.set(store.clone());
-    metrics.cache().set_size_bytes(store.size());
+    let cache = open_cache(&config, &metrics, shared.as_ref()).await?;
     let readiness = Readiness::new();
     let limits = config.limits.clone();
     let proxy = Arc::new(Proxy::new(
         runtime,
-        store,
+        cache.store.clone(),
         metrics.clone(),
-        Limits {
-            max_manifest_size: limits.max_manifest_size,
-            ..Limits::default()
-        },
+        proxy_limits(&config),
     ));
 
     let tls = match &config.server.tls {
@@ -298,7 +332,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
     );
     upkeep.abort();
-    drop(store_slot);
+    drop(cache);
     tracing::info!("trustgate stopped");
     Ok(())
 }

@@ -89,4 +89,9 @@ impl SharedStoreMetrics {
     pub fn upload_failed(&self) {
         self.upload_failures.inc();
     }
+
+    /// Uploads failed or skipped so far (`trustgate cache warm` stops waiting for those).
+    pub fn upload_failures(&self) -> u64 {
+        self.upload_failures.get()
+    }
 }

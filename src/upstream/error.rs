@@ -311,7 +311,7 @@ fn retry_suffix(retry_after: Option<u64>) -> String {
 /// `4 MiB`, `16 KiB`, `1000 bytes`: a limit as configured, in the unit that divides it.
 pub fn fmt_bytes(n: u64) -> String {
     for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if n >= size && n % size == 0 {
+        if n >= size && n.is_multiple_of(size) {
             return format!("{} {unit}", n / size);
         }
     }
@@ -320,7 +320,7 @@ pub fn fmt_bytes(n: u64) -> String {
 
 fn fmt_duration(d: Duration) -> impl fmt::Display {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
