@@ -14,23 +14,30 @@
 //!   in and matched its digest, then answers `206` (a range is never served from
 //!   unverified bytes); one upstream fetch all along.
 //!
-//! Both check that containerd's content store holds exactly the layer. Needs root and the
-//! unpacked containerd; skips with a message otherwise. Figures go to stderr
-//! (`--nocapture`).
+//! Both check that containerd's content store holds exactly the layer. The same from the
+//! cache with dockerd (the machine's binary as an own instance, its own registry client,
+//! trustgate as its `registry-mirrors` entry): it pauses, then resumes with a Range too, and
+//! checks the digest over the whole layer. Needs root and the clients; each test skips with
+//! a message otherwise. Figures go to stderr (`--nocapture`).
 
 mod support;
 
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::clients::{self, Dockerd};
 use support::containerd::{containerd_bin, hosts_dir, Containerd};
 use support::cosign::{self, Key, REGISTRY};
 use support::oci::{Format, Image};
 use support::proxy::Proxy;
 use support::relay::{Exchange, Relay};
-use support::Registry;
+use support::{run_bounded, Registry};
 
 const REPO: &str = "signed/app";
 const TAG: &str = "v1";
+/// Where docker looks for `app:v1` on a mirror.
+const HUB_REPO: &str = "library/app";
 
 /// The upstream with one signed image of one `layer_size` layer, trustgate verifying it,
 /// and the relays on either side of trustgate.
@@ -44,6 +51,7 @@ struct Env {
 }
 
 impl Env {
+    /// `registry.test/signed/app:v1`, signed, under a cosign `verify` rule.
     fn start(layer_size: usize) -> Env {
         let registry = Registry::start();
         let keys = tempfile::tempdir().unwrap();
@@ -51,14 +59,36 @@ impl Env {
         let image = Image::random_sized(Format::Oci, &[layer_size]);
         image.push(&registry, REPO, TAG);
         key.sign_image(&registry, REPO, &image.manifest.digest);
+        let trust = cosign::offline_key_trust(&key);
+        Env::around(registry, image, keys, |upstream| {
+            cosign::config(upstream, &[cosign::verify_rule("signed/**", &trust)])
+        })
+    }
+
+    /// `docker.io/library/app:v1` (a Docker manifest), allowed: the image docker asks a
+    /// `registry-mirrors` entry for.
+    fn docker_hub(layer_size: usize) -> Env {
+        let registry = Registry::start();
+        let image = Image::random_sized(Format::Docker, &[layer_size]);
+        image.push(&registry, HUB_REPO, TAG);
+        Env::around(registry, image, tempfile::tempdir().unwrap(), |upstream| {
+            format!(
+                "upstreams:\n  - {{registry: \"docker.io\", url: \"{upstream}\", default: true}}\n\
+                 policy:\n  default: deny\n  rules:\n    - {{match: \"docker.io/library/**\", \
+                 action: allow}}\n"
+            )
+        })
+    }
+
+    /// The relays around trustgate, whose configuration `config` gives for the upstream URL.
+    fn around(
+        registry: Registry,
+        image: Image,
+        keys: tempfile::TempDir,
+        config: impl FnOnce(&str) -> String,
+    ) -> Env {
         let back = Relay::start(&registry.host_port());
-        let proxy = Proxy::start(&cosign::config(
-            &back.url(),
-            &[cosign::verify_rule(
-                "signed/**",
-                &cosign::offline_key_trust(&key),
-            )],
-        ));
+        let proxy = Proxy::start(&config(&back.url()));
         let front = Relay::start(&proxy.host_port());
         Env {
             image,
@@ -244,5 +274,75 @@ fn containerd_resumes_a_layer_cut_while_trustgate_still_fetches_it() {
         at(answered),
         answered - second.asked,
         answered - last_byte,
+    );
+}
+
+#[test]
+fn dockerd_resumes_a_cut_layer_through_a_registry_mirror() {
+    if let Some(why) = clients::missing(&["dockerd", "docker", "containerd", "ctr"]) {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let size = 24 << 20;
+    let env = Env::docker_hub(size);
+    let layer = env.layer();
+    env.proxy.expect_image_served(HUB_REPO, TAG, &env.image);
+    let cut_at = layer.size() / 2;
+    env.front.cut_once(&env.layer_path(), cut_at);
+
+    // dockerd's own registry client (the legacy store): its puller keeps what it has and
+    // asks for the rest after a pause.
+    let containerd = clients::Containerd::start();
+    let dockerd = Dockerd::start(
+        Command::new("dockerd"),
+        clients::dockerd_major(Path::new("dockerd")),
+        &containerd,
+        serde_json::json!({ "registry-mirrors": [env.front.url()] }),
+    );
+    let started = Instant::now();
+    let out = run_bounded(dockerd.docker().args(["pull", "app:v1"]), b"", "docker.io");
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "docker pull: {}\nrelay saw: {:#?}\n{}",
+        clients::text(&out),
+        env.front.exchanges(),
+        dockerd.log_text()
+    );
+    let (first, second) = env.resumed(cut_at);
+    // docker checks the layer's digest over what it kept and what it got since; its diff
+    // ID is the layer's digest (an uncompressed layer).
+    let inspect = run_bounded(
+        dockerd.docker().args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}} {{.RootFS.Layers}}",
+            "app:v1",
+        ]),
+        b"",
+        "docker.io",
+    );
+    let inspect = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    assert!(
+        inspect.contains(&env.image.config.digest) && inspect.contains(&layer.digest),
+        "{inspect}"
+    );
+    assert_eq!(
+        env.back.gets(&env.layer_path()).len(),
+        1,
+        "the layer was fetched from the upstream again"
+    );
+    eprintln!(
+        "dockerd {}: {} byte layer cut after {} bytes; it resumed with {:?} {:?} later, \
+         answered {} {:?} ({} bytes); pull {took:?}",
+        dockerd.version(),
+        layer.size(),
+        first.body_bytes,
+        second.range.as_deref().unwrap_or_default(),
+        second.asked - first.ended,
+        second.status,
+        second.content_range.as_deref().unwrap_or_default(),
+        second.body_bytes,
     );
 }
