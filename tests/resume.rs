@@ -39,8 +39,8 @@ const TAG: &str = "v1";
 /// Where docker looks for `app:v1` on a mirror.
 const HUB_REPO: &str = "library/app";
 
-/// The upstream with one signed image of one `layer_size` layer, trustgate verifying it,
-/// and the relays on either side of trustgate.
+/// The upstream with one image of one large layer, trustgate in front of it, and the relays
+/// on either side of trustgate (`front` for the client, `back` to the upstream).
 struct Env {
     image: Image,
     front: Relay,

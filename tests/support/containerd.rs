@@ -26,12 +26,7 @@ pub fn containerd_bin() -> Option<PathBuf> {
         );
         return None;
     }
-    let root = fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().next().map(|u| u == "0"))
-        .unwrap_or(false);
+    let root = super::clients::is_root();
     if !root {
         eprintln!("skipped: containerd needs root (it mounts snapshots)");
         return None;
@@ -167,8 +162,8 @@ impl Drop for Containerd {
     }
 }
 
-/// A hosts directory for `registry.test`: the proxy as a mirror (when given) in front of
-/// the upstream, which containerd falls back to.
+/// A hosts directory for `registry.test`: `server` is `upstream` (containerd's last resort),
+/// with `mirror` tried first when given (both plain HTTP for `http://` URLs).
 pub fn hosts_dir(dir: &Path, upstream: &str, mirror: Option<&str>) -> PathBuf {
     let mut toml = format!("server = \"{upstream}\"\n");
     if let Some(mirror) = mirror {
