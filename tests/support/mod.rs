@@ -21,12 +21,14 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod clients;
+pub mod containerd;
 pub mod cosign;
 pub mod fakes;
 pub mod http;
 pub mod mitm;
 pub mod oci;
 pub mod proxy;
+pub mod relay;
 pub mod s3;
 pub mod sigstore;
 
