@@ -1008,8 +1008,10 @@ fn a_stalled_upstream_holds_at_most_max_upstream_connections() {
         assert_eq!(*status, 504, "client {i}");
         assert!(*took < bounded, "client {i} took {took:?}");
     }
-    // At most 3 at a time; a waiter that got a slot as another timed out may have gone on.
-    let (held, reached) = (upstream.max_concurrent(), upstream.requests().len());
+    // At most 3 at a time; a waiter that got a slot as another timed out may have gone on
+    // (and may be seen here arriving just before the closed one is seen leaving).
+    let held = upstream.max_concurrent_beyond(Duration::from_millis(200));
+    let reached = upstream.requests().len();
     assert_eq!(
         held, 3,
         "a stalled upstream held {held} requests at once (limit 3)"

@@ -112,8 +112,9 @@ impl TempFile {
         Ok(Arc::new(TempFile { file, path }))
     }
 
-    /// Hashes `batch` into `hasher`, then appends it in one vectored write, both on the
-    /// blocking pool: the hasher comes back whatever the write did (`None` only if the
+    /// Hashes `batch` into `hasher` and appends it in one vectored write, the two side by
+    /// side on the blocking pool (two threads: on two cores a batch costs the longer of the
+    /// two, not their sum). The hasher comes back whatever the write did (`None` only if its
     /// blocking task panicked).
     async fn hash_and_write(
         self: &Arc<Self>,
@@ -121,16 +122,15 @@ impl TempFile {
         mut hasher: DigestVerifier,
     ) -> (io::Result<()>, Option<DigestVerifier>) {
         let file = self.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            for chunk in &batch {
+        let chunks = batch.clone();
+        let hashing = tokio::task::spawn_blocking(move || {
+            for chunk in &chunks {
                 hasher.update(chunk);
             }
-            (write_all_vectored(&file.file, &batch), hasher)
+            hasher
         });
-        match task.await {
-            Ok((written, hasher)) => (written, Some(hasher)),
-            Err(e) => (Err(io::Error::other(e)), None),
-        }
+        let written = blocking_io(move || write_all_vectored(&file.file, &batch)).await;
+        (written, hashing.await.ok())
     }
 
     /// `fsync`s the data written.

@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -212,6 +212,10 @@ impl Reply {
 /// Each request's path and its `Authorization` header (`None`: not sent), in order.
 type AuthLog = Mutex<Vec<(String, Option<String>)>>;
 
+/// When each request began being answered and when it ended (`None`: not yet).
+#[derive(Default)]
+struct Spans(Mutex<Vec<(Instant, Option<Instant>)>>);
+
 /// A raw HTTP/1.1 server on a loopback port: one request per connection (it answers with
 /// `Connection: close`), each answered with what `handler(path)` says.
 pub struct FakeHttp {
@@ -221,6 +225,8 @@ pub struct FakeHttp {
     sent: Arc<AtomicU64>,
     /// Requests being answered now, and the most there ever were at once.
     busy: Arc<(AtomicUsize, AtomicUsize)>,
+    /// When each request began being answered (its head read) and ended.
+    spans: Arc<Spans>,
     rt: Runtime,
 }
 
@@ -238,23 +244,27 @@ impl FakeHttp {
         let authorizations = Arc::new(Mutex::new(Vec::new()));
         let sent = Arc::new(AtomicU64::new(0));
         let busy = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let spans = Arc::new(Spans::default());
         let handler = Arc::new(handler);
         let client = reqwest::Client::new();
         let (log, counter, gauge) = (requests.clone(), sent.clone(), busy.clone());
         let auths = authorizations.clone();
+        let all_spans = spans.clone();
         rt.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (handler, log, counter, client, gauge, auths) = (
+                let (handler, log, counter, client, gauge, auths, spans) = (
                     handler.clone(),
                     log.clone(),
                     counter.clone(),
                     client.clone(),
                     gauge.clone(),
                     auths.clone(),
+                    all_spans.clone(),
                 );
                 tokio::spawn(async move {
                     let logs = (&*log, &*auths);
-                    let _ = answer(stream, &*handler, logs, &counter, &client, &gauge).await;
+                    let busy = (&*gauge, &*spans);
+                    let _ = answer(stream, &*handler, logs, &counter, &client, busy).await;
                 });
             }
         });
@@ -264,6 +274,7 @@ impl FakeHttp {
             authorizations,
             sent,
             busy,
+            spans,
             rt,
         }
     }
@@ -288,6 +299,24 @@ impl FakeHttp {
         self.sent.load(Ordering::Relaxed)
     }
 
+    /// The most requests this server was answering at one time, not counting an overlap
+    /// shorter than `grace`: a connection the client closed just before opening the next
+    /// one can be seen closing here only after the next one arrived.
+    pub fn max_concurrent_beyond(&self, grace: Duration) -> usize {
+        let spans = self.spans.0.lock().unwrap();
+        spans
+            .iter()
+            .map(|(start, _)| {
+                let at = *start + grace;
+                spans
+                    .iter()
+                    .filter(|(s, end)| *s <= at && end.is_none_or(|e| e > at))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The most requests this server was answering at one time.
     pub fn max_concurrent(&self) -> usize {
         self.busy.1.load(Ordering::Relaxed)
@@ -304,7 +333,7 @@ async fn answer<H>(
     (log, auths): (&Mutex<Vec<String>>, &AuthLog),
     sent: &AtomicU64,
     client: &reqwest::Client,
-    busy: &(AtomicUsize, AtomicUsize),
+    (busy, spans): (&(AtomicUsize, AtomicUsize), &Spans),
 ) -> io::Result<()>
 where
     H: Fn(&str) -> Reply + ?Sized,
@@ -331,6 +360,11 @@ where
     auths.lock().unwrap().push((path.clone(), authorization));
     let now = busy.0.fetch_add(1, Ordering::SeqCst) + 1;
     busy.1.fetch_max(now, Ordering::SeqCst);
+    let span = {
+        let mut all = spans.0.lock().unwrap();
+        all.push((Instant::now(), None));
+        all.len() - 1
+    };
     // What a forwarded request passes on to the real peer: content negotiation, credentials
     // and ranges (distribution answers an OCI manifest only to a client that accepts it).
     let forwarded: Vec<(String, String)> = line
@@ -347,6 +381,7 @@ where
         .collect();
     let result = respond(&mut stream, handler(&path), sent, client, &forwarded).await;
     busy.0.fetch_sub(1, Ordering::SeqCst);
+    spans.0.lock().unwrap()[span].1 = Some(Instant::now());
     result
 }
 
