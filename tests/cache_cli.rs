@@ -371,14 +371,7 @@ fn writers_of_a_cache_in_use_are_refused_and_ls_still_works() {
     drop(proxy);
 
     // A warm holds it too: a second serve cannot start, nor can gc.
-    let mut warm = Command::new(env!("CARGO_BIN_EXE_trustgate"))
-        .args(["cache", "warm", "--config", config.to_str().unwrap()])
-        .arg("open/app:v1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn warm");
+    let mut warm = spawn_warm(&config, "open/app:v1");
     let lock = data.join("trustgate.lock");
     let deadline = Instant::now() + Duration::from_secs(10);
     while fs::read_to_string(&lock).unwrap_or_default().trim() != warm.id().to_string() {
@@ -509,14 +502,7 @@ fn an_interrupted_warm_leaves_no_partial_blob_and_the_next_run_completes() {
     let data = dir.path().join("data");
     let config = write_config(dir.path(), &data, &body(&fake.url(), None));
 
-    let mut warm = Command::new(env!("CARGO_BIN_EXE_trustgate"))
-        .args(["cache", "warm", "--config", config.to_str().unwrap()])
-        .arg("open/app:v1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn warm");
+    let mut warm = spawn_warm(&config, "open/app:v1");
     // Interrupted while the layer is being written.
     let deadline = Instant::now() + Duration::from_secs(10);
     while fake.bytes_sent() < 100 {
@@ -584,4 +570,16 @@ fn warm_fills_the_shared_bucket_a_new_replica_serves_from() {
         &format!("/v2/open/app/manifests/{}", image.manifest.digest),
         &image.manifest.bytes,
     );
+}
+
+/// `trustgate cache warm --config CONFIG IMAGE` in the background, its output discarded.
+fn spawn_warm(config: &Path, image: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_trustgate"))
+        .args(["cache", "warm", "--config", config.to_str().unwrap()])
+        .arg(image)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn warm")
 }
