@@ -34,6 +34,11 @@ struct Env {
 
 impl Env {
     fn start(token_ttl: &str) -> Env {
+        Env::start_with(token_ttl, "")
+    }
+
+    /// Like [`Env::start`], with `more` appended to the `auth` section.
+    fn start_with(token_ttl: &str, more: &str) -> Env {
         let registry = Registry::start();
         let image = registry.push_random("open/app", "v1", 1);
         registry.push_random("open/other", "v1", 1);
@@ -63,7 +68,7 @@ auth:
   token_key_file: {}
   token_ttl: {token_ttl}
   tokens: [{{name: ci, file: {}}}]
-"#,
+{more}"#,
             registry.url(),
             path(&htpasswd),
             path(&key),
@@ -289,5 +294,50 @@ fn podman_login_with_the_htpasswd_user() {
     assert!(
         !wrong.status.success(),
         "podman login with a wrong password succeeded"
+    );
+}
+
+#[test]
+fn a_principal_pulling_a_repository_it_may_not_gets_403_denied() {
+    let env = Env::start_with(
+        "5m",
+        &format!(
+            "  groups: {{dev: [alice]}}\n  access:\n    \
+             - {{groups: [dev], pull: [\"{REGISTRY}/open/app\"]}}\n    \
+             - {{principals: [ci], pull: [\"{REGISTRY}/open/**\"]}}\n"
+        ),
+    );
+    let alice = basic("alice", PASSWORD);
+    let served = env.get("/v2/open/app/manifests/v1", Some(&alice));
+    assert_eq!(served.status, 200, "{}", served.summary());
+    for path in [
+        "/v2/open/other/manifests/v1",
+        "/v2/open/other/tags/list",
+        &format!(
+            "/v2/open/other/referrers/{}",
+            support::oci::sha256_digest(&env.image.manifest.bytes)
+        ),
+    ] {
+        let refused = env.get(path, Some(&alice));
+        assert_eq!(refused.status, 403, "{path}: {}", refused.summary());
+        assert_eq!(refused.error_code().as_deref(), Some("DENIED"), "{path}");
+    }
+    let ci = format!("Bearer {CI_TOKEN}");
+    let other = env.get("/v2/open/other/manifests/v1", Some(&ci));
+    assert_eq!(other.status, 200, "{}", other.summary());
+    let tags = env.get("/v2/open/other/tags/list", Some(&ci));
+    assert_eq!(tags.status, 200, "{}", tags.summary());
+    assert!(env.failures("access_denied") >= 3.0);
+
+    let creds = format!("alice:{PASSWORD}");
+    let refused = env.skopeo(
+        &["inspect", "--raw", "--tls-verify=false", "--creds", &creds],
+        "open/other:v1",
+    );
+    assert!(!refused.status.success(), "alice pulled open/other");
+    assert!(
+        support::clients::text(&refused).contains("denied"),
+        "{}",
+        support::clients::text(&refused)
     );
 }

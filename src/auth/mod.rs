@@ -22,7 +22,7 @@
 
 pub mod token;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -35,7 +35,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 
 use self::token::{Access, Claims, TokenError, TokenKey};
 use crate::body::{self, Body, BoxError};
-use crate::config::Secret;
+use crate::config::{AccessRule, Secret};
 use crate::metrics::HttpMetrics;
 use crate::oci::error::{error_body, OciErrorCode};
 
@@ -65,6 +65,34 @@ pub struct Auth {
     ttl: Duration,
     /// Whether the registry listener speaks TLS (the scheme of the realm).
     tls: bool,
+    /// Group name → members.
+    groups: BTreeMap<String, Vec<String>>,
+    /// Who may pull what; `None`: everyone everything.
+    access: Option<Arc<[AccessRule]>>,
+}
+
+/// What the auth layer puts into a request's extensions besides the [`Principal`]: the
+/// principal with the access rules, for the handler to ask once it knows the registry.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// Who is asking.
+    pub principal: Principal,
+    access: Option<Arc<[AccessRule]>>,
+}
+
+// === impl Grant ===
+
+impl Grant {
+    /// Whether the principal may pull `registry/repository`.
+    pub fn may_pull(&self, registry: &str, repository: &str) -> bool {
+        let Some(rules) = &self.access else {
+            return true;
+        };
+        rules.iter().any(|rule| {
+            rule.names(&self.principal.name, &self.principal.groups)
+                && rule.pull.iter().any(|p| p.matches(registry, repository))
+        })
+    }
 }
 
 /// Why a request was refused; the label of `trustgate_auth_failures_total`.
@@ -164,6 +192,33 @@ impl Auth {
             key: None,
             ttl: Duration::from_secs(300),
             tls,
+            groups: BTreeMap::new(),
+            access: None,
+        }
+    }
+
+    /// Sets the groups (name → members) and the access rules (`None`: everyone may pull
+    /// everything).
+    pub fn with_access(
+        mut self,
+        groups: BTreeMap<String, Vec<String>>,
+        access: Option<Vec<AccessRule>>,
+    ) -> Self {
+        self.groups = groups;
+        self.access = access.map(Into::into);
+        self
+    }
+
+    /// The grant for `principal`, its groups filled in from `auth.groups`.
+    fn grant(&self, mut principal: Principal) -> Grant {
+        for (group, members) in &self.groups {
+            if members.contains(&principal.name) && !principal.groups.contains(group) {
+                principal.groups.push(group.clone());
+            }
+        }
+        Grant {
+            principal,
+            access: self.access.clone(),
         }
     }
 
@@ -579,7 +634,9 @@ where
                     .await
                 {
                     Ok(principal) => {
-                        req.extensions_mut().insert(principal);
+                        let grant = auth.grant(principal);
+                        req.extensions_mut().insert(grant.principal.clone());
+                        req.extensions_mut().insert(grant);
                     }
                     Err(failure) => {
                         let host = host(req.headers(), Some(req.uri()));

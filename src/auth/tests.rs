@@ -164,3 +164,34 @@ fn challenge_names_the_realm_and_scope() {
         .unwrap();
     assert_eq!(host(req.headers(), None), None);
 }
+
+#[test]
+fn access_rules_grant_by_principal_group_and_pattern() {
+    let rule = |principals: &[&str], groups: &[&str], pull: &[&str]| AccessRule {
+        principals: principals.iter().map(|s| s.to_string()).collect(),
+        groups: groups.iter().map(|s| s.to_string()).collect(),
+        pull: pull.iter().map(|p| p.parse().unwrap()).collect(),
+    };
+    let groups = [("dev".to_owned(), vec!["alice".to_owned()])].into();
+    let auth = Auth::new(false, false).with_access(
+        groups,
+        Some(vec![
+            rule(&[], &["dev"], &["docker.io/library/*"]),
+            rule(&["ci"], &[], &["docker.io/**"]),
+            rule(&["*"], &[], &["docker.io/public/**"]),
+        ]),
+    );
+    let alice = auth.grant(Principal::named("alice"));
+    assert_eq!(alice.principal.groups, ["dev"]);
+    assert!(alice.may_pull("docker.io", "library/nginx"));
+    assert!(!alice.may_pull("docker.io", "bitnami/redis"));
+    assert!(!alice.may_pull("quay.io", "library/nginx"));
+    assert!(auth
+        .grant(Principal::named("ci"))
+        .may_pull("docker.io", "bitnami/redis"));
+    let anonymous = auth.grant(Principal::anonymous());
+    assert!(anonymous.may_pull("docker.io", "public/x"));
+    assert!(!anonymous.may_pull("docker.io", "library/nginx"));
+    let open = Auth::new(true, false).grant(Principal::anonymous());
+    assert!(open.may_pull("quay.io", "anything"));
+}

@@ -7,17 +7,28 @@
 //!   token_key_file: /etc/trustgate/token.key  # HMAC-SHA256 key, at least 32 bytes
 //!   token_ttl: 5m
 //!   tokens: [{name: ci, file: /etc/trustgate/ci.token}]
+//!   groups: {dev: [alice, bob]}
+//!   access:                                # absent: every principal may pull everything
+//!     - {principals: [ci], pull: ["docker.io/library/**"]}
+//!     - {groups: [dev], pull: ["registry.example.internal/team/**"]}
 //! ```
+//!
+//! `access` rules use the policy's pattern language (`crate::policy::Pattern`, over
+//! `registry/repository` with the registry the request goes to). They only grant: a pull is
+//! allowed when any rule naming the principal, one of its groups, or `"*"` has a matching
+//! pattern, so specificity cannot change an answer and is not needed here.
 //!
 //! Files are read by [`super::Config::auth`], never kept here; their content becomes a
 //! [`super::Secret`] or a bcrypt hash and never appears in `Debug` or errors.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::values;
+use crate::policy::Pattern;
 
 /// The shortest `auth.token_key_file` content accepted, in bytes.
 pub const MIN_TOKEN_KEY: usize = 32;
@@ -46,6 +57,36 @@ pub struct AuthConfig {
     /// Static bearer tokens (for CI), each read from a file.
     #[serde(default)]
     pub tokens: Vec<StaticTokenConfig>,
+    /// Groups: name → member principals.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Who may pull what; absent: every principal may pull everything the policy serves.
+    #[serde(default)]
+    pub access: Option<Vec<AccessRule>>,
+}
+
+/// `auth.access[]`: principals and groups that may pull repositories matching `pull`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    /// Principal names (`"*"`: every principal, anonymous included).
+    #[serde(default)]
+    pub principals: Vec<String>,
+    /// Group names (see `auth.groups`).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// `registry/repository` patterns, as in policy rules.
+    pub pull: Vec<Pattern>,
+}
+
+// === impl AccessRule ===
+
+impl AccessRule {
+    /// Whether this rule names `principal` (by name, group, or `"*"`).
+    pub fn names(&self, name: &str, groups: &[String]) -> bool {
+        self.principals.iter().any(|p| p == "*" || p == name)
+            || self.groups.iter().any(|g| groups.contains(g))
+    }
 }
 
 /// `auth.tokens[]`: a static bearer token and the principal it stands for.

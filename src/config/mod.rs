@@ -65,7 +65,7 @@ use self::locate::{Seg, Source};
 /// The shortest `storage.s3.trust_state_key_file` content accepted, in bytes.
 pub const MIN_TRUST_STATE_KEY: usize = 32;
 pub use self::{
-    auth::{AuthConfig, StaticTokenConfig, MIN_TOKEN_KEY},
+    auth::{AccessRule, AuthConfig, StaticTokenConfig, MIN_TOKEN_KEY},
     error::{ConfigError, Location},
     limits::LimitsConfig,
     secret::Secret,
@@ -485,6 +485,7 @@ impl Config {
                 reason,
             });
         }
+        built = built.with_access(auth.groups.clone(), auth.access.clone());
         Ok(Some(built))
     }
 
