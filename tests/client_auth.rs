@@ -341,3 +341,24 @@ fn a_principal_pulling_a_repository_it_may_not_gets_403_denied() {
         support::clients::text(&refused)
     );
 }
+
+#[test]
+fn a_principal_over_its_rate_limit_gets_429_with_retry_after() {
+    let env = Env::start_with("5m", "  rate_limit: {requests_per_second: 1, burst: 2}\n");
+    let ci = format!("Bearer {CI_TOKEN}");
+    let manifest = "/v2/open/app/manifests/v1";
+    for _ in 0..2 {
+        let served = env.get(manifest, Some(&ci));
+        assert_eq!(served.status, 200, "{}", served.summary());
+    }
+    let limited = env.get(manifest, Some(&ci));
+    assert_eq!(limited.status, 429, "{}", limited.summary());
+    assert_eq!(limited.error_code().as_deref(), Some("TOOMANYREQUESTS"));
+    assert_eq!(limited.header("retry-after"), Some("1"));
+    // Another principal has its own bucket.
+    let alice = env.get(manifest, Some(&basic("alice", PASSWORD)));
+    assert_eq!(alice.status, 200, "{}", alice.summary());
+    assert_eq!(env.failures("rate_limited"), 1.0);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(env.get(manifest, Some(&ci)).status, 200);
+}

@@ -20,6 +20,7 @@
 //! Secrets (passwords, hashes, tokens, the signing key) never reach logs, metrics or
 //! `Debug`: they are [`Secret`]s or are kept in types whose `Debug` omits them.
 
+pub mod rate;
 pub mod token;
 
 use std::collections::{BTreeMap, HashMap};
@@ -69,6 +70,8 @@ pub struct Auth {
     groups: BTreeMap<String, Vec<String>>,
     /// Who may pull what; `None`: everyone everything.
     access: Option<Arc<[AccessRule]>>,
+    /// Per-principal token buckets; `None`: unlimited.
+    rate: Option<rate::RateLimiter>,
 }
 
 /// What the auth layer puts into a request's extensions besides the [`Principal`]: the
@@ -194,7 +197,32 @@ impl Auth {
             tls,
             groups: BTreeMap::new(),
             access: None,
+            rate: None,
         }
+    }
+
+    /// Limits each principal to `requests_per_second`, `burst` at once.
+    pub fn with_rate_limit(mut self, requests_per_second: u32, burst: u32) -> Self {
+        self.rate = Some(rate::RateLimiter::new(requests_per_second, burst));
+        self
+    }
+
+    /// A `429` when `principal` is over its rate limit, else `None`.
+    fn over_rate(&self, principal: &str, metrics: &HttpMetrics) -> Option<Response<Body>> {
+        let limiter = self.rate.as_ref()?;
+        let wait = limiter.check(principal, std::time::Instant::now()).err()?;
+        metrics.auth_failure("rate_limited");
+        tracing::info!(principal, reason = "rate_limited", "refused");
+        let mut response = oci_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            OciErrorCode::TooManyRequests,
+            "too many requests",
+        );
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        Some(response)
     }
 
     /// Sets the groups (name → members) and the access rules (`None`: everyone may pull
@@ -634,6 +662,9 @@ where
                     .await
                 {
                     Ok(principal) => {
+                        if let Some(refused) = auth.over_rate(&principal.name, &metrics) {
+                            return Ok(refused);
+                        }
                         let grant = auth.grant(principal);
                         req.extensions_mut().insert(grant.principal.clone());
                         req.extensions_mut().insert(grant);

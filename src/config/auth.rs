@@ -11,6 +11,7 @@
 //!   access:                                # absent: every principal may pull everything
 //!     - {principals: [ci], pull: ["docker.io/library/**"]}
 //!     - {groups: [dev], pull: ["registry.example.internal/team/**"]}
+//!   rate_limit: {requests_per_second: 20, burst: 100}   # per principal; 429 beyond
 //! ```
 //!
 //! `access` rules use the policy's pattern language (`crate::policy::Pattern`, over
@@ -63,6 +64,29 @@ pub struct AuthConfig {
     /// Who may pull what; absent: every principal may pull everything the policy serves.
     #[serde(default)]
     pub access: Option<Vec<AccessRule>>,
+    /// Per-principal request rate; absent: unlimited.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// `auth.rate_limit`: a token bucket per principal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second (at least 1).
+    #[serde(deserialize_with = "positive")]
+    pub requests_per_second: u32,
+    /// Requests allowed at once (at least 1).
+    #[serde(deserialize_with = "positive")]
+    pub burst: u32,
+}
+
+fn positive<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(n)
 }
 
 /// `auth.access[]`: principals and groups that may pull repositories matching `pull`.

@@ -65,7 +65,7 @@ use self::locate::{Seg, Source};
 /// The shortest `storage.s3.trust_state_key_file` content accepted, in bytes.
 pub const MIN_TRUST_STATE_KEY: usize = 32;
 pub use self::{
-    auth::{AccessRule, AuthConfig, StaticTokenConfig, MIN_TOKEN_KEY},
+    auth::{AccessRule, AuthConfig, RateLimitConfig, StaticTokenConfig, MIN_TOKEN_KEY},
     error::{ConfigError, Location},
     limits::LimitsConfig,
     secret::Secret,
@@ -486,6 +486,9 @@ impl Config {
             });
         }
         built = built.with_access(auth.groups.clone(), auth.access.clone());
+        if let Some(limit) = &auth.rate_limit {
+            built = built.with_rate_limit(limit.requests_per_second, limit.burst);
+        }
         Ok(Some(built))
     }
 

@@ -25,6 +25,7 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "expired_token",
     "insufficient_scope",
     "access_denied",
+    "rate_limited",
 ];
 
 // === impl HttpMetrics ===
