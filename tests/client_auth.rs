@@ -362,3 +362,52 @@ fn a_principal_over_its_rate_limit_gets_429_with_retry_after() {
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(env.get(manifest, Some(&ci)).status, 200);
 }
+
+#[test]
+fn docker_login_and_pull_through_the_engine() {
+    if let Err(reason) = support::docker_available() {
+        eprintln!("skipped: no Docker engine: {reason}");
+        return;
+    }
+    let env = Env::start("5m");
+    let config = tempfile::tempdir().expect("tempdir for the docker client config");
+    let docker = |args: &[&str], stdin: &[u8]| {
+        let mut cmd = Command::new("docker");
+        cmd.arg("--config").arg(config.path()).args(args);
+        run_bounded(&mut cmd, stdin, "docker.io")
+    };
+    let host = env.proxy.host_port();
+    let wrong = docker(
+        &["login", &host, "-u", "alice", "--password-stdin"],
+        b"wrong\n",
+    );
+    assert!(
+        !wrong.status.success(),
+        "docker login with a wrong password succeeded"
+    );
+    let login = docker(
+        &["login", &host, "-u", "alice", "--password-stdin"],
+        format!("{PASSWORD}\n").as_bytes(),
+    );
+    assert!(login.status.success(), "docker login: {login:?}");
+    let reference = format!("{host}/open/app:v1");
+    let _cleanup = RemoveImage(reference.clone());
+    let pulled = docker(&["pull", &reference], b"");
+    assert!(
+        pulled.status.success(),
+        "docker pull: {pulled:?}\n{}",
+        env.proxy.log_tail(20)
+    );
+    assert!(env.failures("bad_password") >= 1.0);
+}
+
+/// Removes an image from the Docker engine on drop (pass or fail).
+struct RemoveImage(String);
+
+impl Drop for RemoveImage {
+    fn drop(&mut self) {
+        let _ = Command::new("timeout")
+            .args(["30", "docker", "rmi", "--force", &self.0])
+            .output();
+    }
+}
