@@ -4,6 +4,7 @@
 //! for, `policy` decides what a rule requires, `trust` verifies signatures, and the content and
 //! upstream layers fetch and cache what was verified.
 
+pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod cli;

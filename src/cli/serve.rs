@@ -249,6 +249,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::init_logging(args.log_json, &filter)?;
     let config = Config::load(&args.config)?;
     let admin_token = config.admin_token()?;
+    let auth = config.auth()?.map(Arc::new);
+    if auth.is_none() && !config.server.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.server.listen,
+            "no auth section: anyone who can reach the registry listener can pull what the upstream credentials reach");
+    }
     let metrics = Arc::new(Metrics::new());
     // Built once: a reload keeps the store (see `config/storage.rs`).
     let shared = SharedStore::from_config(&config)?;
@@ -293,7 +298,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: limits.request_timeout,
         max_concurrent_requests: limits.max_concurrent_requests,
     };
-    let service = server::stack(handler, &stack, &metrics);
+    let service = server::stack_with_auth(handler, &stack, &metrics, auth);
     let options = ServeOptions {
         header_read_timeout: limits.header_timeout,
         max_connections: limits.max_connections,

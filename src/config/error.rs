@@ -166,6 +166,23 @@ pub enum ConfigError {
         /// What is wrong (an I/O error, or "it is empty").
         reason: String,
     },
+    /// An `auth` file (htpasswd, token key, static token) could not be read or is not
+    /// usable. Never quotes the content.
+    #[error("{at}: cannot use {} for auth: {reason}", path.display())]
+    AuthFile {
+        /// Where (the key naming the file).
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `auth.htpasswd_file` without `auth.token_key_file`: `/token` could not sign.
+    #[error("{at}: auth.htpasswd_file needs auth.token_key_file (the key tokens from /token are signed with)")]
+    MissingTokenKey {
+        /// Where (`auth.htpasswd_file`).
+        at: Location,
+    },
     /// An S3 key file could not be read, or is empty. The error never quotes the content.
     #[error("{at}: cannot use storage.s3.{key} {}: {reason}", path.display())]
     S3KeyFile {
@@ -409,6 +426,8 @@ impl ConfigError {
             | Self::IncompleteS3Credentials { at, .. }
             | Self::S3KeyFile { at, .. }
             | Self::AdminTokenFile { at, .. }
+            | Self::AuthFile { at, .. }
+            | Self::MissingTokenKey { at, .. }
             | Self::MissingTrustStateKey { at, .. }
             | Self::ReadPasswordFile { at, .. }
             | Self::EmptyPasswordFile { at, .. }

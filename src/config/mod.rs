@@ -41,6 +41,7 @@
 //!   anonymously. The realm is the upstream's word; the configuration decides who sees a
 //!   password.
 
+mod auth;
 mod error;
 mod limits;
 mod locate;
@@ -64,6 +65,7 @@ use self::locate::{Seg, Source};
 /// The shortest `storage.s3.trust_state_key_file` content accepted, in bytes.
 pub const MIN_TRUST_STATE_KEY: usize = 32;
 pub use self::{
+    auth::{AccessRule, AuthConfig, RateLimitConfig, StaticTokenConfig, MIN_TOKEN_KEY},
     error::{ConfigError, Location},
     limits::LimitsConfig,
     secret::Secret,
@@ -102,6 +104,10 @@ pub struct Config {
     /// directory only.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Client authentication (see `auth.rs`); absent: no authentication, every request
+    /// is served as anonymous (a warning is logged when the listener is not loopback).
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
     /// The text this was parsed from, to point errors at lines.
     #[serde(skip)]
     source: Source,
@@ -409,6 +415,81 @@ impl Config {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// The runtime authentication settings: reads the htpasswd, key and token files.
+    /// `None` when the configuration has no `auth` section.
+    pub fn auth(&self) -> Result<Option<crate::auth::Auth>, ConfigError> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        let fail = |key: &'static str, path: &Path, reason: String| ConfigError::AuthFile {
+            at: self.locate(&[Seg::Key("auth"), Seg::Key(key)]),
+            path: path.to_owned(),
+            reason,
+        };
+        let anonymous = auth
+            .anonymous
+            .unwrap_or_else(|| self.server.listen.ip().is_loopback());
+        let mut built = crate::auth::Auth::new(anonymous, self.server.tls.is_some());
+        if let Some(path) = &auth.htpasswd_file {
+            let text =
+                fs::read_to_string(path).map_err(|e| fail("htpasswd_file", path, e.to_string()))?;
+            built = built
+                .with_htpasswd(&text)
+                .map_err(|reason| fail("htpasswd_file", path, reason))?;
+        }
+        match &auth.token_key_file {
+            Some(path) => {
+                let key =
+                    fs::read(path).map_err(|e| fail("token_key_file", path, e.to_string()))?;
+                if key.len() < MIN_TOKEN_KEY {
+                    return Err(fail(
+                        "token_key_file",
+                        path,
+                        format!(
+                            "it holds {} bytes, at least {MIN_TOKEN_KEY} are needed",
+                            key.len()
+                        ),
+                    ));
+                }
+                built =
+                    built.with_token_key(crate::auth::token::TokenKey::new(&key), auth.token_ttl);
+            }
+            None if auth.htpasswd_file.is_some() => {
+                let at = self.locate(&[Seg::Key("auth"), Seg::Key("htpasswd_file")]);
+                return Err(ConfigError::MissingTokenKey { at });
+            }
+            None => {}
+        }
+        for (i, token) in auth.tokens.iter().enumerate() {
+            let at = || {
+                self.locate(&[
+                    Seg::Key("auth"),
+                    Seg::Key("tokens"),
+                    Seg::Index(i),
+                    Seg::Key("file"),
+                ])
+            };
+            let reason = match read_password(&token.file) {
+                Ok(Some(secret)) => {
+                    built = built.with_token(token.name.clone(), secret);
+                    continue;
+                }
+                Ok(None) => "it is empty".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            return Err(ConfigError::AuthFile {
+                at: at(),
+                path: token.file.clone(),
+                reason,
+            });
+        }
+        built = built.with_access(auth.groups.clone(), auth.access.clone());
+        if let Some(limit) = &auth.rate_limit {
+            built = built.with_rate_limit(limit.requests_per_second, limit.burst);
+        }
+        Ok(Some(built))
     }
 
     /// Checks what deserialisation cannot: relations between items. Pure (no file access).

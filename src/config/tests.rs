@@ -1359,3 +1359,80 @@ fn notation_rule_errors_name_the_line() {
         assert!(message.contains(needle), "`{needle}` not in: {message}");
     }
 }
+
+// === auth ===
+
+fn with_auth(auth: &[&str]) -> String {
+    yaml(&[&BASE[..5], &["  default: deny", "auth:"], auth].concat())
+}
+
+#[test]
+fn auth_shape_errors_point_at_their_line() {
+    expect_err(
+        &with_auth(&["  anonymous: true", "  password_file: x"]),
+        9,
+        "password_file",
+        &["unknown field `password_file`"],
+    );
+    expect_err(
+        &with_auth(&["  rate_limit: {requests_per_second: 5, burst: 0}"]),
+        8,
+        "{requests",
+        &["auth.rate_limit", "at least 1"],
+    );
+}
+
+#[test]
+fn auth_files_are_checked_at_build_and_never_quoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str, content: &str| {
+        let p = dir.path().join(name);
+        fs::write(&p, content).unwrap();
+        serde_json::json!(p.to_str().unwrap()).to_string()
+    };
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let htpasswd = path("htpasswd", &format!("alice:{hash}\n"));
+    let config = Config::from_yaml(&with_auth(&[&format!("  htpasswd_file: {htpasswd}")])).unwrap();
+    match config.auth() {
+        Err(err @ ConfigError::MissingTokenKey { .. }) => assert_eq!(at(&err).0, Some(8)),
+        other => panic!("{other:?}"),
+    }
+    let short = path("short.key", "tooshort-secret");
+    let config = Config::from_yaml(&with_auth(&[
+        &format!("  htpasswd_file: {htpasswd}"),
+        &format!("  token_key_file: {short}"),
+    ]))
+    .unwrap();
+    let err = config.auth().unwrap_err();
+    assert_eq!(at(&err).0, Some(9), "{err}");
+    assert!(!err.to_string().contains("tooshort-secret"), "{err}");
+    let sha = path("sha", "bob:{SHA}secret-hash=\n");
+    let config = Config::from_yaml(&with_auth(&[&format!("  htpasswd_file: {sha}")])).unwrap();
+    let err = config.auth().unwrap_err().to_string();
+    assert!(
+        err.contains("bcrypt") && !err.contains("secret-hash"),
+        "{err}"
+    );
+
+    let key = path("token.key", &"k".repeat(MIN_TOKEN_KEY));
+    let token = path("ci.token", "ci-secret\n");
+    let config = Config::from_yaml(&with_auth(&[
+        &format!("  htpasswd_file: {htpasswd}"),
+        &format!("  token_key_file: {key}"),
+        &format!("  tokens: [{{name: ci, file: {token}}}]"),
+    ]))
+    .unwrap();
+    let auth = config.auth().unwrap().expect("auth section");
+    // Loopback listener (the default): anonymous unless `anonymous: false`.
+    assert!(auth.anonymous);
+    let debug = format!("{auth:?}");
+    assert!(
+        !debug.contains("ci-secret") && !debug.contains(&hash),
+        "{debug}"
+    );
+    assert!(Config::from_yaml(&yaml(&BASE[..5]))
+        .unwrap()
+        .auth()
+        .unwrap()
+        .is_none());
+}

@@ -13,7 +13,20 @@ pub struct HttpMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     refused: IntCounter,
+    auth_failures: IntCounterVec,
 }
+
+/// Why a client request was refused by authentication (`trustgate_auth_failures_total`).
+pub const AUTH_FAILURE_REASONS: &[&str] = &[
+    "missing_credentials",
+    "unknown_user",
+    "bad_password",
+    "bad_token",
+    "expired_token",
+    "insufficient_scope",
+    "access_denied",
+    "rate_limited",
+];
 
 // === impl HttpMetrics ===
 
@@ -38,7 +51,25 @@ impl HttpMetrics {
                 "Client connections closed at accept: their peer had \
                  limits.max_connections_per_client open already.",
             ),
+            auth_failures: {
+                let family = super::counter_vec(
+                    registry,
+                    "trustgate_auth_failures_total",
+                    "Client requests refused by authentication, by reason.",
+                    &["reason"],
+                );
+                for reason in AUTH_FAILURE_REASONS {
+                    family.with_label_values(&[*reason]).inc_by(0);
+                }
+                family
+            },
         }
+    }
+
+    /// Counts a request refused by authentication; `reason` is one of
+    /// [`AUTH_FAILURE_REASONS`].
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures.with_label_values(&[reason]).inc();
     }
 
     /// Counts a connection closed at accept because its peer was at its cap.

@@ -28,6 +28,9 @@ pub enum ProxyError {
     /// A `deny` rule (or the default) matched.
     #[error("{image} is denied by policy ({rule})")]
     PolicyDenied { image: String, rule: String },
+    /// `auth.access` does not let the principal pull the image.
+    #[error("{principal} may not pull {image}")]
+    AccessDenied { image: String, principal: String },
     /// A verifier refused.
     #[error("{refusal} (policy {rule})")]
     Refused { refusal: Refusal, rule: String },
@@ -75,7 +78,9 @@ impl ProxyError {
             UnknownRegistry(_) | NoDefaultUpstream => {
                 (OciErrorCode::NameUnknown, StatusCode::NOT_FOUND)
             }
-            PolicyDenied { .. } | Refused { .. } => (OciErrorCode::Denied, StatusCode::FORBIDDEN),
+            PolicyDenied { .. } | Refused { .. } | AccessDenied { .. } => {
+                (OciErrorCode::Denied, StatusCode::FORBIDDEN)
+            }
             UnknownManifest { .. } | NotAcceptable { .. } => {
                 (OciErrorCode::ManifestUnknown, StatusCode::NOT_FOUND)
             }

@@ -40,6 +40,7 @@ impl Proxy {
         self: &Arc<Self>,
         route: &Route,
         headers: &http::HeaderMap,
+        grant: Option<&crate::auth::Grant>,
     ) -> Result<Response<Body>, ProxyError> {
         let head = route.method == ReadMethod::Head;
         let accept: Vec<String> = headers
@@ -62,6 +63,18 @@ impl Proxy {
         })?;
         let repo = upstream_repo(upstream.registry(), name.as_str());
         let image = format!("{}/{repo}", upstream.registry());
+        // `auth.access`: before the policy, so a principal learns nothing about what it may
+        // not pull (tags/list and referrers included).
+        if let Some(grant) = grant {
+            if !grant.may_pull(upstream.registry(), &repo) {
+                self.metrics.http().auth_failure("access_denied");
+                tracing::warn!(image = %image, principal = %grant.principal.name, reason = "not in auth.access", "refused");
+                return Err(ProxyError::AccessDenied {
+                    image,
+                    principal: grant.principal.name.clone(),
+                });
+            }
+        }
         let ctx = Ctx::new(&rt, upstream, &repo, &image);
         if ctx.decision.action() == Action::Deny {
             self.metrics.verify().decision(Action::Deny, None);

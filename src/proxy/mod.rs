@@ -108,7 +108,8 @@ impl Proxy {
             Ok(route) => route,
             Err(e) => return ProxyError::from(e).into_response(head),
         };
-        match self.dispatch(&route, req.headers()).await {
+        let grant = req.extensions().get::<crate::auth::Grant>();
+        match self.dispatch(&route, req.headers(), grant).await {
             Ok(response) => response,
             Err(e) => e.into_response(head),
         }

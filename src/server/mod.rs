@@ -40,6 +40,6 @@ pub use self::listener::{bind, serve, serve_with, RemoteAddr, ServeOptions};
 pub use self::logging::{init_logging, LoggingError};
 pub use self::request_id::{RequestId, RequestIdLayer, RequestIdService, X_REQUEST_ID};
 pub use self::route_kind::{route_kind, RouteKind};
-pub use self::stack::{stack, ServerService, StackConfig};
+pub use self::stack::{stack, stack_with_auth, ServerService, StackConfig};
 pub use self::tls::{tls_acceptor, TlsError};
 pub use self::trace::{TraceLayer, TraceService};

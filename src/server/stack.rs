@@ -8,12 +8,14 @@
 //!   metrics       counts the final status of everything below, by route kind
 //!    catch panic  a panic below becomes a 500 that the layers above still see
 //!     recover     errors from below become OCI error responses (one place)
-//!      timeout    time to response headers, including the wait for a permit
-//!       limit     global concurrency limit, permit held until the body ends
-//!        handler  the proxy (oci::route, policy, trust, content, upstream)
+//!      auth       optional (`auth:`): principal into the extensions, or 401; serves /token
+//!       timeout   time to response headers, including the wait for a permit
+//!        limit    global concurrency limit, permit held until the body ends
+//!         handler the proxy (oci::route, policy, trust, content, upstream)
 //! ```
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -26,6 +28,7 @@ use super::http_metrics::HttpMetricsLayer;
 use super::limit::ConcurrencyLimitLayer;
 use super::request_id::RequestIdLayer;
 use super::trace::TraceLayer;
+use crate::auth::{Auth, AuthLayer};
 use crate::body::{Body, BoxError};
 use crate::metrics::Metrics;
 
@@ -67,12 +70,31 @@ where
     S::Error: Into<BoxError>,
     B: Send + 'static,
 {
+    stack_with_auth(handler, config, metrics, None)
+}
+
+/// [`stack`] with client authentication (`crate::auth`) between recover and timeout:
+/// refusals are logged, counted and get a request id like every answer; `/token` and the
+/// `bcrypt` check count against `request_timeout` but not against the concurrency limit.
+pub fn stack_with_auth<S, B>(
+    handler: S,
+    config: &StackConfig,
+    metrics: &Metrics,
+    auth: Option<Arc<Auth>>,
+) -> ServerService<B>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Send + 'static,
+{
     let service = ServiceBuilder::new()
         .layer(RequestIdLayer)
         .layer(TraceLayer)
         .layer(HttpMetricsLayer::new(metrics.http().clone()))
         .layer(CatchPanicLayer)
         .layer(RecoverLayer)
+        .option_layer(auth.map(|a| AuthLayer::new(a, metrics.http().clone())))
         .timeout(config.request_timeout)
         .layer(ConcurrencyLimitLayer::new(config.max_concurrent_requests))
         .service(handler);

@@ -1,0 +1,691 @@
+//! Client authentication: who is asking, before the proxy decides what they get.
+//!
+//! The [`AuthLayer`] sits in the server stack inside request id and trace (so refusals are
+//! logged and counted like any answer) and outside the handler. For `/v2/*` it finds the
+//! [`Principal`] and inserts it into the request's extensions, or answers `401` with an OCI
+//! `UNAUTHORIZED` body and a challenge. It also serves the token endpoint, `GET /token`.
+//!
+//! Credentials, in the order they are tried:
+//! - `Authorization: Basic` checked against an htpasswd file (bcrypt entries only);
+//! - `Authorization: Bearer` with a static token from `auth.tokens`;
+//! - `Authorization: Bearer` with a token from `/token` (see [`token`]): signature, expiry,
+//!   and a scope that covers the repository of the request and the `pull` action;
+//! - none: served as [`Principal::anonymous`] only when anonymous access is on.
+//!
+//! The token flow follows distribution's `docs/spec/auth/token.md`, so `docker login`,
+//! `podman login` and `skopeo --creds` work unchanged: `/v2/` without credentials answers
+//! `401` with `WWW-Authenticate: Bearer realm="<scheme>://<host>/token",service="trustgate"`;
+//! the client asks the realm with Basic credentials and retries with the token.
+//!
+//! Secrets (passwords, hashes, tokens, the signing key) never reach logs, metrics or
+//! `Debug`: they are [`Secret`]s or are kept in types whose `Debug` omits them.
+
+pub mod rate;
+pub mod token;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+
+use self::token::{Access, Claims, TokenError, TokenKey};
+use crate::body::{self, Body, BoxError};
+use crate::config::{AccessRule, Secret};
+use crate::metrics::HttpMetrics;
+use crate::oci::error::{error_body, OciErrorCode};
+
+/// The `service` trustgate names in its challenges and tokens.
+pub const SERVICE: &str = "trustgate";
+
+/// Who a request is from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The user or token name (`anonymous` for requests without credentials).
+    pub name: String,
+    /// Groups the principal belongs to (for access rules).
+    pub groups: Vec<String>,
+}
+
+/// The runtime authentication settings, built by `Config::auth`.
+pub struct Auth {
+    /// Requests without credentials are served as [`Principal::anonymous`].
+    pub anonymous: bool,
+    /// htpasswd users: name → bcrypt hash.
+    users: HashMap<String, Secret>,
+    /// Static bearer tokens: `(token, principal name)`.
+    tokens: Vec<(Secret, String)>,
+    /// The key `/token` signs with; no token endpoint without one.
+    key: Option<TokenKey>,
+    /// Lifetime of issued tokens.
+    ttl: Duration,
+    /// Whether the registry listener speaks TLS (the scheme of the realm).
+    tls: bool,
+    /// Group name → members.
+    groups: BTreeMap<String, Vec<String>>,
+    /// Who may pull what; `None`: everyone everything.
+    access: Option<Arc<[AccessRule]>>,
+    /// Per-principal token buckets; `None`: unlimited.
+    rate: Option<rate::RateLimiter>,
+}
+
+/// What the auth layer puts into a request's extensions besides the [`Principal`]: the
+/// principal with the access rules, for the handler to ask once it knows the registry.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// Who is asking.
+    pub principal: Principal,
+    access: Option<Arc<[AccessRule]>>,
+}
+
+// === impl Grant ===
+
+impl Grant {
+    /// Whether the principal may pull `registry/repository`.
+    pub fn may_pull(&self, registry: &str, repository: &str) -> bool {
+        let Some(rules) = &self.access else {
+            return true;
+        };
+        rules.iter().any(|rule| {
+            rule.names(&self.principal.name, &self.principal.groups)
+                && rule.pull.iter().any(|p| p.matches(registry, repository))
+        })
+    }
+}
+
+/// Why a request was refused; the label of `trustgate_auth_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// No credentials and anonymous access is off.
+    MissingCredentials,
+    /// Basic credentials naming a user the htpasswd file does not have.
+    UnknownUser,
+    /// Basic credentials with the wrong password.
+    BadPassword,
+    /// A bearer token that is neither a static token nor a valid signed one.
+    BadToken,
+    /// A signed token past its expiry.
+    ExpiredToken,
+    /// A valid token that does not cover this repository and `pull`.
+    InsufficientScope,
+}
+
+// === impl Principal ===
+
+impl Principal {
+    /// The principal of requests without credentials.
+    pub fn anonymous() -> Self {
+        Self {
+            name: "anonymous".to_owned(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// A principal without groups.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            groups: Vec::new(),
+        }
+    }
+}
+
+// === impl Failure ===
+
+impl Failure {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "missing_credentials",
+            Self::UnknownUser => "unknown_user",
+            Self::BadPassword => "bad_password",
+            Self::BadToken => "bad_token",
+            Self::ExpiredToken => "expired_token",
+            Self::InsufficientScope => "insufficient_scope",
+        }
+    }
+
+    /// The client-facing message (fixed text: never names a user or echoes a credential).
+    fn message(self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "authentication required",
+            Self::UnknownUser | Self::BadPassword => "invalid username or password",
+            Self::BadToken => "invalid token",
+            Self::ExpiredToken => "token expired",
+            Self::InsufficientScope => "token does not grant pull access to this repository",
+        }
+    }
+}
+
+impl From<TokenError> for Failure {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Expired => Self::ExpiredToken,
+            TokenError::Malformed | TokenError::BadSignature => Self::BadToken,
+        }
+    }
+}
+
+// === impl Auth ===
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("anonymous", &self.anonymous)
+            .field("users", &self.users.len())
+            .field("tokens", &self.tokens.len())
+            .field("token_endpoint", &self.key.is_some())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl Auth {
+    /// Settings with no credentials at all: anonymous access as given, no token endpoint.
+    pub fn new(anonymous: bool, tls: bool) -> Self {
+        Self {
+            anonymous,
+            users: HashMap::new(),
+            tokens: Vec::new(),
+            key: None,
+            ttl: Duration::from_secs(300),
+            tls,
+            groups: BTreeMap::new(),
+            access: None,
+            rate: None,
+        }
+    }
+
+    /// Limits each principal to `requests_per_second`, `burst` at once.
+    pub fn with_rate_limit(mut self, requests_per_second: u32, burst: u32) -> Self {
+        self.rate = Some(rate::RateLimiter::new(requests_per_second, burst));
+        self
+    }
+
+    /// A `429` when `principal` is over its rate limit, else `None`.
+    fn over_rate(&self, principal: &str, metrics: &HttpMetrics) -> Option<Response<Body>> {
+        let limiter = self.rate.as_ref()?;
+        let wait = limiter.check(principal, std::time::Instant::now()).err()?;
+        metrics.auth_failure("rate_limited");
+        tracing::info!(principal, reason = "rate_limited", "refused");
+        let mut response = oci_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            OciErrorCode::TooManyRequests,
+            "too many requests",
+        );
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        Some(response)
+    }
+
+    /// Sets the groups (name → members) and the access rules (`None`: everyone may pull
+    /// everything).
+    pub fn with_access(
+        mut self,
+        groups: BTreeMap<String, Vec<String>>,
+        access: Option<Vec<AccessRule>>,
+    ) -> Self {
+        self.groups = groups;
+        self.access = access.map(Into::into);
+        self
+    }
+
+    /// The grant for `principal`, its groups filled in from `auth.groups`.
+    fn grant(&self, mut principal: Principal) -> Grant {
+        for (group, members) in &self.groups {
+            if members.contains(&principal.name) && !principal.groups.contains(group) {
+                principal.groups.push(group.clone());
+            }
+        }
+        Grant {
+            principal,
+            access: self.access.clone(),
+        }
+    }
+
+    /// Adds the users of an htpasswd file's text. Only bcrypt entries (`$2a$`, `$2b$`,
+    /// `$2y$`) are accepted; the error names the line, never its content.
+    pub fn with_htpasswd(mut self, text: &str) -> Result<Self, String> {
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((user, hash)) = line.split_once(':') else {
+                return Err(format!("line {}: not `user:hash`", i + 1));
+            };
+            if !["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) {
+                return Err(format!(
+                    "line {}: not a bcrypt hash (create entries with `htpasswd -B`)",
+                    i + 1
+                ));
+            }
+            self.users.insert(user.to_owned(), Secret::new(hash));
+        }
+        Ok(self)
+    }
+
+    /// Adds a static bearer token for principal `name`.
+    pub fn with_token(mut self, name: impl Into<String>, token: Secret) -> Self {
+        self.tokens.push((token, name.into()));
+        self
+    }
+
+    /// Signs tokens from `/token` with `key`, valid for `ttl`.
+    pub fn with_token_key(mut self, key: TokenKey, ttl: Duration) -> Self {
+        self.key = Some(key);
+        self.ttl = ttl;
+        self
+    }
+
+    /// Checks Basic credentials against the htpasswd users. bcrypt is slow by design, so
+    /// this runs on the blocking pool.
+    async fn check_password(self: &Arc<Self>, user: &str, password: &str) -> Result<(), Failure> {
+        let Some(hash) = self.users.get(user).cloned() else {
+            return Err(Failure::UnknownUser);
+        };
+        let password = Secret::new(password);
+        let ok = tokio::task::spawn_blocking(move || {
+            bcrypt::verify(password.expose(), hash.expose()).unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            Ok(())
+        } else {
+            Err(Failure::BadPassword)
+        }
+    }
+
+    /// The principal of a static bearer token. Compared by SHA-256 digest, so the time taken
+    /// says nothing about how much of a token matched.
+    fn static_token(&self, presented: &str) -> Option<Principal> {
+        let digest = |s: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+        let wanted = digest(presented);
+        self.tokens
+            .iter()
+            .find(|(token, _)| digest(token.expose()).as_ref() == wanted.as_ref())
+            .map(|(_, name)| Principal::named(name.clone()))
+    }
+
+    /// Who `req` is from, or why it is refused. `repository` is the repository the request
+    /// is for (`None` for `/v2/` and paths that are not registry endpoints).
+    async fn authenticate(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        repository: Option<&str>,
+    ) -> Result<Principal, Failure> {
+        match credentials(headers) {
+            Credentials::None => {
+                if self.anonymous {
+                    Ok(Principal::anonymous())
+                } else {
+                    Err(Failure::MissingCredentials)
+                }
+            }
+            Credentials::Invalid => Err(Failure::BadToken),
+            Credentials::Basic { user, password } => {
+                self.check_password(&user, &password).await?;
+                Ok(Principal::named(user))
+            }
+            Credentials::Bearer(presented) => {
+                if let Some(principal) = self.static_token(&presented) {
+                    return Ok(principal);
+                }
+                let key = self.key.as_ref().ok_or(Failure::BadToken)?;
+                let claims = key.verify(&presented, SystemTime::now())?;
+                if let Some(name) = repository {
+                    if !claims.grants_pull(name) {
+                        return Err(Failure::InsufficientScope);
+                    }
+                }
+                Ok(Principal {
+                    name: claims.sub,
+                    groups: claims.groups,
+                })
+            }
+        }
+    }
+
+    /// The `WWW-Authenticate` value for a refusal of a request to `host`.
+    fn challenge(&self, host: Option<&str>, repository: Option<&str>) -> String {
+        if self.key.is_none() {
+            return format!("Basic realm=\"{SERVICE}\"");
+        }
+        let scheme = if self.tls { "https" } else { "http" };
+        let host = host.unwrap_or("localhost");
+        let mut value = format!("Bearer realm=\"{scheme}://{host}/token\",service=\"{SERVICE}\"");
+        if let Some(name) = repository {
+            value.push_str(&format!(",scope=\"repository:{name}:pull\""));
+        }
+        value
+    }
+
+    /// `GET /token`: checks Basic credentials and issues a token for the requested scopes
+    /// (only `repository` scopes and the `pull` action are granted).
+    async fn issue(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        query: &str,
+        metrics: &HttpMetrics,
+    ) -> Response<Body> {
+        let host = host(headers, None);
+        let Some(key) = self.key.as_ref() else {
+            return oci_response(
+                StatusCode::NOT_FOUND,
+                OciErrorCode::Unsupported,
+                "no token endpoint",
+            );
+        };
+        let principal = match credentials(headers) {
+            Credentials::Basic { user, password } => {
+                match self.check_password(&user, &password).await {
+                    Ok(()) => Principal::named(user),
+                    Err(failure) => {
+                        return self.refuse(failure, host.as_deref(), None, Some(metrics))
+                    }
+                }
+            }
+            Credentials::None if self.anonymous => Principal::anonymous(),
+            Credentials::None => {
+                return self.refuse(
+                    Failure::MissingCredentials,
+                    host.as_deref(),
+                    None,
+                    Some(metrics),
+                )
+            }
+            _ => return self.refuse(Failure::BadToken, host.as_deref(), None, Some(metrics)),
+        };
+        let access = requested_access(query);
+        let now = SystemTime::now();
+        let claims = Claims::new(&principal, access, now, self.ttl);
+        let token = key.sign(&claims);
+        let issued_at = time::OffsetDateTime::from(now)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let body = serde_json::json!({
+            "token": token,
+            "access_token": token,
+            "expires_in": self.ttl.as_secs(),
+            "issued_at": issued_at,
+        });
+        tracing::info!(principal = %principal.name, "token issued");
+        let mut response = Response::new(body::full(Bytes::from(body.to_string())));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+
+    /// A `401` with an `UNAUTHORIZED` body and a challenge; counts and logs the failure.
+    fn refuse(
+        &self,
+        failure: Failure,
+        host: Option<&str>,
+        repository: Option<&str>,
+        metrics: Option<&HttpMetrics>,
+    ) -> Response<Body> {
+        if let Some(m) = metrics {
+            m.auth_failure(failure.as_str());
+        }
+        tracing::info!(reason = failure.as_str(), "authentication refused");
+        let mut response = oci_response(
+            StatusCode::UNAUTHORIZED,
+            OciErrorCode::Unauthorized,
+            failure.message(),
+        );
+        let mut challenge = self.challenge(host, repository);
+        match failure {
+            Failure::InsufficientScope => challenge.push_str(",error=\"insufficient_scope\""),
+            Failure::BadToken | Failure::ExpiredToken => {
+                challenge.push_str(",error=\"invalid_token\"")
+            }
+            _ => {}
+        }
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+/// The credentials a request carries.
+enum Credentials {
+    None,
+    /// An `Authorization` header that is neither Basic nor Bearer, or does not decode.
+    Invalid,
+    Basic {
+        user: String,
+        password: String,
+    },
+    Bearer(String),
+}
+
+fn credentials(headers: &HeaderMap) -> Credentials {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Credentials::None;
+    };
+    let Ok(value) = value.to_str() else {
+        return Credentials::Invalid;
+    };
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest) else {
+            return Credentials::Invalid;
+        };
+        let Ok(decoded) = String::from_utf8(decoded) else {
+            return Credentials::Invalid;
+        };
+        match decoded.split_once(':') {
+            Some((user, password)) => Credentials::Basic {
+                user: user.to_owned(),
+                password: password.to_owned(),
+            },
+            None => Credentials::Invalid,
+        }
+    } else if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        Credentials::Bearer(rest.to_owned())
+    } else {
+        Credentials::Invalid
+    }
+}
+
+/// The `Host` the client addressed (for the realm).
+fn host(headers: &HeaderMap, uri: Option<&http::Uri>) -> Option<String> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.and_then(|u| u.authority()).map(|a| a.as_str()))?;
+    // A realm is quoted in the challenge: refuse anything that could break out of it.
+    host.chars()
+        .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        .then(|| host.to_owned())
+}
+
+/// The repositories `scope=repository:<name>:<actions>` parameters ask `pull` for.
+fn requested_access(query: &str) -> Vec<Access> {
+    let mut access: Vec<Access> = Vec::new();
+    for (key, value) in url_pairs(query) {
+        if key != "scope" {
+            continue;
+        }
+        // Several scopes may also come space-separated in one parameter.
+        for scope in value.split(' ') {
+            let mut parts = scope.splitn(2, ':');
+            let (Some("repository"), Some(rest)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            // The name may hold a `:port`; the actions are after the last colon.
+            let Some((name, actions)) = rest.rsplit_once(':') else {
+                continue;
+            };
+            if crate::oci::name::RepoName::parse(name).is_err() {
+                continue;
+            }
+            if actions.split(',').any(|a| a == "pull") && !access.iter().any(|a| a.name == name) {
+                access.push(Access::pull(name));
+            }
+        }
+    }
+    access
+}
+
+/// `application/x-www-form-urlencoded` pairs of a query string.
+fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn oci_response(status: StatusCode, code: OciErrorCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(body::full(error_body(code, message)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Adds [`AuthService`] around a service.
+#[derive(Clone, Debug)]
+pub struct AuthLayer {
+    auth: Arc<Auth>,
+    metrics: HttpMetrics,
+}
+
+/// Authenticates `/v2/*` requests and serves `/token` (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: Arc<Auth>,
+    metrics: HttpMetrics,
+}
+
+// === impl AuthLayer ===
+
+impl AuthLayer {
+    /// A layer checking requests against `auth`, counting failures in `metrics`.
+    pub fn new(auth: Arc<Auth>, metrics: HttpMetrics) -> Self {
+        Self { auth, metrics }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            auth: self.auth.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+// === impl AuthService ===
+
+impl<S, B> tower::Service<Request<B>> for AuthService<S>
+where
+    S: tower::Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Response<Body>, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness is checked on the clone that serves the call.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let auth = self.auth.clone();
+        let metrics = self.metrics.clone();
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let path = req.uri().path();
+            if path == "/token" {
+                if req.method() != Method::GET {
+                    return Ok(oci_response(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        OciErrorCode::Unsupported,
+                        "the token endpoint answers GET",
+                    ));
+                }
+                let query = req.uri().query().unwrap_or("").to_owned();
+                return Ok(auth.issue(req.headers(), &query, &metrics).await);
+            }
+            if path == "/v2" || path.starts_with("/v2/") {
+                let repository = crate::oci::route::parse(req.method(), path, req.uri().query())
+                    .ok()
+                    .and_then(|r| r.endpoint.name().map(|n| n.as_str().to_owned()));
+                match auth
+                    .authenticate(req.headers(), repository.as_deref())
+                    .await
+                {
+                    Ok(principal) => {
+                        if let Some(refused) = auth.over_rate(&principal.name, &metrics) {
+                            return Ok(refused);
+                        }
+                        let grant = auth.grant(principal);
+                        req.extensions_mut().insert(grant.principal.clone());
+                        req.extensions_mut().insert(grant);
+                    }
+                    Err(failure) => {
+                        let host = host(req.headers(), Some(req.uri()));
+                        return Ok(auth.refuse(
+                            failure,
+                            host.as_deref(),
+                            repository.as_deref(),
+                            Some(&metrics),
+                        ));
+                    }
+                }
+            }
+            tower::ServiceExt::oneshot(inner, req)
+                .await
+                .map_err(Into::into)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,132 @@
+//! `auth`: who may use the registry listener (see `crate::auth`).
+//!
+//! ```yaml
+//! auth:
+//!   anonymous: false                       # default: true only on a loopback listener
+//!   htpasswd_file: /etc/trustgate/htpasswd # bcrypt entries (`htpasswd -B`)
+//!   token_key_file: /etc/trustgate/token.key  # HMAC-SHA256 key, at least 32 bytes
+//!   token_ttl: 5m
+//!   tokens: [{name: ci, file: /etc/trustgate/ci.token}]
+//!   groups: {dev: [alice, bob]}
+//!   access:                                # absent: every principal may pull everything
+//!     - {principals: [ci], pull: ["docker.io/library/**"]}
+//!     - {groups: [dev], pull: ["registry.example.internal/team/**"]}
+//!   rate_limit: {requests_per_second: 20, burst: 100}   # per principal; 429 beyond
+//! ```
+//!
+//! `access` rules use the policy's pattern language (`crate::policy::Pattern`, over
+//! `registry/repository` with the registry the request goes to). They only grant: a pull is
+//! allowed when any rule naming the principal, one of its groups, or `"*"` has a matching
+//! pattern, so specificity cannot change an answer and is not needed here.
+//!
+//! Files are read by [`super::Config::auth`], never kept here; their content becomes a
+//! [`super::Secret`] or a bcrypt hash and never appears in `Debug` or errors.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::values;
+use crate::policy::Pattern;
+
+/// The shortest `auth.token_key_file` content accepted, in bytes.
+pub const MIN_TOKEN_KEY: usize = 32;
+
+/// The `auth` section, as plain data.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Whether requests without credentials are served; default: only when the registry
+    /// listener is a loopback address.
+    #[serde(default)]
+    pub anonymous: Option<bool>,
+    /// An htpasswd file with bcrypt entries (`user:$2y$...`).
+    #[serde(default)]
+    pub htpasswd_file: Option<PathBuf>,
+    /// The key tokens from `/token` are signed with (HMAC-SHA256); required with
+    /// `htpasswd_file`.
+    #[serde(default)]
+    pub token_key_file: Option<PathBuf>,
+    /// How long a token from `/token` is valid; default `5m`.
+    #[serde(
+        default = "AuthConfig::default_ttl",
+        deserialize_with = "values::duration"
+    )]
+    pub token_ttl: Duration,
+    /// Static bearer tokens (for CI), each read from a file.
+    #[serde(default)]
+    pub tokens: Vec<StaticTokenConfig>,
+    /// Groups: name → member principals.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Who may pull what; absent: every principal may pull everything the policy serves.
+    #[serde(default)]
+    pub access: Option<Vec<AccessRule>>,
+    /// Per-principal request rate; absent: unlimited.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// `auth.rate_limit`: a token bucket per principal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second (at least 1).
+    #[serde(deserialize_with = "positive")]
+    pub requests_per_second: u32,
+    /// Requests allowed at once (at least 1).
+    #[serde(deserialize_with = "positive")]
+    pub burst: u32,
+}
+
+fn positive<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(n)
+}
+
+/// `auth.access[]`: principals and groups that may pull repositories matching `pull`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    /// Principal names (`"*"`: every principal, anonymous included).
+    #[serde(default)]
+    pub principals: Vec<String>,
+    /// Group names (see `auth.groups`).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// `registry/repository` patterns, as in policy rules.
+    pub pull: Vec<Pattern>,
+}
+
+// === impl AccessRule ===
+
+impl AccessRule {
+    /// Whether this rule names `principal` (by name, group, or `"*"`).
+    pub fn names(&self, name: &str, groups: &[String]) -> bool {
+        self.principals.iter().any(|p| p == "*" || p == name)
+            || self.groups.iter().any(|g| groups.contains(g))
+    }
+}
+
+/// `auth.tokens[]`: a static bearer token and the principal it stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticTokenConfig {
+    /// The principal's name.
+    pub name: String,
+    /// The file holding the token.
+    pub file: PathBuf,
+}
+
+// === impl AuthConfig ===
+
+impl AuthConfig {
+    fn default_ttl() -> Duration {
+        Duration::from_secs(300)
+    }
+}
