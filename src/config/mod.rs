@@ -44,6 +44,7 @@
 mod error;
 mod limits;
 mod locate;
+mod records;
 mod secret;
 mod storage;
 #[cfg(test)]
@@ -66,6 +67,7 @@ pub const MIN_TRUST_STATE_KEY: usize = 32;
 pub use self::{
     error::{ConfigError, Location},
     limits::LimitsConfig,
+    records::{RecordsConfig, RecordsFileConfig, RecordsWebhookConfig},
     secret::Secret,
     storage::{S3Config, StorageBackend, StorageConfig},
     values::{parse_byte_size, parse_duration, HttpUrl, ValueError},
@@ -102,6 +104,9 @@ pub struct Config {
     /// directory only.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Decision records (file, webhooks); absent: none are kept.
+    #[serde(default)]
+    pub records: Option<RecordsConfig>,
     /// The text this was parsed from, to point errors at lines.
     #[serde(skip)]
     source: Source,
