@@ -344,6 +344,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
     );
     upkeep.abort();
+    // What was decided before the stop is written (the file flushed) or given up on.
+    if let Some((records, _)) = &records {
+        records.drain(std::time::Duration::from_secs(5)).await;
+    }
     drop(cache);
     tracing::info!("trustgate stopped");
     Ok(())

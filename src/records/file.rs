@@ -4,6 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -43,6 +44,7 @@ impl FileSink {
         mut rx: mpsc::Receiver<Arc<Record>>,
         name: Arc<str>,
         metrics: RecordsMetrics,
+        pending: Arc<AtomicUsize>,
     ) {
         let mut batch = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut batch, BATCH).await > 0 {
@@ -64,6 +66,7 @@ impl FileSink {
                             metrics.dropped_n(&name, n);
                         }
                     }
+                    pending.fetch_sub(records_len(n), Ordering::AcqRel);
                 }
                 Err(_) => return,
             }
@@ -119,4 +122,8 @@ fn open_append(path: &Path) -> anyhow::Result<(BufWriter<File>, u64)> {
         .with_context(|| format!("opening records.file.path {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok((BufWriter::new(file), size))
+}
+
+fn records_len(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }

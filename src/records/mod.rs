@@ -12,7 +12,9 @@
 mod file;
 mod webhook;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -86,6 +88,8 @@ struct Sink {
     /// The metric label: `file` or `webhook:<index>`.
     name: Arc<str>,
     tx: mpsc::Sender<Arc<Record>>,
+    /// Records queued and not yet written or given up on.
+    pending: Arc<AtomicUsize>,
 }
 
 /// Where records go; cheap to clone. With no sinks, [`Records::emit`] does nothing.
@@ -115,15 +119,19 @@ impl Records {
             let (tx, rx) = mpsc::channel(file.queue.max(1));
             let name: Arc<str> = Arc::from("file");
             let writer = file::FileSink::open(file)?;
-            tasks.push(tokio::spawn(writer.run(rx, name.clone(), metrics.clone())));
-            sinks.push(Sink { name, tx });
+            let pending = Arc::new(AtomicUsize::new(0));
+            let task = writer.run(rx, name.clone(), metrics.clone(), pending.clone());
+            tasks.push(tokio::spawn(task));
+            sinks.push(Sink { name, tx, pending });
         }
         for (i, hook) in config.webhooks.iter().enumerate() {
             let (tx, rx) = mpsc::channel(hook.queue.max(1));
             let name: Arc<str> = Arc::from(format!("webhook:{i}"));
             let sender = webhook::WebhookSink::new(hook)?;
-            tasks.push(tokio::spawn(sender.run(rx, name.clone(), metrics.clone())));
-            sinks.push(Sink { name, tx });
+            let pending = Arc::new(AtomicUsize::new(0));
+            let task = sender.run(rx, name.clone(), metrics.clone(), pending.clone());
+            tasks.push(tokio::spawn(task));
+            sinks.push(Sink { name, tx, pending });
         }
         for sink in &sinks {
             metrics.init(&sink.name);
@@ -157,9 +165,25 @@ impl Records {
         }
         let record = Arc::new(record);
         for sink in self.sinks.iter() {
+            sink.pending.fetch_add(1, Ordering::AcqRel);
             if sink.tx.try_send(record.clone()).is_err() {
+                sink.pending.fetch_sub(1, Ordering::AcqRel);
                 self.metrics.dropped(&sink.name);
             }
+        }
+    }
+
+    /// Waits, up to `limit`, until every queued record is written (the file sink flushed) or
+    /// given up on: at shutdown, once no request is served any more.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self
+            .sinks
+            .iter()
+            .any(|s| s.pending.load(Ordering::Acquire) > 0)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -81,6 +81,8 @@ async fn the_file_sink_rotates_and_keeps_at_most_keep_files() {
     for i in 0..50 {
         records.emit(record(&format!("id{i}")));
     }
+    records.drain(std::time::Duration::from_secs(10)).await;
+    assert!(std::fs::read_to_string(&path).unwrap().contains("\"id49\""));
     records.close();
     shutdown.wait(std::time::Duration::from_secs(10)).await;
     assert!(path.exists());
@@ -112,6 +114,7 @@ fn a_full_queue_drops_and_counts() {
         sinks: Arc::from(vec![Sink {
             name: Arc::from("webhook:0"),
             tx,
+            pending: Arc::default(),
         }]),
         metrics: metrics.records().clone(),
     };

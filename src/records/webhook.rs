@@ -3,7 +3,7 @@
 //! and bounded exponential backoff between retries; a record that still fails is dropped and
 //! counted. Headers (e.g. `Authorization`) come from `headers_file`, kept as [`Secret`]s.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,22 +74,21 @@ impl WebhookSink {
         mut rx: mpsc::Receiver<Arc<Record>>,
         name: Arc<str>,
         metrics: RecordsMetrics,
+        pending: Arc<AtomicUsize>,
     ) {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         while let Some(record) = rx.recv().await {
             let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-            let body = match serde_json::to_vec(&cloud_event(&record, seq)) {
-                Ok(body) => body,
-                Err(_) => {
-                    metrics.dropped(&name);
-                    continue;
-                }
+            let delivered = match serde_json::to_vec(&cloud_event(&record, seq)) {
+                Ok(body) => self.deliver(body, &name, &metrics).await,
+                Err(_) => false,
             };
-            if self.deliver(body, &name, &metrics).await {
+            if delivered {
                 metrics.written(&name, 1);
             } else {
                 metrics.dropped(&name);
             }
+            pending.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
