@@ -339,3 +339,64 @@ fn a_slow_or_down_webhook_never_slows_a_pull_and_the_file_rotates() {
         .iter()
         .all(|e| e.body["type"] == "dev.trustgate.decision"));
 }
+
+#[test]
+fn verifier_refusals_and_passes_are_recorded_with_their_verifier() {
+    use support::cosign::{self, Key};
+    let registry = Registry::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = Key::generate(keys.path(), "a");
+    let signed = registry.push_random("signed/app", "v1", 1);
+    cosign::sign_digest(&registry, &key, "signed/app", &signed.manifest.digest);
+    registry.push_random("signed/other", "v1", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("decisions.jsonl");
+    let body = cosign::config(
+        &registry.url(),
+        &[cosign::verify_rule(
+            "signed/**",
+            &cosign::offline_key_trust(&key),
+        )],
+    );
+    let records = format!(
+        "records:\n  file: {{path: {}}}\n",
+        serde_json::json!(file.to_str().unwrap())
+    );
+    let proxy = Proxy::start(&format!("{body}{records}"));
+
+    let served = proxy.pull("/v2/signed/app/manifests/v1");
+    assert_eq!(served.status, 200, "{}", served.summary());
+    let refused = proxy.pull("/v2/signed/other/manifests/v1");
+    assert_eq!(refused.status, 403, "{}", refused.summary());
+    let written = lines(&file, 2);
+    assert_eq!(written.len(), 2, "{written:?}");
+    let of = |r: &support::http::HttpResponse| {
+        let id = r.header("x-request-id").unwrap();
+        written
+            .iter()
+            .find(|w| w["request_id"] == id)
+            .unwrap_or_else(|| panic!("no record of {id}: {written:?}"))
+            .clone()
+    };
+    let allow = of(&served);
+    assert_eq!(allow["verdict"], "allow", "{allow}");
+    assert_eq!(allow["action"], "verify", "{allow}");
+    assert_eq!(allow["verifier"], "cosign", "{allow}");
+    assert_eq!(allow["reason"], "verified", "{allow}");
+    assert_eq!(allow["digest"], signed.manifest.digest.as_str(), "{allow}");
+    let deny = of(&refused);
+    assert_eq!(deny["verdict"], "deny", "{deny}");
+    assert_eq!(deny["action"], "verify", "{deny}");
+    assert_eq!(deny["verifier"], "cosign", "{deny}");
+    assert_eq!(
+        deny["image"],
+        format!("{REGISTRY}/signed/other:v1"),
+        "{deny}"
+    );
+    // The reason is the one the client was refused with.
+    let message = refused.error_message().unwrap_or_default();
+    assert!(
+        !message.is_empty() && deny["reason"].as_str().unwrap().contains(&message),
+        "{deny} vs {message}"
+    );
+}
