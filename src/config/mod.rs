@@ -9,6 +9,7 @@
 //! notary_servers:
 //!   - {name: internal, url: "https://notary.example.internal", ttl: 30s}
 //! limits: {max_manifest_size: 4MiB, upstream_timeout: 30s}   # see `limits.rs`
+//! records: {file: {path: decisions.jsonl}}                   # see `records.rs`
 //! policy:
 //!   default: deny
 //!   rules:
