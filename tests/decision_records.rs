@@ -275,7 +275,7 @@ fn a_slow_or_down_webhook_never_slows_a_pull_and_the_file_rotates() {
     let records = format!(
         "records:\n  file: {{path: {}, max_size: 2KiB, keep: 2}}\n  webhooks:\n    \
          - {{url: \"{}\", queue: 2, max_retries: 0}}\n    \
-         - {{url: \"http://127.0.0.1:{down}/hook\", queue: 2, timeout: 1s, max_retries: 2}}\n",
+         - {{url: \"http://127.0.0.1:{down}/hook\", queue: 2, timeout: 1s, max_retries: 5}}\n",
         serde_json::json!(file.to_str().unwrap()),
         slow.url()
     );
@@ -293,8 +293,9 @@ fn a_slow_or_down_webhook_never_slows_a_pull_and_the_file_rotates() {
         slowest = slowest.max(t.elapsed());
     }
     let total = started.elapsed();
-    // The slow receiver takes 2 s a record, the down one 1 s per try and backoff: had a
-    // request waited for either, 40 pulls would take minutes.
+    // The slow receiver takes 2 s a record, the down one 3.1 s of backoff (0.1 s doubled,
+    // 5 retries) before it gives a record up: had a request waited for either, 40 pulls
+    // would take minutes.
     assert!(
         slowest < Duration::from_secs(1) && total < Duration::from_secs(15),
         "slowest {slowest:?}, total {total:?}"
@@ -306,9 +307,10 @@ fn a_slow_or_down_webhook_never_slows_a_pull_and_the_file_rotates() {
             ))
             .unwrap_or(0.0)
     };
-    // Each queue holds 2 and its task one more: the rest of the 41 are dropped, counted.
-    assert!(dropped("webhook:0") >= 30.0, "{}", proxy.metrics());
-    assert!(dropped("webhook:1") >= 30.0, "{}", proxy.metrics());
+    // Each queue holds 2 and its task one more: the rest of the 41 are dropped, counted
+    // (with margin for a slow machine: even in 15 s each sink takes fewer than 10).
+    assert!(dropped("webhook:0") >= 25.0, "{}", proxy.metrics());
+    assert!(dropped("webhook:1") >= 25.0, "{}", proxy.metrics());
     assert_eq!(dropped("file"), 0.0, "{}", proxy.metrics());
     eprintln!(
         "{PULLS} pulls in {total:?} (slowest {slowest:?}); dropped: slow {}, down {}",
