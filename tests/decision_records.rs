@@ -401,4 +401,28 @@ fn verifier_refusals_and_passes_are_recorded_with_their_verifier() {
         !message.is_empty() && deny["reason"].as_str().unwrap().contains(&message),
         "{deny} vs {message}"
     );
+
+    // SIGTERM: the queued records are written and the process stops, in time.
+    let pulled = proxy.pull("/v2/signed/app/manifests/v1");
+    assert_eq!(pulled.status, 200, "{}", pulled.summary());
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &proxy.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !proxy.log().contains("trustgate stopped") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        proxy.log().contains("trustgate stopped"),
+        "{}",
+        proxy.log_tail(20)
+    );
+    let written = lines(&file, 3);
+    assert_eq!(written.len(), 3, "{written:?}");
+    assert_eq!(
+        written[2]["request_id"],
+        pulled.header("x-request-id").unwrap()
+    );
 }
