@@ -1367,7 +1367,7 @@ fn records_take_defaults_and_point_at_their_errors() {
     let text = yaml(&[
         "upstreams: [{registry: docker.io, url: \"https://registry-1.docker.io\"}]",
         "records:",
-        "  file: {path: /tmp/decisions.jsonl}",
+        "  file: {path: /var/log/trustgate/decisions.jsonl}",
         "  webhooks:",
         "    - {url: \"https://siem.example/hook\", headers_file: /run/secrets/hook}",
     ]);
