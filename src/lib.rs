@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod oci;
 pub mod policy;
 pub mod proxy;
+pub mod records;
 pub mod server;
 pub mod storage;
 pub mod trust;

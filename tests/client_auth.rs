@@ -411,3 +411,58 @@ impl Drop for RemoveImage {
             .output();
     }
 }
+
+#[test]
+fn decision_records_name_the_principal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("decisions.jsonl");
+    let env = Env::start_with(
+        "5m",
+        &format!(
+            "  groups: {{dev: [alice]}}\n  access:\n    \
+             - {{groups: [dev], pull: [\"{REGISTRY}/open/app\"]}}\n\
+             records:\n  file: {{path: {}}}\n",
+            path(&file)
+        ),
+    );
+    let alice = basic("alice", PASSWORD);
+    let served = env.get("/v2/open/app/manifests/v1", Some(&alice));
+    assert_eq!(served.status, 200, "{}", served.summary());
+    let refused = env.get("/v2/open/other/manifests/v1", Some(&alice));
+    assert_eq!(refused.status, 403, "{}", refused.summary());
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let records: Vec<serde_json::Value> = loop {
+        let text = fs::read_to_string(&file).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON record"))
+            .collect();
+        if lines.len() >= 2 {
+            break lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "records: {text}\n{}",
+            env.proxy.log_tail(20)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let seen: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["principal"].as_str().unwrap_or_default(),
+                r["image"].as_str().unwrap_or_default(),
+                r["verdict"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("alice", "registry.test/open/app:v1", "allow"),
+            ("alice", "registry.test/open/other:v1", "deny"),
+        ]
+    );
+}

@@ -261,12 +261,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cache = open_cache(&config, &metrics, shared.as_ref()).await?;
     let readiness = Readiness::new();
     let limits = config.limits.clone();
-    let proxy = Arc::new(Proxy::new(
+    // Decision records: sink tasks started before the first request (`records:`).
+    let records = match &config.records {
+        Some(records) => Some(crate::records::Records::start(
+            records,
+            metrics.records().clone(),
+        )?),
+        None => None,
+    };
+    let mut proxy = Proxy::new(
         runtime,
         cache.store.clone(),
         metrics.clone(),
         proxy_limits(&config),
-    ));
+    );
+    if let Some((records, _)) = &records {
+        proxy = proxy.with_records(records.clone());
+    }
+    let proxy = Arc::new(proxy);
 
     let tls = match &config.server.tls {
         Some(t) => Some(server::tls_acceptor(&t.cert_file, &t.key_file)?),
@@ -337,6 +349,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
     );
     upkeep.abort();
+    // What was decided before the stop is written (the file flushed) or given up on.
+    if let Some((records, _)) = &records {
+        records.drain(std::time::Duration::from_secs(5)).await;
+    }
     drop(cache);
     tracing::info!("trustgate stopped");
     Ok(())

@@ -9,6 +9,7 @@
 //! notary_servers:
 //!   - {name: internal, url: "https://notary.example.internal", ttl: 30s}
 //! limits: {max_manifest_size: 4MiB, upstream_timeout: 30s}   # see `limits.rs`
+//! records: {file: {path: decisions.jsonl}}                   # see `records.rs`
 //! policy:
 //!   default: deny
 //!   rules:
@@ -45,6 +46,7 @@ mod auth;
 mod error;
 mod limits;
 mod locate;
+mod records;
 mod secret;
 mod storage;
 #[cfg(test)]
@@ -68,6 +70,7 @@ pub use self::{
     auth::{AccessRule, AuthConfig, RateLimitConfig, StaticTokenConfig, MIN_TOKEN_KEY},
     error::{ConfigError, Location},
     limits::LimitsConfig,
+    records::{RecordsConfig, RecordsFileConfig, RecordsWebhookConfig},
     secret::Secret,
     storage::{S3Config, StorageBackend, StorageConfig},
     values::{parse_byte_size, parse_duration, HttpUrl, ValueError},
@@ -108,6 +111,9 @@ pub struct Config {
     /// is served as anonymous (a warning is logged when the listener is not loopback).
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// Decision records (file, webhooks); absent: none are kept.
+    #[serde(default)]
+    pub records: Option<RecordsConfig>,
     /// The text this was parsed from, to point errors at lines.
     #[serde(skip)]
     source: Source,

@@ -1436,3 +1436,51 @@ fn auth_files_are_checked_at_build_and_never_quoted() {
         .unwrap()
         .is_none());
 }
+
+// === records ===
+
+#[test]
+fn records_take_defaults_and_point_at_their_errors() {
+    let text = yaml(&[
+        "upstreams: [{registry: docker.io, url: \"https://registry-1.docker.io\"}]",
+        "records:",
+        "  file: {path: /var/log/trustgate/decisions.jsonl}",
+        "  webhooks:",
+        "    - {url: \"https://siem.example/hook\", headers_file: /run/secrets/hook}",
+    ]);
+    let config = Config::from_yaml(&text).unwrap();
+    let records = config.records.expect("records");
+    let file = records.file.expect("file");
+    assert_eq!((file.max_size, file.keep), (100 * 1024 * 1024, 5));
+    let hook = &records.webhooks[0];
+    assert_eq!(
+        (hook.queue, hook.timeout, hook.max_retries),
+        (1024, Duration::from_secs(5), 5)
+    );
+    assert!(Config::from_yaml(&yaml(&[
+        "upstreams: [{registry: docker.io, url: \"https://registry-1.docker.io\"}]"
+    ]))
+    .unwrap()
+    .records
+    .is_none());
+
+    let bad = |line: &str| {
+        yaml(&[
+            "upstreams: [{registry: docker.io, url: \"https://registry-1.docker.io\"}]",
+            "records:",
+            line,
+        ])
+    };
+    expect_err(
+        &bad("  file: {path: /x, max_sise: 1MiB}"),
+        3,
+        "max_sise",
+        &["unknown field `max_sise`"],
+    );
+    expect_err(
+        &bad("  webhooks: [{url: \"https://h.example\", timeout: 5x}]"),
+        3,
+        "5x",
+        &["invalid duration `5x`"],
+    );
+}

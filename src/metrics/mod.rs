@@ -30,8 +30,11 @@
 //! | `trustgate_cache_size_bytes`, `trustgate_inflight_fetches` | |
 //! | `trustgate_shared_store_hits_total`, `_misses_total`, `_digest_mismatches_total`, `_uploaded_bytes_total`, `_upload_failures_total` | |
 //! | `trustgate_shared_store_errors_total` | `op` |
+//! | `trustgate_records_written_total`, `trustgate_records_dropped_total` | `sink` |
+//! | `trustgate_webhook_duration_seconds` | `sink` |
 
 mod cache;
+mod records;
 mod requests;
 mod shared;
 mod trust;
@@ -39,6 +42,7 @@ mod upstream;
 mod verify;
 
 pub use self::cache::{CacheMetrics, CacheSource, InflightFetch};
+pub use self::records::RecordsMetrics;
 pub use self::requests::HttpMetrics;
 pub use self::shared::SharedStoreMetrics;
 pub use self::trust::{TrustExpiry, TrustMetrics, TrustRole};
@@ -70,6 +74,7 @@ pub struct Metrics {
     trust: TrustMetrics,
     cache: CacheMetrics,
     shared: SharedStoreMetrics,
+    records: RecordsMetrics,
 }
 
 // === impl Metrics ===
@@ -85,6 +90,7 @@ impl Metrics {
             trust: TrustMetrics::register(&registry),
             cache: CacheMetrics::register(&registry),
             shared: SharedStoreMetrics::register(&registry),
+            records: RecordsMetrics::register(&registry),
             registry,
         }
     }
@@ -117,6 +123,11 @@ impl Metrics {
     /// The shared store (object storage replicas share).
     pub fn shared(&self) -> &SharedStoreMetrics {
         &self.shared
+    }
+
+    /// Decision records (`records:`).
+    pub fn records(&self) -> &RecordsMetrics {
+        &self.records
     }
 
     /// The registry, for a collector this module does not define (e.g. process metrics).

@@ -18,6 +18,7 @@ mod ctx;
 mod error;
 mod handlers;
 mod range;
+mod record;
 mod runtime;
 mod tags;
 mod verdict;
@@ -32,7 +33,7 @@ pub use self::{
     tags::STALE_WINDOW as TAG_STALE_WINDOW,
     verdict::{Verdict, VerdictError, VerdictKind},
 };
-use crate::{body::Body, cache::Store, metrics::Metrics, oci};
+use crate::{body::Body, cache::Store, metrics::Metrics, oci, records::Records};
 
 /// Limits on what the proxy reads into memory.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +63,8 @@ pub struct Proxy {
     refs: Mutex<lru::LruCache<String, Arc<content::Refs>>>,
     /// Under `audit` and `allow`: what each tag last pointed at upstream (`tag_ttl`).
     tags: Mutex<lru::LruCache<tags::Key, tags::Remembered>>,
+    /// Where each request's decision record goes (`records:`; none by default).
+    records: Records,
 }
 
 // === impl Proxy ===
@@ -71,6 +74,7 @@ impl Proxy {
         Proxy {
             runtime: RwLock::new(Arc::new(runtime)),
             store,
+            records: Records::disabled(metrics.records().clone()),
             metrics,
             limits,
             refs: Mutex::new(lru::LruCache::new(
@@ -78,6 +82,12 @@ impl Proxy {
             )),
             tags: Mutex::new(lru::LruCache::new(tags::CAPACITY)),
         }
+    }
+
+    /// Sends a decision record of every decided request to `records`.
+    pub fn with_records(mut self, records: Records) -> Self {
+        self.records = records;
+        self
     }
 
     /// The runtime in force; a reload swaps it without disturbing requests in flight.
@@ -109,7 +119,15 @@ impl Proxy {
             Err(e) => return ProxyError::from(e).into_response(head),
         };
         let grant = req.extensions().get::<crate::auth::Grant>();
-        match self.dispatch(&route, req.headers(), grant).await {
+        let outcome = self.dispatch(&route, req.headers(), grant).await;
+        // One record per decided request, from here where its answer is final.
+        if self.records.is_enabled() {
+            let asked = record::Asked::of(&req);
+            if let Some(record) = self.record(asked, &route, outcome.as_ref()) {
+                self.records.emit(record);
+            }
+        }
+        match outcome {
             Ok(response) => response,
             Err(e) => e.into_response(head),
         }

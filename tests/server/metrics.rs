@@ -11,8 +11,9 @@ use trustgate::policy::Action;
 use trustgate::server::RouteKind;
 
 /// Every family; names are a public interface.
-const FAMILIES: [&str; 26] = [
+const FAMILIES: [&str; 27] = [
     "trustgate_http_requests_total",
+    "trustgate_auth_failures_total",
     "trustgate_http_request_duration_seconds",
     "trustgate_client_connections_refused_total",
     "trustgate_verifications_total",

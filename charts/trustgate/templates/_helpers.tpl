@@ -113,6 +113,35 @@ storage:
     {{- end }}
 {{- end }}
 {{- end }}
+{{- if .Values.records.enabled }}
+{{- with .Values.records }}
+records:
+  {{- if .file.enabled }}
+  file:
+    path: /var/log/trustgate/{{ .file.name }}
+    max_size: {{ .file.maxSize | quote }}
+    keep: {{ int .file.keep }}
+  {{- end }}
+  {{- with .webhooks }}
+  webhooks:
+  {{- range $i, $w := . }}
+    - url: {{ $w.url | quote }}
+      {{- if $w.queue }}
+      queue: {{ int $w.queue }}
+      {{- end }}
+      {{- with $w.timeout }}
+      timeout: {{ . | quote }}
+      {{- end }}
+      {{- if hasKey $w "maxRetries" }}
+      max_retries: {{ int $w.maxRetries }}
+      {{- end }}
+      {{- if $w.headersSecret }}
+      headers_file: /etc/trustgate/records/webhook-{{ $i }}/headers
+      {{- end }}
+  {{- end }}
+  {{- end }}
+{{- end }}
+{{- end }}
 upstreams:
 {{- range $i, $u := .Values.upstreams }}
   - registry: {{ $u.registry | quote }}
