@@ -6,6 +6,12 @@
 //! `UNAUTHORIZED` body and a challenge. It also serves the token endpoint, `GET /token`.
 //!
 //! Credentials, in the order they are tried:
+//! - a client certificate verified in the TLS handshake (`auth.client_certificates`, see
+//!   [`ClientCertificate`]): its subject is looked up in the configured principals. A
+//!   request on a connection with a verified certificate is that certificate's principal
+//!   and nothing else: the certificate wins over any `Authorization` header, and a subject
+//!   no principal names is refused (`unknown_certificate`), never served as anonymous or
+//!   by the header;
 //! - `Authorization: Basic` checked against an htpasswd file (bcrypt entries only);
 //! - `Authorization: Bearer` with a static token from `auth.tokens`;
 //! - `Authorization: Bearer` with a token from `/token` (see [`token`]): signature, expiry,
@@ -52,6 +58,15 @@ pub struct Principal {
     pub groups: Vec<String>,
 }
 
+/// The client certificate verified in a connection's TLS handshake; the listener inserts it
+/// into the extensions of every request on that connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The certificate's subject as RFC 4514 writes it, most specific attribute first
+    /// (`CN=ci-runner,O=Example`); empty when it could not be decoded.
+    pub subject: String,
+}
+
 /// The runtime authentication settings, built by `Config::auth`.
 pub struct Auth {
     /// Requests without credentials are served as [`Principal::anonymous`].
@@ -72,6 +87,8 @@ pub struct Auth {
     access: Option<Arc<[AccessRule]>>,
     /// Per-principal token buckets; `None`: unlimited.
     rate: Option<rate::RateLimiter>,
+    /// Client certificate subject → principal.
+    certificates: HashMap<String, Principal>,
 }
 
 /// What the auth layer puts into a request's extensions besides the [`Principal`]: the
@@ -113,6 +130,8 @@ pub enum Failure {
     ExpiredToken,
     /// A valid token that does not cover this repository and `pull`.
     InsufficientScope,
+    /// A verified client certificate whose subject no principal is configured for.
+    UnknownCertificate,
 }
 
 // === impl Principal ===
@@ -147,6 +166,7 @@ impl Failure {
             Self::BadToken => "bad_token",
             Self::ExpiredToken => "expired_token",
             Self::InsufficientScope => "insufficient_scope",
+            Self::UnknownCertificate => "unknown_certificate",
         }
     }
 
@@ -158,6 +178,7 @@ impl Failure {
             Self::BadToken => "invalid token",
             Self::ExpiredToken => "token expired",
             Self::InsufficientScope => "token does not grant pull access to this repository",
+            Self::UnknownCertificate => "client certificate not mapped to a principal",
         }
     }
 }
@@ -181,6 +202,7 @@ impl fmt::Debug for Auth {
             .field("tokens", &self.tokens.len())
             .field("token_endpoint", &self.key.is_some())
             .field("ttl", &self.ttl)
+            .field("certificates", &self.certificates.len())
             .finish()
     }
 }
@@ -198,7 +220,15 @@ impl Auth {
             groups: BTreeMap::new(),
             access: None,
             rate: None,
+            certificates: HashMap::new(),
         }
+    }
+
+    /// Serves requests with a verified client certificate whose subject is `subject`
+    /// (RFC 4514, as [`ClientCertificate::subject`]) as `principal`.
+    pub fn with_certificate(mut self, subject: impl Into<String>, principal: Principal) -> Self {
+        self.certificates.insert(subject.into(), principal);
+        self
     }
 
     /// Limits each principal to `requests_per_second`, `burst` at once.
@@ -320,8 +350,18 @@ impl Auth {
     async fn authenticate(
         self: &Arc<Self>,
         headers: &HeaderMap,
+        certificate: Option<&ClientCertificate>,
         repository: Option<&str>,
     ) -> Result<Principal, Failure> {
+        if let Some(certificate) = certificate {
+            // The certificate wins over any header (see the module documentation).
+            return self
+                .certificates
+                .get(&certificate.subject)
+                .filter(|_| !certificate.subject.is_empty())
+                .cloned()
+                .ok_or(Failure::UnknownCertificate);
+        }
         match credentials(headers) {
             Credentials::None => {
                 if self.anonymous {
@@ -657,8 +697,9 @@ where
                 let repository = crate::oci::route::parse(req.method(), path, req.uri().query())
                     .ok()
                     .and_then(|r| r.endpoint.name().map(|n| n.as_str().to_owned()));
+                let certificate = req.extensions().get::<ClientCertificate>();
                 match auth
-                    .authenticate(req.headers(), repository.as_deref())
+                    .authenticate(req.headers(), certificate, repository.as_deref())
                     .await
                 {
                     Ok(principal) => {

@@ -106,27 +106,28 @@ async fn basic_bearer_and_anonymous() {
     };
     let repo = Some("library/alpine");
     assert_eq!(
-        auth.authenticate(&req(basic("alice", "s3cret")), repo)
+        auth.authenticate(&req(basic("alice", "s3cret")), None, repo)
             .await
             .unwrap()
             .name,
         "alice"
     );
     assert_eq!(
-        auth.authenticate(&req(basic("alice", "nope")), repo).await,
+        auth.authenticate(&req(basic("alice", "nope")), None, repo)
+            .await,
         Err(Failure::BadPassword)
     );
     assert_eq!(
-        auth.authenticate(&req(basic("mallory", "s3cret")), repo)
+        auth.authenticate(&req(basic("mallory", "s3cret")), None, repo)
             .await,
         Err(Failure::UnknownUser)
     );
     assert_eq!(
-        auth.authenticate(&req(None), repo).await,
+        auth.authenticate(&req(None), None, repo).await,
         Err(Failure::MissingCredentials)
     );
     assert_eq!(
-        auth.authenticate(&req(Some("Bearer ci-token-value".into())), repo)
+        auth.authenticate(&req(Some("Bearer ci-token-value".into())), None, repo)
             .await
             .unwrap()
             .name,
@@ -138,14 +139,18 @@ async fn basic_bearer_and_anonymous() {
         .unwrap()
         .sign(&claims(SystemTime::now(), Duration::from_secs(60)));
     let bearer = Some(format!("Bearer {token}"));
-    assert!(auth.authenticate(&req(bearer.clone()), repo).await.is_ok());
+    assert!(auth
+        .authenticate(&req(bearer.clone()), None, repo)
+        .await
+        .is_ok());
     assert_eq!(
-        auth.authenticate(&req(bearer), Some("library/nginx")).await,
+        auth.authenticate(&req(bearer), None, Some("library/nginx"))
+            .await,
         Err(Failure::InsufficientScope)
     );
     let open = Arc::new(Auth::new(true, false));
     assert_eq!(
-        open.authenticate(&req(None), repo).await.unwrap(),
+        open.authenticate(&req(None), None, repo).await.unwrap(),
         Principal::anonymous()
     );
 }
@@ -194,4 +199,46 @@ fn access_rules_grant_by_principal_group_and_pattern() {
     assert!(!anonymous.may_pull("docker.io", "library/nginx"));
     let open = Auth::new(true, false).grant(Principal::anonymous());
     assert!(open.may_pull("quay.io", "anything"));
+}
+
+#[tokio::test]
+async fn a_verified_certificate_is_its_principal_and_wins_over_headers() {
+    let ci = Principal {
+        name: "ci".into(),
+        groups: vec!["builders".into()],
+    };
+    let auth = Arc::new(
+        Auth::new(true, true)
+            .with_token("bot", Secret::new("bot-token"))
+            .with_certificate("CN=ci-runner,O=Example", ci.clone()),
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer bot-token"),
+    );
+    let cert = |s: &str| ClientCertificate {
+        subject: s.to_owned(),
+    };
+    let mapped = cert("CN=ci-runner,O=Example");
+    assert_eq!(
+        auth.authenticate(&headers, Some(&mapped), None).await,
+        Ok(ci)
+    );
+    // Unmapped (and undecodable) subjects are refused, not served as anonymous or by the
+    // bearer token.
+    for subject in ["CN=someone-else,O=Example", ""] {
+        assert_eq!(
+            auth.authenticate(&headers, Some(&cert(subject)), None)
+                .await,
+            Err(Failure::UnknownCertificate)
+        );
+    }
+    // Without a certificate, the header decides.
+    assert_eq!(
+        auth.authenticate(&headers, None, None).await.unwrap().name,
+        "bot"
+    );
+    assert_eq!(Failure::UnknownCertificate.as_str(), "unknown_certificate");
+    assert!(!format!("{auth:?}").contains("bot-token"));
 }

@@ -281,7 +281,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let proxy = Arc::new(proxy);
 
     let tls = match &config.server.tls {
-        Some(t) => Some(server::tls_acceptor(&t.cert_file, &t.key_file)?),
+        Some(t) => Some(server::tls_acceptor_with_clients(
+            &t.cert_file,
+            &t.key_file,
+            config
+                .auth
+                .as_ref()
+                .and_then(|a| a.client_certificates.as_ref()),
+        )?),
         None => None,
     };
     let listener = server::bind(config.server.listen)

@@ -12,6 +12,11 @@
 //!     - {principals: [ci], pull: ["docker.io/library/**"]}
 //!     - {groups: [dev], pull: ["registry.example.internal/team/**"]}
 //!   rate_limit: {requests_per_second: 20, burst: 100}   # per principal; 429 beyond
+//!   client_certificates:                   # mTLS; needs server.tls
+//!     ca_file: /etc/trustgate/client-ca.crt   # PEM bundle client certificates must chain to
+//!     required: false                      # true: no handshake without a certificate
+//!     principals:                          # RFC 4514 subject (most specific RDN first)
+//!       - {subject: "CN=ci-runner,O=Example", name: ci, groups: [builders]}
 //! ```
 //!
 //! `access` rules use the policy's pattern language (`crate::policy::Pattern`, over
@@ -67,6 +72,39 @@ pub struct AuthConfig {
     /// Per-principal request rate; absent: unlimited.
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    /// mTLS: client certificates and the principals their subjects stand for.
+    #[serde(default)]
+    pub client_certificates: Option<ClientCertificatesConfig>,
+}
+
+/// `auth.client_certificates`: which CA client certificates must chain to, and which subject
+/// is which principal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificatesConfig {
+    /// PEM bundle of the CA certificates client certificates must chain to.
+    pub ca_file: PathBuf,
+    /// Whether a client must present a certificate (the handshake fails without one);
+    /// default `false`: clients without one use passwords or tokens.
+    #[serde(default)]
+    pub required: bool,
+    /// Subject → principal.
+    #[serde(default)]
+    pub principals: Vec<CertificatePrincipal>,
+}
+
+/// `auth.client_certificates.principals[]`: the principal a certificate subject stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificatePrincipal {
+    /// The subject as RFC 4514 writes it, most specific attribute first
+    /// (`CN=ci-runner,O=Example` for openssl's `-subj /O=Example/CN=ci-runner`).
+    pub subject: String,
+    /// The principal's name.
+    pub name: String,
+    /// Groups of the principal, besides those `auth.groups` gives its name.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// `auth.rate_limit`: a token bucket per principal.

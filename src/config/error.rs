@@ -183,6 +183,12 @@ pub enum ConfigError {
         /// Where (`auth.htpasswd_file`).
         at: Location,
     },
+    /// `auth.client_certificates` on a listener without `server.tls`.
+    #[error("{at}: auth.client_certificates needs server.tls (client certificates are presented in the TLS handshake)")]
+    ClientCertificatesWithoutTls {
+        /// Where (`auth.client_certificates`).
+        at: Location,
+    },
     /// An S3 key file could not be read, or is empty. The error never quotes the content.
     #[error("{at}: cannot use storage.s3.{key} {}: {reason}", path.display())]
     S3KeyFile {
@@ -428,6 +434,7 @@ impl ConfigError {
             | Self::AdminTokenFile { at, .. }
             | Self::AuthFile { at, .. }
             | Self::MissingTokenKey { at, .. }
+            | Self::ClientCertificatesWithoutTls { at }
             | Self::MissingTrustStateKey { at, .. }
             | Self::ReadPasswordFile { at, .. }
             | Self::EmptyPasswordFile { at, .. }

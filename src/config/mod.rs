@@ -67,7 +67,10 @@ use self::locate::{Seg, Source};
 /// The shortest `storage.s3.trust_state_key_file` content accepted, in bytes.
 pub const MIN_TRUST_STATE_KEY: usize = 32;
 pub use self::{
-    auth::{AccessRule, AuthConfig, RateLimitConfig, StaticTokenConfig, MIN_TOKEN_KEY},
+    auth::{
+        AccessRule, AuthConfig, CertificatePrincipal, ClientCertificatesConfig, RateLimitConfig,
+        StaticTokenConfig, MIN_TOKEN_KEY,
+    },
     error::{ConfigError, Location},
     limits::LimitsConfig,
     records::{RecordsConfig, RecordsFileConfig, RecordsWebhookConfig},
@@ -495,6 +498,17 @@ impl Config {
         if let Some(limit) = &auth.rate_limit {
             built = built.with_rate_limit(limit.requests_per_second, limit.burst);
         }
+        if let Some(certificates) = &auth.client_certificates {
+            for p in &certificates.principals {
+                built = built.with_certificate(
+                    p.subject.clone(),
+                    crate::auth::Principal {
+                        name: p.name.clone(),
+                        groups: p.groups.clone(),
+                    },
+                );
+            }
+        }
         Ok(Some(built))
     }
 
@@ -573,6 +587,15 @@ impl Config {
             return Err(ConfigError::ZeroLimit {
                 at: self.locate(&[Seg::Key("limits"), Seg::Key(key)]),
                 key,
+            });
+        }
+        let mtls = self
+            .auth
+            .as_ref()
+            .and_then(|a| a.client_certificates.as_ref());
+        if mtls.is_some() && self.server.tls.is_none() {
+            return Err(ConfigError::ClientCertificatesWithoutTls {
+                at: self.locate(&[Seg::Key("auth"), Seg::Key("client_certificates")]),
             });
         }
         self.check_upstreams()?;

@@ -1484,3 +1484,27 @@ fn records_take_defaults_and_point_at_their_errors() {
         &["invalid duration `5x`"],
     );
 }
+
+#[test]
+fn client_certificates_need_server_tls() {
+    let text = with_auth(&[
+        "  anonymous: false",
+        "  client_certificates:",
+        "    ca_file: client-ca.crt",
+        "    principals: [{subject: \"CN=ci-runner,O=Example\", name: ci, groups: [builders]}]",
+    ]);
+    match Config::from_yaml(&text) {
+        Err(err @ ConfigError::ClientCertificatesWithoutTls { .. }) => {
+            // The section's first line.
+            assert_eq!(at(&err).0, Some(10));
+            assert!(err.to_string().contains("needs server.tls"), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = format!("server:\n  tls: {{cert_file: tls.crt, key_file: tls.key}}\n{text}");
+    let config = Config::from_yaml(&text).expect("with server.tls");
+    let mtls = config.auth.unwrap().client_certificates.unwrap();
+    assert!(!mtls.required);
+    assert_eq!(mtls.principals[0].subject, "CN=ci-runner,O=Example");
+    assert_eq!(mtls.principals[0].groups, ["builders"]);
+}

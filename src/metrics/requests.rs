@@ -24,6 +24,7 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "bad_token",
     "expired_token",
     "insufficient_scope",
+    "unknown_certificate",
     "access_denied",
     "rate_limited",
 ];

@@ -37,6 +37,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
+use crate::auth::ClientCertificate;
 use crate::body::{Body, BoxError};
 use crate::metrics::HttpMetrics;
 
@@ -340,6 +341,26 @@ impl RefusalLog {
     }
 }
 
+/// The subject of the client certificate rustls verified in the handshake (the verifier
+/// only lets verified chains through), or `None` without one. A verified certificate whose
+/// subject cannot be decoded gets an empty subject, which maps to no principal: it is
+/// refused, never treated as no certificate.
+fn client_certificate(connection: &rustls::ServerConnection) -> Option<ClientCertificate> {
+    use x509_cert::der::Decode as _;
+    let leaf = connection.peer_certificates()?.first()?;
+    match x509_cert::Certificate::from_der(leaf.as_ref()) {
+        Ok(cert) => Some(ClientCertificate {
+            subject: cert.tbs_certificate.subject.to_string(),
+        }),
+        Err(error) => {
+            tracing::debug!(%error, "cannot decode the client certificate's subject");
+            Some(ClientCertificate {
+                subject: String::new(),
+            })
+        }
+    }
+}
+
 /// Everything one connection task needs.
 struct Connection<S> {
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -367,10 +388,13 @@ where
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
         match self.tls.clone() {
-            None => self.serve(stream).await,
+            None => self.serve(stream, None).await,
             Some(acceptor) => {
                 match tokio::time::timeout_at(self.deadline, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => self.serve(stream).await,
+                    Ok(Ok(stream)) => {
+                        let certificate = client_certificate(stream.get_ref().1);
+                        self.serve(stream, certificate).await
+                    }
                     Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 }
@@ -378,7 +402,7 @@ where
         }
     }
 
-    async fn serve<I>(self, io: I)
+    async fn serve<I>(self, io: I, certificate: Option<ClientCertificate>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -398,6 +422,9 @@ where
             hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 started.store(true, Ordering::Relaxed);
                 request.extensions_mut().insert(RemoteAddr(peer));
+                if let Some(certificate) = &certificate {
+                    request.extensions_mut().insert(certificate.clone());
+                }
                 service.clone().oneshot(request)
             })
         };

@@ -41,5 +41,5 @@ pub use self::logging::{init_logging, LoggingError};
 pub use self::request_id::{RequestId, RequestIdLayer, RequestIdService, X_REQUEST_ID};
 pub use self::route_kind::{route_kind, RouteKind};
 pub use self::stack::{stack, stack_with_auth, ServerService, StackConfig};
-pub use self::tls::{tls_acceptor, TlsError};
+pub use self::tls::{tls_acceptor, tls_acceptor_with_clients, TlsError};
 pub use self::trace::{TraceLayer, TraceService};

@@ -1,13 +1,22 @@
 //! Server TLS from PEM files: rustls on aws-lc-rs (the crypto provider used everywhere in
 //! trustgate), ALPN `h2` and `http/1.1`.
+//!
+//! With `auth.client_certificates`, the handshake also asks for a client certificate and
+//! verifies it against `ca_file` (webpki: chain, validity, `clientAuth` usage when the
+//! certificate names usages). A certificate that does not verify fails the handshake; no
+//! certificate fails it only with `required: true`. The listener hands the verified subject
+//! to the auth layer as a [`crate::auth::ClientCertificate`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
+
+use crate::config::ClientCertificatesConfig;
 
 /// ALPN protocols offered, most preferred first. Offering h2 lets containerd and Go clients
 /// multiplex layer downloads over one connection.
@@ -40,6 +49,18 @@ pub enum TlsError {
         #[source]
         source: rustls_pki_types::pem::Error,
     },
+    /// `auth.client_certificates.ca_file` could not be read, holds invalid PEM or a
+    /// certificate rustls cannot use as a trust anchor.
+    #[error("cannot read client CA certificates from {path}: {reason}")]
+    ClientCa {
+        /// The CA file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The client certificate verifier could not be built.
+    #[error("cannot verify client certificates: {0}")]
+    ClientVerifier(#[from] rustls::server::VerifierBuilderError),
     /// rustls refused the certificate chain and key (e.g. the key does not match).
     #[error("invalid TLS certificate or key: {0}")]
     Config(#[from] rustls::Error),
@@ -49,6 +70,16 @@ pub enum TlsError {
 ///
 /// The files are read once; restart (or a later reload) to pick up renewed certificates.
 pub fn tls_acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, TlsError> {
+    tls_acceptor_with_clients(cert_path, key_path, None)
+}
+
+/// Like [`tls_acceptor`], verifying client certificates as `clients` says (none asked for
+/// when `None`).
+pub fn tls_acceptor_with_clients(
+    cert_path: &Path,
+    key_path: &Path,
+    clients: Option<&ClientCertificatesConfig>,
+) -> Result<TlsAcceptor, TlsError> {
     let cert_error = |source| TlsError::Certificates {
         path: cert_path.to_owned(),
         source,
@@ -69,10 +100,42 @@ pub fn tls_acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, Tl
     // An explicit provider: the process-wide default panics when more than one provider is
     // compiled in, which a dependency could change under us.
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match clients {
+        None => builder.with_no_client_auth(),
+        Some(clients) => {
+            let roots = client_roots(&clients.ca_file)?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if clients.required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            builder.with_client_cert_verifier(verifier.build()?)
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key)?;
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The trust anchors of a PEM bundle (at least one).
+fn client_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let fail = |reason: String| TlsError::ClientCa {
+        path: path.to_owned(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(fail("no CERTIFICATE found".to_owned()));
+    }
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert).map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(roots)
 }

@@ -30,6 +30,12 @@ impl Proxy {
         Proxy::launch(body, None, "1GiB")
     }
 
+    /// Like [`Proxy::start`], with `server_more` (indented YAML lines, e.g. a `tls:` key)
+    /// added to the `server` section.
+    pub fn start_with_server(server_more: &str, body: &str) -> Proxy {
+        Proxy::launch_with(server_more, body, None, "1GiB")
+    }
+
     /// Like [`Proxy::start`], with `cache.max_size` set to `max_size` (e.g. `16MiB`).
     pub fn start_with_cache_size(body: &str, max_size: &str) -> Proxy {
         Proxy::launch(body, None, max_size)
@@ -42,6 +48,15 @@ impl Proxy {
     }
 
     fn launch(body: &str, cache_dir: Option<&Path>, max_size: &str) -> Proxy {
+        Proxy::launch_with("", body, cache_dir, max_size)
+    }
+
+    fn launch_with(
+        server_more: &str,
+        body: &str,
+        cache_dir: Option<&Path>,
+        max_size: &str,
+    ) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir for trustgate");
         let config = dir.path().join("trustgate.yaml");
         let cache_dir = cache_dir
@@ -51,7 +66,7 @@ impl Proxy {
         let (daemon, admin_port) = start_with_retries("trustgate serve", |admin_port| {
             listen_port = free_port();
             let yaml = format!(
-                "server:\n  listen: \"127.0.0.1:{listen_port}\"\n  admin_listen: \"127.0.0.1:{admin_port}\"\n\
+                "server:\n  listen: \"127.0.0.1:{listen_port}\"\n  admin_listen: \"127.0.0.1:{admin_port}\"\n{server_more}\
                  cache:\n  dir: {}\n  max_size: {max_size}\n{body}",
                 serde_json::json!(cache_dir.to_str().expect("UTF-8 tempdir")),
             );
