@@ -208,6 +208,8 @@ fn client_certificates_map_subjects_to_principals() {
 
     let log = env.proxy.log();
     assert!(!log.contains(CI_TOKEN), "the token reached the log");
+    // The refused subject is logged, for the operator to map it.
+    assert!(log.contains("CN=stranger,O=Example"), "{log}");
 
     // skopeo with the certificate in --cert-dir (`*.cert`/`*.key`, and the CA as `*.crt`).
     let certs = tempfile::tempdir().expect("tempdir");

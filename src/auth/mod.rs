@@ -355,12 +355,16 @@ impl Auth {
     ) -> Result<Principal, Failure> {
         if let Some(certificate) = certificate {
             // The certificate wins over any header (see the module documentation).
-            return self
+            let principal = self
                 .certificates
                 .get(&certificate.subject)
                 .filter(|_| !certificate.subject.is_empty())
-                .cloned()
-                .ok_or(Failure::UnknownCertificate);
+                .cloned();
+            if principal.is_none() {
+                // A subject is no secret, and the operator needs it to map the certificate.
+                tracing::info!(subject = %certificate.subject, "client certificate not mapped");
+            }
+            return principal.ok_or(Failure::UnknownCertificate);
         }
         match credentials(headers) {
             Credentials::None => {

@@ -189,6 +189,14 @@ pub enum ConfigError {
         /// Where (`auth.client_certificates`).
         at: Location,
     },
+    /// Two `auth.client_certificates.principals` with the same subject.
+    #[error("{at}: subject `{subject}` is mapped twice in auth.client_certificates.principals")]
+    DuplicateCertificateSubject {
+        /// Where (the second one).
+        at: Location,
+        /// The repeated subject.
+        subject: String,
+    },
     /// An S3 key file could not be read, or is empty. The error never quotes the content.
     #[error("{at}: cannot use storage.s3.{key} {}: {reason}", path.display())]
     S3KeyFile {
@@ -435,6 +443,7 @@ impl ConfigError {
             | Self::AuthFile { at, .. }
             | Self::MissingTokenKey { at, .. }
             | Self::ClientCertificatesWithoutTls { at }
+            | Self::DuplicateCertificateSubject { at, .. }
             | Self::MissingTrustStateKey { at, .. }
             | Self::ReadPasswordFile { at, .. }
             | Self::EmptyPasswordFile { at, .. }

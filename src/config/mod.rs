@@ -593,10 +593,26 @@ impl Config {
             .auth
             .as_ref()
             .and_then(|a| a.client_certificates.as_ref());
-        if mtls.is_some() && self.server.tls.is_none() {
-            return Err(ConfigError::ClientCertificatesWithoutTls {
-                at: self.locate(&[Seg::Key("auth"), Seg::Key("client_certificates")]),
-            });
+        if let Some(mtls) = mtls {
+            let section = [Seg::Key("auth"), Seg::Key("client_certificates")];
+            if self.server.tls.is_none() {
+                return Err(ConfigError::ClientCertificatesWithoutTls {
+                    at: self.locate(&section),
+                });
+            }
+            for (i, p) in mtls.principals.iter().enumerate() {
+                if mtls.principals[..i].iter().any(|q| q.subject == p.subject) {
+                    return Err(ConfigError::DuplicateCertificateSubject {
+                        at: self.locate(&[
+                            section[0],
+                            section[1],
+                            Seg::Key("principals"),
+                            Seg::Index(i),
+                        ]),
+                        subject: p.subject.clone(),
+                    });
+                }
+            }
         }
         self.check_upstreams()?;
         self.check_notary_servers()?;

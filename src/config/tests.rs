@@ -1507,4 +1507,18 @@ fn client_certificates_need_server_tls() {
     assert!(!mtls.required);
     assert_eq!(mtls.principals[0].subject, "CN=ci-runner,O=Example");
     assert_eq!(mtls.principals[0].groups, ["builders"]);
+
+    let twice = text.replace(
+        "groups: [builders]}]",
+        "groups: [builders]}, {subject: \"CN=ci-runner,O=Example\", name: other}]",
+    );
+    match Config::from_yaml(&twice) {
+        Err(err @ ConfigError::DuplicateCertificateSubject { .. }) => {
+            assert!(
+                err.to_string().contains("`CN=ci-runner,O=Example`"),
+                "{err}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }

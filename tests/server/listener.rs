@@ -86,6 +86,26 @@ fn tls_errors_name_the_file() {
     let (_, other_key) = self_signed(other.path());
     let error = server::tls_acceptor(&cert, &other_key).err();
     assert!(matches!(error, Some(TlsError::Config(_))), "{error:?}");
+
+    // `auth.client_certificates.ca_file`: missing, or without a certificate.
+    for ca in [&missing, &empty] {
+        let clients = trustgate::config::ClientCertificatesConfig {
+            ca_file: ca.clone(),
+            required: false,
+            principals: Vec::new(),
+        };
+        let error = server::tls_acceptor_with_clients(&cert, &key, Some(&clients)).err();
+        assert!(
+            matches!(error, Some(TlsError::ClientCa { ref path, .. }) if path == ca),
+            "{error:?}"
+        );
+    }
+    let clients = trustgate::config::ClientCertificatesConfig {
+        ca_file: cert.clone(),
+        required: true,
+        principals: Vec::new(),
+    };
+    assert!(server::tls_acceptor_with_clients(&cert, &key, Some(&clients)).is_ok());
 }
 
 #[tokio::test]
