@@ -269,6 +269,9 @@ def main():
                   f"ServiceMonitor endpoint {e}")
     for i in by_kind(docs, "Ingress"):
         for rule in i["spec"]["rules"]:
+            if values["auth"]["enabled"]:
+                check(any(p["path"] in ("/token", "/") for p in rule["http"]["paths"]),
+                      f"Ingress host {rule.get('host')} does not route /token (the token realm)")
             for p in rule["http"]["paths"]:
                 b = p["backend"]["service"]
                 check(b["name"] == main_service[0]["metadata"]["name"]
