@@ -166,6 +166,11 @@ expect_failure "s3 storage without a bucket" "storage.s3.bucket is required" \
 expect_failure "the containerd verifier without a token" "containerdVerifier.enabled needs adminToken.existingSecret" \
   'containerdVerifier: {enabled: true}'
 
+expect_failure "htpasswd users without a token key" "auth.htpasswd.existingSecret needs auth.tokenKey.existingSecret" \
+  'auth: {enabled: true, htpasswd: {existingSecret: h}}'
+expect_failure "a static token without a Secret" 'auth.tokens\[0\].secret is required' \
+  'auth: {enabled: true, tokens: [{name: ci}]}'
+
 step "the containerd verifier with the Service's address, resolved by the installer"
 printf 'adminToken: {existingSecret: t}\ncontainerdVerifier: {enabled: true}\n' >"$work/verifier.yaml"
 "$render" -chart "$chart" -name tg -namespace registry -f "$work/verifier.yaml" >"$work/verifier-out.yaml"

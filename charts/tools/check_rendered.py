@@ -19,6 +19,8 @@ import sys
 import yaml
 
 CONFIG_PATH = "/etc/trustgate/trustgate.yaml"
+# An htpasswd entry (bcrypt, cost 4, password "not-a-real-password") for the rendered configuration's htpasswd_file.
+HTPASSWD = b"chart-test:$2y$04$UNHIqXwH375EqsxltsuA5OAilMLflhV/c70sKsP15Au0DVsIJkwIy\n"
 CACHE_DIR = "/var/cache/trustgate"
 
 failures = []
@@ -83,6 +85,12 @@ def config_files(config):
     for key in ("access_key_id_file", "secret_access_key_file", "trust_state_key_file"):
         if key in s3:
             out.append(("storage.s3." + key, s3[key]))
+    auth = config.get("auth") or {}
+    for key in ("htpasswd_file", "token_key_file"):
+        if key in auth:
+            out.append(("auth." + key, auth[key]))
+    for i, t in enumerate(auth.get("tokens") or []):
+        out.append((f"auth.tokens[{i}].file", t["file"]))
     for i, r in enumerate((config.get("policy") or {}).get("rules") or []):
         for key in r.get("root_keys") or []:
             if not re.fullmatch(r"[0-9a-f]{64}", key):
@@ -208,6 +216,34 @@ def main():
         else:
             check("storage" not in config, "storage rendered for the local backend")
 
+        if values["auth"]["enabled"]:
+            auth = values["auth"]
+            check("auth" in config, "auth.enabled without an auth section")
+            secrets = [("htpasswd_file", auth["htpasswd"]["existingSecret"],
+                        auth["htpasswd"].get("key", "htpasswd")),
+                       ("token_key_file", auth["tokenKey"]["existingSecret"],
+                        auth["tokenKey"].get("key", "token.key"))]
+            for key, name, item in secrets:
+                if name:
+                    m = mount_for(config["auth"][key], mounts)
+                    secret = volumes[m["name"]]["secret"]
+                    check(secret["secretName"] == name
+                          and [i["key"] for i in secret["items"]] == [item],
+                          f"auth.{key} does not come from its Secret key")
+                else:
+                    check(key not in config["auth"], f"auth.{key} without its Secret")
+            tokens = config["auth"].get("tokens") or []
+            check([t["name"] for t in tokens] == [t["name"] for t in auth["tokens"]],
+                  "auth.tokens names")
+            for t, v in zip(tokens, auth["tokens"]):
+                m = mount_for(t["file"], mounts)
+                secret = volumes[m["name"]]["secret"]
+                check(secret["secretName"] == v["secret"]
+                      and [i["key"] for i in secret["items"]] == [v.get("key", "token")],
+                      f"auth token {t['name']} does not come from its Secret key")
+        else:
+            check("auth" not in config, "auth rendered although auth.enabled is false")
+
     # Services select the pods and name container ports.
     for s in by_kind(docs, "Service"):
         check(selects(s["spec"]["selector"], pod_labels), f"Service {s['metadata']['name']}")
@@ -233,6 +269,9 @@ def main():
                   f"ServiceMonitor endpoint {e}")
     for i in by_kind(docs, "Ingress"):
         for rule in i["spec"]["rules"]:
+            if values["auth"]["enabled"]:
+                check(any(p["path"] in ("/token", "/") for p in rule["http"]["paths"]),
+                      f"Ingress host {rule.get('host')} does not route /token (the token realm)")
             for p in rule["http"]["paths"]:
                 b = p["backend"]["service"]
                 check(b["name"] == main_service[0]["metadata"]["name"]
@@ -281,7 +320,13 @@ def write_config(config, text, out, cert, key):
     for what, path in config_files(config):
         target = root + path
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        if what.endswith("password_file") or what == "server.admin_token_file":
+        if what == "auth.htpasswd_file":
+            content = HTPASSWD
+        elif what == "auth.token_key_file":
+            content = b"not-a-real-token-key-0123456789abcdef\n"
+        elif what.startswith("auth.tokens["):
+            content = b"not-a-real-token\n"
+        elif what.endswith("password_file") or what == "server.admin_token_file":
             content = b"not-a-real-password\n"
         elif what == "storage.s3.trust_state_key_file":
             content = b"not-a-real-trust-state-key-0123456789abcdef\n"

@@ -101,6 +101,8 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<bool> {
 pub fn validate(config: PathBuf) -> anyhow::Result<()> {
     let loaded = Config::load(&config)?;
     Runtime::build(&loaded, &Arc::new(Metrics::new()))?;
+    // Reads the htpasswd, token key and static token files `auth` names.
+    loaded.auth()?;
     // Reads the S3 key files and builds the client; does not contact the bucket.
     crate::storage::SharedStore::from_config(&loaded)?;
     println!("{}: ok", config.display());

@@ -17,6 +17,9 @@ use crate::metrics::RecordsMetrics;
 /// Most records written between two flushes.
 const BATCH: usize = 256;
 
+/// How long a batch that is not full waits for more records before it is written.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 pub(super) struct FileSink {
     path: PathBuf,
     max_size: u64,
@@ -48,6 +51,17 @@ impl FileSink {
     ) {
         let mut batch = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut batch, BATCH).await > 0 {
+            // Under load, records arrive one by one: gather what comes within LINGER, so one
+            // hand-off to a blocking thread and one write carry many of them.
+            if batch.len() < BATCH {
+                tokio::time::sleep(LINGER).await;
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(record) => batch.push(record),
+                        Err(_) => break,
+                    }
+                }
+            }
             let records = std::mem::take(&mut batch);
             let n = records.len() as u64;
             let done = tokio::task::spawn_blocking(move || {

@@ -142,6 +142,44 @@ records:
   {{- end }}
 {{- end }}
 {{- end }}
+{{- if .Values.auth.enabled }}
+{{- with .Values.auth }}
+auth:
+  anonymous: {{ .anonymous }}
+  {{- if .htpasswd.existingSecret }}
+  {{- if not .tokenKey.existingSecret }}
+  {{- fail "auth.htpasswd.existingSecret needs auth.tokenKey.existingSecret (the key tokens from /token are signed with)" }}
+  {{- end }}
+  htpasswd_file: /etc/trustgate/auth/htpasswd/htpasswd
+  {{- end }}
+  {{- if .tokenKey.existingSecret }}
+  token_key_file: /etc/trustgate/auth/token-key/token.key
+  {{- end }}
+  {{- with .tokenTtl }}
+  token_ttl: {{ . | quote }}
+  {{- end }}
+  {{- with .tokens }}
+  tokens:
+  {{- range $i, $t := . }}
+    - name: {{ required (printf "auth.tokens[%d].name is required" $i) $t.name | quote }}
+      file: /etc/trustgate/auth/tokens/{{ $i }}/token
+  {{- end }}
+  {{- end }}
+  {{- with .groups }}
+  groups:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .access }}
+  access:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if and .rateLimit .rateLimit.requestsPerSecond }}
+  rate_limit:
+    requests_per_second: {{ int .rateLimit.requestsPerSecond }}
+    burst: {{ int (default 100 .rateLimit.burst) }}
+  {{- end }}
+{{- end }}
+{{- end }}
 upstreams:
 {{- range $i, $u := .Values.upstreams }}
   - registry: {{ $u.registry | quote }}
