@@ -129,49 +129,10 @@ fn path(p: &Path) -> String {
     serde_json::json!(p.to_str().expect("UTF-8 path")).to_string()
 }
 
-fn openssl(args: &mut Command) {
-    let out = run_bounded(args, b"", "openssl");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A P-256 key and a `clientAuth` certificate for `subject` in `dir`, issued by the CA
-/// `TlsFiles::issue` left there (`ca.crt`, `ca.key`).
+/// A `clientAuth` certificate for `subject` in `dir`, issued by the CA there.
 fn issue_client(dir: &Path, name: &str, subject: &str) -> ClientCert {
-    let out = ClientCert {
-        cert: dir.join(format!("{name}.cert")),
-        key: dir.join(format!("{name}.key")),
-    };
-    openssl(
-        Command::new("openssl")
-            .args([
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-            ])
-            .arg(&out.key),
-    );
-    openssl(
-        Command::new("openssl")
-            .args(["req", "-new", "-x509", "-days", "30", "-subj", subject])
-            .args(["-addext", "basicConstraints=critical,CA:false"])
-            .args(["-addext", "extendedKeyUsage=clientAuth"])
-            .arg("-key")
-            .arg(&out.key)
-            .arg("-CA")
-            .arg(dir.join("ca.crt"))
-            .arg("-CAkey")
-            .arg(dir.join("ca.key"))
-            .arg("-out")
-            .arg(&out.cert),
-    );
-    out
+    let (cert, key) = TlsFiles::issue_client(dir, name, subject);
+    ClientCert { cert, key }
 }
 
 const APP: &str = "/v2/open/app/manifests/v1";

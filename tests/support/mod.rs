@@ -957,20 +957,7 @@ impl TlsFiles {
             server_key: dir.join("server.key"),
         };
         for key in [&ca_key, &files.server_key] {
-            run_ok(
-                Command::new("openssl")
-                    .args([
-                        "ecparam",
-                        "-name",
-                        "prime256v1",
-                        "-genkey",
-                        "-noout",
-                        "-out",
-                    ])
-                    .arg(key),
-                b"",
-                "openssl",
-            );
+            ec_key(key);
         }
         run_ok(
             Command::new("openssl")
@@ -1007,6 +994,52 @@ impl TlsFiles {
         );
         files
     }
+
+    /// A P-256 key (`<name>.key`) and a `clientAuth` certificate (`<name>.cert`) for
+    /// `subject` (`/O=Example/CN=ci-runner`), issued in `dir` by the CA [`TlsFiles::issue`]
+    /// left there: the pair `curl --cert`/`--key` and `skopeo --cert-dir` use.
+    pub fn issue_client(dir: &Path, name: &str, subject: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = (
+            dir.join(format!("{name}.cert")),
+            dir.join(format!("{name}.key")),
+        );
+        ec_key(&key);
+        run_ok(
+            Command::new("openssl")
+                .args(["req", "-new", "-x509", "-days", "30", "-subj", subject])
+                .args(["-addext", "basicConstraints=critical,CA:false"])
+                .args(["-addext", "extendedKeyUsage=clientAuth"])
+                .arg("-key")
+                .arg(&key)
+                .arg("-CA")
+                .arg(dir.join("ca.crt"))
+                .arg("-CAkey")
+                .arg(dir.join("ca.key"))
+                .arg("-out")
+                .arg(&cert),
+            b"",
+            "openssl",
+        );
+        (cert, key)
+    }
+}
+
+/// A new P-256 private key at `path` (PEM).
+fn ec_key(path: &Path) {
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+            ])
+            .arg(path),
+        b"",
+        "openssl",
+    );
 }
 
 // === time ===
