@@ -89,6 +89,10 @@ pub struct Auth {
     rate: Option<rate::RateLimiter>,
     /// Client certificate subject → principal.
     certificates: HashMap<String, Principal>,
+    /// bcrypt checks running at once: a flood of Basic logins from clients nobody has
+    /// authenticated yet waits here (within the request timeout) instead of taking the
+    /// blocking pool and every core.
+    bcrypt_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the auth layer puts into a request's extensions besides the [`Principal`]: the
@@ -221,6 +225,9 @@ impl Auth {
             access: None,
             rate: None,
             certificates: HashMap::new(),
+            bcrypt_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
     }
 
@@ -316,12 +323,15 @@ impl Auth {
     }
 
     /// Checks Basic credentials against the htpasswd users. bcrypt is slow by design, so
-    /// this runs on the blocking pool.
+    /// this runs on the blocking pool, at most one check per core at a time.
     async fn check_password(self: &Arc<Self>, user: &str, password: &str) -> Result<(), Failure> {
         let Some(hash) = self.users.get(user).cloned() else {
             return Err(Failure::UnknownUser);
         };
         let password = Secret::new(password);
+        let Ok(_slot) = self.bcrypt_slots.acquire().await else {
+            return Err(Failure::BadPassword);
+        };
         let ok = tokio::task::spawn_blocking(move || {
             bcrypt::verify(password.expose(), hash.expose()).unwrap_or(false)
         })

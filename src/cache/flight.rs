@@ -580,7 +580,9 @@ impl Leader {
             let total = check.len() + chunk.len() as u64;
             // A bucket's object of no signed size evicts nothing before it verified.
             let evict = matches!(source, Source::Upstream) || self.expect.exact().is_some();
-            if cache.is_some() && !self.grow_reservation(total, evict).await {
+            // Past the limit `update` fails below: no room is made for those bytes.
+            let within = total <= self.expect.limit();
+            if cache.is_some() && within && !self.grow_reservation(total, evict).await {
                 if let Some(full) = cache.take() {
                     self.stop_caching(full, &mut check).await;
                 }
