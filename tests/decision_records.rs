@@ -1,7 +1,8 @@
 //! Decision records (`records:`) end to end, against a real registry: every decision of a
 //! scripted pull reaches a webhook receiver (CloudEvents JSON) and the JSON-lines file, with
 //! the response's request id; a slow and a down receiver leave the pull's latency alone and
-//! the records they could not take are counted as dropped; the file rotates by size.
+//! the records they could not take are counted as dropped; the file rotates by size; a
+//! receiver answering errors is retried with the same event, then given up on and counted.
 
 mod support;
 
@@ -18,29 +19,38 @@ use support::Registry;
 
 const REGISTRY: &str = "registry.test";
 
-/// One POST the receiver got: its `Content-Type` and JSON body.
+/// One POST the receiver got: its `Content-Type`, JSON body and the status it answered.
 #[derive(Clone, Debug)]
 struct Received {
     content_type: String,
     body: Value,
+    status: u16,
 }
 
-/// A webhook receiver: answers every POST 200 after `delay`, keeping what it got.
+/// The status a receiver answers its `n`th POST (from 0) with.
+type Answer = Arc<dyn Fn(usize) -> u16 + Send + Sync>;
+
+/// A webhook receiver: answers every POST after `delay`, keeping what it got.
 struct Receiver {
     port: u16,
     got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
+    /// Answers every POST 200.
     fn start(delay: Duration) -> Receiver {
+        Receiver::answering(delay, Arc::new(|_| 200))
+    }
+
+    fn answering(delay: Duration, answer: Answer) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
         let keep = got.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let keep = keep.clone();
-                std::thread::spawn(move || serve(stream, delay, keep));
+                let (keep, answer) = (keep.clone(), answer.clone());
+                std::thread::spawn(move || serve(stream, delay, keep, answer));
             }
         });
         Receiver { port, got }
@@ -67,8 +77,9 @@ impl Receiver {
     }
 }
 
-/// HTTP/1.1 with keep-alive: requests with a `Content-Length` body, answered 200.
-fn serve(stream: TcpStream, delay: Duration, keep: Arc<Mutex<Vec<Received>>>) {
+/// HTTP/1.1 with keep-alive: requests with a `Content-Length` body, answered as `answer`
+/// says.
+fn serve(stream: TcpStream, delay: Duration, keep: Arc<Mutex<Vec<Received>>>, answer: Answer) {
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     loop {
@@ -99,14 +110,18 @@ fn serve(stream: TcpStream, delay: Duration, keep: Arc<Mutex<Vec<Received>>>) {
             return;
         }
         std::thread::sleep(delay);
-        keep.lock().unwrap().push(Received {
-            content_type,
-            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        });
-        if writer
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            .is_err()
-        {
+        let status = {
+            let mut got = keep.lock().unwrap();
+            let status = answer(got.len());
+            got.push(Received {
+                content_type,
+                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                status,
+            });
+            status
+        };
+        let head = format!("HTTP/1.1 {status} Status\r\nContent-Length: 0\r\n\r\n");
+        if writer.write_all(head.as_bytes()).is_err() {
             return;
         }
     }
@@ -157,7 +172,8 @@ fn every_decision_of_a_pull_reaches_the_webhook_and_the_file() {
     );
     let proxy = Proxy::start(&config(&registry, &records));
 
-    // The scripted pull: manifest by tag (HEAD, then GET), config and layers; then a refusal.
+    // The scripted pull: manifest by tag (HEAD, then GET), config and layers; then refusals,
+    // tags/list and referrers, each allowed and refused.
     let mut expected = Vec::new();
     let mut ids = HashSet::new();
     let mut keep = |r: &support::http::HttpResponse, what: (&str, &str, &str)| {
@@ -188,6 +204,23 @@ fn every_decision_of_a_pull_reaches_the_webhook_and_the_file() {
     let tags = proxy.pull("/v2/open/app/tags/list");
     assert_eq!(tags.status, 200, "{}", tags.summary());
     keep(&tags, ("GET", "tags", "allow"));
+    let referrers = proxy.pull(&format!("/v2/open/app/referrers/{}", image.manifest.digest));
+    assert_eq!(referrers.status, 200, "{}", referrers.summary());
+    keep(&referrers, ("GET", "referrers", "allow"));
+    let tags_refused = proxy.pull("/v2/blocked/app/tags/list");
+    assert_eq!(tags_refused.status, 403, "{}", tags_refused.summary());
+    keep(&tags_refused, ("GET", "tags", "deny"));
+    let referrers_refused = proxy.pull(&format!(
+        "/v2/blocked/app/referrers/{}",
+        image.manifest.digest
+    ));
+    assert_eq!(
+        referrers_refused.status,
+        403,
+        "{}",
+        referrers_refused.summary()
+    );
+    keep(&referrers_refused, ("GET", "referrers", "deny"));
     let n = expected.len();
     assert_eq!(ids.len(), n, "request ids are unique");
 
@@ -231,7 +264,12 @@ fn every_decision_of_a_pull_reaches_the_webhook_and_the_file() {
                 "{r}"
             );
             if verdict == "deny" {
-                assert_eq!(r["image"], format!("{REGISTRY}/blocked/app:v1"), "{r}");
+                let image = match kind.as_str() {
+                    "manifest" => format!("{REGISTRY}/blocked/app:v1"),
+                    "tags" => format!("{REGISTRY}/blocked/app"),
+                    _ => format!("{REGISTRY}/blocked/app@{}", image.manifest.digest),
+                };
+                assert_eq!(r["image"], image, "{r}");
                 assert_eq!(r["rule"], format!("{REGISTRY}/blocked/**"), "{r}");
                 assert_eq!(r["action"], "deny", "{r}");
                 assert!(
@@ -245,6 +283,13 @@ fn every_decision_of_a_pull_reaches_the_webhook_and_the_file() {
             if kind == "manifest" && verdict == "allow" {
                 assert_eq!(r["image"], format!("{REGISTRY}/open/app:v1"), "{r}");
                 assert_eq!(r["digest"], image.manifest.digest.as_str(), "{r}");
+            }
+            if kind == "referrers" {
+                assert_eq!(r["digest"], image.manifest.digest.as_str(), "{r}");
+            }
+            if kind == "tags" && verdict == "allow" {
+                assert_eq!(r["image"], format!("{REGISTRY}/open/app"), "{r}");
+                assert_eq!(r["digest"], Value::Null, "{r}");
             }
             if kind == "blob" {
                 let digest = r["digest"].as_str().unwrap();
@@ -370,8 +415,13 @@ fn verifier_refusals_and_passes_are_recorded_with_their_verifier() {
     assert_eq!(served.status, 200, "{}", served.summary());
     let refused = proxy.pull("/v2/signed/other/manifests/v1");
     assert_eq!(refused.status, 403, "{}", refused.summary());
-    let written = lines(&file, 2);
-    assert_eq!(written.len(), 2, "{written:?}");
+    let referrers = proxy.pull(&format!(
+        "/v2/signed/app/referrers/{}",
+        signed.manifest.digest
+    ));
+    assert_eq!(referrers.status, 200, "{}", referrers.summary());
+    let written = lines(&file, 3);
+    assert_eq!(written.len(), 3, "{written:?}");
     let of = |r: &support::http::HttpResponse| {
         let id = r.header("x-request-id").unwrap();
         written
@@ -394,6 +444,15 @@ fn verifier_refusals_and_passes_are_recorded_with_their_verifier() {
         deny["image"],
         format!("{REGISTRY}/signed/other:v1"),
         "{deny}"
+    );
+    let listed = of(&referrers);
+    assert_eq!(listed["kind"], "referrers", "{listed}");
+    assert_eq!(listed["verdict"], "allow", "{listed}");
+    assert_eq!(listed["verifier"], "cosign", "{listed}");
+    assert_eq!(
+        listed["digest"],
+        signed.manifest.digest.as_str(),
+        "{listed}"
     );
     // The reason is the one the client was refused with.
     let message = refused.error_message().unwrap_or_default();
@@ -419,10 +478,109 @@ fn verifier_refusals_and_passes_are_recorded_with_their_verifier() {
         "{}",
         proxy.log_tail(20)
     );
-    let written = lines(&file, 3);
-    assert_eq!(written.len(), 3, "{written:?}");
+    let written = lines(&file, 4);
+    assert_eq!(written.len(), 4, "{written:?}");
     assert_eq!(
-        written[2]["request_id"],
+        written[3]["request_id"],
         pulled.header("x-request-id").unwrap()
+    );
+}
+
+#[test]
+fn a_webhook_answering_errors_is_retried_then_given_up_on_and_counted() {
+    let registry = Registry::start();
+    registry.push_random("open/app", "v1", 1);
+    // `flaky` refuses its first two POSTs (503, then 500) and takes the rest; `broken` refuses
+    // every one.
+    let flaky = Receiver::answering(
+        Duration::ZERO,
+        Arc::new(|n| match n {
+            0 => 503,
+            1 => 500,
+            _ => 200,
+        }),
+    );
+    let broken = Receiver::answering(Duration::ZERO, Arc::new(|_| 500));
+    let records = format!(
+        "records:\n  webhooks:\n    - {{url: \"{}\", max_retries: 3}}\n    \
+         - {{url: \"{}\", max_retries: 1}}\n",
+        flaky.url(),
+        broken.url()
+    );
+    let proxy = Proxy::start(&config(&registry, &records));
+
+    const PULLS: usize = 3;
+    let mut ids = Vec::new();
+    for _ in 0..PULLS {
+        let r = proxy.pull("/v2/open/app/manifests/v1");
+        assert_eq!(r.status, 200, "{}", r.summary());
+        ids.push(r.header("x-request-id").unwrap().to_owned());
+        // One at a time, so the first record is the one the flaky receiver refuses.
+        let wanted = ids.len() + 2;
+        assert!(
+            flaky.wait_for(wanted).len() >= wanted,
+            "{}",
+            proxy.log_tail(20)
+        );
+    }
+    let series = |family: &str, sink: &str| {
+        let name = format!("{family}{{sink=\"{sink}\"}}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = proxy.metric(&name).unwrap_or(0.0);
+            if got >= PULLS as f64 || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // The flaky receiver: the first record took three attempts with the same body, every
+    // record arrived once with a 200, none was dropped.
+    let got = flaky.received();
+    assert_eq!(got.len(), PULLS + 2, "{got:?}");
+    assert_eq!(
+        got.iter().map(|r| r.status).collect::<Vec<_>>()[..3],
+        [503, 500, 200]
+    );
+    assert!(got[..3].iter().all(|r| r.body == got[0].body), "{got:?}");
+    let delivered: Vec<&str> = got
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.body["data"]["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        delivered,
+        ids.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        series("trustgate_records_written_total", "webhook:0"),
+        PULLS as f64
+    );
+    assert_eq!(
+        proxy.metric("trustgate_records_dropped_total{sink=\"webhook:0\"}"),
+        Some(0.0)
+    );
+
+    // The broken receiver: each record tried twice (one retry), then dropped and counted.
+    assert_eq!(
+        series("trustgate_records_dropped_total", "webhook:1"),
+        PULLS as f64,
+        "{}",
+        proxy.metrics()
+    );
+    assert_eq!(broken.received().len(), 2 * PULLS);
+    assert_eq!(
+        proxy.metric("trustgate_records_written_total{sink=\"webhook:1\"}"),
+        Some(0.0)
+    );
+    // Every attempt was timed, answered or not.
+    assert_eq!(
+        proxy.metric("trustgate_webhook_duration_seconds_count{sink=\"webhook:0\"}"),
+        Some((PULLS + 2) as f64)
+    );
+    assert_eq!(
+        proxy.metric("trustgate_webhook_duration_seconds_count{sink=\"webhook:1\"}"),
+        Some((2 * PULLS) as f64)
     );
 }
