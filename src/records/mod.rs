@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! Proxy::handle -> Records::emit (try_send, never awaits) -> one bounded queue per sink
-//!   file    -> a task appends JSON lines, flushes per batch, rotates at max_size
+//!   file    -> a thread appends JSON lines, flushes per batch, rotates at max_size
 //!   webhook -> a task POSTs CloudEvents 1.0 JSON, per-attempt timeout, bounded backoff
 //! ```
 //! A full queue drops the record and counts it (`trustgate_records_dropped_total{sink}`): a
@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -115,8 +116,21 @@ impl Records {
             let name: Arc<str> = Arc::from("file");
             let writer = file::FileSink::open(file)?;
             let pending = Arc::new(AtomicUsize::new(0));
-            let task = writer.run(rx, name.clone(), metrics.clone(), pending.clone());
-            tasks.push(tokio::spawn(task));
+            let (done, ended) = tokio::sync::oneshot::channel::<()>();
+            let (thread_name, thread_metrics, thread_pending) =
+                (name.clone(), metrics.clone(), pending.clone());
+            // Its own thread, not the blocking pool: it blocks for its whole life, and the
+            // runtime's shutdown must not wait for it.
+            std::thread::Builder::new()
+                .name("trustgate-records".to_owned())
+                .spawn(move || {
+                    writer.run(rx, thread_name, thread_metrics, thread_pending);
+                    let _ = done.send(());
+                })
+                .context("starting the records file writer")?;
+            tasks.push(tokio::spawn(async move {
+                let _ = ended.await;
+            }));
             sinks.push(Sink { name, tx, pending });
         }
         for (i, hook) in config.webhooks.iter().enumerate() {
