@@ -434,6 +434,7 @@ impl Config {
         };
         let fail = |key: &'static str, path: &Path, reason: String| ConfigError::AuthFile {
             at: self.locate(&[Seg::Key("auth"), Seg::Key(key)]),
+            key: format!("auth.{key}"),
             path: path.to_owned(),
             reason,
         };
@@ -490,6 +491,7 @@ impl Config {
             };
             return Err(ConfigError::AuthFile {
                 at: at(),
+                key: format!("auth.tokens[{i}].file"),
                 path: token.file.clone(),
                 reason,
             });
