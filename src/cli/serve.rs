@@ -1,10 +1,11 @@
 //! `trustgate serve`: run the proxy and the admin listener until SIGINT/SIGTERM; SIGHUP
 //! reloads the configuration (a bad new file keeps the old one).
 //!
-//! A reload is all or nothing: the policy, upstreams and verifiers (`Proxy::reload`) and the
-//! `auth` settings with the files they name (htpasswd, token key, static tokens) are all
-//! built from the new configuration first, and swapped in only when every one of them
-//! loaded. Requests and connections in progress keep what they started with. What cannot
+//! A reload is all or nothing: the policy, upstreams and verifiers (`Proxy::reload`), the
+//! `auth` settings with the files they name (htpasswd, token key, static tokens) and the
+//! registry listener's TLS (`server.tls` certificate and key, the client CA and CRLs of
+//! `auth.client_certificates`) are all built from the new configuration first, and swapped
+//! in only when every one of them loaded. Requests and connections in progress keep what they started with. What cannot
 //! change under a running listener (its address, turning `auth` or `server.tls` on or off,
 //! storage, most limits) is kept, with a warning, until the next start.
 
@@ -24,7 +25,9 @@ use crate::{
     config::Config,
     metrics::{CacheSource, Metrics},
     proxy::{Limits, Proxy, Runtime, VerdictError},
-    server::{self, AdminService, Decide, DecisionApi, Readiness, ServeOptions, StackConfig},
+    server::{
+        self, AdminService, Decide, DecisionApi, Readiness, ServeOptions, SharedTls, StackConfig,
+    },
     storage::SharedStore,
 };
 
@@ -288,17 +291,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let proxy = Arc::new(proxy);
 
-    let tls = match &config.server.tls {
-        Some(t) => Some(server::tls_acceptor_with_clients(
-            &t.cert_file,
-            &t.key_file,
-            config
-                .auth
-                .as_ref()
-                .and_then(|a| a.client_certificates.as_ref()),
-        )?),
-        None => None,
-    };
+    let tls = tls_acceptor(&config)?.map(SharedTls::new);
     let listener = server::bind(config.server.listen)
         .await
         .with_context(|| format!("listening on {}", config.server.listen))?;
@@ -344,6 +337,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         proxy: proxy.clone(),
         metrics: metrics.clone(),
         auth,
+        tls: tls.clone(),
     };
     tokio::spawn(signals(reload, stop_tx));
     // Ready once the configuration is loaded (above) and the cache is writable.
@@ -355,7 +349,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         readiness.clone(),
     ));
     tokio::join!(
-        server::serve_with(&options, listener, tls, service, stopped(stop_rx.clone())),
+        server::serve_reloadable(&options, listener, tls, service, stopped(stop_rx.clone())),
         server::serve(
             admin,
             None,
@@ -373,6 +367,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The registry listener's TLS from `server.tls`, verifying client certificates as
+/// `auth.client_certificates` says; `None` without `server.tls`.
+fn tls_acceptor(config: &Config) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    let Some(tls) = &config.server.tls else {
+        return Ok(None);
+    };
+    let clients = config
+        .auth
+        .as_ref()
+        .and_then(|a| a.client_certificates.as_ref());
+    let acceptor = server::tls_acceptor_with_clients(&tls.cert_file, &tls.key_file, clients)
+        .context("server.tls")?;
+    Ok(Some(acceptor))
+}
+
 /// What a SIGHUP reloads, and what it compares the new configuration with.
 struct Reload {
     /// The configuration file.
@@ -386,12 +395,15 @@ struct Reload {
     metrics: Arc<Metrics>,
     /// The settings the auth layer serves from; `None`: no auth layer in the stack.
     auth: Option<SharedAuth>,
+    /// The registry listener's TLS; `None`: it speaks plain HTTP.
+    tls: Option<SharedTls>,
 }
 
 /// Everything a reload swaps in, built before anything is swapped.
 struct Reloaded {
     runtime: Runtime,
     auth: Option<crate::auth::Auth>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 // === impl Reload ===
@@ -409,7 +421,13 @@ impl Reload {
             Some(_) => config.auth()?,
             None => None,
         };
-        self.swap(Reloaded { runtime, auth });
+        // Certificate, key, client CA and CRLs, re-read. A listener started without TLS
+        // stays without (see `warn_restart_only`).
+        let tls = match &self.tls {
+            Some(_) => tls_acceptor(&config)?,
+            None => None,
+        };
+        self.swap(Reloaded { runtime, auth, tls });
         Ok(())
     }
 
@@ -419,6 +437,9 @@ impl Reload {
         if let (Some(shared), Some(auth)) = (&self.auth, reloaded.auth) {
             // Rate-limit buckets live in `Auth`: they start full again.
             shared.replace(Arc::new(auth));
+        }
+        if let (Some(shared), Some(tls)) = (&self.tls, reloaded.tls) {
+            shared.replace(tls);
         }
     }
 
@@ -438,6 +459,13 @@ impl Reload {
         {
             tracing::warn!(config = %path,
                 "server.listen or server.admin_listen changed: it applies at the next start");
+        }
+        match (&started.server.tls, &config.server.tls) {
+            (None, Some(_)) => tracing::warn!(config = %path,
+                "server.tls added: it applies at the next start; until then the listener speaks plain HTTP"),
+            (Some(_), None) => tracing::warn!(config = %path,
+                "server.tls removed: it applies at the next start; until then the previous TLS settings stay"),
+            _ => {}
         }
         match (&started.auth, &config.auth) {
             (None, Some(_)) => tracing::warn!(config = %path,

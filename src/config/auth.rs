@@ -31,6 +31,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateRevocationListDer;
 use serde::Deserialize;
 
 use super::values;
@@ -91,6 +93,10 @@ pub struct ClientCertificatesConfig {
     /// Subject → principal.
     #[serde(default)]
     pub principals: Vec<CertificatePrincipal>,
+    /// Certificate revocation lists (RFC 5280 §5), each file PEM (`X509 CRL` sections) or
+    /// DER; empty: no revocation checks. See [`ClientCertificatesConfig::crls`].
+    #[serde(default)]
+    pub crl_files: Vec<PathBuf>,
 }
 
 /// `auth.client_certificates.principals[]`: the principal a certificate subject stands for.
@@ -139,6 +145,39 @@ pub struct AccessRule {
     pub groups: Vec<String>,
     /// `registry/repository` patterns, as in policy rules.
     pub pull: Vec<Pattern>,
+}
+
+// === impl ClientCertificatesConfig ===
+
+impl ClientCertificatesConfig {
+    /// The CRLs of `crl_files`, read now: every `X509 CRL` section of a PEM file, or a whole
+    /// file as DER when it holds no PEM. Each must parse as a CRL (webpki's parser, the one
+    /// the handshake uses); its signature is checked against its issuer in the handshake.
+    /// `Err((i, reason))` names the first file that cannot be used (`crl_files[i]`).
+    pub fn crls(&self) -> Result<Vec<CertificateRevocationListDer<'static>>, (usize, String)> {
+        let mut crls = Vec::new();
+        for (i, path) in self.crl_files.iter().enumerate() {
+            let fail = |reason: String| (i, reason);
+            let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            let found: Vec<CertificateRevocationListDer<'static>> =
+                if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+                    CertificateRevocationListDer::pem_slice_iter(&bytes)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| fail(e.to_string()))?
+                } else {
+                    vec![CertificateRevocationListDer::from(bytes)]
+                };
+            if found.is_empty() {
+                return Err(fail("no X509 CRL found".to_owned()));
+            }
+            for crl in &found {
+                webpki::BorrowedCertRevocationList::from_der(crl.as_ref())
+                    .map_err(|e| fail(format!("not a CRL: {e}")))?;
+            }
+            crls.extend(found);
+        }
+        Ok(crls)
+    }
 }
 
 // === impl AccessRule ===
