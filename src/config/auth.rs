@@ -17,6 +17,7 @@
 //!     required: false                      # true: no handshake without a certificate
 //!     principals:                          # RFC 4514 subject (most specific RDN first)
 //!       - {subject: "CN=ci-runner,O=Example", name: ci, groups: [builders]}
+//!     crl_files: [/etc/trustgate/client-ca.crl]  # PEM or DER CRLs; revoked: no handshake
 //! ```
 //!
 //! `access` rules use the policy's pattern language (`crate::policy::Pattern`, over
@@ -25,7 +26,20 @@
 //! pattern, so specificity cannot change an answer and is not needed here.
 //!
 //! Files are read by [`super::Config::auth`], never kept here; their content becomes a
-//! [`super::Secret`] or a bcrypt hash and never appears in `Debug` or errors.
+//! [`super::Secret`] or a bcrypt hash and never appears in `Debug` or errors. The CRLs are
+//! read by [`ClientCertificatesConfig::crls`], for `Config::auth` (which locates a bad file
+//! as `auth.client_certificates.crl_files[i]`) and the TLS listener.
+//!
+//! `crl_files` fail closed (see `crate::server` TLS): a listed certificate fails the
+//! handshake; every certificate of the chain below the CA in `ca_file` is checked, and one
+//! whose issuer has no CRL in the files fails; a CRL past its `nextUpdate` fails every
+//! certificate it covers. Without `crl_files` nothing is checked for revocation.
+//!
+//! Reload (SIGHUP): the whole section and every file it names (htpasswd, token key, static
+//! tokens, the client CA and CRLs) are read again and swapped in from the next request (or
+//! TLS connection) when all of them load; otherwise the previous settings stay and the
+//! error is logged with the key. Rate-limit buckets start full after a reload. Adding or
+//! removing the `auth` section applies at the next start.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
