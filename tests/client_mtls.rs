@@ -10,7 +10,9 @@
 //!
 //! Revocation and reload: a CRL from `openssl ca -gencrl` in `crl_files` makes a revoked
 //! certificate fail the handshake while others from the same CA are served; after a
-//! certificate is added to the CRL and SIGHUP, it fails on a new connection. SIGHUP also
+//! certificate is added to the CRL and SIGHUP, it fails on a new connection. CRLs fail
+//! closed: a certificate from a bundled CA without a CRL, or under a CRL past its
+//! `nextUpdate`, gets no handshake. SIGHUP also
 //! swaps in a renewed server certificate (`openssl s_client` sees the new serial), and a
 //! broken file keeps the previous TLS settings.
 
@@ -260,7 +262,14 @@ impl Revocations {
 
     /// Writes the CRL of the database (next update in 7 days), replacing the file at once.
     fn publish(&self) {
-        self.openssl_ca(&["-gencrl", "-out", "crl.new.pem"]);
+        self.publish_with(&[]);
+    }
+
+    /// Like [`Revocations::publish`], with more `openssl ca -gencrl` options.
+    fn publish_with(&self, args: &[&str]) {
+        let mut all = vec!["-gencrl", "-out", "crl.new.pem"];
+        all.extend(args);
+        self.openssl_ca(&all);
         fs::rename(self.dir.join("crl.new.pem"), &self.crl).expect("replace crl.pem");
     }
 
@@ -323,6 +332,94 @@ fn revoked_client_certificates_fail_the_handshake_and_a_reload_revokes_more() {
     );
     assert_eq!(env.curl(APP, Some(&later), None), None);
     assert_eq!(env.curl(APP, Some(&kept), None), Some(200));
+}
+
+#[test]
+fn crls_fail_closed_for_an_issuer_without_one_and_for_a_stale_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = TlsFiles::generate(dir.path());
+    let subject = "/O=Example/CN=ci-runner";
+    let kept = issue_client(dir.path(), "kept", subject);
+    // A second CA in the client CA bundle, with no CRL in `crl_files`. Its own name, so no
+    // CRL of the first CA can even be mistaken for its own.
+    let second = tempfile::tempdir().expect("tempdir");
+    let (second_key, second_ca) = (second.path().join("ca.key"), second.path().join("ca.crt"));
+    let mut keygen = Command::new("openssl");
+    keygen
+        .args([
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+        ])
+        .arg(&second_key);
+    assert!(run_bounded(&mut keygen, b"", "openssl").status.success());
+    let mut ca = Command::new("openssl");
+    ca.args([
+        "req",
+        "-new",
+        "-x509",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=second test CA",
+    ])
+    .args(["-addext", "basicConstraints=critical,CA:true"])
+    .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    .arg("-key")
+    .arg(&second_key)
+    .arg("-out")
+    .arg(&second_ca);
+    assert!(run_bounded(&mut ca, b"", "openssl").status.success());
+    let unlisted = issue_client(second.path(), "unlisted", subject);
+    let bundle = fs::read_to_string(&tls.ca_cert).expect("read CA")
+        + &fs::read_to_string(&second_ca).expect("read second CA");
+    fs::write(&tls.ca_cert, bundle).expect("write CA bundle");
+    let revocations = Revocations::new(dir.path());
+    let env = Env::start_in(dir, tls, false, &revocations.yaml());
+
+    assert_eq!(env.curl(APP, Some(&kept), None), Some(200));
+    // Its chain verifies, but nothing says it is not revoked: no handshake.
+    assert_eq!(
+        env.curl(APP, Some(&unlisted), None),
+        None,
+        "unknown status served"
+    );
+
+    // A CRL whose nextUpdate has passed says nothing about today: no handshake either.
+    revocations.publish_with(&["-crlsec", "1"]);
+    assert!(
+        env.proxy.reload(),
+        "reload failed:\n{}",
+        env.proxy.log_tail(20)
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(env.curl(APP, Some(&kept), None), None, "stale CRL accepted");
+    // A fresh one, reloaded: served again.
+    revocations.publish();
+    assert!(
+        env.proxy.reload(),
+        "reload failed:\n{}",
+        env.proxy.log_tail(20)
+    );
+    assert_eq!(env.curl(APP, Some(&kept), None), Some(200));
+    assert_eq!(env.curl(APP, Some(&unlisted), None), None);
+
+    // It was only the missing CRL: without `crl_files` the second CA's certificate is served.
+    let config = fs::read_to_string(env.proxy.config_path()).expect("read config");
+    fs::write(
+        env.proxy.config_path(),
+        config.replace(&revocations.yaml(), ""),
+    )
+    .expect("rewrite config");
+    assert!(
+        env.proxy.reload(),
+        "reload failed:\n{}",
+        env.proxy.log_tail(20)
+    );
+    assert_eq!(env.curl(APP, Some(&unlisted), None), Some(200));
 }
 
 /// The serial number of the certificate the proxy presents to a new connection.
