@@ -418,7 +418,14 @@ impl Reload {
         // Without an auth layer in the stack there is nothing to swap into (see
         // `warn_restart_only`), and the files need not be read.
         let auth = match &self.auth {
-            Some(_) => config.auth()?,
+            Some(_) => {
+                // The realm's scheme and the `anonymous` default follow the listener as it
+                // runs, not a change that applies at the next start.
+                let mut running = config.clone();
+                running.server.listen = self.started.server.listen;
+                running.server.tls = self.started.server.tls.clone();
+                running.auth()?
+            }
             None => None,
         };
         // Certificate, key, client CA and CRLs, re-read. A listener started without TLS
