@@ -71,6 +71,13 @@ fi
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj /CN=trustgate-chart-test -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+# An empty CRL from that certificate (openssl ca needs a database and a CRL number).
+: >"$work/index.txt"
+echo 01 >"$work/crlnumber"
+printf '[ca]\ndefault_ca = t\n[t]\ndatabase = %s\ncrlnumber = %s\ndefault_md = sha256\ndefault_crl_days = 2\n' \
+  "$work/index.txt" "$work/crlnumber" >"$work/ca.cnf"
+openssl ca -config "$work/ca.cnf" -gencrl -keyfile "$work/key.pem" -cert "$work/cert.pem" \
+  -out "$work/crl.pem" 2>/dev/null
 
 # --- render and validate ------------------------------------------------------------------
 # name|values overlay|extra API versions|kinds expected
@@ -117,7 +124,7 @@ EOF
   "$venv/bin/python" "$repo/charts/tools/check_rendered.py" --rendered "$out/manifests.yaml" \
     --values "$out/values.json" --dashboard "$chart/dashboards/trustgate.json" \
     --expect-kinds "$kinds" --config-out "$out/config" \
-    --pem-cert "$work/cert.pem" --pem-key "$work/key.pem"
+    --pem-cert "$work/cert.pem" --pem-key "$work/key.pem" --pem-crl "$work/crl.pem"
 
   if [ -n "${TRUSTGATE_BIN:-}" ]; then
     step "$name: trustgate config validate on the rendered trustgate.yaml"
@@ -170,6 +177,11 @@ expect_failure "htpasswd users without a token key" "auth.htpasswd.existingSecre
   'auth: {enabled: true, htpasswd: {existingSecret: h}}'
 expect_failure "a static token without a Secret" 'auth.tokens\[0\].secret is required' \
   'auth: {enabled: true, tokens: [{name: ci}]}'
+expect_failure "client certificates without TLS" 'auth.clientCertificates needs tls.enabled' \
+  'auth: {enabled: true, clientCertificates: {enabled: true, ca: {configMap: ca}}}'
+expect_failure "a CRL from nowhere" 'auth.clientCertificates.crls\[0\]: set configMap or secret' \
+  'tls: {enabled: true, existingSecret: t}
+auth: {enabled: true, clientCertificates: {enabled: true, ca: {configMap: ca}, crls: [{key: crl.pem}]}}'
 
 step "the containerd verifier with the Service's address, resolved by the installer"
 printf 'adminToken: {existingSecret: t}\ncontainerdVerifier: {enabled: true}\n' >"$work/verifier.yaml"

@@ -5,7 +5,7 @@ Secret or ConfigMap key that holds it, selectors that select, an egress policy w
 allow-all rule, and the dashboard ConfigMap holding exactly dashboards/trustgate.json.
 
 With --config-out DIR it also writes the rendered trustgate.yaml with its paths moved under
-DIR and creates every file it names (from --pem-cert/--pem-key), so that
+DIR and creates every file it names (from --pem-cert/--pem-key/--pem-crl), so that
 `trustgate config validate` can check the configuration the chart produces.
 """
 
@@ -91,6 +91,11 @@ def config_files(config):
             out.append(("auth." + key, auth[key]))
     for i, t in enumerate(auth.get("tokens") or []):
         out.append((f"auth.tokens[{i}].file", t["file"]))
+    certs = auth.get("client_certificates") or {}
+    if "ca_file" in certs:
+        out.append(("auth.client_certificates.ca_file", certs["ca_file"]))
+    for i, f in enumerate(certs.get("crl_files") or []):
+        out.append((f"auth.client_certificates.crl_files[{i}]", f))
     for i, r in enumerate((config.get("policy") or {}).get("rules") or []):
         for key in r.get("root_keys") or []:
             if not re.fullmatch(r"[0-9a-f]{64}", key):
@@ -107,6 +112,7 @@ def main():
     ap.add_argument("--config-out")
     ap.add_argument("--pem-cert")
     ap.add_argument("--pem-key")
+    ap.add_argument("--pem-crl")
     args = ap.parse_args()
 
     with open(args.rendered) as f:
@@ -241,6 +247,33 @@ def main():
                 check(secret["secretName"] == v["secret"]
                       and [i["key"] for i in secret["items"]] == [v.get("key", "token")],
                       f"auth token {t['name']} does not come from its Secret key")
+            certs = auth.get("clientCertificates") or {}
+            rendered = config["auth"].get("client_certificates")
+            if certs.get("enabled"):
+                check(rendered is not None, "auth.clientCertificates without client_certificates")
+                sources = [("ca_file", rendered["ca_file"], certs["ca"], "ca.crt")]
+                files = rendered.get("crl_files") or []
+                check(len(files) == len(certs.get("crls") or []), "auth.client_certificates.crl_files")
+                sources += [(f"crl_files[{i}]", f, c, "crl.pem")
+                            for i, (f, c) in enumerate(zip(files, certs.get("crls") or []))]
+                for key, path, source, default in sources:
+                    m = mount_for(path, mounts)
+                    # A directory, so the kubelet updates the file for the next reload.
+                    check(m is not None and not m.get("subPath"),
+                          f"auth.client_certificates.{key} is not on a directory mount")
+                    volume = volumes[m["name"]]
+                    kind, name = (("configMap", "name") if source.get("configMap")
+                                  else ("secret", "secretName"))
+                    item = source.get("key", default)
+                    check(kind in volume
+                          and volume[kind][name] == source.get("configMap", source.get("secret"))
+                          and [i["key"] for i in volume[kind]["items"]] == [item]
+                          and path.endswith("/" + item),
+                          f"auth.client_certificates.{key} does not come from its {kind} key")
+                check(rendered.get("principals") == certs.get("principals"),
+                      "auth.client_certificates.principals")
+            else:
+                check(rendered is None, "client_certificates without auth.clientCertificates")
         else:
             check("auth" not in config, "auth rendered although auth.enabled is false")
 
@@ -302,7 +335,8 @@ def main():
             check(d["metadata"]["labels"].get(k) == v, f"dashboard label {k}")
 
     if args.config_out and config is not None:
-        write_config(config, config_text, args.config_out, args.pem_cert, args.pem_key)
+        write_config(config, config_text, args.config_out, args.pem_cert, args.pem_key,
+                     args.pem_crl)
 
     if failures:
         for f in failures:
@@ -312,7 +346,7 @@ def main():
     print(f"ok: {len(docs)} objects ({', '.join(kinds)}), rendered sha256 {digest}")
 
 
-def write_config(config, text, out, cert, key):
+def write_config(config, text, out, cert, key, crl):
     """The rendered trustgate.yaml `text` with /etc/trustgate and the cache moved under `out`,
     and every file it names created."""
     root = os.path.abspath(out)
@@ -334,6 +368,8 @@ def write_config(config, text, out, cert, key):
             content = b"not-a-real-s3-key\n"
         elif what.endswith("key_file"):
             content = open(key, "rb").read()
+        elif what.startswith("auth.client_certificates.crl_files["):
+            content = open(crl, "rb").read()
         else:
             content = open(cert, "rb").read()
         with open(target, "wb") as f:

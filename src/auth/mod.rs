@@ -636,10 +636,19 @@ fn oci_response(status: StatusCode, code: OciErrorCode, message: &str) -> Respon
     response
 }
 
+/// The current [`Auth`]: what every request is checked against, replaced whole when a
+/// reload (SIGHUP) has built new settings. Clones share it.
+///
+/// A read lock per request, held only to clone the `Arc`: a request keeps the settings it
+/// started with to its end (a `/token` request mid-bcrypt is not torn between two htpasswd
+/// files), and a swap waits for no request.
+#[derive(Clone)]
+pub struct SharedAuth(Arc<std::sync::RwLock<Arc<Auth>>>);
+
 /// Adds [`AuthService`] around a service.
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
-    auth: Arc<Auth>,
+    auth: SharedAuth,
     metrics: HttpMetrics,
 }
 
@@ -647,8 +656,42 @@ pub struct AuthLayer {
 #[derive(Clone, Debug)]
 pub struct AuthService<S> {
     inner: S,
-    auth: Arc<Auth>,
+    auth: SharedAuth,
     metrics: HttpMetrics,
+}
+
+// === impl SharedAuth ===
+
+impl SharedAuth {
+    /// Serves `auth` until [`SharedAuth::replace`].
+    pub fn new(auth: Arc<Auth>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(auth)))
+    }
+
+    /// The settings in force now.
+    pub fn current(&self) -> Arc<Auth> {
+        // Only whole `Arc`s are stored under the lock: a panic cannot leave it torn.
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Serves `auth` from the next request on; requests in progress finish with the old
+    /// settings.
+    pub fn replace(&self, auth: Arc<Auth>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = auth;
+    }
+}
+
+impl fmt::Debug for SharedAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `Auth`'s own `Debug` keeps secrets out.
+        f.debug_tuple("SharedAuth").field(&self.current()).finish()
+    }
 }
 
 // === impl AuthLayer ===
@@ -656,6 +699,11 @@ pub struct AuthService<S> {
 impl AuthLayer {
     /// A layer checking requests against `auth`, counting failures in `metrics`.
     pub fn new(auth: Arc<Auth>, metrics: HttpMetrics) -> Self {
+        Self::shared(SharedAuth::new(auth), metrics)
+    }
+
+    /// A layer checking each request against the settings `auth` holds when it arrives.
+    pub fn shared(auth: SharedAuth, metrics: HttpMetrics) -> Self {
         Self { auth, metrics }
     }
 }
@@ -691,7 +739,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let auth = self.auth.clone();
+        // Read once: the whole request is checked against one version of the settings.
+        let auth = self.auth.current();
         let metrics = self.metrics.clone();
         let inner = self.inner.clone();
         Box::pin(async move {

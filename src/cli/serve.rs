@@ -1,5 +1,13 @@
 //! `trustgate serve`: run the proxy and the admin listener until SIGINT/SIGTERM; SIGHUP
 //! reloads the configuration (a bad new file keeps the old one).
+//!
+//! A reload is all or nothing: the policy, upstreams and verifiers (`Proxy::reload`), the
+//! `auth` settings with the files they name (htpasswd, token key, static tokens) and the
+//! registry listener's TLS (`server.tls` certificate and key, the client CA and CRLs of
+//! `auth.client_certificates`) are all built from the new configuration first, and swapped
+//! in only when every one of them loaded. Requests and connections in progress keep what they started with. What cannot
+//! change under a running listener (its address, turning `auth` or `server.tls` on or off,
+//! storage, most limits) is kept, with a warning, until the next start.
 
 use std::{
     convert::Infallible,
@@ -12,11 +20,14 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::{
+    auth::SharedAuth,
     cache::{SharedOp, Store, StoreLock, StoreObserver},
-    config::{Config, LimitsConfig, StorageConfig},
+    config::Config,
     metrics::{CacheSource, Metrics},
     proxy::{Limits, Proxy, Runtime, VerdictError},
-    server::{self, AdminService, Decide, DecisionApi, Readiness, ServeOptions, StackConfig},
+    server::{
+        self, AdminService, Decide, DecisionApi, Readiness, ServeOptions, SharedTls, StackConfig,
+    },
     storage::SharedStore,
 };
 
@@ -249,7 +260,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::init_logging(args.log_json, &filter)?;
     let config = Config::load(&args.config)?;
     let admin_token = config.admin_token()?;
-    let auth = config.auth()?.map(Arc::new);
+    let auth = config.auth()?.map(|a| SharedAuth::new(Arc::new(a)));
     if auth.is_none() && !config.server.listen.ip().is_loopback() {
         tracing::warn!(listen = %config.server.listen,
             "no auth section: anyone who can reach the registry listener can pull what the upstream credentials reach");
@@ -280,17 +291,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let proxy = Arc::new(proxy);
 
-    let tls = match &config.server.tls {
-        Some(t) => Some(server::tls_acceptor_with_clients(
-            &t.cert_file,
-            &t.key_file,
-            config
-                .auth
-                .as_ref()
-                .and_then(|a| a.client_certificates.as_ref()),
-        )?),
-        None => None,
-    };
+    let tls = tls_acceptor(&config)?.map(SharedTls::new);
     let listener = server::bind(config.server.listen)
         .await
         .with_context(|| format!("listening on {}", config.server.listen))?;
@@ -317,7 +318,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: limits.request_timeout,
         max_concurrent_requests: limits.max_concurrent_requests,
     };
-    let service = server::stack_with_auth(handler, &stack, &metrics, auth);
+    let service = server::stack_with_auth(handler, &stack, &metrics, auth.clone());
     let options = ServeOptions {
         header_read_timeout: limits.header_timeout,
         max_connections: limits.max_connections,
@@ -329,15 +330,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    tokio::spawn(signals(
-        args.config.clone(),
-        limits,
-        config.storage.clone(),
+    let reload = Reload {
+        path: args.config.clone(),
+        started: config.clone(),
         shared,
-        proxy.clone(),
-        metrics.clone(),
-        stop_tx,
-    ));
+        proxy: proxy.clone(),
+        metrics: metrics.clone(),
+        auth,
+        tls: tls.clone(),
+    };
+    tokio::spawn(signals(reload, stop_tx));
     // Ready once the configuration is loaded (above) and the cache is writable.
     check_ready(&config.cache.dir, &readiness).await;
     let upkeep = tokio::spawn(upkeep(
@@ -347,7 +349,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         readiness.clone(),
     ));
     tokio::join!(
-        server::serve_with(&options, listener, tls, service, stopped(stop_rx.clone())),
+        server::serve_reloadable(&options, listener, tls, service, stopped(stop_rx.clone())),
         server::serve(
             admin,
             None,
@@ -365,16 +367,125 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP reloads; SIGINT or SIGTERM starts a graceful shutdown.
-async fn signals(
-    config: PathBuf,
-    limits: LimitsConfig,
-    storage: StorageConfig,
+/// The registry listener's TLS from `server.tls`, verifying client certificates as
+/// `auth.client_certificates` says; `None` without `server.tls`.
+fn tls_acceptor(config: &Config) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    let Some(tls) = &config.server.tls else {
+        return Ok(None);
+    };
+    let clients = config
+        .auth
+        .as_ref()
+        .and_then(|a| a.client_certificates.as_ref());
+    let acceptor = server::tls_acceptor_with_clients(&tls.cert_file, &tls.key_file, clients)
+        .context("server.tls")?;
+    Ok(Some(acceptor))
+}
+
+/// What a SIGHUP reloads, and what it compares the new configuration with.
+struct Reload {
+    /// The configuration file.
+    path: PathBuf,
+    /// The configuration the process started with: what needs a restart is compared
+    /// against it, so a warning repeats on every reload until the restart.
+    started: Config,
+    /// The shared store, built once (see `config/storage.rs`).
     shared: Option<SharedStore>,
     proxy: Arc<Proxy>,
     metrics: Arc<Metrics>,
-    stop: tokio::sync::watch::Sender<bool>,
-) {
+    /// The settings the auth layer serves from; `None`: no auth layer in the stack.
+    auth: Option<SharedAuth>,
+    /// The registry listener's TLS; `None`: it speaks plain HTTP.
+    tls: Option<SharedTls>,
+}
+
+/// Everything a reload swaps in, built before anything is swapped.
+struct Reloaded {
+    runtime: Runtime,
+    auth: Option<crate::auth::Auth>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+// === impl Reload ===
+
+impl Reload {
+    /// Loads the configuration and builds everything that reloads; swaps it all in only
+    /// when everything loaded.
+    fn reload(&self) -> anyhow::Result<()> {
+        let config = Config::load(&self.path)?;
+        self.warn_restart_only(&config);
+        let runtime = Runtime::build_with_storage(&config, &self.metrics, self.shared.as_ref())?;
+        // Without an auth layer in the stack there is nothing to swap into (see
+        // `warn_restart_only`), and the files need not be read.
+        let auth = match &self.auth {
+            Some(_) => {
+                // The realm's scheme and the `anonymous` default follow the listener as it
+                // runs, not a change that applies at the next start.
+                let mut running = config.clone();
+                running.server.listen = self.started.server.listen;
+                running.server.tls = self.started.server.tls.clone();
+                running.auth()?
+            }
+            None => None,
+        };
+        // Certificate, key, client CA and CRLs, re-read. A listener started without TLS
+        // stays without (see `warn_restart_only`).
+        let tls = match &self.tls {
+            Some(_) => tls_acceptor(&config)?,
+            None => None,
+        };
+        self.swap(Reloaded { runtime, auth, tls });
+        Ok(())
+    }
+
+    fn swap(&self, reloaded: Reloaded) {
+        self.proxy.reload(reloaded.runtime);
+        self.proxy.runtime().publish_trust_expiry();
+        if let (Some(shared), Some(auth)) = (&self.auth, reloaded.auth) {
+            // Rate-limit buckets live in `Auth`: they start full again.
+            shared.replace(Arc::new(auth));
+        }
+        if let (Some(shared), Some(tls)) = (&self.tls, reloaded.tls) {
+            shared.replace(tls);
+        }
+    }
+
+    /// Warns about changes that apply only at the next start.
+    fn warn_restart_only(&self, config: &Config) {
+        let path = self.path.display();
+        let started = &self.started;
+        if config.limits != started.limits {
+            tracing::warn!(config = %path,
+                "limits changed: upstream and trust limits apply now, the others at the next start");
+        }
+        if config.storage != started.storage {
+            tracing::warn!(config = %path, "storage changed: it applies at the next start");
+        }
+        if config.server.listen != started.server.listen
+            || config.server.admin_listen != started.server.admin_listen
+        {
+            tracing::warn!(config = %path,
+                "server.listen or server.admin_listen changed: it applies at the next start");
+        }
+        match (&started.server.tls, &config.server.tls) {
+            (None, Some(_)) => tracing::warn!(config = %path,
+                "server.tls added: it applies at the next start; until then the listener speaks plain HTTP"),
+            (Some(_), None) => tracing::warn!(config = %path,
+                "server.tls removed: it applies at the next start; until then the previous TLS settings stay"),
+            _ => {}
+        }
+        match (&started.auth, &config.auth) {
+            (None, Some(_)) => tracing::warn!(config = %path,
+                "auth added: it applies at the next start; until then every client is served as before"),
+            (Some(_), None) => tracing::warn!(config = %path,
+                "auth removed: it applies at the next start; until then the previous auth settings stay"),
+            _ => {}
+        }
+    }
+}
+
+/// SIGHUP reloads; SIGINT or SIGTERM starts a graceful shutdown.
+async fn signals(reload: Reload, stop: tokio::sync::watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut hup), Ok(mut term)) = (
         signal(SignalKind::hangup()),
@@ -383,28 +494,15 @@ async fn signals(
         tracing::error!("cannot install signal handlers");
         return;
     };
+    let path = reload.path.display().to_string();
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                match Config::load(&config).map_err(anyhow::Error::from)
-                    .and_then(|c| {
-                        if c.limits != limits {
-                            tracing::warn!(config = %config.display(),
-                                "limits changed: upstream and trust limits apply now, the others at the next start");
-                        }
-                        if c.storage != storage {
-                            tracing::warn!(config = %config.display(),
-                                "storage changed: it applies at the next start");
-                        }
-                        Runtime::build_with_storage(&c, &metrics, shared.as_ref())
-                            .map_err(anyhow::Error::from)
-                    }) {
-                    Ok(runtime) => {
-                        proxy.reload(runtime);
-                        proxy.runtime().publish_trust_expiry();
-                        tracing::info!(config = %config.display(), "configuration reloaded");
-                    }
-                    Err(e) => tracing::error!(config = %config.display(), error = %format!("{e:#}"),
+                // Config errors name the key (`file:line: auth.htpasswd_file`) and the file,
+                // never its content.
+                match reload.reload() {
+                    Ok(()) => tracing::info!(config = %path, "configuration reloaded"),
+                    Err(e) => tracing::error!(config = %path, error = %format!("{e:#}"),
                         "reload failed; keeping the previous configuration"),
                 }
             }

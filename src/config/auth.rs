@@ -17,6 +17,7 @@
 //!     required: false                      # true: no handshake without a certificate
 //!     principals:                          # RFC 4514 subject (most specific RDN first)
 //!       - {subject: "CN=ci-runner,O=Example", name: ci, groups: [builders]}
+//!     crl_files: [/etc/trustgate/client-ca.crl]  # PEM or DER CRLs; revoked: no handshake
 //! ```
 //!
 //! `access` rules use the policy's pattern language (`crate::policy::Pattern`, over
@@ -25,12 +26,27 @@
 //! pattern, so specificity cannot change an answer and is not needed here.
 //!
 //! Files are read by [`super::Config::auth`], never kept here; their content becomes a
-//! [`super::Secret`] or a bcrypt hash and never appears in `Debug` or errors.
+//! [`super::Secret`] or a bcrypt hash and never appears in `Debug` or errors. The CRLs are
+//! read by [`ClientCertificatesConfig::crls`], for `Config::auth` (which locates a bad file
+//! as `auth.client_certificates.crl_files[i]`) and the TLS listener.
+//!
+//! `crl_files` fail closed (see `crate::server` TLS): a listed certificate fails the
+//! handshake; every certificate of the chain below the CA in `ca_file` is checked, and one
+//! whose issuer has no CRL in the files fails; a CRL past its `nextUpdate` fails every
+//! certificate it covers. Without `crl_files` nothing is checked for revocation.
+//!
+//! Reload (SIGHUP): the whole section and every file it names (htpasswd, token key, static
+//! tokens, the client CA and CRLs) are read again and swapped in from the next request (or
+//! TLS connection) when all of them load; otherwise the previous settings stay and the
+//! error is logged with the key. Rate-limit buckets start full after a reload. Adding or
+//! removing the `auth` section applies at the next start.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateRevocationListDer;
 use serde::Deserialize;
 
 use super::values;
@@ -91,6 +107,10 @@ pub struct ClientCertificatesConfig {
     /// Subject → principal.
     #[serde(default)]
     pub principals: Vec<CertificatePrincipal>,
+    /// Certificate revocation lists (RFC 5280 §5), each file PEM (`X509 CRL` sections) or
+    /// DER; empty: no revocation checks. See [`ClientCertificatesConfig::crls`].
+    #[serde(default)]
+    pub crl_files: Vec<PathBuf>,
 }
 
 /// `auth.client_certificates.principals[]`: the principal a certificate subject stands for.
@@ -139,6 +159,39 @@ pub struct AccessRule {
     pub groups: Vec<String>,
     /// `registry/repository` patterns, as in policy rules.
     pub pull: Vec<Pattern>,
+}
+
+// === impl ClientCertificatesConfig ===
+
+impl ClientCertificatesConfig {
+    /// The CRLs of `crl_files`, read now: every `X509 CRL` section of a PEM file, or a whole
+    /// file as DER when it holds no PEM. Each must parse as a CRL (webpki's parser, the one
+    /// the handshake uses); its signature is checked against its issuer in the handshake.
+    /// `Err((i, reason))` names the first file that cannot be used (`crl_files[i]`).
+    pub fn crls(&self) -> Result<Vec<CertificateRevocationListDer<'static>>, (usize, String)> {
+        let mut crls = Vec::new();
+        for (i, path) in self.crl_files.iter().enumerate() {
+            let fail = |reason: String| (i, reason);
+            let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            let found: Vec<CertificateRevocationListDer<'static>> =
+                if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+                    CertificateRevocationListDer::pem_slice_iter(&bytes)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| fail(e.to_string()))?
+                } else {
+                    vec![CertificateRevocationListDer::from(bytes)]
+                };
+            if found.is_empty() {
+                return Err(fail("no X509 CRL found".to_owned()));
+            }
+            for crl in &found {
+                webpki::BorrowedCertRevocationList::from_der(crl.as_ref())
+                    .map_err(|e| fail(format!("not a CRL: {e}")))?;
+            }
+            crls.extend(found);
+        }
+        Ok(crls)
+    }
 }
 
 // === impl AccessRule ===

@@ -168,10 +168,12 @@ pub enum ConfigError {
     },
     /// An `auth` file (htpasswd, token key, static token) could not be read or is not
     /// usable. Never quotes the content.
-    #[error("{at}: cannot use {} for auth: {reason}", path.display())]
+    #[error("{at}: {key}: cannot use {} for auth: {reason}", path.display())]
     AuthFile {
         /// Where (the key naming the file).
         at: Location,
+        /// The key naming the file (`auth.tokens[0].file`), for logs that quote no line.
+        key: String,
         /// The file.
         path: PathBuf,
         /// What is wrong.

@@ -434,6 +434,7 @@ impl Config {
         };
         let fail = |key: &'static str, path: &Path, reason: String| ConfigError::AuthFile {
             at: self.locate(&[Seg::Key("auth"), Seg::Key(key)]),
+            key: format!("auth.{key}"),
             path: path.to_owned(),
             reason,
         };
@@ -490,6 +491,7 @@ impl Config {
             };
             return Err(ConfigError::AuthFile {
                 at: at(),
+                key: format!("auth.tokens[{i}].file"),
                 path: token.file.clone(),
                 reason,
             });
@@ -499,6 +501,21 @@ impl Config {
             built = built.with_rate_limit(limit.requests_per_second, limit.burst);
         }
         if let Some(certificates) = &auth.client_certificates {
+            // Read here to locate a bad file in the configuration; the TLS listener reads
+            // them again for its verifier.
+            certificates
+                .crls()
+                .map_err(|(i, reason)| ConfigError::AuthFile {
+                    at: self.locate(&[
+                        Seg::Key("auth"),
+                        Seg::Key("client_certificates"),
+                        Seg::Key("crl_files"),
+                        Seg::Index(i),
+                    ]),
+                    key: format!("auth.client_certificates.crl_files[{i}]"),
+                    path: certificates.crl_files[i].clone(),
+                    reason,
+                })?;
             for p in &certificates.principals {
                 built = built.with_certificate(
                     p.subject.clone(),

@@ -1522,3 +1522,45 @@ fn client_certificates_need_server_tls() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn crl_file_errors_name_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let not_crl = dir.path().join("cert.pem");
+    // PEM of another kind: no CRL in it.
+    std::fs::write(
+        &not_crl,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for (file, reason) in [(&not_crl, "no X509 CRL found"), (&missing, "No such file")] {
+        let text = format!(
+            "server:\n  tls: {{cert_file: tls.crt, key_file: tls.key}}\n{}",
+            with_auth(&[
+                "  anonymous: false",
+                "  client_certificates:",
+                "    ca_file: client-ca.crt",
+                &format!(
+                    "    crl_files: [{}]",
+                    serde_json::json!(file.to_str().unwrap())
+                ),
+            ])
+        );
+        // The shape is fine; the file is read when the auth settings are built.
+        let config = Config::from_yaml(&text).expect("shape");
+        match config.auth() {
+            Err(err @ ConfigError::AuthFile { .. }) => {
+                let message = err.to_string();
+                assert!(
+                    message.contains("auth.client_certificates.crl_files[0]"),
+                    "{message}"
+                );
+                assert!(message.contains(file.to_str().unwrap()), "{message}");
+                assert!(message.contains(reason), "{message}");
+                assert!(at(&err).0.is_some(), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -37,6 +37,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
+use super::tls::SharedTls;
 use crate::auth::ClientCertificate;
 use crate::body::{Body, BoxError};
 use crate::metrics::HttpMetrics;
@@ -147,6 +148,30 @@ pub async fn serve_with<S>(
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
+    serve_reloadable(
+        options,
+        listener,
+        tls.map(SharedTls::new),
+        service,
+        shutdown,
+    )
+    .await;
+}
+
+/// Like [`serve_with`], taking the TLS configuration `tls` holds when each connection is
+/// accepted: a reload that replaces it applies to new connections, and a connection keeps
+/// the certificate and client verification it was accepted with to its end.
+pub async fn serve_reloadable<S>(
+    options: &ServeOptions,
+    listener: TcpListener,
+    tls: Option<SharedTls>,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Service<Request<Incoming>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
     let builder = Arc::new(options.builder());
     let graceful = GracefulShutdown::new();
     let peers = Arc::new(PeerTable::new(options.max_connections_per_client));
@@ -174,7 +199,7 @@ pub async fn serve_with<S>(
                     };
                     let conn = Connection {
                         builder: builder.clone(),
-                        tls: tls.clone(),
+                        tls: tls.as_ref().map(SharedTls::acceptor),
                         service: service.clone(),
                         // Subscribe now, in the accept loop: a connection still in its TLS
                         // handshake when shutdown starts then sees the signal at once.

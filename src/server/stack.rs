@@ -15,7 +15,6 @@
 //! ```
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -28,7 +27,7 @@ use super::http_metrics::HttpMetricsLayer;
 use super::limit::ConcurrencyLimitLayer;
 use super::request_id::RequestIdLayer;
 use super::trace::TraceLayer;
-use crate::auth::{Auth, AuthLayer};
+use crate::auth::{AuthLayer, SharedAuth};
 use crate::body::{Body, BoxError};
 use crate::metrics::Metrics;
 
@@ -76,11 +75,13 @@ where
 /// [`stack`] with client authentication (`crate::auth`) between recover and timeout:
 /// refusals are logged, counted and get a request id like every answer; `/token` and the
 /// `bcrypt` check count against `request_timeout` but not against the concurrency limit.
+/// Each request is checked against the settings `auth` holds when it arrives, so a reload
+/// that replaces them applies to the next request on every connection.
 pub fn stack_with_auth<S, B>(
     handler: S,
     config: &StackConfig,
     metrics: &Metrics,
-    auth: Option<Arc<Auth>>,
+    auth: Option<SharedAuth>,
 ) -> ServerService<B>
 where
     S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
@@ -94,7 +95,7 @@ where
         .layer(HttpMetricsLayer::new(metrics.http().clone()))
         .layer(CatchPanicLayer)
         .layer(RecoverLayer)
-        .option_layer(auth.map(|a| AuthLayer::new(a, metrics.http().clone())))
+        .option_layer(auth.map(|a| AuthLayer::shared(a, metrics.http().clone())))
         .timeout(config.request_timeout)
         .layer(ConcurrencyLimitLayer::new(config.max_concurrent_requests))
         .service(handler);

@@ -6,9 +6,26 @@
 //! certificate names usages). A certificate that does not verify fails the handshake; no
 //! certificate fails it only with `required: true`. The listener hands the verified subject
 //! to the auth layer as a [`crate::auth::ClientCertificate`].
+//!
+//! Revocation (`auth.client_certificates.crl_files`), fail closed, with rustls'
+//! `WebPkiClientVerifier` (RFC 5280 §6.3 as webpki implements it):
+//! - a certificate a CRL lists as revoked fails the handshake;
+//! - every certificate of the chain below the trust anchor is checked (not only the client's
+//!   own): a revoked intermediate revokes what it issued;
+//! - a certificate whose issuer has no CRL among the files fails the handshake (unknown
+//!   status is not taken for "not revoked"): with CRLs configured, every issuing CA needs one;
+//! - a CRL past its `nextUpdate` fails the handshake of every certificate it covers (a stale
+//!   list cannot say a certificate was not revoked since); renew the file and reload.
+//!
+//! Without `crl_files` nothing is checked for revocation.
+//!
+//! The files are read when the configuration is built, at start and on every reload
+//! ([`SharedTls`]): a renewed certificate or a new CRL applies to the next connection, and
+//! a connection keeps the configuration it was accepted with.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -58,6 +75,14 @@ pub enum TlsError {
         /// What went wrong.
         reason: String,
     },
+    /// A file of `auth.client_certificates.crl_files` could not be read or holds no CRL.
+    #[error("cannot read client certificate revocation lists from {path}: {reason}")]
+    Crl {
+        /// The CRL file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// The client certificate verifier could not be built.
     #[error("cannot verify client certificates: {0}")]
     ClientVerifier(#[from] rustls::server::VerifierBuilderError),
@@ -66,9 +91,44 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
+/// The TLS configuration in force: the listener takes it for each connection it accepts,
+/// and a reload replaces it whole. Clones share it.
+#[derive(Clone)]
+pub struct SharedTls(Arc<RwLock<TlsAcceptor>>);
+
+// === impl SharedTls ===
+
+impl SharedTls {
+    /// Serves `acceptor` until [`SharedTls::replace`].
+    pub fn new(acceptor: TlsAcceptor) -> Self {
+        Self(Arc::new(RwLock::new(acceptor)))
+    }
+
+    /// The configuration for a connection accepted now (a cheap `Arc` clone).
+    pub fn acceptor(&self) -> TlsAcceptor {
+        // Only whole acceptors are stored under the lock: a panic cannot leave it torn.
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Serves `acceptor` to connections accepted from now on.
+    pub fn replace(&self, acceptor: TlsAcceptor) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = acceptor;
+    }
+}
+
+impl fmt::Debug for SharedTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The configuration holds the private key: say nothing about it.
+        f.debug_struct("SharedTls").finish_non_exhaustive()
+    }
+}
+
 /// Builds a TLS acceptor from a PEM certificate chain (leaf first) and a PEM private key.
 ///
-/// The files are read once; restart (or a later reload) to pick up renewed certificates.
+/// The files are read now; a reload builds a new acceptor (see [`SharedTls`]).
 pub fn tls_acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, TlsError> {
     tls_acceptor_with_clients(cert_path, key_path, None)
 }
@@ -111,6 +171,17 @@ pub fn tls_acceptor_with_clients(
                 verifier
             } else {
                 verifier.allow_unauthenticated()
+            };
+            let crls = clients.crls().map_err(|(i, reason)| TlsError::Crl {
+                path: clients.crl_files[i].clone(),
+                reason,
+            })?;
+            // Fail closed (see the module documentation): the default checks the whole
+            // chain and refuses unknown status; expired CRLs are refused too.
+            let verifier = if crls.is_empty() {
+                verifier
+            } else {
+                verifier.with_crls(crls).enforce_revocation_expiration()
             };
             builder.with_client_cert_verifier(verifier.build()?)
         }

@@ -93,6 +93,7 @@ fn tls_errors_name_the_file() {
             ca_file: ca.clone(),
             required: false,
             principals: Vec::new(),
+            crl_files: Vec::new(),
         };
         let error = server::tls_acceptor_with_clients(&cert, &key, Some(&clients)).err();
         assert!(
@@ -100,12 +101,30 @@ fn tls_errors_name_the_file() {
             "{error:?}"
         );
     }
-    let clients = trustgate::config::ClientCertificatesConfig {
+    let mut clients = trustgate::config::ClientCertificatesConfig {
         ca_file: cert.clone(),
         required: true,
         principals: Vec::new(),
+        crl_files: Vec::new(),
     };
     assert!(server::tls_acceptor_with_clients(&cert, &key, Some(&clients)).is_ok());
+
+    // `auth.client_certificates.crl_files`: missing, empty, a PEM file without a CRL, and
+    // DER that is not a CRL (a certificate).
+    use rustls_pki_types::pem::PemObject as _;
+    let der = dir.path().join("cert.der");
+    let pem = std::fs::read(&cert).expect("read cert");
+    let cert_der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).expect("PEM cert");
+    std::fs::write(&der, cert_der.as_ref()).expect("write DER");
+    for crl in [&missing, &empty, &cert, &der] {
+        clients.crl_files = vec![crl.clone()];
+        let error = server::tls_acceptor_with_clients(&cert, &key, Some(&clients)).err();
+        assert!(
+            matches!(error, Some(TlsError::Crl { ref path, .. }) if path == crl),
+            "{}: {error:?}",
+            crl.display()
+        );
+    }
 }
 
 #[tokio::test]

@@ -134,6 +134,35 @@ impl Proxy {
         self.daemon.log_text()
     }
 
+    /// Sends SIGHUP and waits for the proxy to log the outcome: `true` when it reloaded,
+    /// `false` when it kept the previous configuration.
+    pub fn reload(&self) -> bool {
+        const RELOADED: &str = "configuration reloaded";
+        const FAILED: &str = "reload failed";
+        let count = |what: &str| strip_ansi(&self.log()).matches(what).count();
+        let (reloaded, failed) = (count(RELOADED), count(FAILED));
+        let sent = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -HUP {}", self.pid());
+        // A bound for a stuck process, not a timing assertion.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if count(RELOADED) > reloaded {
+                return true;
+            }
+            if count(FAILED) > failed {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!(
+            "no reload outcome logged after SIGHUP:\n{}",
+            self.log_tail(30)
+        );
+    }
+
     /// The last `lines` lines of the log without colour escapes, for assertion messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let log = strip_ansi(&self.log());

@@ -178,6 +178,26 @@ auth:
     requests_per_second: {{ int .rateLimit.requestsPerSecond }}
     burst: {{ int (default 100 .rateLimit.burst) }}
   {{- end }}
+  {{- with .clientCertificates }}
+  {{- if .enabled }}
+  {{- if not $.Values.tls.enabled }}
+  {{- fail "auth.clientCertificates needs tls.enabled (client certificates are presented in the TLS handshake)" }}
+  {{- end }}
+  client_certificates:
+    ca_file: /etc/trustgate/auth/client-ca/{{ default "ca.crt" .ca.key }}
+    required: {{ .required }}
+    {{- with .principals }}
+    principals:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .crls }}
+    crl_files:
+    {{- range $i, $c := . }}
+      - /etc/trustgate/auth/crls/{{ $i }}/{{ default "crl.pem" $c.key }}
+    {{- end }}
+    {{- end }}
+  {{- end }}
+  {{- end }}
 {{- end }}
 {{- end }}
 upstreams:
