@@ -114,6 +114,14 @@ auth:
     let config = config.replace(&tokens(true), &tokens(false));
     fs::write(proxy.config_path(), config).expect("rewrite config");
     assert!(proxy.reload(), "reload failed:\n{}", proxy.log_tail(20));
+    assert_eq!(
+        proxy.metric("trustgate_config_reloads_total{result=\"success\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        proxy.metric("trustgate_config_last_reload_successful"),
+        Some(1.0)
+    );
     assert_eq!(status(&proxy, bob), 200);
     assert_eq!(status(&proxy, alice), 401);
     assert_eq!(status(&proxy, Auth::Bearer(CI_TOKEN)), 401);
@@ -123,6 +131,15 @@ auth:
     let secret_looking = "carol:plaintext-password-never-logged\n";
     fs::write(&htpasswd, secret_looking).expect("break htpasswd");
     assert!(!proxy.reload(), "a broken htpasswd file was accepted");
+    // Visible to monitoring, not only in the log: the settings in use are not the file's.
+    assert_eq!(
+        proxy.metric("trustgate_config_reloads_total{result=\"failure\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        proxy.metric("trustgate_config_last_reload_successful"),
+        Some(0.0)
+    );
     assert_eq!(status(&proxy, bob), 200);
     assert_eq!(
         status(

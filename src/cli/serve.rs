@@ -500,7 +500,9 @@ async fn signals(reload: Reload, stop: tokio::sync::watch::Sender<bool>) {
             _ = hup.recv() => {
                 // Config errors name the key (`file:line: auth.htpasswd_file`) and the file,
                 // never its content.
-                match reload.reload() {
+                let result = reload.reload();
+                reload.metrics.config().reloaded(result.is_ok());
+                match result {
                     Ok(()) => tracing::info!(config = %path, "configuration reloaded"),
                     Err(e) => tracing::error!(config = %path, error = %format!("{e:#}"),
                         "reload failed; keeping the previous configuration"),

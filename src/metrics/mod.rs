@@ -32,8 +32,11 @@
 //! | `trustgate_shared_store_errors_total` | `op` |
 //! | `trustgate_records_written_total`, `trustgate_records_dropped_total` | `sink` |
 //! | `trustgate_webhook_duration_seconds` | `sink` |
+//! | `trustgate_config_reloads_total` | `result` |
+//! | `trustgate_config_last_reload_successful` | |
 
 mod cache;
+mod config;
 mod records;
 mod requests;
 mod shared;
@@ -42,6 +45,7 @@ mod upstream;
 mod verify;
 
 pub use self::cache::{CacheMetrics, CacheSource, InflightFetch};
+pub use self::config::ConfigMetrics;
 pub use self::records::RecordsMetrics;
 pub use self::requests::HttpMetrics;
 pub use self::shared::SharedStoreMetrics;
@@ -75,6 +79,7 @@ pub struct Metrics {
     cache: CacheMetrics,
     shared: SharedStoreMetrics,
     records: RecordsMetrics,
+    config: ConfigMetrics,
 }
 
 // === impl Metrics ===
@@ -91,6 +96,7 @@ impl Metrics {
             cache: CacheMetrics::register(&registry),
             shared: SharedStoreMetrics::register(&registry),
             records: RecordsMetrics::register(&registry),
+            config: ConfigMetrics::register(&registry),
             registry,
         }
     }
@@ -123,6 +129,11 @@ impl Metrics {
     /// The shared store (object storage replicas share).
     pub fn shared(&self) -> &SharedStoreMetrics {
         &self.shared
+    }
+
+    /// Configuration reloads.
+    pub fn config(&self) -> &ConfigMetrics {
+        &self.config
     }
 
     /// Decision records (`records:`).

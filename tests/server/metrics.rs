@@ -11,7 +11,7 @@ use trustgate::policy::Action;
 use trustgate::server::RouteKind;
 
 /// Every family; names are a public interface.
-const FAMILIES: [&str; 27] = [
+const FAMILIES: [&str; 29] = [
     "trustgate_http_requests_total",
     "trustgate_auth_failures_total",
     "trustgate_http_request_duration_seconds",
@@ -39,6 +39,8 @@ const FAMILIES: [&str; 27] = [
     "trustgate_shared_store_digest_mismatches_total",
     "trustgate_shared_store_uploaded_bytes_total",
     "trustgate_shared_store_upload_failures_total",
+    "trustgate_config_reloads_total",
+    "trustgate_config_last_reload_successful",
 ];
 
 /// Records a value in every family.
@@ -74,6 +76,7 @@ fn touch_everything(metrics: &Metrics) {
     metrics.shared().mismatch();
     metrics.shared().uploaded(1024);
     metrics.shared().upload_failed();
+    metrics.config().reloaded(true);
 }
 
 /// Runs `promtool check metrics` on `text`; `Err` holds promtool's complaints.
