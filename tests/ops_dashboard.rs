@@ -449,6 +449,8 @@ fn every_dashboard_query_names_exported_metrics() {
     cli.addhash(&gun, "v1", image.manifest.size(), image.manifest.hex(), &[]);
     let limited = RateLimitedRegistry::start(&registry.data_dir());
     let closed = free_port();
+    // Decision records to a file and to a webhook nobody answers (dropped, timed).
+    let records = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&format!(
         r#"upstreams:
   - {{registry: "{REGISTRY}", url: "{}", default: true}}
@@ -460,9 +462,14 @@ policy:
   rules:
     - {{match: "{REGISTRY}/signed/**", action: verify, notary: local}}
     - {{match: "{DOWN}/**", action: allow}}
+records:
+  file: {{path: {}}}
+  webhooks:
+    - {{url: "http://127.0.0.1:{closed}/hook", timeout: 1s, max_retries: 0}}
 "#,
         limited.url(),
         notary.url(),
+        serde_json::json!(records.path().join("decisions.jsonl")),
     ));
 
     let accept = [("Accept", ACCEPT_ALL)];
@@ -492,6 +499,15 @@ policy:
     );
     assert!(r.status >= 500, "{}", r.summary());
 
+    // The webhook's first failed attempt makes its latency family appear.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !proxy
+        .metrics()
+        .contains("trustgate_webhook_duration_seconds_count")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let text = proxy.metrics();
     // The live exposition, every family populated, lints clean.
     let lint = support::run_bounded(
