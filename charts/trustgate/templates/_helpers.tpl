@@ -178,6 +178,20 @@ auth:
     requests_per_second: {{ int .rateLimit.requestsPerSecond }}
     burst: {{ int (default 100 .rateLimit.burst) }}
   {{- end }}
+  {{- with .loginFailures }}
+  {{- if or .burst .perMinute }}
+  login_failures:
+    {{- with .burst }}
+    burst: {{ int . }}
+    {{- end }}
+    {{- with .perMinute }}
+    per_minute: {{ int . }}
+    {{- end }}
+  {{- end }}
+  {{- end }}
+  {{- with .passwordCacheTtl }}
+  password_cache_ttl: {{ . | quote }}
+  {{- end }}
 {{- end }}
 {{- end }}
 upstreams:
