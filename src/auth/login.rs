@@ -3,7 +3,7 @@
 //!
 //! - **One path for known and unknown users.** A user the htpasswd file does not have is
 //!   checked against a dummy hash of the highest cost among the loaded hashes (bcrypt's usual
-//!   10 when there are none), through the same semaphore and the same [`Passwords::bcrypt`]
+//!   10 when there are none), through the same semaphore and the same `Passwords::bcrypt`
 //!   call as a known user, so the time an answer takes does not say whether a name exists.
 //! - **A cache of successful checks** (`auth.password_cache_ttl`, default 60 s, `0s` turns it
 //!   off): clients that send Basic credentials on every request (CI scripts, `curl -u`) would
@@ -151,11 +151,11 @@ impl Passwords {
             Some(hash) => (hash.clone(), true),
             None => (Secret::new(dummy_hash(self.dummy_cost)), false),
         };
-        if known {
-            if let Some(cache) = &self.cache {
-                if cache.hit(user, password, hash.expose(), Instant::now()) {
-                    return Ok(());
-                }
+        // Looked up for unknown users too (never a hit: only known users are cached), so both
+        // paths do the same work up to bcrypt.
+        if let Some(cache) = &self.cache {
+            if cache.hit(user, password, hash.expose(), Instant::now()) && known {
+                return Ok(());
             }
         }
         let ok = self.bcrypt(password, &hash).await;

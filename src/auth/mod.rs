@@ -602,7 +602,8 @@ impl Auth {
         response
     }
 
-    /// A `401` with an `UNAUTHORIZED` body and a challenge; counts and logs the failure.
+    /// A `401` with an `UNAUTHORIZED` body and a challenge (a `429` for
+    /// [`Failure::LoginThrottled`]); counts and logs the failure.
     fn refuse(
         &self,
         failure: Failure,
