@@ -4,7 +4,9 @@
 //! `skopeo --creds` logs in through the token flow (a `401` Bearer challenge on `/v2/`, then
 //! `/token` with Basic credentials); raw requests check the refusals one by one: no
 //! credentials, a wrong password, an unknown user, an expired token, a token for another
-//! repository, a forged token. Static bearer tokens are served as their principal.
+//! repository, a forged token. Static bearer tokens are served as their principal. Tokens
+//! carry only the repositories `auth.access` lets their principal pull, and an address that
+//! keeps failing Basic logins is throttled.
 
 mod support;
 
@@ -322,6 +324,37 @@ fn a_principal_pulling_a_repository_it_may_not_gets_403_denied() {
         assert_eq!(refused.status, 403, "{path}: {}", refused.summary());
         assert_eq!(refused.error_code().as_deref(), Some("DENIED"), "{path}");
     }
+    // A token asked for both repositories carries only the one alice may pull...
+    let issued = env.token(
+        "alice",
+        PASSWORD,
+        "repository:open/app:pull&scope=repository:open/other:pull",
+    );
+    assert_eq!(issued.status, 200, "{}", issued.summary());
+    let token = issued.json()["token"].as_str().expect("token").to_owned();
+    let payload = token.split('.').nth(1).expect("a JWT payload");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url payload"),
+    )
+    .expect("JSON claims");
+    assert_eq!(
+        claims["access"],
+        serde_json::json!([{"type": "repository", "name": "open/app", "actions": ["pull"]}]),
+        "{claims}"
+    );
+    // ...and with it the other one is still the clear 403 DENIED, not a token round trip.
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        env.get("/v2/open/app/manifests/v1", Some(&bearer)).status,
+        200
+    );
+    let refused = env.get("/v2/open/other/manifests/v1", Some(&bearer));
+    assert_eq!(refused.status, 403, "{}", refused.summary());
+    assert_eq!(refused.error_code().as_deref(), Some("DENIED"));
+    assert_eq!(env.failures("insufficient_scope"), 0.0);
+
     let ci = format!("Bearer {CI_TOKEN}");
     let other = env.get("/v2/open/other/manifests/v1", Some(&ci));
     assert_eq!(other.status, 200, "{}", other.summary());
@@ -361,6 +394,56 @@ fn a_principal_over_its_rate_limit_gets_429_with_retry_after() {
     assert_eq!(env.failures("rate_limited"), 1.0);
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(env.get(manifest, Some(&ci)).status, 200);
+}
+
+#[test]
+fn an_address_failing_logins_gets_429_with_retry_after() {
+    // All test clients share 127.0.0.1: this shows the bucket fill up and what the client
+    // sees, not that other addresses keep theirs (the unit tests do).
+    let env = Env::start_with("5m", "  login_failures: {burst: 3, per_minute: 1}\n");
+    let manifest = "/v2/open/app/manifests/v1";
+    // Successes under the limit do not count.
+    let alice = basic("alice", PASSWORD);
+    for _ in 0..5 {
+        assert_eq!(env.get(manifest, Some(&alice)).status, 200);
+    }
+    expect_unauthorized(
+        &env.token("alice", "wrong", "repository:open/app:pull"),
+        "token, bad password",
+    );
+    expect_unauthorized(&env.get(manifest, Some(&basic("bob", "x"))), "unknown user");
+    expect_unauthorized(
+        &env.get(manifest, Some(&basic("alice", "wrong"))),
+        "bad password",
+    );
+    for (what, response) in [
+        (
+            "a fourth wrong password",
+            env.get(manifest, Some(&basic("alice", "wrong"))),
+        ),
+        (
+            "the right password, from the throttled address",
+            env.token("alice", PASSWORD, "repository:open/app:pull"),
+        ),
+    ] {
+        assert_eq!(response.status, 429, "{what}: {}", response.summary());
+        assert_eq!(
+            response.error_code().as_deref(),
+            Some("TOOMANYREQUESTS"),
+            "{what}"
+        );
+        let retry: u64 = response
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{what}: no Retry-After"));
+        assert!((1..=60).contains(&retry), "{what}: Retry-After {retry}");
+    }
+    assert_eq!(env.failures("login_throttled"), 2.0);
+    assert_eq!(env.failures("bad_password"), 2.0);
+    assert_eq!(env.failures("unknown_user"), 1.0);
+    // Tokens are not throttled.
+    let ci = env.get(manifest, Some(&format!("Bearer {CI_TOKEN}")));
+    assert_eq!(ci.status, 200, "{}", ci.summary());
 }
 
 #[test]

@@ -59,6 +59,8 @@ impl Env {
         registry.push_random("open/other", "v1", 1);
         let token = dir.path().join("ci.token");
         fs::write(&token, format!("{CI_TOKEN}\n")).expect("write ci token");
+        let key = dir.path().join("token.key");
+        fs::write(&key, support::oci::random_bytes(32)).expect("write token key");
         let proxy = Proxy::start_with_server(
             &format!(
                 "  tls: {{cert_file: {}, key_file: {}}}\n",
@@ -74,6 +76,7 @@ policy:
     - {{match: "{REGISTRY}/open/**", action: allow}}
 auth:
   anonymous: false
+  token_key_file: {}
   tokens: [{{name: ci, file: {}}}]
   access:
     - {{groups: [builders], pull: ["{REGISTRY}/open/app"]}}
@@ -85,6 +88,7 @@ auth:
       - {{subject: "CN=ci-runner,O=Example", name: runner, groups: [builders]}}
 {more}"#,
                 registry.url(),
+                path(&key),
                 path(&token),
                 path(&tls.ca_cert),
             ),
@@ -207,6 +211,38 @@ fn client_certificates_map_subjects_to_principals() {
     );
     let refused = skopeo("open/other:v1");
     assert!(!refused.status.success(), "skopeo pulled open/other");
+}
+
+#[test]
+fn a_verified_certificate_gets_a_token_for_what_its_principal_may_pull() {
+    let env = Env::start(false);
+    let runner = env.client("runner", "/O=Example/CN=ci-runner");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(&env.tls.ca_cert)
+        .arg("--cert")
+        .arg(&runner.cert)
+        .arg("--key")
+        .arg(&runner.key)
+        .arg(format!(
+            "https://{}/token?service=trustgate&scope=repository:open/app:pull\
+             &scope=repository:open/other:pull",
+            env.proxy.host_port()
+        ));
+    let out = run_bounded(&mut cmd, b"", "curl");
+    assert!(out.status.success(), "curl /token: {out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("token JSON");
+    let token = json["token"].as_str().expect("a token").to_owned();
+    // The token is the certificate's principal's (groups from the mapping: builders may pull
+    // open/app only), usable without the certificate.
+    assert_eq!(env.curl(APP, None, Some(&token)), Some(200));
+    assert_eq!(env.curl(OTHER, None, Some(&token)), Some(403));
+    let stranger = env.client("stranger", "/O=Example/CN=stranger");
+    assert_eq!(
+        env.curl("/token?service=trustgate", Some(&stranger), None),
+        Some(401)
+    );
+    assert_eq!(env.failures("unknown_certificate"), 1.0);
 }
 
 #[test]

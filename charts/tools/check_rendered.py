@@ -241,6 +241,13 @@ def main():
             tokens = config["auth"].get("tokens") or []
             check([t["name"] for t in tokens] == [t["name"] for t in auth["tokens"]],
                   "auth.tokens names")
+            failures = auth.get("loginFailures") or {}
+            wanted = {k: failures[v] for k, v in [("burst", "burst"), ("per_minute", "perMinute")]
+                      if failures.get(v)}
+            check((config["auth"].get("login_failures") or {}) == wanted,
+                  "auth.login_failures does not follow auth.loginFailures")
+            check(config["auth"].get("password_cache_ttl", "") == auth.get("passwordCacheTtl", ""),
+                  "auth.password_cache_ttl does not follow auth.passwordCacheTtl")
             for t, v in zip(tokens, auth["tokens"]):
                 m = mount_for(t["file"], mounts)
                 secret = volumes[m["name"]]["secret"]

@@ -12,7 +12,9 @@
 //!   and nothing else: the certificate wins over any `Authorization` header, and a subject
 //!   no principal names is refused (`unknown_certificate`), never served as anonymous or
 //!   by the header;
-//! - `Authorization: Basic` checked against an htpasswd file (bcrypt entries only);
+//! - `Authorization: Basic` checked against an htpasswd file (bcrypt entries only), with no
+//!   user-name oracle, a short cache of successful checks, and failed attempts throttled per
+//!   client address (see [`login`]);
 //! - `Authorization: Bearer` with a static token from `auth.tokens`;
 //! - `Authorization: Bearer` with a token from `/token` (see [`token`]): signature, expiry,
 //!   and a scope that covers the repository of the request and the `pull` action;
@@ -21,19 +23,33 @@
 //! The token flow follows distribution's `docs/spec/auth/token.md`, so `docker login`,
 //! `podman login` and `skopeo --creds` work unchanged: `/v2/` without credentials answers
 //! `401` with `WWW-Authenticate: Bearer realm="<scheme>://<host>/token",service="trustgate"`;
-//! the client asks the realm with Basic credentials and retries with the token.
+//! the client asks the realm with Basic credentials (or on a connection with a verified
+//! client certificate) and retries with the token.
+//!
+//! A token carries only what its principal may pull: as distribution's
+//! `docs/spec/auth/scope.md` has it, the token server grants the intersection of the scopes
+//! asked for and the access the principal has, and leaves the rest out of the `access` claim
+//! (the token is still issued). `/token` does not know the upstream a request will go to
+//! (`?ns=` is not on the token request), so a `repository:<name>:pull` scope is granted when
+//! `auth.access` lets the principal pull `<name>` from at least one configured upstream, by
+//! the name mapping the proxy pulls with. A request whose token lacks its repository's scope
+//! is a `401` `insufficient_scope` (the client asks for a new token) unless the principal may
+//! pull that name from no upstream at all: then it is let through as that principal, and the
+//! handler's access check answers the clear `403` `DENIED` a new token could not change.
 //!
 //! Secrets (passwords, hashes, tokens, the signing key) never reach logs, metrics or
 //! `Debug`: they are [`Secret`]s or are kept in types whose `Debug` omits them.
 
+pub mod login;
 pub mod rate;
 pub mod token;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -71,8 +87,10 @@ pub struct ClientCertificate {
 pub struct Auth {
     /// Requests without credentials are served as [`Principal::anonymous`].
     pub anonymous: bool,
-    /// htpasswd users: name → bcrypt hash.
-    users: HashMap<String, Secret>,
+    /// htpasswd users and how their passwords are checked.
+    passwords: login::Passwords,
+    /// Failed Basic logins by client address.
+    logins: login::LoginThrottle,
     /// Static bearer tokens: `(token, principal name)`.
     tokens: Vec<(Secret, String)>,
     /// The key `/token` signs with; no token endpoint without one.
@@ -89,10 +107,21 @@ pub struct Auth {
     rate: Option<rate::RateLimiter>,
     /// Client certificate subject → principal.
     certificates: HashMap<String, Principal>,
-    /// bcrypt checks running at once: a flood of Basic logins from clients nobody has
-    /// authenticated yet waits here (within the request timeout) instead of taking the
-    /// blocking pool and every core.
-    bcrypt_slots: Arc<tokio::sync::Semaphore>,
+    /// The registries of the configured upstreams: a token scope is granted when the
+    /// principal may pull the name from one of them. Must name every upstream, or a
+    /// repository denied here could be allowed where a request goes.
+    registries: Vec<String>,
+}
+
+/// What a request says about who sends it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Caller<'a> {
+    /// Its headers (`Authorization`).
+    pub headers: Option<&'a HeaderMap>,
+    /// The client certificate verified on its connection.
+    pub certificate: Option<&'a ClientCertificate>,
+    /// The client's address (the listener's [`crate::server::RemoteAddr`]).
+    pub remote: Option<IpAddr>,
 }
 
 /// What the auth layer puts into a request's extensions besides the [`Principal`]: the
@@ -117,6 +146,16 @@ impl Grant {
                 && rule.pull.iter().any(|p| p.matches(registry, repository))
         })
     }
+
+    /// Whether the principal may pull `name`, as a client names it, from at least one of
+    /// `registries`, each mapping the name the way the proxy does when it pulls
+    /// ([`crate::proxy::upstream_repo`]: `alpine` is `library/alpine` on Docker Hub).
+    pub fn may_pull_anywhere(&self, registries: &[String], name: &str) -> bool {
+        self.access.is_none()
+            || registries
+                .iter()
+                .any(|r| self.may_pull(r, &crate::proxy::upstream_repo(r, name)))
+    }
 }
 
 /// Why a request was refused; the label of `trustgate_auth_failures_total`.
@@ -136,6 +175,12 @@ pub enum Failure {
     InsufficientScope,
     /// A verified client certificate whose subject no principal is configured for.
     UnknownCertificate,
+    /// Basic credentials from an address that failed too many logins of late; a `429`
+    /// without a password check.
+    LoginThrottled {
+        /// When the address may try again.
+        retry_after: Duration,
+    },
 }
 
 // === impl Principal ===
@@ -158,6 +203,23 @@ impl Principal {
     }
 }
 
+// === impl Caller ===
+
+impl<'a> Caller<'a> {
+    /// What `req` says: its headers, and the certificate and address the listener put into
+    /// its extensions.
+    pub fn of<B>(req: &'a Request<B>) -> Self {
+        Self {
+            headers: Some(req.headers()),
+            certificate: req.extensions().get::<ClientCertificate>(),
+            remote: req
+                .extensions()
+                .get::<crate::server::RemoteAddr>()
+                .map(|crate::server::RemoteAddr(peer)| peer.ip()),
+        }
+    }
+}
+
 // === impl Failure ===
 
 impl Failure {
@@ -171,6 +233,7 @@ impl Failure {
             Self::ExpiredToken => "expired_token",
             Self::InsufficientScope => "insufficient_scope",
             Self::UnknownCertificate => "unknown_certificate",
+            Self::LoginThrottled { .. } => "login_throttled",
         }
     }
 
@@ -183,6 +246,7 @@ impl Failure {
             Self::ExpiredToken => "token expired",
             Self::InsufficientScope => "token does not grant pull access to this repository",
             Self::UnknownCertificate => "client certificate not mapped to a principal",
+            Self::LoginThrottled { .. } => "too many failed logins, try again later",
         }
     }
 }
@@ -202,12 +266,13 @@ impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Auth")
             .field("anonymous", &self.anonymous)
-            .field("users", &self.users.len())
+            .field("passwords", &self.passwords)
             .field("tokens", &self.tokens.len())
             .field("token_endpoint", &self.key.is_some())
             .field("ttl", &self.ttl)
             .field("certificates", &self.certificates.len())
-            .finish()
+            .field("registries", &self.registries)
+            .finish_non_exhaustive()
     }
 }
 
@@ -216,7 +281,14 @@ impl Auth {
     pub fn new(anonymous: bool, tls: bool) -> Self {
         Self {
             anonymous,
-            users: HashMap::new(),
+            passwords: login::Passwords::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+                Self::DEFAULT_PASSWORD_CACHE_TTL,
+            ),
+            logins: login::LoginThrottle::new(
+                Self::DEFAULT_LOGIN_FAILURES_PER_MINUTE,
+                Self::DEFAULT_LOGIN_FAILURES_BURST,
+            ),
             tokens: Vec::new(),
             key: None,
             ttl: Duration::from_secs(300),
@@ -225,10 +297,34 @@ impl Auth {
             access: None,
             rate: None,
             certificates: HashMap::new(),
-            bcrypt_slots: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
+            registries: Vec::new(),
         }
+    }
+
+    /// How long a successful Basic check is remembered unless configured.
+    pub const DEFAULT_PASSWORD_CACHE_TTL: Duration = Duration::from_secs(60);
+    /// Failed Basic logins an address may have at once unless configured.
+    pub const DEFAULT_LOGIN_FAILURES_BURST: u32 = 10;
+    /// How many failed logins an address gets back per minute unless configured.
+    pub const DEFAULT_LOGIN_FAILURES_PER_MINUTE: u32 = 10;
+
+    /// Names the registries of the configured upstreams (see [`Grant::may_pull_anywhere`]).
+    pub fn with_registries(mut self, registries: impl IntoIterator<Item = String>) -> Self {
+        self.registries = registries.into_iter().collect();
+        self
+    }
+
+    /// Throttles failed Basic logins: `burst` at once per client address, refilling
+    /// `per_minute`.
+    pub fn with_login_failures(mut self, per_minute: u32, burst: u32) -> Self {
+        self.logins = login::LoginThrottle::new(per_minute, burst);
+        self
+    }
+
+    /// Remembers successful Basic checks for `ttl` (zero: not at all).
+    pub fn with_password_cache(mut self, ttl: Duration) -> Self {
+        self.passwords.set_cache_ttl(ttl);
+        self
     }
 
     /// Serves requests with a verified client certificate whose subject is `subject`
@@ -247,19 +343,10 @@ impl Auth {
     /// A `429` when `principal` is over its rate limit, else `None`.
     fn over_rate(&self, principal: &str, metrics: &HttpMetrics) -> Option<Response<Body>> {
         let limiter = self.rate.as_ref()?;
-        let wait = limiter.check(principal, std::time::Instant::now()).err()?;
+        let wait = limiter.check(principal, Instant::now()).err()?;
         metrics.auth_failure("rate_limited");
         tracing::info!(principal, reason = "rate_limited", "refused");
-        let mut response = oci_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            OciErrorCode::TooManyRequests,
-            "too many requests",
-        );
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        Some(response)
+        Some(too_many_requests("too many requests", wait))
     }
 
     /// Sets the groups (name → members) and the access rules (`None`: everyone may pull
@@ -304,7 +391,7 @@ impl Auth {
                     i + 1
                 ));
             }
-            self.users.insert(user.to_owned(), Secret::new(hash));
+            self.passwords.insert(user, hash);
         }
         Ok(self)
     }
@@ -322,26 +409,45 @@ impl Auth {
         self
     }
 
-    /// Checks Basic credentials against the htpasswd users. bcrypt is slow by design, so
-    /// this runs on the blocking pool, at most one check per core at a time.
-    async fn check_password(self: &Arc<Self>, user: &str, password: &str) -> Result<(), Failure> {
-        let Some(hash) = self.users.get(user).cloned() else {
-            return Err(Failure::UnknownUser);
-        };
-        let password = Secret::new(password);
-        let Ok(_slot) = self.bcrypt_slots.acquire().await else {
-            return Err(Failure::BadPassword);
-        };
-        let ok = tokio::task::spawn_blocking(move || {
-            bcrypt::verify(password.expose(), hash.expose()).unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
-        if ok {
-            Ok(())
-        } else {
-            Err(Failure::BadPassword)
+    /// Checks Basic credentials from `remote` against the htpasswd users (see [`login`]):
+    /// throttled per address first, then the cache of successful checks, then bcrypt (slow
+    /// by design: on the blocking pool, at most one check per core at a time).
+    async fn check_password(
+        &self,
+        user: &str,
+        password: &str,
+        remote: Option<IpAddr>,
+    ) -> Result<(), Failure> {
+        // Without an address (not from the listener) there is no one to throttle.
+        if let Some(addr) = remote {
+            if let Err(retry_after) = self.logins.attempt(addr, Instant::now()) {
+                return Err(Failure::LoginThrottled { retry_after });
+            }
         }
+        match self.passwords.check(user, password).await {
+            Ok(()) => {
+                if let Some(addr) = remote {
+                    self.logins.succeeded(addr);
+                }
+                Ok(())
+            }
+            Err(login::Rejected::UnknownUser) => Err(Failure::UnknownUser),
+            Err(login::Rejected::BadPassword) => Err(Failure::BadPassword),
+        }
+    }
+
+    /// The principal of a verified client certificate (see the module documentation).
+    fn certificate_principal(&self, certificate: &ClientCertificate) -> Result<Principal, Failure> {
+        let principal = self
+            .certificates
+            .get(&certificate.subject)
+            .filter(|_| !certificate.subject.is_empty())
+            .cloned();
+        if principal.is_none() {
+            // A subject is no secret, and the operator needs it to map the certificate.
+            tracing::info!(subject = %certificate.subject, "client certificate not mapped");
+        }
+        principal.ok_or(Failure::UnknownCertificate)
     }
 
     /// The principal of a static bearer token. Compared by SHA-256 digest, so the time taken
@@ -358,25 +464,15 @@ impl Auth {
     /// Who `req` is from, or why it is refused. `repository` is the repository the request
     /// is for (`None` for `/v2/` and paths that are not registry endpoints).
     async fn authenticate(
-        self: &Arc<Self>,
-        headers: &HeaderMap,
-        certificate: Option<&ClientCertificate>,
+        &self,
+        caller: &Caller<'_>,
         repository: Option<&str>,
     ) -> Result<Principal, Failure> {
-        if let Some(certificate) = certificate {
+        if let Some(certificate) = caller.certificate {
             // The certificate wins over any header (see the module documentation).
-            let principal = self
-                .certificates
-                .get(&certificate.subject)
-                .filter(|_| !certificate.subject.is_empty())
-                .cloned();
-            if principal.is_none() {
-                // A subject is no secret, and the operator needs it to map the certificate.
-                tracing::info!(subject = %certificate.subject, "client certificate not mapped");
-            }
-            return principal.ok_or(Failure::UnknownCertificate);
+            return self.certificate_principal(certificate);
         }
-        match credentials(headers) {
+        match credentials(caller.headers) {
             Credentials::None => {
                 if self.anonymous {
                     Ok(Principal::anonymous())
@@ -386,7 +482,8 @@ impl Auth {
             }
             Credentials::Invalid => Err(Failure::BadToken),
             Credentials::Basic { user, password } => {
-                self.check_password(&user, &password).await?;
+                self.check_password(&user, &password.0, caller.remote)
+                    .await?;
                 Ok(Principal::named(user))
             }
             Credentials::Bearer(presented) => {
@@ -395,15 +492,24 @@ impl Auth {
                 }
                 let key = self.key.as_ref().ok_or(Failure::BadToken)?;
                 let claims = key.verify(&presented, SystemTime::now())?;
+                let principal = Principal {
+                    name: claims.sub.clone(),
+                    groups: claims.groups.clone(),
+                };
                 if let Some(name) = repository {
-                    if !claims.grants_pull(name) {
+                    // token.md: the token is refused for a resource it does not cover. When
+                    // no upstream would let the principal pull the name, a new token would
+                    // not cover it either: the handler's access check refuses it with
+                    // `403 DENIED` instead of sending the client round the token flow.
+                    if !claims.grants_pull(name)
+                        && self
+                            .grant(principal.clone())
+                            .may_pull_anywhere(&self.registries, name)
+                    {
                         return Err(Failure::InsufficientScope);
                     }
                 }
-                Ok(Principal {
-                    name: claims.sub,
-                    groups: claims.groups,
-                })
+                Ok(principal)
             }
         }
     }
@@ -422,15 +528,17 @@ impl Auth {
         value
     }
 
-    /// `GET /token`: checks Basic credentials and issues a token for the requested scopes
-    /// (only `repository` scopes and the `pull` action are granted).
+    /// `GET /token`: checks Basic credentials (or a verified client certificate) and issues
+    /// a token for the requested scopes the principal may pull (only `repository` scopes and
+    /// the `pull` action; see the module documentation).
     async fn issue(
-        self: &Arc<Self>,
-        headers: &HeaderMap,
+        &self,
+        caller: &Caller<'_>,
         query: &str,
         metrics: &HttpMetrics,
     ) -> Response<Body> {
-        let host = host(headers, None);
+        let headers = caller.headers;
+        let host = headers.and_then(|h| host(h, None));
         let Some(key) = self.key.as_ref() else {
             return oci_response(
                 StatusCode::NOT_FOUND,
@@ -438,17 +546,22 @@ impl Auth {
                 "no token endpoint",
             );
         };
-        let principal = match credentials(headers) {
-            Credentials::Basic { user, password } => {
-                match self.check_password(&user, &password).await {
+        let principal = match (caller.certificate, credentials(headers)) {
+            // As on `/v2/*`, a verified certificate wins over any header.
+            (Some(certificate), _) => match self.certificate_principal(certificate) {
+                Ok(principal) => principal,
+                Err(failure) => return self.refuse(failure, host.as_deref(), None, Some(metrics)),
+            },
+            (None, Credentials::Basic { user, password }) => {
+                match self.check_password(&user, &password.0, caller.remote).await {
                     Ok(()) => Principal::named(user),
                     Err(failure) => {
                         return self.refuse(failure, host.as_deref(), None, Some(metrics))
                     }
                 }
             }
-            Credentials::None if self.anonymous => Principal::anonymous(),
-            Credentials::None => {
+            (None, Credentials::None) if self.anonymous => Principal::anonymous(),
+            (None, Credentials::None) => {
                 return self.refuse(
                     Failure::MissingCredentials,
                     host.as_deref(),
@@ -458,7 +571,11 @@ impl Auth {
             }
             _ => return self.refuse(Failure::BadToken, host.as_deref(), None, Some(metrics)),
         };
-        let access = requested_access(query);
+        // scope.md: grant the intersection of what was asked and what the principal may do.
+        let grant = self.grant(principal.clone());
+        let (access, denied): (Vec<Access>, Vec<Access>) = requested_access(query)
+            .into_iter()
+            .partition(|a| grant.may_pull_anywhere(&self.registries, &a.name));
         let now = SystemTime::now();
         let claims = Claims::new(&principal, access, now, self.ttl);
         let token = key.sign(&claims);
@@ -471,7 +588,12 @@ impl Auth {
             "expires_in": self.ttl.as_secs(),
             "issued_at": issued_at,
         });
-        tracing::info!(principal = %principal.name, "token issued");
+        tracing::info!(
+            principal = %principal.name,
+            granted = claims.access.len(),
+            denied = denied.len(),
+            "token issued"
+        );
         let mut response = Response::new(body::full(Bytes::from(body.to_string())));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -480,7 +602,8 @@ impl Auth {
         response
     }
 
-    /// A `401` with an `UNAUTHORIZED` body and a challenge; counts and logs the failure.
+    /// A `401` with an `UNAUTHORIZED` body and a challenge (a `429` for
+    /// [`Failure::LoginThrottled`]); counts and logs the failure.
     fn refuse(
         &self,
         failure: Failure,
@@ -492,6 +615,9 @@ impl Auth {
             m.auth_failure(failure.as_str());
         }
         tracing::info!(reason = failure.as_str(), "authentication refused");
+        if let Failure::LoginThrottled { retry_after } = failure {
+            return too_many_requests(failure.message(), retry_after);
+        }
         let mut response = oci_response(
             StatusCode::UNAUTHORIZED,
             OciErrorCode::Unauthorized,
@@ -521,13 +647,16 @@ enum Credentials {
     Invalid,
     Basic {
         user: String,
-        password: String,
+        password: Password,
     },
     Bearer(String),
 }
 
-fn credentials(headers: &HeaderMap) -> Credentials {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+/// A password from a Basic header; never printed.
+struct Password(String);
+
+fn credentials(headers: Option<&HeaderMap>) -> Credentials {
+    let Some(value) = headers.and_then(|h| h.get(header::AUTHORIZATION)) else {
         return Credentials::None;
     };
     let Ok(value) = value.to_str() else {
@@ -545,7 +674,7 @@ fn credentials(headers: &HeaderMap) -> Credentials {
         match decoded.split_once(':') {
             Some((user, password)) => Credentials::Basic {
                 user: user.to_owned(),
-                password: password.to_owned(),
+                password: Password(password.to_owned()),
             },
             None => Credentials::Invalid,
         }
@@ -624,6 +753,20 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A `429` `TOOMANYREQUESTS` with `Retry-After` in whole seconds (at least 1).
+fn too_many_requests(message: &str, wait: Duration) -> Response<Body> {
+    let mut response = oci_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        OciErrorCode::TooManyRequests,
+        message,
+    );
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    response
 }
 
 fn oci_response(status: StatusCode, code: OciErrorCode, message: &str) -> Response<Body> {
@@ -754,15 +897,14 @@ where
                     ));
                 }
                 let query = req.uri().query().unwrap_or("").to_owned();
-                return Ok(auth.issue(req.headers(), &query, &metrics).await);
+                return Ok(auth.issue(&Caller::of(&req), &query, &metrics).await);
             }
             if path == "/v2" || path.starts_with("/v2/") {
                 let repository = crate::oci::route::parse(req.method(), path, req.uri().query())
                     .ok()
                     .and_then(|r| r.endpoint.name().map(|n| n.as_str().to_owned()));
-                let certificate = req.extensions().get::<ClientCertificate>();
                 match auth
-                    .authenticate(req.headers(), certificate, repository.as_deref())
+                    .authenticate(&Caller::of(&req), repository.as_deref())
                     .await
                 {
                     Ok(principal) => {

@@ -1,9 +1,13 @@
-//! Per-principal rate limits (`auth.rate_limit`): one token bucket per principal name.
+//! Token buckets in a bounded LRU: per-principal rate limits (`auth.rate_limit`, keyed by
+//! principal name) and failed-login throttling (`auth.login_failures`, keyed by client
+//! address, see `super::login`).
 //!
-//! A bucket holds up to `burst` requests and refills at `requests_per_second`. Buckets live in
-//! an LRU of [`MAX_BUCKETS`]: memory stays bounded however many principals there are, and a
-//! principal evicted from it starts again with a full bucket (only ever more lenient).
+//! A bucket holds up to `burst` tokens and refills at a steady rate. Buckets live in an LRU of
+//! [`MAX_BUCKETS`]: memory stays bounded however many keys there are, and a key evicted from
+//! it starts again with a full bucket (only ever more lenient).
 
+use std::borrow::Borrow;
+use std::hash::Hash;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,12 +20,13 @@ pub const MAX_BUCKETS: NonZeroUsize = match NonZeroUsize::new(16 * 1024) {
     None => unreachable!(),
 };
 
-/// Token buckets by principal name.
+/// Token buckets by key (a principal name unless said otherwise).
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K: Hash + Eq = String> {
+    /// Tokens per second.
     rate: f64,
     burst: f64,
-    buckets: Mutex<LruCache<String, Bucket>>,
+    buckets: Mutex<LruCache<K, Bucket>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -39,28 +44,43 @@ impl RateLimiter {
     }
 
     fn with_capacity(requests_per_second: u32, burst: u32, capacity: NonZeroUsize) -> Self {
+        RateLimiter::with_rate(f64::from(requests_per_second.max(1)), burst, capacity)
+    }
+}
+
+impl<K: Hash + Eq> RateLimiter<K> {
+    /// `per_minute` sustained (at least 1), `burst` at once (at least 1).
+    pub fn per_minute(per_minute: u32, burst: u32) -> Self {
+        Self::with_rate(f64::from(per_minute.max(1)) / 60.0, burst, MAX_BUCKETS)
+    }
+
+    fn with_rate(per_second: f64, burst: u32, capacity: NonZeroUsize) -> Self {
         Self {
-            rate: f64::from(requests_per_second.max(1)),
+            rate: per_second,
             burst: f64::from(burst.max(1)),
             buckets: Mutex::new(LruCache::new(capacity)),
         }
     }
 
-    /// Takes one request from `principal`'s bucket at `now`; `Err` with the time until the
-    /// next one is available when the bucket is empty.
-    pub fn check(&self, principal: &str, now: Instant) -> Result<(), Duration> {
+    /// Takes one token from `key`'s bucket at `now`; `Err` with the time until the next one
+    /// is available when the bucket is empty.
+    pub fn check<Q>(&self, key: &Q, now: Instant) -> Result<(), Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = match buckets.get_mut(principal) {
+        let bucket = match buckets.get_mut(key) {
             Some(b) => b,
             None => {
                 buckets.put(
-                    principal.to_owned(),
+                    key.to_owned(),
                     Bucket {
                         tokens: self.burst,
                         at: now,
                     },
                 );
-                buckets.get_mut(principal).expect("just inserted")
+                buckets.get_mut(key).expect("just inserted")
             }
         };
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
@@ -71,6 +91,19 @@ impl RateLimiter {
             Ok(())
         } else {
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+        }
+    }
+
+    /// Gives back the token [`RateLimiter::check`] took for `key` (capped at `burst`); a
+    /// bucket no longer held stays gone (it would start full anyway).
+    pub fn refund<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.peek_mut(key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
         }
     }
 
@@ -107,6 +140,29 @@ mod tests {
         assert!(limiter
             .check("alice", t0 + Duration::from_millis(500))
             .is_err());
+    }
+
+    #[test]
+    fn per_minute_refills_slowly_and_refunds_give_back() {
+        let limiter: RateLimiter<u32> = RateLimiter::per_minute(10, 2);
+        let t0 = Instant::now();
+        assert!(limiter.check(&1, t0).is_ok());
+        assert!(limiter.check(&1, t0).is_ok());
+        assert_eq!(limiter.check(&1, t0), Err(Duration::from_secs(6)));
+        limiter.refund(&1);
+        assert!(limiter.check(&1, t0).is_ok());
+        assert!(limiter.check(&1, t0 + Duration::from_secs(5)).is_err());
+        assert!(limiter.check(&1, t0 + Duration::from_secs(7)).is_ok());
+        // A refund never raises a bucket above its burst.
+        for _ in 0..5 {
+            limiter.refund(&2);
+        }
+        let _ = limiter.check(&2, t0);
+        for _ in 0..5 {
+            limiter.refund(&2);
+        }
+        assert!(limiter.check(&2, t0).is_ok() && limiter.check(&2, t0).is_ok());
+        assert!(limiter.check(&2, t0).is_err());
     }
 
     #[test]

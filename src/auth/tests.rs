@@ -45,6 +45,15 @@ fn token_expired_and_bad_signature() {
     assert_eq!(key.verify("a.b", now), Err(TokenError::Malformed));
 }
 
+/// A caller with `headers` and `certificate`, from no address.
+fn at<'a>(headers: &'a HeaderMap, certificate: Option<&'a ClientCertificate>) -> Caller<'a> {
+    Caller {
+        headers: Some(headers),
+        certificate,
+        remote: None,
+    }
+}
+
 #[allow(non_snake_case)]
 fn URL_SAFE_NO_PAD_ENCODE(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
@@ -106,28 +115,28 @@ async fn basic_bearer_and_anonymous() {
     };
     let repo = Some("library/alpine");
     assert_eq!(
-        auth.authenticate(&req(basic("alice", "s3cret")), None, repo)
+        auth.authenticate(&at(&req(basic("alice", "s3cret")), None), repo)
             .await
             .unwrap()
             .name,
         "alice"
     );
     assert_eq!(
-        auth.authenticate(&req(basic("alice", "nope")), None, repo)
+        auth.authenticate(&at(&req(basic("alice", "nope")), None), repo)
             .await,
         Err(Failure::BadPassword)
     );
     assert_eq!(
-        auth.authenticate(&req(basic("mallory", "s3cret")), None, repo)
+        auth.authenticate(&at(&req(basic("mallory", "s3cret")), None), repo)
             .await,
         Err(Failure::UnknownUser)
     );
     assert_eq!(
-        auth.authenticate(&req(None), None, repo).await,
+        auth.authenticate(&at(&req(None), None), repo).await,
         Err(Failure::MissingCredentials)
     );
     assert_eq!(
-        auth.authenticate(&req(Some("Bearer ci-token-value".into())), None, repo)
+        auth.authenticate(&at(&req(Some("Bearer ci-token-value".into())), None), repo)
             .await
             .unwrap()
             .name,
@@ -140,17 +149,19 @@ async fn basic_bearer_and_anonymous() {
         .sign(&claims(SystemTime::now(), Duration::from_secs(60)));
     let bearer = Some(format!("Bearer {token}"));
     assert!(auth
-        .authenticate(&req(bearer.clone()), None, repo)
+        .authenticate(&at(&req(bearer.clone()), None), repo)
         .await
         .is_ok());
     assert_eq!(
-        auth.authenticate(&req(bearer), None, Some("library/nginx"))
+        auth.authenticate(&at(&req(bearer), None), Some("library/nginx"))
             .await,
         Err(Failure::InsufficientScope)
     );
     let open = Arc::new(Auth::new(true, false));
     assert_eq!(
-        open.authenticate(&req(None), None, repo).await.unwrap(),
+        open.authenticate(&at(&req(None), None), repo)
+            .await
+            .unwrap(),
         Principal::anonymous()
     );
 }
@@ -222,23 +233,298 @@ async fn a_verified_certificate_is_its_principal_and_wins_over_headers() {
     };
     let mapped = cert("CN=ci-runner,O=Example");
     assert_eq!(
-        auth.authenticate(&headers, Some(&mapped), None).await,
+        auth.authenticate(&at(&headers, Some(&mapped)), None).await,
         Ok(ci)
     );
     // Unmapped (and undecodable) subjects are refused, not served as anonymous or by the
     // bearer token.
     for subject in ["CN=someone-else,O=Example", ""] {
         assert_eq!(
-            auth.authenticate(&headers, Some(&cert(subject)), None)
+            auth.authenticate(&at(&headers, Some(&cert(subject))), None)
                 .await,
             Err(Failure::UnknownCertificate)
         );
     }
     // Without a certificate, the header decides.
     assert_eq!(
-        auth.authenticate(&headers, None, None).await.unwrap().name,
+        auth.authenticate(&at(&headers, None), None)
+            .await
+            .unwrap()
+            .name,
         "bot"
     );
     assert_eq!(Failure::UnknownCertificate.as_str(), "unknown_certificate");
     assert!(!format!("{auth:?}").contains("bot-token"));
+}
+
+fn rule(principals: &[&str], groups: &[&str], pull: &[&str]) -> AccessRule {
+    AccessRule {
+        principals: principals.iter().map(|s| s.to_string()).collect(),
+        groups: groups.iter().map(|s| s.to_string()).collect(),
+        pull: pull.iter().map(|p| p.parse().unwrap()).collect(),
+    }
+}
+
+fn basic_headers(user: &str, password: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let value = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+    headers
+}
+
+/// alice (group dev) may pull Docker Hub's official images; ci `team/**` on registry.test.
+fn scoped_auth() -> Auth {
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    Auth::new(false, false)
+        .with_htpasswd(&format!("alice:{hash}"))
+        .unwrap()
+        .with_token_key(TokenKey::new(KEY), Duration::from_secs(60))
+        .with_registries(["docker.io".to_owned(), "registry.test".to_owned()])
+        .with_access(
+            [("dev".to_owned(), vec!["alice".to_owned()])].into(),
+            Some(vec![
+                rule(&[], &["dev"], &["docker.io/library/*"]),
+                rule(&["ci"], &[], &["registry.test/team/**"]),
+            ]),
+        )
+}
+
+#[test]
+fn may_pull_anywhere_maps_names_as_the_proxy_does() {
+    let auth = scoped_auth();
+    let registries = &auth.registries;
+    let alice = auth.grant(Principal::named("alice"));
+    // `alpine` is `library/alpine` on Docker Hub.
+    assert!(alice.may_pull_anywhere(registries, "alpine"));
+    assert!(alice.may_pull_anywhere(registries, "library/nginx"));
+    assert!(!alice.may_pull_anywhere(registries, "bitnami/redis"));
+    // Not under an upstream that is not configured.
+    assert!(!alice.may_pull_anywhere(&["registry.test".to_owned()], "library/nginx"));
+    let ci = auth.grant(Principal::named("ci"));
+    assert!(ci.may_pull_anywhere(registries, "team/app"));
+    assert!(!ci.may_pull_anywhere(&["docker.io".to_owned()], "team/app"));
+    // Without access rules every name is granted, upstreams or not.
+    let open = Auth::new(true, false).grant(Principal::anonymous());
+    assert!(open.may_pull_anywhere(&[], "anything"));
+}
+
+#[tokio::test]
+async fn tokens_carry_only_the_scopes_the_principal_may_pull() {
+    let auth = scoped_auth();
+    let metrics = crate::metrics::Metrics::new();
+    let headers = basic_headers("alice", "s3cret");
+    let response = auth
+        .issue(
+            &at(&headers, None),
+            "service=trustgate&scope=repository:alpine:pull\
+             &scope=repository:bitnami/redis:pull+repository:library/nginx:pull",
+            metrics.http(),
+        )
+        .await;
+    // Denied scopes are left out, the token is still issued.
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let token = json["token"].as_str().unwrap();
+    let claims = auth
+        .key
+        .as_ref()
+        .unwrap()
+        .verify(token, SystemTime::now())
+        .unwrap();
+    let names: Vec<&str> = claims.access.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["alpine", "library/nginx"]);
+
+    // With that token: a scope it lacks but could get is a 401 insufficient_scope; a
+    // repository alice may pull from no upstream passes on as alice, for the handler's
+    // access check to answer 403 DENIED.
+    let mut bearer = HeaderMap::new();
+    bearer.insert(
+        header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    let caller = at(&bearer, None);
+    assert_eq!(
+        auth.authenticate(&caller, Some("alpine"))
+            .await
+            .unwrap()
+            .name,
+        "alice"
+    );
+    assert_eq!(
+        auth.authenticate(&caller, Some("library/busybox")).await,
+        Err(Failure::InsufficientScope)
+    );
+    let passed = auth
+        .authenticate(&caller, Some("bitnami/redis"))
+        .await
+        .unwrap();
+    assert_eq!(passed.name, "alice");
+    assert!(!auth.grant(passed).may_pull("docker.io", "bitnami/redis"));
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_address_without_bcrypt() {
+    let auth = scoped_auth().with_login_failures(1, 3);
+    let headers = basic_headers("alice", "wrong");
+    let from = |ip: &str| Caller {
+        headers: Some(&headers),
+        certificate: None,
+        remote: Some(ip.parse().unwrap()),
+    };
+    let checks = || {
+        auth.passwords
+            .checks
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            auth.authenticate(&from("192.0.2.1"), None).await,
+            Err(Failure::BadPassword)
+        );
+    }
+    assert_eq!(checks(), 3);
+    let throttled = auth.authenticate(&from("192.0.2.1"), None).await;
+    let Err(failure @ Failure::LoginThrottled { retry_after }) = throttled else {
+        panic!("{throttled:?}");
+    };
+    assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(60));
+    // No bcrypt check for a throttled attempt, even with the right password.
+    let right = basic_headers("alice", "s3cret");
+    let caller = Caller {
+        headers: Some(&right),
+        certificate: None,
+        remote: Some("192.0.2.1".parse().unwrap()),
+    };
+    assert!(matches!(
+        auth.authenticate(&caller, None).await,
+        Err(Failure::LoginThrottled { .. })
+    ));
+    assert_eq!(checks(), 3);
+    // Another address has its own bucket.
+    assert_eq!(
+        auth.authenticate(&from("192.0.2.2"), None).await,
+        Err(Failure::BadPassword)
+    );
+    assert_eq!(checks(), 4);
+    // The answer: 429 TOOMANYREQUESTS with Retry-After, counted as login_throttled.
+    let metrics = crate::metrics::Metrics::new();
+    let response = auth.refuse(failure, None, None, Some(metrics.http()));
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().get(header::RETRY_AFTER).is_some());
+    assert_eq!(failure.as_str(), "login_throttled");
+    assert!(metrics
+        .render()
+        .contains("trustgate_auth_failures_total{reason=\"login_throttled\"} 1"));
+}
+
+#[tokio::test]
+async fn successful_logins_do_not_count_against_the_limit() {
+    let auth = scoped_auth()
+        .with_login_failures(1, 2)
+        .with_password_cache(Duration::ZERO);
+    let bad = basic_headers("alice", "wrong");
+    let good = basic_headers("alice", "s3cret");
+    let caller = |headers| Caller {
+        headers: Some(headers),
+        certificate: None,
+        remote: Some("2001:db8::1".parse().unwrap()),
+    };
+    assert!(auth.authenticate(&caller(&bad), None).await.is_err());
+    for _ in 0..5 {
+        assert!(auth.authenticate(&caller(&good), None).await.is_ok());
+    }
+    assert_eq!(
+        auth.authenticate(&caller(&bad), None).await,
+        Err(Failure::BadPassword)
+    );
+    // An address in the same /64 shares the bucket, now empty.
+    let neighbour = Caller {
+        remote: Some("2001:db8::ffff:1".parse().unwrap()),
+        ..caller(&good)
+    };
+    assert!(matches!(
+        auth.authenticate(&neighbour, None).await,
+        Err(Failure::LoginThrottled { .. })
+    ));
+}
+
+#[tokio::test]
+async fn unknown_users_pay_the_same_bcrypt_check() {
+    let auth = scoped_auth();
+    let checks = || {
+        auth.passwords
+            .checks
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let unknown = basic_headers("mallory", "s3cret");
+    assert_eq!(
+        auth.authenticate(&at(&unknown, None), None).await,
+        Err(Failure::UnknownUser)
+    );
+    assert_eq!(checks(), 1);
+    let wrong = basic_headers("alice", "nope");
+    assert_eq!(
+        auth.authenticate(&at(&wrong, None), None).await,
+        Err(Failure::BadPassword)
+    );
+    assert_eq!(checks(), 2);
+    // The same words for both.
+    assert_eq!(
+        Failure::UnknownUser.message(),
+        Failure::BadPassword.message()
+    );
+}
+
+#[tokio::test]
+async fn a_verified_certificate_gets_a_token() {
+    let ci = Principal::named("ci");
+    let auth = scoped_auth().with_certificate("CN=ci-runner,O=Example", ci);
+    let metrics = crate::metrics::Metrics::new();
+    let headers = basic_headers("alice", "wrong");
+    let cert = |s: &str| ClientCertificate {
+        subject: s.to_owned(),
+    };
+    let mapped = cert("CN=ci-runner,O=Example");
+    // The certificate wins over the (wrong) Basic credentials.
+    let response = auth
+        .issue(
+            &at(&headers, Some(&mapped)),
+            "scope=repository:team/app:pull&scope=repository:alpine:pull",
+            metrics.http(),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let claims = auth
+        .key
+        .as_ref()
+        .unwrap()
+        .verify(json["token"].as_str().unwrap(), SystemTime::now())
+        .unwrap();
+    assert_eq!(claims.sub, "ci");
+    let names: Vec<&str> = claims.access.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["team/app"]);
+    assert_eq!(
+        auth.passwords
+            .checks
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+
+    let unknown = cert("CN=someone-else,O=Example");
+    let response = auth
+        .issue(&at(&headers, Some(&unknown)), "", metrics.http())
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }

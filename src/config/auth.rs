@@ -12,6 +12,8 @@
 //!     - {principals: [ci], pull: ["docker.io/library/**"]}
 //!     - {groups: [dev], pull: ["registry.example.internal/team/**"]}
 //!   rate_limit: {requests_per_second: 20, burst: 100}   # per principal; 429 beyond
+//!   login_failures: {burst: 10, per_minute: 10}  # failed Basic logins per client address
+//!   password_cache_ttl: 1m                 # successful Basic checks remembered; 0s: off
 //!   client_certificates:                   # mTLS; needs server.tls
 //!     ca_file: /etc/trustgate/client-ca.crt   # PEM bundle client certificates must chain to
 //!     required: false                      # true: no handshake without a certificate
@@ -24,6 +26,19 @@
 //! `registry/repository` with the registry the request goes to). They only grant: a pull is
 //! allowed when any rule naming the principal, one of its groups, or `"*"` has a matching
 //! pattern, so specificity cannot change an answer and is not needed here.
+//!
+//! `login_failures` (default as above) throttles failed Basic logins per client address (IPv6
+//! by /64), at `/token` and on `/v2/*` alike: every attempt takes one of `burst`, a success
+//! gives it back, and `per_minute` come back over time. With none left an address gets `429`
+//! `TOOMANYREQUESTS` with `Retry-After`, without a password check. Clients behind one NAT or
+//! proxy share an address: raise `burst` there rather than lock them out together.
+//!
+//! `password_cache_ttl` (default `1m`) remembers successful Basic checks so that clients
+//! sending their password on every request pay bcrypt once per period, not per request;
+//! a changed or removed htpasswd entry is checked anew, failures are never remembered.
+//!
+//! Tokens from `/token` carry only the repositories the principal may pull from at least
+//! one configured upstream; the others are left out of the token (see `crate::auth`).
 //!
 //! Files are read by [`super::Config::auth`], never kept here; their content becomes a
 //! [`super::Secret`] or a bcrypt hash and never appears in `Debug` or errors. The CRLs are
@@ -91,6 +106,33 @@ pub struct AuthConfig {
     /// mTLS: client certificates and the principals their subjects stand for.
     #[serde(default)]
     pub client_certificates: Option<ClientCertificatesConfig>,
+    /// Failed Basic logins allowed per client address.
+    #[serde(default)]
+    pub login_failures: LoginFailuresConfig,
+    /// How long a successful Basic check is remembered; default `1m`, `0s`: not at all.
+    #[serde(
+        default = "AuthConfig::default_password_cache_ttl",
+        deserialize_with = "values::duration"
+    )]
+    pub password_cache_ttl: Duration,
+}
+
+/// `auth.login_failures`: a token bucket of failed Basic logins per client address.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginFailuresConfig {
+    /// Failures allowed at once (at least 1); default 10.
+    #[serde(
+        default = "LoginFailuresConfig::default_burst",
+        deserialize_with = "positive"
+    )]
+    pub burst: u32,
+    /// Failures given back per minute (at least 1); default 10 (one every 6 s).
+    #[serde(
+        default = "LoginFailuresConfig::default_per_minute",
+        deserialize_with = "positive"
+    )]
+    pub per_minute: u32,
 }
 
 /// `auth.client_certificates`: which CA client certificates must chain to, and which subject
@@ -219,5 +261,30 @@ pub struct StaticTokenConfig {
 impl AuthConfig {
     fn default_ttl() -> Duration {
         Duration::from_secs(300)
+    }
+
+    fn default_password_cache_ttl() -> Duration {
+        crate::auth::Auth::DEFAULT_PASSWORD_CACHE_TTL
+    }
+}
+
+// === impl LoginFailuresConfig ===
+
+impl Default for LoginFailuresConfig {
+    fn default() -> Self {
+        Self {
+            burst: Self::default_burst(),
+            per_minute: Self::default_per_minute(),
+        }
+    }
+}
+
+impl LoginFailuresConfig {
+    fn default_burst() -> u32 {
+        crate::auth::Auth::DEFAULT_LOGIN_FAILURES_BURST
+    }
+
+    fn default_per_minute() -> u32 {
+        crate::auth::Auth::DEFAULT_LOGIN_FAILURES_PER_MINUTE
     }
 }

@@ -68,8 +68,8 @@ use self::locate::{Seg, Source};
 pub const MIN_TRUST_STATE_KEY: usize = 32;
 pub use self::{
     auth::{
-        AccessRule, AuthConfig, CertificatePrincipal, ClientCertificatesConfig, RateLimitConfig,
-        StaticTokenConfig, MIN_TOKEN_KEY,
+        AccessRule, AuthConfig, CertificatePrincipal, ClientCertificatesConfig,
+        LoginFailuresConfig, RateLimitConfig, StaticTokenConfig, MIN_TOKEN_KEY,
     },
     error::{ConfigError, Location},
     limits::LimitsConfig,
@@ -496,7 +496,12 @@ impl Config {
                 reason,
             });
         }
-        built = built.with_access(auth.groups.clone(), auth.access.clone());
+        built = built
+            .with_access(auth.groups.clone(), auth.access.clone())
+            // Every upstream: a token scope is left out only when none would serve the name.
+            .with_registries(self.upstreams.iter().map(|u| u.registry.clone()))
+            .with_login_failures(auth.login_failures.per_minute, auth.login_failures.burst)
+            .with_password_cache(auth.password_cache_ttl);
         if let Some(limit) = &auth.rate_limit {
             built = built.with_rate_limit(limit.requests_per_second, limit.burst);
         }

@@ -1380,6 +1380,27 @@ fn auth_shape_errors_point_at_their_line() {
         "{requests",
         &["auth.rate_limit", "at least 1"],
     );
+    expect_err(
+        &with_auth(&["  login_failures: {burst: 0}"]),
+        8,
+        "{burst",
+        &["auth.login_failures", "at least 1"],
+    );
+    let config = Config::from_yaml(&with_auth(&[
+        "  login_failures: {per_minute: 3}",
+        "  password_cache_ttl: 0s",
+    ]))
+    .unwrap();
+    let auth = config.auth.as_ref().unwrap();
+    assert_eq!(
+        (auth.login_failures.burst, auth.login_failures.per_minute),
+        (10, 3)
+    );
+    assert_eq!(auth.password_cache_ttl, Duration::ZERO);
+    let config = Config::from_yaml(&with_auth(&["  anonymous: true"])).unwrap();
+    let auth = config.auth.as_ref().unwrap();
+    assert_eq!(auth.login_failures, LoginFailuresConfig::default());
+    assert_eq!(auth.password_cache_ttl, Duration::from_secs(60));
 }
 
 #[test]

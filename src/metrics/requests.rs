@@ -27,6 +27,7 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "unknown_certificate",
     "access_denied",
     "rate_limited",
+    "login_throttled",
 ];
 
 // === impl HttpMetrics ===

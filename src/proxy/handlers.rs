@@ -25,7 +25,7 @@ const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/
 
 /// Docker Hub keeps official images under `library/`; clients that address trustgate as the
 /// registry may send `nginx` for `library/nginx`.
-pub(super) fn upstream_repo(registry: &str, name: &str) -> String {
+pub(crate) fn upstream_repo(registry: &str, name: &str) -> String {
     if registry == "docker.io" && !name.contains('/') {
         format!("library/{name}")
     } else {

@@ -33,6 +33,8 @@ pub use self::{
     tags::STALE_WINDOW as TAG_STALE_WINDOW,
     verdict::{Verdict, VerdictError, VerdictKind},
 };
+// `auth` grants token scopes by the same mapping the handlers pull by.
+pub(crate) use self::handlers::upstream_repo;
 use crate::{body::Body, cache::Store, metrics::Metrics, oci, records::Records};
 
 /// Limits on what the proxy reads into memory.

@@ -198,6 +198,20 @@ auth:
     {{- end }}
   {{- end }}
   {{- end }}
+  {{- with .loginFailures }}
+  {{- if or .burst .perMinute }}
+  login_failures:
+    {{- with .burst }}
+    burst: {{ int . }}
+    {{- end }}
+    {{- with .perMinute }}
+    per_minute: {{ int . }}
+    {{- end }}
+  {{- end }}
+  {{- end }}
+  {{- with .passwordCacheTtl }}
+  password_cache_ttl: {{ . | quote }}
+  {{- end }}
 {{- end }}
 {{- end }}
 upstreams:
