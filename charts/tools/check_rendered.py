@@ -241,9 +241,9 @@ def main():
             tokens = config["auth"].get("tokens") or []
             check([t["name"] for t in tokens] == [t["name"] for t in auth["tokens"]],
                   "auth.tokens names")
-            failures = auth.get("loginFailures") or {}
-            wanted = {k: failures[v] for k, v in [("burst", "burst"), ("per_minute", "perMinute")]
-                      if failures.get(v)}
+            login = auth.get("loginFailures") or {}
+            wanted = {k: login[v] for k, v in [("burst", "burst"), ("per_minute", "perMinute")]
+                      if login.get(v)}
             check((config["auth"].get("login_failures") or {}) == wanted,
                   "auth.login_failures does not follow auth.loginFailures")
             check(config["auth"].get("password_cache_ttl", "") == auth.get("passwordCacheTtl", ""),
