@@ -379,36 +379,7 @@ fn crls_fail_closed_for_an_issuer_without_one_and_for_a_stale_list() {
     // A second CA in the client CA bundle, with no CRL in `crl_files`. Its own name, so no
     // CRL of the first CA can even be mistaken for its own.
     let second = tempfile::tempdir().expect("tempdir");
-    let (second_key, second_ca) = (second.path().join("ca.key"), second.path().join("ca.crt"));
-    let mut keygen = Command::new("openssl");
-    keygen
-        .args([
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-        ])
-        .arg(&second_key);
-    assert!(run_bounded(&mut keygen, b"", "openssl").status.success());
-    let mut ca = Command::new("openssl");
-    ca.args([
-        "req",
-        "-new",
-        "-x509",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=second test CA",
-    ])
-    .args(["-addext", "basicConstraints=critical,CA:true"])
-    .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-    .arg("-key")
-    .arg(&second_key)
-    .arg("-out")
-    .arg(&second_ca);
-    assert!(run_bounded(&mut ca, b"", "openssl").status.success());
+    let second_ca = TlsFiles::ca(second.path(), "second test CA");
     let unlisted = issue_client(second.path(), "unlisted", subject);
     let bundle = fs::read_to_string(&tls.ca_cert).expect("read CA")
         + &fs::read_to_string(&second_ca).expect("read second CA");
@@ -491,42 +462,7 @@ fn file_serial_of(stdin: &[u8], file: Option<&Path>) -> String {
 /// `server.crt`/`server.key` (each file replaced at once, as a Secret update does).
 fn renew_server_certificate(tls: &TlsFiles, dir: &Path) {
     let (key, cert) = (dir.join("renewed.key"), dir.join("renewed.crt"));
-    let mut keygen = Command::new("openssl");
-    keygen
-        .args([
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-        ])
-        .arg(&key);
-    assert!(run_bounded(&mut keygen, b"", "openssl").status.success());
-    let mut issue = Command::new("openssl");
-    issue
-        .args([
-            "req",
-            "-new",
-            "-x509",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:false"])
-        .args(["-addext", "extendedKeyUsage=serverAuth"])
-        .arg("-key")
-        .arg(&key)
-        .arg("-CA")
-        .arg(&tls.ca_cert)
-        .arg("-CAkey")
-        .arg(dir.join("ca.key"))
-        .arg("-out")
-        .arg(&cert);
-    let out = run_bounded(&mut issue, b"", "openssl");
-    assert!(out.status.success(), "openssl req: {out:?}");
+    TlsFiles::server_pair(dir, "127.0.0.1", "IP:127.0.0.1", &cert, &key);
     fs::rename(&key, &tls.server_key).expect("replace server.key");
     fs::rename(&cert, &tls.server_cert).expect("replace server.crt");
 }

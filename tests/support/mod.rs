@@ -950,28 +950,41 @@ impl TlsFiles {
     /// issued in `dir` for common name `cn` and subject alternative name `san`
     /// (`IP:127.0.0.1`, `DNS:registry-1.docker.io`), valid for a few days.
     pub fn issue(dir: &Path, cn: &str, san: &str) -> TlsFiles {
-        let ca_key = dir.join("ca.key");
         let files = TlsFiles {
-            ca_cert: dir.join("ca.crt"),
+            ca_cert: TlsFiles::ca(dir, "trustgate test CA"),
             server_cert: dir.join("server.crt"),
             server_key: dir.join("server.key"),
         };
-        for key in [&ca_key, &files.server_key] {
-            ec_key(key);
-        }
+        TlsFiles::server_pair(dir, cn, san, &files.server_cert, &files.server_key);
+        files
+    }
+
+    /// A throw-away CA in `dir`: a P-256 `ca.key` and the self-signed `ca.crt` it names
+    /// `/CN=<name>`, valid for a few days. Returns the certificate's path.
+    pub fn ca(dir: &Path, name: &str) -> PathBuf {
+        let (key, cert) = (dir.join("ca.key"), dir.join("ca.crt"));
+        ec_key(&key);
         run_ok(
             Command::new("openssl")
                 .args(["req", "-new", "-x509", "-days", "30"])
-                .args(["-subj", "/CN=trustgate test CA"])
+                .arg("-subj")
+                .arg(format!("/CN={name}"))
                 .args(["-addext", "basicConstraints=critical,CA:true"])
                 .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
                 .arg("-key")
-                .arg(&ca_key)
+                .arg(&key)
                 .arg("-out")
-                .arg(&files.ca_cert),
+                .arg(&cert),
             b"",
             "openssl",
         );
+        cert
+    }
+
+    /// A new key at `key` and a `serverAuth` certificate at `cert` for common name `cn` and
+    /// subject alternative name `san`, issued by the CA [`TlsFiles::ca`] left in `dir`.
+    pub fn server_pair(dir: &Path, cn: &str, san: &str, cert: &Path, key: &Path) {
+        ec_key(key);
         run_ok(
             Command::new("openssl")
                 .args(["req", "-new", "-x509", "-days", "30"])
@@ -982,17 +995,16 @@ impl TlsFiles {
                 .args(["-addext", "basicConstraints=critical,CA:false"])
                 .args(["-addext", "extendedKeyUsage=serverAuth"])
                 .arg("-key")
-                .arg(&files.server_key)
+                .arg(key)
                 .arg("-CA")
-                .arg(&files.ca_cert)
+                .arg(dir.join("ca.crt"))
                 .arg("-CAkey")
-                .arg(&ca_key)
+                .arg(dir.join("ca.key"))
                 .arg("-out")
-                .arg(&files.server_cert),
+                .arg(cert),
             b"",
             "openssl",
         );
-        files
     }
 
     /// A P-256 key (`<name>.key`) and a `clientAuth` certificate (`<name>.cert`) for
