@@ -13,10 +13,11 @@
 //!   removed htpasswd entry misses. Failed checks are never cached, and the LRU holds at most
 //!   [`CACHE_ENTRIES`].
 //! - **Failed logins are throttled per client address** (`auth.login_failures`, default 10 at
-//!   once, refilling 10 per minute), in the bounded LRU token buckets of [`super::rate`]: every
-//!   Basic attempt takes a token before anything else (cache included, or the cache would
-//!   answer guesses for free) and a successful one gives it back. An empty bucket is a `429`
-//!   without a bcrypt check. IPv6 clients are counted by their /64, which one host usually
+//!   once, refilling 10 per minute), in the bounded LRU token buckets of [`super::rate`]:
+//!   every Basic attempt is refused while its address's bucket is empty (before the cache,
+//!   or the cache would answer guesses for free), and only a failed one takes a token, so
+//!   clients logging in at once from one address are never refused for succeeding. An empty
+//!   bucket is a `429` without a bcrypt check. IPv6 clients are counted by their /64, which one host usually
 //!   holds whole.
 
 use std::collections::HashMap;
@@ -52,6 +53,9 @@ pub enum Rejected {
     UnknownUser,
     /// The password does not match.
     BadPassword,
+    /// Not checked: the caller's gate refused (its address failed too often), with the time
+    /// until it may try again.
+    Throttled(Duration),
 }
 
 /// The htpasswd users and how their passwords are checked.
@@ -145,12 +149,23 @@ impl Passwords {
         self.users.insert(user.to_owned(), Secret::new(hash));
     }
 
-    /// Checks `password` for `user` (see the module documentation).
-    pub async fn check(&self, user: &str, password: &str) -> Result<(), Rejected> {
+    /// Checks `user`'s `password`. `gate` is asked first, even before the cache: a throttled
+    /// address that could still reach the cache would learn, at the speed of a lookup,
+    /// whether a guess is a password someone logged in with lately (a hit answers, a miss is
+    /// refused). It is asked again once a bcrypt slot is free, so attempts that queued
+    /// while the limit was reached are refused too and at most one check per slot runs past
+    /// it. The gate takes nothing: the caller counts failures only.
+    pub async fn check(
+        &self,
+        user: &str,
+        password: &str,
+        gate: &(dyn Fn() -> Result<(), Duration> + Sync),
+    ) -> Result<(), Rejected> {
         let (hash, known) = match self.users.get(user) {
             Some(hash) => (hash.clone(), true),
             None => (Secret::new(dummy_hash(self.dummy_cost)), false),
         };
+        gate().map_err(Rejected::Throttled)?;
         // Looked up for unknown users too (never a hit: only known users are cached), so both
         // paths do the same work up to bcrypt.
         if let Some(cache) = &self.cache {
@@ -158,6 +173,10 @@ impl Passwords {
                 return Ok(());
             }
         }
+        let Ok(_slot) = self.slots.acquire().await else {
+            return Err(Rejected::BadPassword);
+        };
+        gate().map_err(Rejected::Throttled)?;
         let ok = self.bcrypt(password, &hash).await;
         match (known, ok) {
             (false, _) => Err(Rejected::UnknownUser),
@@ -171,12 +190,9 @@ impl Passwords {
         }
     }
 
-    /// The one bcrypt check, for known and unknown users alike: on the blocking pool, at
-    /// most `slots` at a time.
+    /// The one bcrypt check, for known and unknown users alike, on the blocking pool; the
+    /// caller holds one of the `slots`.
     async fn bcrypt(&self, password: &str, hash: &Secret) -> bool {
-        let Ok(_slot) = self.slots.acquire().await else {
-            return false;
-        };
         #[cfg(test)]
         self.checks
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -281,15 +297,15 @@ impl LoginThrottle {
         }
     }
 
-    /// Takes a token for a Basic attempt from `addr`; `Err` with the time until the next one
-    /// when it has failed too often.
-    pub fn attempt(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
-        self.buckets.check(&bucket_of(addr), now)
+    /// Whether `addr` may try a password at `now` (it has not failed too often); `Err` with
+    /// the time until it may. Takes nothing: only failures count (see [`Self::failed`]).
+    pub fn allowed(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.buckets.peek(&bucket_of(addr), now)
     }
 
-    /// The attempt from `addr` succeeded: it does not count.
-    pub fn succeeded(&self, addr: IpAddr) {
-        self.buckets.refund(&bucket_of(addr));
+    /// A password from `addr` was wrong (or its user unknown): it counts.
+    pub fn failed(&self, addr: IpAddr, now: Instant) {
+        self.buckets.charge(&bucket_of(addr), now);
     }
 
     /// Addresses tracked.
@@ -342,18 +358,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_closed_gate_refuses_before_bcrypt_and_before_the_cache() {
+        let mut passwords = Passwords::new(1, Duration::from_secs(60));
+        passwords.insert("alice", &hash("right", 4));
+        let closed = || Err(Duration::from_secs(6));
+        assert_eq!(
+            passwords.check("alice", "right", &closed).await,
+            Err(Rejected::Throttled(Duration::from_secs(6)))
+        );
+        assert_eq!(passwords.checks.load(Ordering::Relaxed), 0);
+        assert_eq!(passwords.check("alice", "right", &open).await, Ok(()));
+        // Cached now, and still refused: a throttled guesser must not tell a cached
+        // password from a wrong one.
+        for guess in ["right", "wrong"] {
+            assert_eq!(
+                passwords.check("alice", guess, &closed).await,
+                Err(Rejected::Throttled(Duration::from_secs(6)))
+            );
+        }
+        assert_eq!(passwords.checks.load(Ordering::Relaxed), 1);
+    }
+
+    /// A gate that always lets a check through.
+    fn open() -> Result<(), Duration> {
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn successes_are_cached_failures_are_not() {
         let mut passwords = Passwords::new(1, Duration::from_secs(60));
         passwords.insert("alice", &hash("right", 4));
         let checks = |p: &Passwords| p.checks.load(Ordering::Relaxed);
-        assert_eq!(passwords.check("alice", "right").await, Ok(()));
-        assert_eq!(passwords.check("alice", "right").await, Ok(()));
+        assert_eq!(passwords.check("alice", "right", &open).await, Ok(()));
+        assert_eq!(passwords.check("alice", "right", &open).await, Ok(()));
         assert_eq!(checks(&passwords), 1, "the second check is a hit");
         assert_eq!(passwords.cached(), 1);
         // A wrong password after a cached right one still fails, and is not cached.
         for _ in 0..2 {
             assert_eq!(
-                passwords.check("alice", "wrong").await,
+                passwords.check("alice", "wrong", &open).await,
                 Err(Rejected::BadPassword)
             );
         }
@@ -361,22 +404,22 @@ mod tests {
         assert_eq!(passwords.cached(), 1);
         // Another user with the same password is not a hit.
         assert_eq!(
-            passwords.check("bob", "right").await,
+            passwords.check("bob", "right", &open).await,
             Err(Rejected::UnknownUser)
         );
         assert_eq!(checks(&passwords), 4);
         // A changed htpasswd entry misses: the old password no longer works...
         passwords.insert("alice", &hash("new", 4));
         assert_eq!(
-            passwords.check("alice", "right").await,
+            passwords.check("alice", "right", &open).await,
             Err(Rejected::BadPassword)
         );
         assert_eq!(checks(&passwords), 5);
         // ...and the same password under a new hash is checked anew.
         let same = hash("new", 4);
-        assert_eq!(passwords.check("alice", "new").await, Ok(()));
+        assert_eq!(passwords.check("alice", "new", &open).await, Ok(()));
         passwords.insert("alice", &same);
-        assert_eq!(passwords.check("alice", "new").await, Ok(()));
+        assert_eq!(passwords.check("alice", "new", &open).await, Ok(()));
         assert_eq!(checks(&passwords), 7);
     }
 
@@ -418,10 +461,9 @@ mod tests {
         assert_eq!(bucket_of(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
         let throttle = LoginThrottle::new(1, 1);
         let now = Instant::now();
-        assert!(throttle.attempt(ip("2001:db8::1"), now).is_ok());
-        assert!(throttle.attempt(ip("2001:db8::2"), now).is_err());
-        throttle.succeeded(ip("2001:db8::3"));
-        assert!(throttle.attempt(ip("2001:db8::4"), now).is_ok());
+        assert!(throttle.allowed(ip("2001:db8::1"), now).is_ok());
+        throttle.failed(ip("2001:db8::1"), now);
+        assert!(throttle.allowed(ip("2001:db8::2"), now).is_err());
         assert_eq!(throttle.len(), 1);
     }
 }

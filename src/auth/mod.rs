@@ -418,22 +418,22 @@ impl Auth {
         password: &str,
         remote: Option<IpAddr>,
     ) -> Result<(), Failure> {
-        // Without an address (not from the listener) there is no one to throttle.
+        // Without an address (not from the listener) there is no one to throttle. Only
+        // failures count: many clients behind one address logging in at once (a CI fleet, an
+        // ingress) are never refused for succeeding.
+        let gate = || remote.map_or(Ok(()), |addr| self.logins.allowed(addr, Instant::now()));
+        let rejected = match self.passwords.check(user, password, &gate).await {
+            Ok(()) => return Ok(()),
+            Err(login::Rejected::Throttled(retry_after)) => {
+                return Err(Failure::LoginThrottled { retry_after })
+            }
+            Err(login::Rejected::UnknownUser) => Failure::UnknownUser,
+            Err(login::Rejected::BadPassword) => Failure::BadPassword,
+        };
         if let Some(addr) = remote {
-            if let Err(retry_after) = self.logins.attempt(addr, Instant::now()) {
-                return Err(Failure::LoginThrottled { retry_after });
-            }
+            self.logins.failed(addr, Instant::now());
         }
-        match self.passwords.check(user, password).await {
-            Ok(()) => {
-                if let Some(addr) = remote {
-                    self.logins.succeeded(addr);
-                }
-                Ok(())
-            }
-            Err(login::Rejected::UnknownUser) => Err(Failure::UnknownUser),
-            Err(login::Rejected::BadPassword) => Err(Failure::BadPassword),
-        }
+        Err(rejected)
     }
 
     /// The principal of a verified client certificate (see the module documentation).

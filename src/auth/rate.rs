@@ -83,8 +83,7 @@ impl<K: Hash + Eq> RateLimiter<K> {
                 buckets.get_mut(key).expect("just inserted")
             }
         };
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
+        bucket.tokens = self.refilled(bucket, now);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -94,17 +93,39 @@ impl<K: Hash + Eq> RateLimiter<K> {
         }
     }
 
-    /// Gives back the token [`RateLimiter::check`] took for `key` (capped at `burst`); a
-    /// bucket no longer held stays gone (it would start full anyway).
-    pub fn refund<Q>(&self, key: &Q)
+    /// Whether `key`'s bucket has a token at `now`, taking none; `Err` with the time until it
+    /// has one. A key without a bucket has a full one.
+    pub fn peek<Q>(&self, key: &Q, now: Instant) -> Result<(), Duration>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(bucket) = buckets.peek_mut(key) {
-            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        let Some(bucket) = buckets.peek_mut(key) else {
+            return Ok(());
+        };
+        let tokens = self.refilled(bucket, now);
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - tokens) / self.rate))
         }
+    }
+
+    /// Takes one token from `key`'s bucket at `now` whether or not it has one (never below
+    /// empty): for what is counted after the fact, a failed login.
+    pub fn charge<Q>(&self, key: &Q, now: Instant)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let _ = self.check(key, now);
+    }
+
+    /// `bucket`'s tokens at `now`, without changing it.
+    fn refilled(&self, bucket: &Bucket, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        (bucket.tokens + elapsed * self.rate).min(self.burst)
     }
 
     /// Buckets held now.
@@ -143,26 +164,22 @@ mod tests {
     }
 
     #[test]
-    fn per_minute_refills_slowly_and_refunds_give_back() {
+    fn per_minute_refills_slowly_and_peeking_takes_nothing() {
         let limiter: RateLimiter<u32> = RateLimiter::per_minute(10, 2);
         let t0 = Instant::now();
-        assert!(limiter.check(&1, t0).is_ok());
-        assert!(limiter.check(&1, t0).is_ok());
-        assert_eq!(limiter.check(&1, t0), Err(Duration::from_secs(6)));
-        limiter.refund(&1);
-        assert!(limiter.check(&1, t0).is_ok());
-        assert!(limiter.check(&1, t0 + Duration::from_secs(5)).is_err());
+        // No bucket yet: full, and peeking makes none.
+        assert!(limiter.peek(&1, t0).is_ok());
+        assert!(limiter.is_empty());
+        limiter.charge(&1, t0);
+        assert!(limiter.peek(&1, t0).is_ok());
+        limiter.charge(&1, t0);
+        assert_eq!(limiter.peek(&1, t0), Err(Duration::from_secs(6)));
+        // Charging an empty bucket keeps it empty, not below.
+        limiter.charge(&1, t0);
+        assert!(limiter.peek(&1, t0 + Duration::from_secs(5)).is_err());
+        assert!(limiter.peek(&1, t0 + Duration::from_secs(7)).is_ok());
         assert!(limiter.check(&1, t0 + Duration::from_secs(7)).is_ok());
-        // A refund never raises a bucket above its burst.
-        for _ in 0..5 {
-            limiter.refund(&2);
-        }
-        let _ = limiter.check(&2, t0);
-        for _ in 0..5 {
-            limiter.refund(&2);
-        }
-        assert!(limiter.check(&2, t0).is_ok() && limiter.check(&2, t0).is_ok());
-        assert!(limiter.check(&2, t0).is_err());
+        assert!(limiter.check(&1, t0 + Duration::from_secs(7)).is_err());
     }
 
     #[test]

@@ -456,6 +456,24 @@ async fn successful_logins_do_not_count_against_the_limit() {
 }
 
 #[tokio::test]
+async fn many_logins_at_once_from_one_address_are_not_throttled_for_succeeding() {
+    // A CI fleet behind one address, all logging in at once before any is cached: only
+    // failures count, so none is refused however many are in flight.
+    let auth = scoped_auth()
+        .with_login_failures(1, 2)
+        .with_password_cache(Duration::ZERO);
+    let good = basic_headers("alice", "s3cret");
+    let caller = Caller {
+        headers: Some(&good),
+        certificate: None,
+        remote: Some("192.0.2.9".parse().unwrap()),
+    };
+    let all =
+        futures_util::future::join_all((0..8).map(|_| auth.authenticate(&caller, None))).await;
+    assert!(all.iter().all(Result::is_ok), "{all:?}");
+}
+
+#[tokio::test]
 async fn unknown_users_pay_the_same_bcrypt_check() {
     let auth = scoped_auth();
     let checks = || {

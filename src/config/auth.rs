@@ -28,8 +28,8 @@
 //! pattern, so specificity cannot change an answer and is not needed here.
 //!
 //! `login_failures` (default as above) throttles failed Basic logins per client address (IPv6
-//! by /64), at `/token` and on `/v2/*` alike: every attempt takes one of `burst`, a success
-//! gives it back, and `per_minute` come back over time. With none left an address gets `429`
+//! by /64), at `/token` and on `/v2/*` alike: each failure takes one of `burst` (successes
+//! take none), and `per_minute` come back over time. With none left an address gets `429`
 //! `TOOMANYREQUESTS` with `Retry-After`, without a password check. Clients behind one NAT or
 //! proxy share an address: raise `burst` there rather than lock them out together.
 //!
