@@ -1,22 +1,21 @@
 //! The decision record of one request, made where its answer is final ([`Proxy::handle`]):
 //! one per manifest (GET and HEAD), blob, referrers and tags/list request.
 
-use http::{HeaderMap, Method, Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 
 use super::{handlers::upstream_repo, Proxy, ProxyError};
 use crate::{
     body::Body,
-    oci::{Endpoint, Reference, Route},
-    records::{now_rfc3339, Record, RecordKind, RecordVerdict},
+    oci::{Endpoint, ReadMethod, Reference, Route},
+    records::{Record, RecordKind, RecordVerdict},
     server::{RemoteAddr, X_REQUEST_ID},
 };
 
 /// What [`Proxy::handle`] keeps of the request for its record.
 pub(super) struct Asked {
     pub request_id: String,
-    pub client: String,
+    pub client: Option<std::net::SocketAddr>,
     pub principal: String,
-    pub method: Method,
 }
 
 impl Asked {
@@ -31,14 +30,12 @@ impl Asked {
             client: req
                 .extensions()
                 .get::<RemoteAddr>()
-                .map(|RemoteAddr(peer)| peer.to_string())
-                .unwrap_or_default(),
+                .map(|RemoteAddr(peer)| *peer),
             principal: req
                 .extensions()
                 .get::<crate::auth::Principal>()
                 .map(|p| p.name.clone())
                 .unwrap_or_else(|| "anonymous".to_owned()),
-            method: req.method().clone(),
         }
     }
 }
@@ -78,14 +75,14 @@ impl Proxy {
                 (
                     format!("{}/{repo}", upstream.registry()),
                     decision.pattern().to_owned(),
-                    decision.action().to_string(),
-                    decision.trust().map(|t| t.verifier.to_string()),
+                    decision.action().as_str(),
+                    decision.trust().map(|t| t.verifier),
                 )
             }
             None => (
                 format!("{}/{}", ns.unwrap_or_default(), name.as_str()),
                 String::new(),
-                String::new(),
+                "",
                 None,
             ),
         };
@@ -119,7 +116,7 @@ impl Proxy {
         };
         let (verdict, reason, digest) = match outcome {
             Ok(response) => {
-                let reason = match action.as_str() {
+                let reason = match action {
                     "verify" => "verified".to_owned(),
                     "audit" => "allowed (audit)".to_owned(),
                     _ => "allowed without verification".to_owned(),
@@ -145,11 +142,14 @@ impl Proxy {
             Err(e) => (RecordVerdict::Error, e.to_string(), asked_digest),
         };
         Some(Record {
-            time: now_rfc3339(),
+            time: std::time::SystemTime::now(),
             request_id: asked.request_id,
             client: asked.client,
             principal: asked.principal,
-            method: asked.method.to_string(),
+            method: match route.method {
+                ReadMethod::Head => "HEAD",
+                ReadMethod::Get => "GET",
+            },
             kind,
             image,
             digest,

@@ -12,9 +12,10 @@
 mod file;
 mod webhook;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::config::RecordsConfig;
 use crate::metrics::RecordsMetrics;
+use crate::policy::VerifierKind;
 
 pub use self::webhook::cloud_event;
 
@@ -44,17 +46,21 @@ pub enum RecordVerdict {
     Error,
 }
 
-/// One decision.
+/// One decision. Built on the request's path, so what can wait (the time and client address
+/// in words, the verifier's name) is kept as values and formatted only when a sink serialises
+/// the record, on its own thread.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Record {
     /// RFC 3339, UTC.
-    pub time: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
     pub request_id: String,
-    /// `ip:port` of the client connection.
-    pub client: String,
+    /// `ip:port` of the client connection (empty when unknown).
+    #[serde(serialize_with = "display_or_empty")]
+    pub client: Option<SocketAddr>,
     pub principal: String,
     /// `GET` or `HEAD`.
-    pub method: String,
+    pub method: &'static str,
     pub kind: RecordKind,
     /// `registry/repository[:tag|@digest]`.
     pub image: String,
@@ -62,20 +68,45 @@ pub struct Record {
     pub digest: Option<String>,
     /// The rule's pattern, or `default`.
     pub rule: String,
-    /// `verify`, `audit`, `allow` or `deny`.
-    pub action: String,
+    /// `verify`, `audit`, `allow` or `deny` (empty for a registry no upstream serves).
+    pub action: &'static str,
     /// The rule's verifier, when it has one.
-    pub verifier: Option<String>,
+    #[serde(serialize_with = "display_opt")]
+    pub verifier: Option<VerifierKind>,
     pub verdict: RecordVerdict,
     /// Why, in words.
     pub reason: String,
 }
 
-/// The current time in RFC 3339 (UTC).
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
+/// `time` in RFC 3339 (UTC).
+pub fn rfc3339_of(time: SystemTime) -> String {
+    time::OffsetDateTime::from(time)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339_of(*time))
+}
+
+fn display_or_empty<S: serde::Serializer>(
+    value: &Option<SocketAddr>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_str(""),
+    }
+}
+
+fn display_opt<S: serde::Serializer>(
+    value: &Option<VerifierKind>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
 }
 
 /// One sink's queue.

@@ -4,17 +4,17 @@ use super::*;
 
 fn record(id: &str) -> Record {
     Record {
-        time: "2026-12-03T09:00:00Z".to_owned(),
+        time: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_288_400),
         request_id: id.to_owned(),
-        client: "127.0.0.1:1234".to_owned(),
+        client: Some("127.0.0.1:1234".parse().unwrap()),
         principal: "anonymous".to_owned(),
-        method: "GET".to_owned(),
+        method: "GET",
         kind: RecordKind::Manifest,
         image: "r.example/app:v1".to_owned(),
         digest: Some(format!("sha256:{}", "a".repeat(64))),
         rule: "r.example/**".to_owned(),
-        action: "verify".to_owned(),
-        verifier: Some("cosign".to_owned()),
+        action: "verify",
+        verifier: Some(crate::policy::VerifierKind::COSIGN),
         verdict: RecordVerdict::Allow,
         reason: "verified".to_owned(),
     }
@@ -41,6 +41,10 @@ fn records_and_events_have_the_documented_fields() {
         assert!(v.get(key).is_some(), "{key} missing: {v}");
     }
     assert_eq!(v["kind"], "manifest");
+    assert_eq!(v["time"], "2026-12-03T09:00:00Z");
+    assert_eq!(v["client"], "127.0.0.1:1234");
+    assert_eq!(v["verifier"], "cosign");
+    assert_eq!(v["method"], "GET");
     assert_eq!(v["verdict"], "allow");
     let event = cloud_event(&record("abc"), 7);
     assert_eq!(event["specversion"], "1.0");
@@ -95,6 +99,10 @@ async fn the_file_sink_rotates_and_keeps_at_most_keep_files() {
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             assert_eq!(v["kind"], "manifest");
+            assert_eq!(v["time"], "2026-12-03T09:00:00Z");
+            assert_eq!(v["client"], "127.0.0.1:1234");
+            assert_eq!(v["verifier"], "cosign");
+            assert_eq!(v["method"], "GET");
         }
     }
     // The newest record is in the current file.

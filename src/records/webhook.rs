@@ -30,7 +30,7 @@ pub fn cloud_event(record: &Record, seq: u64) -> serde_json::Value {
         "type": EVENT_TYPE,
         "source": "trustgate",
         "id": format!("{}-{seq}", record.request_id),
-        "time": record.time,
+        "time": super::rfc3339_of(record.time),
         "datacontenttype": "application/json",
         "data": record,
     })
