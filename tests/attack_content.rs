@@ -156,9 +156,10 @@ impl Env {
 
 /// A transfer that failed: cut short after its head (`200`, the `length` announced, at most
 /// `at_most` body bytes, incomplete), or, when it failed before its first byte, ended before
-/// a head was sent at all.
+/// a head was sent at all or answered `502` (a body that came in one chunk is held back
+/// whole as its last, so the mismatch is known before the head).
 fn assert_cut_short(got: &Got, length: Option<u64>, at_most: u64) {
-    if got.status == 0 {
+    if got.status == 0 || got.status == 502 {
         return;
     }
     assert_eq!(got.status, 200);
