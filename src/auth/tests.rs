@@ -325,19 +325,8 @@ async fn tokens_carry_only_the_scopes_the_principal_may_pull() {
         )
         .await;
     // Denied scopes are left out, the token is still issued.
-    assert_eq!(response.status(), StatusCode::OK);
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let token = json["token"].as_str().unwrap();
-    let claims = auth
-        .key
-        .as_ref()
-        .unwrap()
-        .verify(token, SystemTime::now())
-        .unwrap();
+    let (token, claims) = issued(&auth, response).await;
+    let token = token.as_str();
     let names: Vec<&str> = claims.access.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["alpine", "library/nginx"]);
 
@@ -518,18 +507,7 @@ async fn a_verified_certificate_gets_a_token() {
             metrics.http(),
         )
         .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let claims = auth
-        .key
-        .as_ref()
-        .unwrap()
-        .verify(json["token"].as_str().unwrap(), SystemTime::now())
-        .unwrap();
+    let (_, claims) = issued(&auth, response).await;
     assert_eq!(claims.sub, "ci");
     let names: Vec<&str> = claims.access.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["team/app"]);
@@ -545,4 +523,22 @@ async fn a_verified_certificate_gets_a_token() {
         .issue(&at(&headers, Some(&unknown)), "", metrics.http())
         .await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// The token a `200` from `/token` carries, and its verified claims.
+async fn issued(auth: &Auth, response: Response<Body>) -> (String, Claims) {
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let token = json["token"].as_str().unwrap().to_owned();
+    let claims = auth
+        .key
+        .as_ref()
+        .unwrap()
+        .verify(&token, SystemTime::now())
+        .unwrap();
+    (token, claims)
 }
