@@ -9,16 +9,17 @@
 //!   off): clients that send Basic credentials on every request (CI scripts, `curl -u`) would
 //!   otherwise pay a bcrypt check per request. Entries are keyed by HMAC-SHA256, under a key
 //!   drawn at random when the settings are built, of the user and the password (never the
-//!   password itself), and hold a digest of the hash they were checked against: a changed or
-//!   removed htpasswd entry misses. Failed checks are never cached, and the LRU holds at most
+//!   password itself). A changed or removed htpasswd entry cannot hit: the users are only
+//!   set while the settings are built (a reload builds new ones, cache included), and setting
+//!   one empties the cache. Failed checks are never cached, and the LRU holds at most
 //!   [`CACHE_ENTRIES`].
 //! - **Failed logins are throttled per client address** (`auth.login_failures`, default 10 at
 //!   once, refilling 10 per minute), in the bounded LRU token buckets of [`super::rate`]:
 //!   every Basic attempt is refused while its address's bucket is empty (before the cache,
 //!   or the cache would answer guesses for free), and only a failed one takes a token, so
 //!   clients logging in at once from one address are never refused for succeeding. An empty
-//!   bucket is a `429` without a bcrypt check. IPv6 clients are counted by their /64, which one host usually
-//!   holds whole.
+//!   bucket is a `429` without a bcrypt check. IPv6 clients are counted by their /64, which
+//!   one host usually holds whole.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,7 +27,7 @@ use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::{digest, hmac};
+use aws_lc_rs::hmac;
 use lru::LruCache;
 
 use super::rate::RateLimiter;
@@ -79,14 +80,8 @@ struct VerifiedCache {
     /// Random per process: entries mean nothing outside it.
     key: hmac::Key,
     ttl: Duration,
-    entries: Mutex<LruCache<[u8; 32], Verified>>,
-}
-
-#[derive(Clone, Copy)]
-struct Verified {
-    /// SHA-256 of the hash the password was checked against.
-    hash: [u8; 32],
-    until: Instant,
+    /// HMAC of user and password → until when the success counts.
+    entries: Mutex<LruCache<[u8; 32], Instant>>,
 }
 
 /// Failed Basic logins by client address.
@@ -147,6 +142,10 @@ impl Passwords {
             };
         }
         self.users.insert(user.to_owned(), Secret::new(hash));
+        // A success checked against the user's previous hash must not count for the new one.
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
     }
 
     /// Checks `user`'s `password`. `gate` is asked first, even before the cache: a throttled
@@ -162,14 +161,17 @@ impl Passwords {
         gate: &(dyn Fn() -> Result<(), Duration> + Sync),
     ) -> Result<(), Rejected> {
         let (hash, known) = match self.users.get(user) {
-            Some(hash) => (hash.clone(), true),
-            None => (Secret::new(dummy_hash(self.dummy_cost)), false),
+            Some(hash) => (std::borrow::Cow::Borrowed(hash), true),
+            None => (
+                std::borrow::Cow::Owned(Secret::new(dummy_hash(self.dummy_cost))),
+                false,
+            ),
         };
         gate().map_err(Rejected::Throttled)?;
         // Looked up for unknown users too (never a hit: only known users are cached), so both
         // paths do the same work up to bcrypt.
         if let Some(cache) = &self.cache {
-            if cache.hit(user, password, hash.expose(), Instant::now()) && known {
+            if cache.hit(user, password, Instant::now()) && known {
                 return Ok(());
             }
         }
@@ -183,7 +185,7 @@ impl Passwords {
             (true, false) => Err(Rejected::BadPassword),
             (true, true) => {
                 if let Some(cache) = &self.cache {
-                    cache.insert(user, password, hash.expose(), Instant::now());
+                    cache.insert(user, password, Instant::now());
                 }
                 Ok(())
             }
@@ -250,13 +252,12 @@ impl VerifiedCache {
         out
     }
 
-    fn hit(&self, user: &str, password: &str, hash: &str, now: Instant) -> bool {
+    fn hit(&self, user: &str, password: &str, now: Instant) -> bool {
         let key = self.key_of(user, password);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get(&key) {
-            Some(v) if v.until > now && v.hash == hash_digest(hash) => true,
+            Some(until) if *until > now => true,
             Some(_) => {
-                // Expired, or checked against a hash the user no longer has.
                 entries.pop(&key);
                 false
             }
@@ -264,27 +265,24 @@ impl VerifiedCache {
         }
     }
 
-    fn insert(&self, user: &str, password: &str, hash: &str, now: Instant) {
+    fn insert(&self, user: &str, password: &str, now: Instant) {
         let key = self.key_of(user, password);
-        let verified = Verified {
-            hash: hash_digest(hash),
-            until: now + self.ttl,
-        };
         self.entries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .put(key, verified);
+            .put(key, now + self.ttl);
+    }
+
+    fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
-}
-
-fn hash_digest(hash: &str) -> [u8; 32] {
-    let mut out = [0; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, hash.as_bytes()).as_ref());
-    out
 }
 
 // === impl LoginThrottle ===
@@ -427,18 +425,16 @@ mod tests {
     fn entries_expire_and_hold_no_password() {
         let cache = VerifiedCache::new(Duration::from_secs(60), NonZeroUsize::new(2).unwrap());
         let now = Instant::now();
-        cache.insert("alice", "right", "$2y$04$h", now);
-        assert!(cache.hit("alice", "right", "$2y$04$h", now + Duration::from_secs(59)));
-        assert!(!cache.hit("alice", "right", "$2y$04$other", now));
-        // The miss on a changed hash dropped the entry.
+        cache.insert("alice", "right", now);
+        assert!(cache.hit("alice", "right", now + Duration::from_secs(59)));
+        assert!(!cache.hit("alice", "right", now + Duration::from_secs(60)));
+        // The expired entry is dropped.
         assert_eq!(cache.len(), 0);
-        cache.insert("alice", "right", "$2y$04$h", now);
-        assert!(!cache.hit("alice", "right", "$2y$04$h", now + Duration::from_secs(60)));
         // No user/password split collides with another.
         assert_ne!(cache.key_of("a", "b\0c"), cache.key_of("a\0b", "c"));
         // Bounded.
         for i in 0..10 {
-            cache.insert(&format!("u{i}"), "p", "h", now);
+            cache.insert(&format!("u{i}"), "p", now);
         }
         assert_eq!(cache.len(), 2);
         // Keyed by a MAC under a per-instance key, not by the password.
